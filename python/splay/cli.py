@@ -1,0 +1,51 @@
+"""The ``splay`` command: dispatches each subcommand to the module that implements it.
+
+Subcommand modules are imported lazily so that ``splay run`` does not pay for the deployment code.
+"""
+import importlib
+import sys
+
+# subcommand -> (module, function, one-line help)
+SUBCOMMANDS = {
+    "run": ("splay.launch.run_cmd", "main", "run N local nodes of an application"),
+    "churn": ("splay.churn.cli", "main", "compile a churn script into a trace"),
+    "submit": ("splay.deploy.cli", "submit", "submit a job to the controller"),
+    "jobs": ("splay.deploy.cli", "jobs", "list jobs"),
+    "job": ("splay.deploy.cli", "job", "show one job"),
+    "kill": ("splay.deploy.cli", "kill", "kill a job"),
+    "logs": ("splay.deploy.cli", "logs", "print (or follow) a job's logs"),
+    "daemons": ("splay.deploy.cli", "daemons", "list daemons"),
+    "testbed": ("splay.deploy.testbed", "main", "start or stop a controller and daemons on this machine"),
+}
+
+
+def usage():
+    lines = ["usage: splay COMMAND [ARGS...]", "", "commands:"]
+    for name, (_, _, text) in SUBCOMMANDS.items():
+        lines.append(f"  {name:<9} {text}")
+    lines.append("")
+    lines.append("'splay COMMAND --help' tells more about one command.")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    """Entry point of the ``splay`` console script. Returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"splay: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module, func, _ = SUBCOMMANDS[name]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        print(f"splay {name}: this command is not available in this installation ({e})", file=sys.stderr)
+        return 2
+    return getattr(mod, func)(rest) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install everything pysplay needs on a fresh Debian machine (run as root): libuv headers, then the
+# package itself (editable, compiling the Cython core) with its test and benchmark extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -f /usr/include/uv.h ]; then
+    echo "setup: installing libuv1-dev (Debian)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libuv1-dev >/dev/null
+fi
+PY=${PYTHON:-python3}
+echo "setup: installing pysplay and its dependencies (pip)" >&2
+"$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test,bench]"
+# Build the compiled core in place as well, so that tests run against this checkout's sources.
+"$PY" setup.py -q build_ext --inplace >/dev/null
+echo "setup: done ($("$PY" -c 'import splayc.hub as h; print("libuv", h.uv_version_string())'))" >&2
