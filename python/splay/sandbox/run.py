@@ -1,0 +1,114 @@
+"""``python -m splay.sandbox.run --dir D [limits] APP.py [ARGS...]``: run one script confined.
+
+Confines this process with :func:`splay.sandbox.confine` (the script itself is added to the
+readable paths), then runs APP.py as ``__main__`` with ``sys.argv = [APP.py, *ARGS]``.
+
+Exit status: the script's own, 3 when it was stopped by a refusal of the sandbox
+(:class:`splay.Restricted`, including the CPU time limit, or a file reaching ``--max-disk``), 4 when it ran out of its memory limit;
+a process killed by the CPU hard limit dies of SIGKILL. The reason is printed on stderr, with
+the traceback. ``--report`` prints what the confinement activated (JSON) on stderr first.
+"""
+import argparse
+import errno
+import importlib
+import json
+import os
+import runpy
+import sys
+import traceback
+
+from splayc.errors import Restricted
+
+from splay.sandbox import confine
+
+EXIT_RESTRICTED = 3
+EXIT_OUT_OF_MEMORY = 4
+
+
+def _size(text):
+    """A byte count: plain digits or with a k/m/g suffix (powers of 1024)."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = text.strip().lower()
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r} (examples: 1048576, 512k, 64m)") from None
+
+
+def parser():
+    """The command line of ``python -m splay.sandbox.run``."""
+    p = argparse.ArgumentParser(prog="python -m splay.sandbox.run",
+                                description="Run a Python script confined to a job directory (splay sandbox).")
+    p.add_argument("--dir", required=True, help="the job directory (created if missing; the working directory)")
+    p.add_argument("--max-memory", type=_size, help="address space limit in bytes (k/m/g suffixes)")
+    p.add_argument("--max-cpu", type=float, help="CPU time limit in seconds")
+    p.add_argument("--max-files", type=int, help="open file descriptor limit")
+    p.add_argument("--max-processes", type=int, help="process limit (RLIMIT_NPROC; not enforced for root)")
+    p.add_argument("--max-disk", type=_size, help="disk limit of the job directory in bytes (k/m/g suffixes)")
+    p.add_argument("--allow-read", action="append", default=[], metavar="PATH",
+                   help="another file or directory the job may read (repeatable)")
+    p.add_argument("--no-kernel", action="store_true", help="skip seccomp, Landlock and capability dropping")
+    p.add_argument("--report", action="store_true", help="print the confinement report (JSON) on stderr")
+    p.add_argument("app", help="the script to run as __main__")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    return p
+
+
+def preload_core():
+    """Import splay's runtime (and its compiled core) before confinement, as the node runner does.
+
+    Modules read their settings (environment variables) at import time, and a confined job may
+    no longer read the environment. When the core is not built, jobs that need it fail at their
+    own import, with the same ImportError.
+    """
+    try:
+        importlib.import_module("splay.base")
+    except ImportError:
+        pass
+
+
+def _stopped(reason, status):
+    """Print the traceback being handled, then the reason the sandbox stopped the job; returns ``status``."""
+    try:
+        traceback.print_exc()
+    except Exception as failure:    # the job may have broken what tracebacks need (builtins, linecache)
+        print(f"splay.sandbox: (no traceback: printing it failed with {failure!r})", file=sys.stderr)
+    print(f"splay.sandbox: job stopped: {reason}", file=sys.stderr, flush=True)
+    return status
+
+
+def main(argv=None):
+    """Confine this process as the command line says, then run the script; returns the exit status."""
+    options = parser().parse_args(argv)
+    preload_core()
+    app = os.path.realpath(options.app)
+    if not os.path.isfile(app):
+        print(f"splay.sandbox.run: no such script: {options.app}", file=sys.stderr)
+        return 2
+    report = confine(options.dir, max_memory=options.max_memory, max_cpu=options.max_cpu,
+                     max_files=options.max_files, max_processes=options.max_processes,
+                     max_disk=options.max_disk, allowed_read_paths=[app, *options.allow_read],
+                     kernel=not options.no_kernel)
+    if options.report:
+        print("splay.sandbox: " + json.dumps(report, sort_keys=True, default=str), file=sys.stderr, flush=True)
+    sys.argv = [app, *options.args]
+    try:
+        runpy.run_path(app, run_name="__main__")
+    except Restricted as error:
+        return _stopped(str(error), EXIT_RESTRICTED)
+    except MemoryError:
+        return _stopped(f"out of memory (limit max_memory={options.max_memory} bytes)", EXIT_OUT_OF_MEMORY)
+    except OSError as error:
+        if error.errno != errno.EFBIG:
+            raise
+        return _stopped(f"a file reached the disk limit (max_disk={options.max_disk} bytes per file)",
+                        EXIT_RESTRICTED)
+    except SystemExit as done:
+        return done.code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

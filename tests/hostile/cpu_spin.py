@@ -1,0 +1,3 @@
+"""Hostile job: spin the CPU forever."""
+while True:
+    pass

@@ -1,0 +1,2 @@
+"""Hostile job: exec attacker text."""
+exec("import os\nprint(os.getcwd())")

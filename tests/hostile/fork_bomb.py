@@ -1,0 +1,4 @@
+"""Hostile job: fork bomb."""
+import os
+while True:
+    os.fork()

@@ -1,0 +1,3 @@
+"""Hostile job: run a shell command."""
+import os
+os.system("id > pwned.txt")

@@ -1,0 +1,168 @@
+"""The hostile-jobs suite: each job in tests/hostile tries one escape and is stopped with a clear error.
+
+Every job runs in its own process under ``python -m splay.sandbox.run``. The test checks the exit
+status, the message on stderr, and that the attack left no trace (no file written outside, no
+program run). A witness job runs through the whole suite and must still answer at the end.
+"""
+import os
+import signal
+import subprocess
+
+import pytest
+
+from hostile.runner import ROOT, job_env, run_job, sandbox_command
+from splay.sandbox import kernel as kernel_walls
+
+# CPU-limit jobs need seconds of CPU time, which a loaded machine hands out slowly: their wall-clock
+# limit is only there so that nothing hangs.
+CPU_JOB_TIMEOUT = 300
+EXIT_RESTRICTED = 3
+EXIT_OUT_OF_MEMORY = 4
+KERNEL = kernel_walls.landlock_abi() > 0 and kernel_walls.detect()["machine_supported"]
+needs_kernel_walls = pytest.mark.skipif(not KERNEL, reason="needs Landlock and seccomp (x86-64 Linux)")
+
+# script, extra options, message expected on stderr (the refusal names the action and the limit)
+REFUSED = [
+    ("read_passwd.py", (), "sandbox refused reading '/etc/passwd': a job reads only inside its directory"),
+    ("read_passwd_escape_path.py", (), "sandbox refused reading '/etc/passwd'"),
+    ("symlink_escape.py", (), "sandbox refused changing (os.symlink) '/etc/passwd'"),
+    ("fork_bomb.py", (), "sandbox refused creating a process (os.fork)"),
+    ("spawn_process.py", (), "sandbox refused starting a process (subprocess)"),
+    ("import_ctypes.py", (), "sandbox refused importing ctypes"),
+    ("globals_import_escape.py", (), "sandbox refused importing ctypes"),
+    ("os_system.py", (), "sandbox refused running a shell command (os.system)"),
+    ("subclasses_escape.py", (), "sandbox refused running a shell command (os.system)"),
+    ("read_environment.py", (), "sandbox refused reading the environment"),
+    ("getenv.py", (), "sandbox refused reading the environment"),
+    ("unpickle_attack.py", (), "sandbox refused unpickling the global posix.system"),
+    ("eval_attack.py", (), "sandbox refused compiling new code ('<string>')"),
+    ("exec_attack.py", (), "sandbox refused compiling new code ('<string>')"),
+    ("write_then_import.py", (), "sandbox refused compiling new code"),
+    ("ast_flag_patch.py", (), "sandbox refused compiling new code ('<unknown>')"),
+    ("code_replace.py", (), "sandbox refused creating a code object"),
+    ("marshal_attack.py", (), "sandbox refused loading marshalled code"),
+    ("python_socket.py", (), "sandbox refused creating a Python socket"),
+    ("kill_parent.py", (), "sandbox refused signalling process"),
+    ("raise_limits.py", ("--max-memory", "1g"), "sandbox refused changing resource limits"),
+    ("fill_disk.py", ("--max-disk", "2m"), "the job directory holds its limit max_disk=2097152 bytes"),
+    ("fill_disk_one_file.py", ("--max-disk", "2m"), "a file reached the disk limit (max_disk=2097152"),
+    ("fill_disk_restricted_io.py", (), "over the limit max_size=1048576"),
+    ("cpu_spin.py", ("--max-cpu", "1"), "CPU time limit reached: the job used its max_cpu=1.0 s"),
+]
+
+
+@pytest.mark.timeout(CPU_JOB_TIMEOUT + 30)
+@pytest.mark.parametrize("script, options, message", REFUSED, ids=[case[0][:-3] for case in REFUSED])
+def test_hostile_job_is_stopped_with_a_clear_error(tmp_path, script, options, message):
+    job = run_job(script, tmp_path / "job", options=options, timeout=CPU_JOB_TIMEOUT)
+    assert job.returncode == EXIT_RESTRICTED, job.stderr
+    assert message in job.stderr
+    assert "splay.sandbox: job stopped: " in job.stderr
+    assert not (tmp_path / "job" / "pwned.txt").exists()      # no command or program ever ran
+
+
+def test_tampering_with_what_the_hook_uses_changes_nothing(tmp_path):
+    job = run_job("tamper_with_the_hook.py", tmp_path / "job")
+    assert job.returncode == EXIT_RESTRICTED
+    assert "shifty path: RestrictedFileAccess sandbox refused reading '/etc/passwd'" in job.stdout
+    assert "job stopped: sandbox refused reading '/etc/passwd'" in job.stderr
+    assert "root:" not in job.stdout
+
+
+def test_writing_outside_the_job_directory_leaves_nothing_there(tmp_path):
+    target = tmp_path / "outside.txt"
+    job = run_job("write_outside.py", tmp_path / "job", target)
+    assert job.returncode == EXIT_RESTRICTED
+    assert f"sandbox refused writing '{target}'" in job.stderr
+    assert not target.exists()
+
+
+def test_fill_disk_stops_near_the_limit(tmp_path):
+    job = run_job("fill_disk.py", tmp_path / "job", options=("--max-disk", "2m"))
+    assert job.returncode == EXIT_RESTRICTED
+    used = sum(f.stat().st_size for f in (tmp_path / "job").iterdir())
+    # one more writer may start just under the limit; RLIMIT_FSIZE caps it at max_disk
+    assert 2 * 1024 * 1024 <= used <= 2 * 2 * 1024 * 1024
+
+
+def test_memory_hog_stops_at_the_memory_limit(tmp_path):
+    job = run_job("memory_hog.py", tmp_path / "job", options=("--max-memory", "256m"))
+    assert job.returncode == EXIT_OUT_OF_MEMORY, job.stderr
+    assert "out of memory (limit max_memory=268435456 bytes)" in job.stderr
+
+
+@pytest.mark.timeout(CPU_JOB_TIMEOUT + 30)
+def test_cpu_spinner_that_ignores_the_soft_limit_is_killed(tmp_path):
+    job = run_job("cpu_spin_stubborn.py", tmp_path / "job", options=("--max-cpu", "1"), timeout=CPU_JOB_TIMEOUT)
+    assert job.returncode == -signal.SIGKILL
+
+
+def test_refusal_in_one_thread_leaves_the_others_running(tmp_path):
+    job = run_job("other_threads_survive.py", tmp_path / "job")
+    assert job.returncode == 0, job.stderr
+    assert "worker saw: RestrictedFileAccess: sandbox refused reading '/etc/passwd'" in job.stdout
+    assert "main thread still running, computed 499500" in job.stdout
+
+
+@needs_kernel_walls
+def test_seccomp_stops_process_creation_the_audit_hook_cannot_see(tmp_path):
+    job = run_job("raw_fork_exec.py", tmp_path / "job")
+    assert job.returncode == 1
+    assert "PermissionError: [Errno 1] Operation not permitted" in job.stderr
+    assert "started process" not in job.stdout
+    assert not (tmp_path / "job" / "pwned.txt").exists()
+
+
+@needs_kernel_walls
+def test_landlock_stops_file_access_the_audit_hook_cannot_see(tmp_path):
+    etc = os.open("/etc", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        job = run_job("inherited_fd_escape.py", tmp_path / "job", etc, pass_fds=(etc,))
+    finally:
+        os.close(etc)
+    assert job.returncode == 1
+    assert "PermissionError: [Errno 13] Permission denied: 'passwd'" in job.stderr
+    assert "root:" not in job.stdout
+
+
+def test_without_kernel_walls_the_blind_spots_are_real(tmp_path):
+    """The reason the kernel walls exist: with --no-kernel the descriptor trick reads the file."""
+    etc = os.open("/etc", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        job = run_job("inherited_fd_escape.py", tmp_path / "job", etc, options=("--no-kernel",), pass_fds=(etc,))
+    finally:
+        os.close(etc)
+    assert job.returncode == 0
+    with open("/etc/passwd", "rb") as passwd:
+        assert repr(passwd.read(100)) in job.stdout
+
+
+@pytest.mark.timeout(CPU_JOB_TIMEOUT + 90)
+def test_other_jobs_keep_running_while_hostile_ones_are_stopped(tmp_path):
+    witness = subprocess.Popen(sandbox_command("witness.py", tmp_path / "witness"), cwd=ROOT, env=job_env(),
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert witness.stdout.readline() == "ready\n"
+        hostile = [subprocess.Popen(sandbox_command(script, tmp_path / script, options=options), cwd=ROOT,
+                                    env=job_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   for script, options in (("fork_bomb.py", ()), ("kill_parent.py", ()),
+                                           ("memory_hog.py", ("--max-memory", "256m")),
+                                           ("cpu_spin.py", ("--max-cpu", "1")))]
+        try:
+            codes = [job.wait(timeout=CPU_JOB_TIMEOUT) for job in hostile]
+        finally:
+            for job in hostile:
+                if job.poll() is None:
+                    job.kill()
+                    job.wait()
+        assert codes == [EXIT_RESTRICTED, EXIT_RESTRICTED, EXIT_OUT_OF_MEMORY, EXIT_RESTRICTED]
+        witness.stdin.write("still there?\n")
+        witness.stdin.flush()
+        assert witness.stdout.readline() == "echo still there?\n"
+        out, _ = witness.communicate("quit\n", timeout=60)
+        assert out == "witness done\n"
+        assert witness.returncode == 0
+    finally:
+        if witness.poll() is None:
+            witness.kill()
+            witness.communicate()
