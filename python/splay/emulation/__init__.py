@@ -1,0 +1,18 @@
+"""Network emulation models: what traffic between two job nodes experiences.
+
+- `splay.emulation.topology`: ModelNet-style XML topologies, shortest paths between job nodes.
+- `splay.emulation.matrix`: latency matrix and uniform model files; `load_link_model(path)`.
+- `splay.emulation.links`: `LinkModel` (``between(i, j)`` -> delay, bandwidth, loss) and
+  partitions (``cut`` / ``heal``).
+
+Applying a model to real traffic (the socket layer, tc netem) is the job of other modules; these
+only compute the values. See docs/emulation.md.
+"""
+from .errors import TopologyError
+from .links import UNREACHABLE, LinkModel, Partition, PathQuality
+from .matrix import load_link_model, parse_matrix, parse_uniform
+from .topology import Link, Topology, parse_modelnet, read_modelnet
+
+__all__ = ["LinkModel", "Partition", "PathQuality", "UNREACHABLE", "TopologyError",
+           "Topology", "Link", "parse_modelnet", "read_modelnet",
+           "parse_matrix", "parse_uniform", "load_link_model"]
