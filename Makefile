@@ -17,6 +17,7 @@ bench: setup                ## benchmarks against gevent, asyncio, uvloop and th
 
 wheel:                      ## a manylinux wheel with libuv bundled (auditwheel), in wheelhouse/
 	bash scripts/wheel.sh
+	bash scripts/check_wheel.sh
 
 clean:
 	rm -rf build dist wheelhouse *.egg-info splayc/*.c splayc/*.so

@@ -10,9 +10,25 @@ from .node import Node
 
 __version__ = "0.1.0"
 
-# The job of this process when it was launched as a node (``splay run``, a daemon), else None.
-# splay.job_runtime sets it; applications read it as ``splay.job`` or ``job`` from splay.base.
-job = None
+
+
+def current_job():
+    """The job of the running node: the calling thread's node's job when one process hosts several
+    nodes (``splay run --in-process``), else ``splay.job`` (set by the node launcher), else None."""
+    from splayc.hub import current_node
+    node = current_node()
+    if node is not None:
+        j = getattr(node, "job", None)
+        if j is not None:
+            return j
+    return globals().get("job")
+
+
+def __getattr__(name):
+    # ``splay.job`` when no launcher assigned it: the running node's job, or None.
+    if name == "job":
+        return current_job()
+    raise AttributeError(f"module 'splay' has no attribute {name!r}")
 
 __all__ = ["SplayError", "NotInThread", "RPCError", "RPCTimeout", "Restricted", "DecodeError",
-           "Node", "job", "__version__"]
+           "Node", "current_job", "__version__"]

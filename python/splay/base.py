@@ -11,7 +11,8 @@ __all__ = ["events", "misc", "log", "socket", "job"]
 
 
 def __getattr__(name):
-    # ``splay.base.job`` stays current if the launcher sets splay.job after this import.
+    # ``job`` is looked up at each import: the node launcher may set splay.job after splay.base was
+    # first imported, and in-process nodes each have their own (see splay.current_job).
     if name == "job":
-        return _splay.job
+        return _splay.current_job()
     raise AttributeError(f"module 'splay.base' has no attribute {name!r}")
