@@ -95,6 +95,23 @@ def test_no_kernel_report_gives_the_reason(tmp_path):
     assert report["reason"]["seccomp"] == "kernel=False: kernel mechanisms skipped"
 
 
+def test_without_the_compiled_syscalls_module_the_kernel_walls_are_reported_missing(tmp_path):
+    job = run_python(f"""\
+        import sys
+        sys.modules["splayc.syscalls"] = None           # as when the core was built without it
+        from splay.sandbox import confine
+        report = confine({str(tmp_path / 'job')!r})
+        print(report["audit_hook"], report["seccomp"], report["landlock"], report["no_new_privs"])
+        print(report["reason"]["seccomp"])
+        """)
+    assert job.returncode == 0, job.stderr
+    lines = job.stdout.splitlines()
+    assert lines[0] == "True False False False"
+    if KERNEL["machine_supported"]:
+        assert lines[1].startswith("the compiled module splayc.syscalls is not available (")
+        assert lines[1].endswith("build the core with `python setup.py build_ext --inplace`")
+
+
 def test_ordinary_job_code_keeps_working(tmp_path):
     (tmp_path / "job").mkdir()
     (tmp_path / "job" / "helper.py").write_text("def twice(x):\n    return 2 * x\n")
@@ -172,6 +189,42 @@ def test_refusal_ends_only_the_splay_thread_that_tried(tmp_path):
     logged = job.stdout + job.stderr                    # where splay.log writes is its own setting
     assert "rogue" in logged and "sandbox refused running a shell command (os.system)" in logged
     assert job.stdout.splitlines()[-2:] == ["honest thread still running", "loop ended normally"]
+
+
+def test_job_process_never_loads_ctypes(tmp_path):
+    """The kernel walls are made with splayc.syscalls: no ctypes module, and no ctypes type left
+    behind in ``object.__subclasses__()`` (a loaded _ctypes cannot be unloaded)."""
+    app = write_job(tmp_path, """\
+        import sys
+        import splay
+        from splayc import syscalls
+
+        module_of = type.__dict__["__module__"].__get__
+        seen, todo = set(), [object]
+        while todo:
+            cls = todo.pop()
+            if cls not in seen:
+                seen.add(cls)
+                todo.extend(type.__subclasses__(cls))
+        print("modules:", sorted(name for name in sys.modules if "ctypes" in name))
+        print("types:", sorted(cls.__name__ for cls in seen if "ctypes" in str(module_of(cls))))
+        print("classes walked:", len(seen) > 100)
+        for attempt in (lambda: syscalls.prctl(38, 1), lambda: syscalls.landlock_abi_version(),
+                        lambda: syscalls.capset(syscalls.LINUX_CAPABILITY_VERSION_3, 0, 0, 0)):
+            try:
+                print("allowed", attempt())
+            except splay.Restricted as error:
+                print("refused:", error)
+        """)
+    job = run_job(str(app), tmp_path / "job")
+    assert job.returncode == 0, job.stderr
+    why = "the kernel walls are set once, before the job starts"
+    assert job.stdout.splitlines() == [
+        "modules: []", "types: []", "classes walked: True",
+        f"refused: sandbox refused a confinement system call (prctl): {why}",
+        f"refused: sandbox refused a confinement system call (landlock_abi_version): {why}",
+        f"refused: sandbox refused a confinement system call (capset): {why}",
+    ]
 
 
 def test_uncaught_error_in_job_prints_its_traceback(tmp_path):

@@ -32,6 +32,9 @@ REFUSED = [
     ("globals_import_escape.py", (), "sandbox refused importing ctypes"),
     ("os_system.py", (), "sandbox refused running a shell command (os.system)"),
     ("subclasses_escape.py", (), "sandbox refused running a shell command (os.system)"),
+    ("ctypes_through_subclasses.py", (), "sandbox refused importing _ctypes"),
+    ("load_ctypes_disguised.py", (), "sandbox refused importing innocent._ctypes"),
+    ("load_own_native_code.py", (), "sandbox refused loading the native module _json from"),
     ("read_environment.py", (), "sandbox refused reading the environment"),
     ("getenv.py", (), "sandbox refused reading the environment"),
     ("unpickle_attack.py", (), "sandbox refused unpickling the global posix.system"),
@@ -102,6 +105,25 @@ def test_refusal_in_one_thread_leaves_the_others_running(tmp_path):
     assert job.returncode == 0, job.stderr
     assert "worker saw: RestrictedFileAccess: sandbox refused reading '/etc/passwd'" in job.stdout
     assert "main thread still running, computed 499500" in job.stdout
+
+
+def test_no_ctypes_type_is_left_for_the_subclasses_escape(tmp_path):
+    job = run_job("ctypes_through_subclasses.py", tmp_path / "job")
+    assert job.returncode == EXIT_RESTRICTED, job.stderr
+    assert job.stdout == "ctypes types found through object.__subclasses__(): 0\n"
+    assert "job stopped: sandbox refused importing _ctypes" in job.stderr
+
+
+def test_with_ctypes_loaded_before_confinement_the_escape_is_real_and_reported(tmp_path):
+    """Why the sandbox must never load ctypes: a launcher that did would hand the job raw memory."""
+    preloading_launcher = ("import ctypes, sys\nfrom splay.sandbox.run import main\n"
+                           "sys.argv[0] = 'splay.sandbox.run'\nsys.exit(main(sys.argv[1:]))")
+    command = sandbox_command("ctypes_through_subclasses.py", tmp_path / "job", options=("--report",))
+    job = subprocess.run([command[0], "-c", preloading_launcher, *command[3:]], cwd=ROOT, env=job_env(),
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert job.returncode == 0, job.stderr
+    assert "escaped: read raw memory at" in job.stdout and "which is id(tuple): True" in job.stdout
+    assert "ctypes was loaded before confinement" in job.stderr       # the report's reason["audit_hook"]
 
 
 @needs_kernel_walls

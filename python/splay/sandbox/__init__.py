@@ -9,6 +9,7 @@ one script. What a confined job gets:
 * its own working directory, the only place it may write;
 * a Python audit hook (``audit``) refusing new code (exec, eval, compile), processes, ctypes,
   the environment (``environ``), files outside its directory, and Python sockets;
+  ctypes is never loaded in a job process: the kernel walls use the compiled ``splayc.syscalls``;
 * the kernel walls this machine offers (``kernel``): no_new_privs, dropped capabilities, a
   seccomp filter and Landlock, each reported as active or not, with the reason.
 
@@ -61,10 +62,21 @@ def code_roots():
 
 
 def _forget_native_modules():
-    """Unload ctypes so that importing it again is an audited (refused) import."""
+    """Unload ctypes so that importing it again is an audited (refused) import.
+
+    The sandbox itself never imports ctypes (its system calls are in ``splayc.syscalls``). When
+    something else loaded it before confinement, its C types cannot be unloaded and stay reachable
+    through ``object.__subclasses__()``: returns the sentence saying so for the report, else None.
+    """
+    loaded = "_ctypes" in sys.modules
     for name in list(sys.modules):
         if name.partition(".")[0] in ("ctypes", "_ctypes"):
             del sys.modules[name]
+    if loaded:
+        return ("ctypes was loaded before confinement: its types stay reachable through "
+                "object.__subclasses__() and give raw memory access the hook does not see; "
+                "do not import ctypes in the process before confine()")
+    return None
 
 
 def confine(directory, *, max_memory=None, max_cpu=None, max_files=None, max_processes=None,
@@ -124,7 +136,9 @@ def confine(directory, *, max_memory=None, max_cpu=None, max_files=None, max_pro
         reasons["rlimits"] = ("RLIMIT_NPROC is not enforced for root: process creation is refused by "
                               "the audit hook and the seccomp filter instead")
     environ.hide()
-    _forget_native_modules()
+    ctypes_warning = _forget_native_modules()
+    if ctypes_warning:
+        reasons["audit_hook"] = ctypes_warning
     audit.install(hook)
     _current = MappingProxyType({"directory": directory, "max_memory": max_memory, "max_cpu": max_cpu,
                                  "max_files": max_files, "max_processes": max_processes,

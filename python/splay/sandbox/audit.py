@@ -17,7 +17,11 @@ What is refused, by audit event:
 * processes: ``os.system``, ``os.exec*``, ``os.spawn*``, ``os.posix_spawn*``, ``os.fork``,
   ``os.forkpty``, ``subprocess.Popen``; signals to other processes (``os.kill``, ``os.killpg``).
 * native access: every ``ctypes.*`` event, and importing ``ctypes``, ``cffi`` and the modules
-  that run arbitrary code (``code``, ``codeop``, ``timeit``, ``pdb``, ``doctest``, ...).
+  that run arbitrary code (``code``, ``codeop``, ``timeit``, ``pdb``, ``doctest``, ...), their
+  extension modules also under another package name (``x._ctypes``), and any extension module
+  outside the Python installation and pysplay's packages (the job could have written it); the
+  sandbox's own system calls (``splayc.syscalls.*`` events: prctl, seccomp, Landlock, capset,
+  unshare), made before the hook is installed.
 * files: opening, listing, creating, renaming or deleting anything outside the job directory;
   reading is also allowed in the Python installation, pysplay's packages and the confinement's
   ``allowed_read_paths``. Paths are resolved (symbolic links followed) before the check. When
@@ -68,6 +72,10 @@ DENIED_IMPORTS = frozenset({
     "_testcapi", "_testinternalcapi", "_testbuffer", "_testmultiphase", "multiprocessing",
     "_multiprocessing", "pty",
 })
+# The extension modules among them. An extension's init function is found by the last part of the
+# name it is loaded as (``innocent._ctypes`` from _ctypes' file initialises the real ``_ctypes``),
+# so that part of an imported name is checked too.
+DENIED_NATIVE_IMPORTS = frozenset(name for name in DENIED_IMPORTS if name.startswith("_"))
 
 # Globals that unpickling may load: plain data types only (pickle.find_class).
 PICKLE_ALLOWED = frozenset(
@@ -184,7 +192,7 @@ def make_hook(directory, read_roots, code_roots, code_files, max_disk=None):
     generators = frozenset({(os.path.join(stdlib, "collections", "__init__.py"), "namedtuple"),
                             (os.path.join(stdlib, "dataclasses.py"), "_create_fn")})
     ast_parse = (os.path.join(stdlib, "ast.py"), "parse")
-    denied_imports, pickle_allowed = DENIED_IMPORTS, PICKLE_ALLOWED
+    denied_imports, denied_native, pickle_allowed = DENIED_IMPORTS, DENIED_NATIVE_IMPORTS, PICKLE_ALLOWED
     write_path_events = dict(WRITE_PATH_EVENTS)     # a private copy: the module's dict can be edited
     own_pid = os.getpid()
     write_flags, af_unix, only_ast = _WRITE_FLAGS, AF_UNIX, _PYCF_ONLY_AST
@@ -336,9 +344,16 @@ def make_hook(directory, read_roots, code_roots, code_files, max_disk=None):
             refuse_path("reading", target, f"a job reads only inside its directory {directory}")
 
     def check_import(event, args):
-        name = text.partition(text.__add__("", args[0]), ".")[0] if is_a(args[0], text) else ""
-        if name in denied_imports:
-            refuse(f"importing {args[0]}", "the module runs new code or reaches native memory")
+        name = text.__add__("", args[0]) if is_a(args[0], text) else ""
+        if text.partition(name, ".")[0] in denied_imports or text.rpartition(name, ".")[2] in denied_native:
+            refuse(f"importing {name}", "the module runs new code or reaches native memory")
+        # An extension module (its file is the second argument) is native code: only trusted
+        # directories may provide it, never a file the job could have written.
+        if length(args) > 1 and is_a(args[1], (text, binary)):
+            origin = resolve(args[1])
+            if not inside(origin, code_roots):
+                refuse(f"loading the native module {name} from {origin!r}",
+                       "extension modules load only from the Python installation and pysplay's packages")
 
     def check_unpickle(event, args):
         module, name = args[:2]
@@ -397,6 +412,8 @@ def make_hook(directory, read_roots, code_roots, code_files, max_disk=None):
             refuse(*refusal)
         if text.startswith(event, "ctypes."):
             refuse(f"native call ({event})", "ctypes is not available in a confined job")
+        if text.startswith(event, "splayc.syscalls."):
+            refuse(f"a confinement system call ({event[16:]})", "the kernel walls are set once, before the job starts")
 
     return hook
 

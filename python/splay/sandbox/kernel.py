@@ -1,9 +1,11 @@
 """Kernel walls for a confined job: no_new_privs, namespaces, capabilities, seccomp, Landlock.
 
-Everything here talks to the kernel through raw system calls (ctypes over the C library already
-loaded in the process), so nothing needs installing: seccomp filters are assembled here as
-classic BPF, Landlock uses its three system calls. Each mechanism is tried on its own; a missing
-one is reported with the reason, never fatal. x86-64 Linux only (system call numbers below).
+Everything here talks to the kernel through raw system calls made by :mod:`splayc.syscalls`, a
+small compiled module of the core, so nothing needs installing: seccomp filters are assembled
+here as classic BPF, Landlock uses its three system calls. ctypes is never used: once loaded, its
+base types stay reachable from job code through ``object.__subclasses__()`` and would give it raw
+memory access behind the audit hook's back. Each mechanism is tried on its own; a missing one is
+reported with the reason, never fatal. x86-64 Linux only (system call numbers below).
 
 What each wall does:
 
@@ -26,10 +28,19 @@ What each wall does:
   ABI 6 the job also cannot signal processes outside its own domain, nor connect to abstract
   unix sockets outside it. Landlock applies to the calling thread and the threads it starts.
 """
-import ctypes
+import errno
 import os
 import platform
+import struct
 import sys
+
+try:
+    from splayc import syscalls
+    _SYSCALLS_MISSING = None
+except ImportError as missing:          # the compiled core is not built: the walls are reported missing
+    syscalls = None
+    _SYSCALLS_MISSING = (f"the compiled module splayc.syscalls is not available ({missing}); build the core "
+                         f"with `python setup.py build_ext --inplace`")
 
 # x86-64 system call numbers.
 _SYSCALLS = {
@@ -48,12 +59,6 @@ _SYSCALLS = {
 }
 _DENIED = [name for name in _SYSCALLS if name not in ("clone", "clone3")]
 
-_SYS_CAPSET = 126
-_SYS_SECCOMP = 317
-_SYS_LANDLOCK_CREATE_RULESET = 444
-_SYS_LANDLOCK_ADD_RULE = 445
-_SYS_LANDLOCK_RESTRICT_SELF = 446
-
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -61,7 +66,6 @@ _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _AUDIT_ARCH_X86_64 = 0xC000003E
 _X32_SYSCALL_BIT = 0x40000000
 _CLONE_THREAD = 0x00010000
-_SECCOMP_SET_MODE_FILTER = 1
 _SECCOMP_FILTER_FLAG_TSYNC = 1
 _RET_ALLOW = 0x7FFF0000
 _RET_ERRNO = 0x00050000
@@ -73,7 +77,7 @@ _FS_MAKE_REG, _FS_MAKE_SOCK, _FS_MAKE_FIFO, _FS_MAKE_BLOCK = 1 << 8, 1 << 9, 1 <
 _FS_MAKE_SYM, _FS_REFER, _FS_TRUNCATE, _FS_IOCTL_DEV = 1 << 12, 1 << 13, 1 << 14, 1 << 15
 _FILE_RIGHTS = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | _FS_TRUNCATE | _FS_IOCTL_DEV
 _SCOPE_ABSTRACT_UNIX_SOCKET, _SCOPE_SIGNAL = 1 << 0, 1 << 1
-_RULE_PATH_BENEATH = 1
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # Files and directories the C runtime reads by itself (not through Python's open): shared
 # libraries loaded later (extension modules, NSS), the dynamic loader cache, time zones, and
@@ -85,54 +89,15 @@ SYSTEM_READ_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/usr/share/zoneinfo"
 _DEVICE_FILES_RW = ("/dev/null", "/dev/zero")
 
 
-class _SockFilter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
-                ("k", ctypes.c_uint32)]
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-
-class _PathBeneath(ctypes.Structure):
-    _pack_ = 1
-    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
-
-
-class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
-                ("scoped", ctypes.c_uint64)]
-
-
-def _libc():
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _checked(result):
-    """``result`` of a C library call, or OSError with its errno when it is negative."""
-    if result < 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno))
-    return result
-
-
-def _syscall(libc, number, *args):
-    """Raw system call; returns its result or raises OSError with the errno."""
-    libc.syscall.restype = ctypes.c_long
-    return _checked(libc.syscall(ctypes.c_long(number), *args))
-
-
 def _supported_machine():
     return sys.platform == "linux" and platform.machine() in ("x86_64", "AMD64")
+
+
+def unavailable():
+    """Why the kernel walls cannot be tried here (a sentence), or None when they can."""
+    if not _supported_machine():
+        return f"kernel walls are implemented for x86-64 Linux only (this is {sys.platform}/{platform.machine()})"
+    return _SYSCALLS_MISSING
 
 
 def other_threads():
@@ -145,10 +110,10 @@ def other_threads():
 
 def landlock_abi():
     """The Landlock ABI version the kernel offers (0 when Landlock is missing or disabled)."""
-    if not _supported_machine():
+    if unavailable():
         return 0
     try:
-        return _syscall(_libc(), _SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+        return syscalls.landlock_abi_version()
     except OSError:
         return 0
 
@@ -169,16 +134,17 @@ def detect():
 
 def set_no_new_privs():
     """prctl(PR_SET_NO_NEW_PRIVS): exec can never gain privileges again."""
-    _checked(_libc().prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+    syscalls.prctl(_PR_SET_NO_NEW_PRIVS, 1)
 
 
 def drop_capabilities():
     """Drop every capability of the calling thread (capset to zero, ambient cleared)."""
-    libc = _libc()
-    libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-    header = _CapHeader(0x20080522, 0)          # _LINUX_CAPABILITY_VERSION_3
-    data = (_CapData * 2)()
-    _syscall(libc, _SYS_CAPSET, ctypes.byref(header), data)
+    try:
+        syscalls.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
+    except OSError as error:
+        if error.errno != errno.EINVAL:     # EINVAL: a kernel before 4.3, which has no ambient set to clear
+            raise
+    syscalls.capset(_LINUX_CAPABILITY_VERSION_3, 0, 0, 0)
 
 
 _CLONE_NEWIPC = 0x08000000
@@ -191,7 +157,7 @@ def unshare_ipc_uts():
     System V shared memory, semaphores and message queues of other jobs and of the host become
     unreachable (Landlock does not cover them); the host name seen by the job is a private copy.
     """
-    _checked(_libc().unshare(_CLONE_NEWIPC | _CLONE_NEWUTS))
+    syscalls.unshare(_CLONE_NEWIPC | _CLONE_NEWUTS)
 
 
 def _bpf(code, k, jt=0, jf=0):
@@ -235,13 +201,14 @@ def seccomp_program():
     return program
 
 
+def seccomp_program_bytes(program):
+    """``program`` (a list of (code, jt, jf, k)) as the kernel reads it: struct sock_filter entries."""
+    return b"".join(struct.pack("=HBBI", code, jt, jf, k) for code, jt, jf, k in program)
+
+
 def install_seccomp():
     """Install the filter on every thread of the process (needs no_new_privs first)."""
-    program = seccomp_program()
-    filters = (_SockFilter * len(program))(*[_SockFilter(*instruction) for instruction in program])
-    fprog = _SockFprog(len(program), filters)
-    _syscall(_libc(), _SYS_SECCOMP, ctypes.c_uint(_SECCOMP_SET_MODE_FILTER),
-             ctypes.c_uint(_SECCOMP_FILTER_FLAG_TSYNC), ctypes.byref(fprog))
+    syscalls.seccomp_set_mode_filter(seccomp_program_bytes(seccomp_program()), _SECCOMP_FILTER_FLAG_TSYNC)
 
 
 def _landlock_rights(abi):
@@ -267,13 +234,11 @@ def install_landlock(directory, read_paths, exec_paths):
     abi = landlock_abi()
     if abi < 1:
         raise OSError("Landlock is not available in this kernel")
-    libc = _libc()
     handled = _landlock_rights(abi)
     scoped = (_SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL) if abi >= 6 else 0
-    attr = _RulesetAttr(handled, 0, scoped)
+    # Older kernels know a shorter struct landlock_ruleset_attr and refuse a longer one (E2BIG).
     size = 24 if abi >= 6 else (16 if abi >= 4 else 8)
-    ruleset = _syscall(libc, _SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size),
-                       ctypes.c_uint32(0))
+    ruleset = syscalls.landlock_create_ruleset(handled, 0, scoped, size)
     read = _FS_READ_FILE | _FS_READ_DIR
     added = 0
     try:
@@ -288,13 +253,11 @@ def install_landlock(directory, read_paths, exec_paths):
             try:
                 if not os.path.isdir(path):
                     rights &= _FILE_RIGHTS
-                rule = _PathBeneath(rights & handled, fd)
-                _syscall(libc, _SYS_LANDLOCK_ADD_RULE, ruleset, ctypes.c_int(_RULE_PATH_BENEATH),
-                         ctypes.byref(rule), ctypes.c_uint32(0))
+                syscalls.landlock_add_rule_path_beneath(ruleset, rights & handled, fd)
                 added += 1
             finally:
                 os.close(fd)
-        _syscall(libc, _SYS_LANDLOCK_RESTRICT_SELF, ruleset, ctypes.c_uint32(0))
+        syscalls.landlock_restrict_self(ruleset)
     finally:
         os.close(ruleset)
     return {"abi": abi, "scoped": ["signal", "abstract_unix_socket"] if scoped else [], "rules": added}
@@ -311,8 +274,8 @@ def confine_kernel(directory, read_paths, exec_paths):
     active = {"no_new_privs": False, "capabilities_dropped": False, "seccomp": False,
               "landlock": False, "namespaces": False}
     reasons = {}
-    if not _supported_machine():
-        reason = f"kernel walls are implemented for x86-64 Linux only (this is {sys.platform}/{platform.machine()})"
+    reason = unavailable()
+    if reason:
         for name in active:
             reasons[name] = reason
         return active, reasons
