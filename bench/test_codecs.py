@@ -1,0 +1,197 @@
+"""Codec benchmarks: pysplay's benc against fastbencode, bencode.py, msgpack, json and pickle.
+
+Three documents, each encoded and decoded by every library in the same run:
+  rpc      a typical RPC request and its reply (WIRE.md shapes: a call with a node and an id)
+  torrent  a ~1 MB torrent-like document (binary piece hashes, a file list)
+  dicts    a list of 10,000 small dicts (a node table)
+
+Each library gets the document in the form it supports: the bencode libraries (standard bencode
+only) get byte-string keys and values; json gets the torrent's binary hashes as hex text. Decoding
+with pysplay's benc gives str for text (raw=False) except for the torrent (raw=True, as BitTorrent
+data is read), so it does at least the work the others do.
+
+Run (see bench/RESULTS-codecs.md):
+    python -m pytest bench/test_codecs.py --benchmark-only --benchmark-json=/tmp/codecs.json
+    python bench/test_codecs.py /tmp/codecs.json        # prints the ratio table
+Instruction counts (noise-free), one operation repeated N times, minus N=0:
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        python bench/test_codecs.py --one encode dicts pysplay 10
+"""
+import json
+import os
+import pickle
+import random
+import sys
+
+import pytest
+
+try:
+    import bencode as bencode_py
+    import fastbencode
+    import msgpack
+except ImportError:       # the bench extra: pip install pysplay[bench]
+    pytest.skip("needs fastbencode, bencode.py and msgpack", allow_module_level=True)
+
+from splay import benc
+
+
+def _to_bytes(value):
+    """The standard-bencode form of a document: every str as UTF-8 bytes, bools as ints."""
+    if isinstance(value, dict):
+        return {_to_bytes(k): _to_bytes(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_bytes(v) for v in value]
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _rpc_documents():
+    request = {"type": "call", "call": ["find_successor", {"ip": "127.0.0.1", "port": 20001},
+                                        "8f14e45fceea167a5a36dedd4bea2543e6f2c5b1"]}
+    reply = [{"ip": "127.0.0.1", "port": 20017, "id": 7331689402274583026}]
+    return [request, reply]
+
+
+def _torrent_document():
+    rng = random.Random(7)
+    pieces = bytes(rng.getrandbits(8) for _ in range(20 * 40000))        # 800 kB of hashes
+    files = [{"length": rng.randrange(1, 1 << 30), "path": ["data", f"dir{i % 37}", f"file{i}.bin"]}
+             for i in range(3000)]
+    return {"announce": "http://tracker.example.org:6969/announce",
+            "announce-list": [["http://tracker.example.org:6969/announce"], ["udp://t2:80"]],
+            "creation date": 1700000000, "comment": "benchmark document",
+            "info": {"name": "dataset", "piece length": 262144, "pieces": pieces, "files": files}}
+
+
+def _dicts_document():
+    return [{"id": i, "ip": f"10.0.{i // 256}.{i % 256}", "port": 20000 + i, "name": f"node{i}",
+             "alive": i % 3 != 0} for i in range(10000)]
+
+
+def _hex_pieces(doc):
+    doc = dict(doc)
+    doc["info"] = dict(doc["info"], pieces=doc["info"]["pieces"].hex())
+    return doc
+
+
+DOCS = {"rpc": _rpc_documents(), "torrent": _torrent_document(), "dicts": _dicts_document()}
+
+# library -> (encode, decode, form of the document)
+LIBS = {
+    "pysplay": (benc.encode, benc.decode, lambda d: d),
+    "fastbencode": (fastbencode.bencode, fastbencode.bdecode, _to_bytes),
+    "bencode.py": (bencode_py.encode, bencode_py.decode, _to_bytes),
+    "msgpack": (msgpack.packb, msgpack.unpackb, lambda d: d),
+    "json": (lambda v: json.dumps(v).encode(), json.loads, lambda d: d),
+    "pickle": (lambda v: pickle.dumps(v, protocol=5), pickle.loads, lambda d: d),
+}
+
+
+def _form(lib, case):
+    doc = DOCS[case]
+    if lib == "json" and case == "torrent":
+        doc = _hex_pieces(doc)
+    return LIBS[lib][2](doc)
+
+
+def _decoder(lib, case):
+    if lib == "pysplay" and case == "torrent":
+        return lambda data: benc.decode(data, raw=True)
+    return LIBS[lib][1]
+
+
+def _rounds(case):
+    # enough iterations per round that timer resolution does not matter for the tiny rpc case
+    return {"rpc": 2000, "torrent": 1, "dicts": 1}[case]
+
+
+@pytest.mark.parametrize("lib", list(LIBS))
+@pytest.mark.parametrize("case", list(DOCS))
+def test_encode(benchmark, case, lib):
+    benchmark.group = f"encode {case}"
+    encode = LIBS[lib][0]
+    doc = _form(lib, case)
+    n = _rounds(case)
+
+    def run():
+        for _ in range(n):
+            encode(doc)
+    benchmark.pedantic(run, rounds=30 if case != "rpc" else 20, warmup_rounds=2)
+    benchmark.extra_info["per_call_divisor"] = n
+
+
+@pytest.mark.parametrize("lib", list(LIBS))
+@pytest.mark.parametrize("case", list(DOCS))
+def test_decode(benchmark, case, lib):
+    benchmark.group = f"decode {case}"
+    data = LIBS[lib][0](_form(lib, case))
+    decode = _decoder(lib, case)
+    n = _rounds(case)
+    assert decode(data) is not None
+
+    def run():
+        for _ in range(n):
+            decode(data)
+    benchmark.pedantic(run, rounds=30 if case != "rpc" else 20, warmup_rounds=2)
+    benchmark.extra_info["per_call_divisor"] = n
+
+
+def test_documents_agree():
+    """Every library round-trips its form of every document (the benchmark measures real work)."""
+    for case in DOCS:
+        for lib, (encode, _, _) in LIBS.items():
+            wire = encode(_form(lib, case))
+            assert encode(_decoder(lib, case)(wire)) == wire, (case, lib)
+
+
+def ratio_table(path):
+    """Markdown table of pysplay's time divided by each peer's (min of rounds), per case."""
+    with open(path) as f:
+        data = json.load(f)
+    times = {}
+    for b in data["benchmarks"]:
+        divisor = b["extra_info"].get("per_call_divisor", 1)
+        op = "encode" if b["name"].startswith("test_encode") else "decode"
+        case, lib = b["params"]["case"], b["params"]["lib"]
+        times[(op, case, lib)] = b["stats"]["min"] / divisor
+    lines = ["| operation | document | pysplay | " + " | ".join(
+        f"{lib} (pysplay ÷ {lib})" for lib in LIBS if lib != "pysplay") + " |",
+        "|---|---|---|" + "---|" * (len(LIBS) - 1)]
+    for op in ("encode", "decode"):
+        for case in DOCS:
+            mine = times.get((op, case, "pysplay"))
+            if mine is None:
+                continue
+            cells = []
+            for lib in LIBS:
+                if lib == "pysplay":
+                    continue
+                other = times.get((op, case, lib))
+                cells.append(f"{other * 1e6:,.1f} µs ({mine / other:.2f})" if other else "n/a")
+            lines.append(f"| {op} | {case} | {mine * 1e6:,.1f} µs | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_one(op, case, lib, times):
+    """Run one operation `times` times (for instruction counts under callgrind; times=0 measures
+    the set-up alone, to subtract)."""
+    encode = LIBS[lib][0]
+    if op == "encode":
+        doc = _form(lib, case)
+        for _ in range(times):
+            encode(doc)
+    else:
+        data = encode(_form(lib, case))
+        decode = _decoder(lib, case)
+        for _ in range(times):
+            decode(data)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--one":
+        run_one(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    else:
+        print(ratio_table(sys.argv[1] if len(sys.argv) > 1 else os.path.join("/tmp", "codecs.json")))

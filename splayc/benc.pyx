@@ -1,0 +1,978 @@
+# SPLAY's extended bencoding (WIRE.md), compiled.
+#
+# Encoding writes into one reusable C buffer (no Python-level concatenation) and sorts dict keys in
+# C; decoding scans the input buffer with a pointer and shares repeated short dict keys. The path of an unencodable value ("at
+# [2]['peers']") is worked out only after a failure, by a second, slow walk (locate_failure), so the
+# fast path carries no bookkeeping.
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.dict cimport PyDict_Next, PyDict_SetItem
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_Append, PyList_New, PyList_SET_ITEM
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.long cimport PyLong_FromLongLong
+from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
+from cpython.object cimport PyObject_RichCompareBool, Py_LT
+from libc.string cimport memcpy, memcmp, memmove
+from libc.math cimport isfinite
+
+from splayc.errors import DecodeError
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
+    PyObject* PyUnicode_DecodeUTF8(const char* s, Py_ssize_t size, const char* errors)
+    object PyLong_FromString(const char* s, char** pend, int base)
+    long long PyLong_AsLongLongAndOverflow(object o, int* overflow) except? -1
+    char* PyOS_double_to_string(double val, char format_code, int precision, int flags,
+                                int* ptype) except NULL
+    double PyOS_string_to_double(const char* s, char** endptr, PyObject* overflow_exception) except? -1.0
+    Py_ssize_t PyDict_GET_SIZE(object d)
+    void PyErr_Clear()
+
+MAX_DEPTH = BENC_MAX_DEPTH
+
+# ----------------------------------------------------------------------------------------------
+# Output buffer: one C buffer kept between calls and reused, grown by doubling; the result is one
+# copy out of it. A nested encode (from a user's to_dict hook) finds the shared buffer busy and uses
+# its own. Keeping the buffer (up to SCRATCH_KEEP) matters for large documents: allocating and
+# releasing a large buffer on every call makes glibc trim the heap and fault the pages in again
+# each time (measured: 3x slower on a 1 MB document).
+
+cdef enum:
+    SCRATCH_KEEP = 4 * 1024 * 1024
+    SCRATCH_REALLOC_MAX = 256 * 1024
+
+cdef char* scratch = NULL
+cdef Py_ssize_t scratch_cap = 0
+cdef bint scratch_busy = False
+
+cdef struct Out:
+    char* data
+    Py_ssize_t len
+    Py_ssize_t cap
+    bint shared          # data is the module's scratch buffer
+
+cdef int out_init(Out* o, Py_ssize_t cap, Py_ssize_t headroom) except -1:
+    global scratch, scratch_cap, scratch_busy
+    if not scratch_busy:
+        if scratch == NULL:
+            scratch = <char*>PyMem_Malloc(4096)
+            if scratch == NULL:
+                raise MemoryError()
+            scratch_cap = 4096
+        scratch_busy = True
+        o.shared = True
+        o.data = scratch
+        o.cap = scratch_cap
+    else:
+        o.shared = False
+        o.data = <char*>PyMem_Malloc(cap)
+        if o.data == NULL:
+            raise MemoryError()
+        o.cap = cap
+    o.len = headroom
+    return 0
+
+cdef int out_grow(Out* o, Py_ssize_t extra) except -1:
+    global scratch, scratch_cap
+    cdef Py_ssize_t cap = o.cap * 2
+    cdef char* p
+    while cap < o.len + extra:
+        cap *= 2
+    if cap <= SCRATCH_REALLOC_MAX:
+        p = <char*>PyMem_Realloc(o.data, cap)
+        if p == NULL:
+            raise MemoryError()
+    else:
+        # A separate large block rather than realloc, which would extend the heap top (and
+        # a later trim of the heap would give those pages back, to be faulted in again).
+        p = <char*>PyMem_Malloc(cap)
+        if p == NULL:
+            raise MemoryError()
+        memcpy(p, o.data, o.len)
+        PyMem_Free(o.data)
+    o.data = p
+    o.cap = cap
+    if o.shared:
+        scratch = p
+        scratch_cap = cap
+    return 0
+
+cdef void out_release(Out* o) noexcept:
+    global scratch, scratch_cap, scratch_busy
+    if o.shared:
+        if scratch_cap > SCRATCH_KEEP:
+            PyMem_Free(scratch)
+            scratch = NULL
+            scratch_cap = 0
+        scratch_busy = False
+    else:
+        PyMem_Free(o.data)
+    o.data = NULL
+
+cdef bytes out_finish(Out* o):
+    cdef bytes result
+    try:
+        result = PyBytes_FromStringAndSize(o.data, o.len)
+    finally:
+        out_release(o)
+    return result
+
+cdef void out_discard(Out* o) noexcept:
+    out_release(o)
+
+cdef inline int out_put(Out* o, const char* s, Py_ssize_t n) except -1:
+    if o.len + n > o.cap:
+        out_grow(o, n)
+    memcpy(o.data + o.len, s, n)
+    o.len += n
+    return 0
+
+cdef inline int out_char(Out* o, char c) except -1:
+    if o.len + 1 > o.cap:
+        out_grow(o, 1)
+    o.data[o.len] = c
+    o.len += 1
+    return 0
+
+# ----------------------------------------------------------------------------------------------
+# Encoding
+
+cdef inline int put_decimal(Out* o, long long v, char terminator) except -1:
+    # Writes v in decimal followed by `terminator` (':' after a length, 'e' after an integer).
+    cdef char tmp[24]
+    cdef int i = 23
+    cdef unsigned long long u
+    tmp[i] = terminator
+    if v < 0:
+        u = <unsigned long long>(-(v + 1)) + 1
+    else:
+        u = <unsigned long long>v
+    while True:
+        i -= 1
+        tmp[i] = <char>(48 + u % 10)
+        u //= 10
+        if u == 0:
+            break
+    if v < 0:
+        i -= 1
+        tmp[i] = b'-'
+    return out_put(o, tmp + i, 24 - i)
+
+cdef inline int put_bytes(Out* o, const char* s, Py_ssize_t n) except -1:
+    put_decimal(o, n, b':')
+    return out_put(o, s, n)
+
+cdef int put_int(Out* o, object v) except -1:
+    cdef int overflow = 0
+    cdef long long x = PyLong_AsLongLongAndOverflow(v, &overflow)
+    cdef Py_ssize_t n
+    cdef const char* s
+    if not overflow:
+        out_char(o, b'i')
+        return put_decimal(o, x, b'e')
+    text = int.__repr__(v)      # exact for any size (up to the interpreter's digit limit)
+    s = PyUnicode_AsUTF8AndSize(text, &n)
+    out_char(o, b'i')
+    out_put(o, s, n)
+    return out_char(o, b'e')
+
+cdef int put_float(Out* o, double x) except -1:
+    # The shortest decimal that reads back to the same double (repr's digits), written without
+    # exponent: 1e20 -> i100000000000000000000.0e, 1e-07 -> i0.0000001e.
+    cdef char* r
+    cdef char buf[400]
+    cdef char digits[32]
+    cdef int nd = 0, intdigits = -1, exp10 = 0, point, k = 0, i
+    cdef bint neg = 0, seen_e = 0, exp_neg = 0
+    cdef char* p
+    if not isfinite(x):
+        raise ValueError(f"cannot encode float {x!r}: NaN and infinities have no benc form")
+    r = PyOS_double_to_string(x, b'r', 0, 0, NULL)
+    try:
+        p = r
+        if p[0] == b'-':
+            neg = 1
+            p += 1
+        while p[0] != 0:
+            if p[0] == b'.':
+                intdigits = nd
+            elif p[0] == b'e' or p[0] == b'E':
+                seen_e = 1
+                p += 1
+                break
+            else:
+                digits[nd] = p[0]
+                nd += 1
+            p += 1
+        if seen_e:
+            if p[0] == b'-':
+                exp_neg = 1
+                p += 1
+            elif p[0] == b'+':
+                p += 1
+            while p[0] != 0:
+                exp10 = exp10 * 10 + (p[0] - 48)
+                p += 1
+            if exp_neg:
+                exp10 = -exp10
+    finally:
+        PyMem_Free(r)
+    if intdigits < 0:
+        intdigits = nd
+    point = intdigits + exp10          # digits before the decimal point
+    buf[k] = b'i'
+    k += 1
+    if neg:
+        buf[k] = b'-'
+        k += 1
+    if point <= 0:
+        buf[k] = b'0'
+        buf[k + 1] = b'.'
+        k += 2
+        for i in range(-point):
+            buf[k] = b'0'
+            k += 1
+        for i in range(nd):
+            buf[k] = digits[i]
+            k += 1
+    elif point >= nd:
+        for i in range(nd):
+            buf[k] = digits[i]
+            k += 1
+        for i in range(point - nd):
+            buf[k] = b'0'
+            k += 1
+        buf[k] = b'.'
+        buf[k + 1] = b'0'
+        k += 2
+    else:
+        for i in range(point):
+            buf[k] = digits[i]
+            k += 1
+        buf[k] = b'.'
+        k += 1
+        for i in range(point, nd):
+            buf[k] = digits[i]
+            k += 1
+    buf[k] = b'e'
+    return out_put(o, buf, k + 1)
+
+cdef int put_str(Out* o, object s) except -1:
+    cdef Py_ssize_t n
+    cdef const char* p = PyUnicode_AsUTF8AndSize(s, &n)
+    return put_bytes(o, p, n)
+
+# Dict entries are sorted in C. Kinds order the key types: byte strings (str and bytes, by raw
+# bytes) first, then numbers by value, then False < True, then None.
+cdef enum:
+    KIND_STRING = 0
+    KIND_NUMBER = 1
+    KIND_BOOL = 2
+    KIND_NONE = 3
+
+cdef struct Entry:
+    PyObject* key
+    PyObject* value
+    const char* kb
+    Py_ssize_t kl
+    int kind
+
+cdef int entry_cmp(const Entry* a, const Entry* b) noexcept:
+    cdef int c
+    cdef Py_ssize_t n
+    if a.kind != b.kind:
+        return a.kind - b.kind
+    if a.kind == KIND_STRING:
+        n = a.kl if a.kl < b.kl else b.kl
+        c = memcmp(a.kb, b.kb, n)
+        if c != 0:
+            return c
+        return (a.kl > b.kl) - (a.kl < b.kl)
+    if a.kind == KIND_NUMBER:
+        # int/float comparisons cannot fail (NaN keys are refused later, when encoded)
+        c = PyObject_RichCompareBool(<object>a.key, <object>b.key, Py_LT)
+        if c < 0:
+            PyErr_Clear()
+            return 0
+        if c:
+            return -1
+        c = PyObject_RichCompareBool(<object>b.key, <object>a.key, Py_LT)
+        if c < 0:
+            PyErr_Clear()
+            return 0
+        return c
+    if a.kind == KIND_BOOL:
+        return (a.key == <PyObject*>True) - (b.key == <PyObject*>True)
+    return 0
+
+cdef int sort_entries(Entry* e, Py_ssize_t n) except -1:
+    cdef Py_ssize_t i, j, width, lo, mid, hi, a, b, k
+    cdef Entry tmp
+    cdef Entry* scratch
+    cdef Entry* src
+    cdef Entry* dst
+    if n <= 16:
+        for i in range(1, n):           # insertion sort: small dicts are the common case
+            tmp = e[i]
+            j = i - 1
+            while j >= 0 and entry_cmp(&e[j], &tmp) > 0:
+                e[j + 1] = e[j]
+                j -= 1
+            e[j + 1] = tmp
+        return 0
+    # Bottom-up merge sort (the comparison may call into Python for numbers, so no libc qsort).
+    scratch = <Entry*>PyMem_Malloc(n * sizeof(Entry))
+    if scratch == NULL:
+        raise MemoryError()
+    src, dst = e, scratch
+    width = 1
+    while width < n:
+        lo = 0
+        while lo < n:
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            a, b, k = lo, mid, lo
+            while a < mid and b < hi:
+                if entry_cmp(&src[b], &src[a]) < 0:
+                    dst[k] = src[b]
+                    b += 1
+                else:
+                    dst[k] = src[a]
+                    a += 1
+                k += 1
+            while a < mid:
+                dst[k] = src[a]
+                a += 1
+                k += 1
+            while b < hi:
+                dst[k] = src[b]
+                b += 1
+                k += 1
+            lo = hi
+        src, dst = dst, src
+        width *= 2
+    if src != e:
+        memcpy(e, src, n * sizeof(Entry))
+    PyMem_Free(scratch)
+    return 0
+
+cdef int classify_key(Entry* e) except -1:
+    cdef object k = <object>e.key
+    cdef type t = type(k)
+    if t is str:
+        e.kind = KIND_STRING
+        e.kb = PyUnicode_AsUTF8AndSize(k, &e.kl)
+    elif t is bytes:
+        e.kind = KIND_STRING
+        e.kb = PyBytes_AS_STRING(k)
+        e.kl = PyBytes_GET_SIZE(k)
+    elif k is True or k is False:
+        e.kind = KIND_BOOL
+    elif k is None:
+        e.kind = KIND_NONE
+    elif isinstance(k, (int, float)):
+        e.kind = KIND_NUMBER
+    elif isinstance(k, str):
+        e.kind = KIND_STRING
+        e.kb = PyUnicode_AsUTF8AndSize(k, &e.kl)
+    elif isinstance(k, bytes):
+        e.kind = KIND_STRING
+        e.kb = PyBytes_AS_STRING(k)
+        e.kl = PyBytes_GET_SIZE(k)
+    else:
+        raise TypeError(f"cannot use {type(k).__name__} as a dict key: benc keys are str, bytes, "
+                        "int, float, bool or None")
+    return 0
+
+cdef int put_dict(Out* o, object d, int depth) except -1:
+    cdef Entry small[16]
+    cdef Entry* e = small
+    cdef Py_ssize_t n = PyDict_GET_SIZE(d), count = 0, pos = 0, i
+    cdef PyObject* k
+    cdef PyObject* v
+    if n == 0:
+        return out_put(o, b"de", 2)
+    if n > 16:
+        e = <Entry*>PyMem_Malloc(n * sizeof(Entry))
+        if e == NULL:
+            raise MemoryError()
+    try:
+        while count < n and PyDict_Next(d, &pos, &k, &v):
+            Py_INCREF(<object>k)    # hold them: user hooks (to_dict) could mutate the dict
+            Py_INCREF(<object>v)
+            e[count].key = k
+            e[count].value = v
+            count += 1
+            classify_key(&e[count - 1])
+        sort_entries(e, count)
+        for i in range(1, count):
+            if (e[i].kind == KIND_STRING and e[i - 1].kind == KIND_STRING and e[i].kl == e[i - 1].kl
+                    and memcmp(e[i].kb, e[i - 1].kb, e[i].kl) == 0):
+                raise ValueError(f"dict keys {<object>e[i - 1].key!r} and {<object>e[i].key!r} "
+                                 "encode to the same bytes")
+        out_char(o, b'd')
+        for i in range(count):
+            if e[i].kind == KIND_STRING:
+                put_bytes(o, e[i].kb, e[i].kl)
+            else:
+                put_value(o, <object>e[i].key, depth)
+            put_value(o, <object>e[i].value, depth)
+        out_char(o, b'e')
+    finally:
+        for i in range(count):
+            Py_DECREF(<object>e[i].key)
+            Py_DECREF(<object>e[i].value)
+        if e != small:
+            PyMem_Free(e)
+    return 0
+
+cdef int put_list(Out* o, object lst, int depth) except -1:
+    cdef Py_ssize_t i = 0
+    cdef object item
+    out_char(o, b'l')
+    while i < PyList_GET_SIZE(lst):       # re-read: a user's to_dict hook could shrink the list
+        item = <object>PyList_GET_ITEM(lst, i)     # a strong reference while it is encoded
+        put_value(o, item, depth)
+        i += 1
+    return out_char(o, b'e')
+
+cdef int put_tuple(Out* o, object tup, int depth) except -1:
+    cdef Py_ssize_t i
+    out_char(o, b'l')
+    for i in range(PyTuple_GET_SIZE(tup)):
+        put_value(o, <object>PyTuple_GET_ITEM(tup, i), depth)
+    return out_char(o, b'e')
+
+cdef int put_value(Out* o, object v, int depth) except -1:
+    cdef type t = type(v)
+    if t is str:
+        return put_str(o, v)
+    if t is int:
+        return put_int(o, v)
+    if t is bytes:
+        return put_bytes(o, PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v))
+    if t is dict:
+        if depth >= BENC_MAX_DEPTH:
+            raise_too_deep()
+        return put_dict(o, v, depth + 1)
+    if t is list:
+        if depth >= BENC_MAX_DEPTH:
+            raise_too_deep()
+        return put_list(o, v, depth + 1)
+    if t is float:
+        return put_float(o, <double>v)
+    if v is None:
+        return out_char(o, b'n')
+    if v is True:
+        return out_char(o, b't')
+    if v is False:
+        return out_char(o, b'f')
+    if t is tuple:
+        if depth >= BENC_MAX_DEPTH:
+            raise_too_deep()
+        return put_tuple(o, v, depth + 1)
+    return put_other(o, v, depth)
+
+class NestingTooDeep(ValueError):
+    """Encoding gave up: the value nests deeper than the limit (often: it contains itself)."""
+
+
+cdef int raise_too_deep() except -1:
+    raise NestingTooDeep(f"cannot encode: nesting deeper than {BENC_MAX_DEPTH} levels "
+                     "(does the structure contain itself?)")
+
+cdef int put_other(Out* o, object v, int depth) except -1:
+    # Subclasses of the supported types and other byte buffers: the rare, slower path.
+    cdef Py_buffer view
+    if isinstance(v, bool):
+        return out_char(o, b't' if v else b'f')
+    if isinstance(v, int):
+        return put_int(o, int(v))
+    if isinstance(v, float):
+        return put_float(o, <double>v)
+    if isinstance(v, str):
+        return put_str(o, v)
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        PyObject_GetBuffer(v, &view, PyBUF_SIMPLE)
+        try:
+            put_bytes(o, <const char*>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+        return 0
+    if depth >= BENC_MAX_DEPTH:
+        raise_too_deep()
+    if isinstance(v, dict):
+        return put_dict(o, v, depth + 1)
+    if isinstance(v, tuple) and hasattr(v, "to_dict"):
+        return put_value(o, v.to_dict(), depth + 1)       # splay.Node travels as {ip=, port=}
+    if isinstance(v, list):
+        return put_list(o, v, depth + 1)
+    if isinstance(v, tuple):
+        return put_tuple(o, tuple(v), depth + 1)
+    raise TypeError(f"cannot encode {type(v).__name__}: benc encodes str, bytes, int, float, bool, "
+                    "None, list, tuple and dict")
+
+# The slow walk that names where an encoding failed.
+
+cdef str path_text(list path):
+    if not path:
+        return "top level"
+    return "".join([f"[{p!r}]" for p in path])
+
+cdef object locate_failure(object v, list path, int depth):
+    """Returns (path, exception) of the first value that cannot be encoded, or None."""
+    cdef Out o
+    if depth > BENC_MAX_DEPTH:
+        return None
+    if isinstance(v, dict) or (isinstance(v, tuple) and hasattr(v, "to_dict")):
+        items = v.to_dict() if not isinstance(v, dict) else v
+        for k, item in items.items():
+            try:
+                if not (k is None or isinstance(k, (str, bytes, int, float))):
+                    raise TypeError(f"cannot use {type(k).__name__} as a dict key: benc keys are str, "
+                                    "bytes, int, float, bool or None")
+                encode_c_fast(k)
+            except (TypeError, ValueError) as exc:
+                return (path + [k], exc, True, k)
+            found = locate_failure(item, path + [k], depth + 1)
+            if found is not None:
+                return found
+        return None
+    if isinstance(v, (list, tuple)):
+        for i, item in enumerate(v):
+            found = locate_failure(item, path + [i], depth + 1)
+            if found is not None:
+                return found
+        return None
+    try:
+        encode_c_fast(v)
+    except (TypeError, ValueError) as exc:
+        return (path, exc, False, v)
+    return None
+
+cdef bytes encode_c_fast(object obj):
+    cdef Out o
+    out_init(&o, 256, 0)
+    try:
+        put_value(&o, obj, 0)
+    except BaseException:
+        out_discard(&o)
+        raise
+    return out_finish(&o)
+
+cdef int explain_failure(object obj, BaseException original) except -1:
+    if not isinstance(original, (TypeError, ValueError)):
+        raise original
+    found = locate_failure(obj, [], 0)
+    if found is None:
+        raise original
+    path, exc, is_key, value = found
+    kind = TypeError if isinstance(exc, TypeError) else ValueError   # UnicodeEncodeError -> ValueError
+    message = str(exc)
+    if is_key:
+        # "cannot use tuple as a dict key: ..." or "cannot encode float nan: ..." for a key
+        raise kind(f"{message} (the key {path[len(path) - 1]!r} of the dict at "
+                   f"{path_text(path[:len(path) - 1])})") from None
+    if message.startswith("cannot encode "):
+        head, _, reason = message.partition(": ")
+    else:
+        head, reason = f"cannot encode {type(value).__name__}", message
+    raise kind(f"{head} at {path_text(path)}: {reason}") from None
+
+cdef bytes encode_c(object obj):
+    try:
+        return encode_c_fast(obj)
+    except NestingTooDeep:
+        raise
+    except (TypeError, ValueError) as exc:
+        explain_failure(obj, exc)
+
+cdef bytes encode_framed_c(object obj):
+    # One llenc block: b"<len>\n" followed by the benc payload, built in the same buffer.
+    cdef Out o
+    cdef char head[24]
+    cdef Py_ssize_t headroom = 21, payload, hl, k
+    cdef unsigned long long u
+    out_init(&o, 256, headroom)
+    try:
+        put_value(&o, obj, 0)
+    except NestingTooDeep:
+        out_discard(&o)
+        raise
+    except (TypeError, ValueError) as exc:
+        out_discard(&o)
+        explain_failure(obj, exc)
+    except BaseException:
+        out_discard(&o)
+        raise
+    payload = o.len - headroom
+    k = 23
+    head[k] = b'\n'
+    u = <unsigned long long>payload
+    while True:
+        k -= 1
+        head[k] = <char>(48 + u % 10)
+        u //= 10
+        if u == 0:
+            break
+    hl = 24 - k
+    memcpy(o.data + headroom - hl, head + k, hl)
+    memmove(o.data, o.data + headroom - hl, hl + payload)
+    o.len = hl + payload
+    return out_finish(&o)
+
+def encode(obj):
+    """Encode ``obj`` as canonical benc bytes.
+
+    str and bytes become byte strings, int and float ``i...e`` (floats without exponent), bool and
+    None ``t``/``f``/``n``, list and tuple ``l...e``, dict ``d...e`` with keys sorted (byte strings
+    by their raw bytes, then numbers, booleans, None). A value that has no benc form raises
+    ``TypeError`` (a set, an object) or ``ValueError`` (NaN, infinities) naming its type and where
+    it sits: ``cannot encode set (at [2]['peers'])``.
+    """
+    return encode_c(obj)
+
+def encode_framed(obj):
+    """``encode(obj)`` as one llenc block, ``b"<length>\\n<payload>"``, without an extra copy."""
+    return encode_framed_c(obj)
+
+# ----------------------------------------------------------------------------------------------
+# Decoding
+
+cdef struct Dec:
+    const char* start
+    const char* p
+    const char* end
+    bint raw
+    bint lists
+
+cdef str describe(Dec* d, const char* at):
+    if at >= d.end:
+        return "the end of the data"
+    return repr(PyBytes_FromStringAndSize(at, 1))
+
+cdef int fail(Dec* d, const char* at, str message) except -1:
+    raise DecodeError(message, <Py_ssize_t>(at - d.start))
+
+cdef inline bint is_digit(char c) noexcept:
+    return c >= b'0' and c <= b'9'
+
+cdef object dec_string(Dec* d, bint as_bytes):
+    cdef const char* p = d.p
+    cdef Py_ssize_t n = 0
+    cdef PyObject* s
+    while p < d.end and is_digit(p[0]):
+        if n > 100000000000000:     # 10^14: more than any buffer; stops overflow
+            fail(d, d.p, "string length too large")
+        n = n * 10 + (p[0] - 48)
+        p += 1
+    if p >= d.end:
+        fail(d, p, "truncated: expected ':' after the string length, found the end of the data")
+    if p[0] != b':':
+        fail(d, p, f"expected ':' after the string length, found {describe(d, p)}")
+    p += 1
+    if n > d.end - p:
+        fail(d, d.p, f"truncated: the string claims {n} bytes but only {d.end - p} remain")
+    d.p = p + n
+    if as_bytes:
+        return PyBytes_FromStringAndSize(p, n)
+    s = PyUnicode_DecodeUTF8(p, n, NULL)
+    if s == NULL:
+        PyErr_Clear()
+        return PyBytes_FromStringAndSize(p, n)
+    result = <object>s
+    Py_DECREF(result)
+    return result
+
+cdef object dec_number(Dec* d):
+    # i<decimal>e: integers exactly; a '.', an exponent ('E', or Lua's 1e+20) makes it a float.
+    cdef const char* begin = d.p + 1
+    cdef const char* q = begin
+    cdef Py_ssize_t ndigits = 0, fdigits = 0, textlen
+    cdef bint is_float = 0
+    cdef long long acc = 0
+    cdef char small[64]
+    cdef char* text
+    if q < d.end and q[0] == b'-':
+        q += 1
+    while q < d.end and is_digit(q[0]):
+        acc = acc * 10 + (q[0] - 48) if ndigits < 18 else acc
+        ndigits += 1
+        q += 1
+    if q < d.end and q[0] == b'.':
+        is_float = 1
+        q += 1
+        while q < d.end and is_digit(q[0]):
+            fdigits += 1
+            q += 1
+    if ndigits + fdigits == 0:
+        if q >= d.end:
+            fail(d, q, "truncated: expected the digits of a number, found the end of the data")
+        fail(d, q, f"expected the digits of a number, found {describe(d, q)}")
+    if q < d.end and q[0] == b'E':
+        is_float = 1
+        q += 1
+        if q < d.end and (q[0] == b'+' or q[0] == b'-'):
+            q += 1
+        if q >= d.end or not is_digit(q[0]):
+            fail(d, q, f"expected the digits of an exponent, found {describe(d, q)}")
+        while q < d.end and is_digit(q[0]):
+            q += 1
+    elif (q + 2 < d.end and q[0] == b'e' and (q[1] == b'+' or q[1] == b'-') and is_digit(q[2])):
+        # Lua's tostring writes 1e+20 / 1e-07; '+' or '-' cannot start a value, so this 'e' is
+        # an exponent and not the end of the number.
+        is_float = 1
+        q += 2
+        while q < d.end and is_digit(q[0]):
+            q += 1
+    if q >= d.end:
+        fail(d, q, "truncated: expected 'e' to end the number, found the end of the data")
+    if q[0] != b'e':
+        fail(d, q, f"expected 'e' to end the number, found {describe(d, q)}")
+    d.p = q + 1
+    if not is_float and ndigits <= 18:
+        return PyLong_FromLongLong(-acc if begin[0] == b'-' else acc)
+    textlen = q - begin
+    if textlen < 64:
+        text = small
+    else:
+        text = <char*>PyMem_Malloc(textlen + 1)
+    if text == NULL:
+        raise MemoryError()
+    try:
+        memcpy(text, begin, textlen)
+        text[textlen] = 0
+        if is_float:
+            return PyOS_string_to_double(text, NULL, NULL)
+        try:
+            return PyLong_FromString(text, NULL, 10)
+        except ValueError as exc:       # the interpreter's limit on int digits
+            fail(d, begin, f"integer not accepted: {exc}")
+    finally:
+        if text != small:
+            PyMem_Free(text)
+
+# Dict keys repeat (every reply has "type", a list of nodes repeats "ip" and "port"), so short
+# string keys are kept in a small direct-mapped cache and shared instead of built again. Strings and
+# bytes are immutable, so sharing them is invisible to callers.
+cdef enum:
+    KEY_CACHE_SLOTS = 512
+    KEY_CACHE_MAX_LEN = 24
+
+cdef PyObject* key_cache_str[KEY_CACHE_SLOTS]
+cdef PyObject* key_cache_bytes[KEY_CACHE_SLOTS]
+
+cdef inline size_t key_slot(const char* p, Py_ssize_t n) noexcept:
+    cdef size_t h = <size_t>n * 2654435761u
+    cdef Py_ssize_t i
+    for i in range(n):
+        h = (h ^ <unsigned char>p[i]) * 16777619u
+    return (h ^ (h >> 15)) % KEY_CACHE_SLOTS
+
+cdef object cached_key(const char* p, Py_ssize_t n, bint as_bytes):
+    cdef size_t slot = key_slot(p, n)
+    cdef PyObject* hit
+    cdef const char* data
+    cdef Py_ssize_t length
+    cdef PyObject* s
+    if as_bytes:
+        hit = key_cache_bytes[slot]
+        if hit != NULL and PyBytes_GET_SIZE(<object>hit) == n and memcmp(PyBytes_AS_STRING(<object>hit), p, n) == 0:
+            return <object>hit
+        key = PyBytes_FromStringAndSize(p, n)
+        Py_INCREF(key)
+        Py_XDECREF(hit)
+        key_cache_bytes[slot] = <PyObject*>key
+        return key
+    hit = key_cache_str[slot]
+    if hit != NULL and type(<object>hit) is str:
+        data = PyUnicode_AsUTF8AndSize(<object>hit, &length)
+        if length == n and memcmp(data, p, n) == 0:
+            return <object>hit
+    s = PyUnicode_DecodeUTF8(p, n, NULL)
+    if s == NULL:
+        PyErr_Clear()
+        return PyBytes_FromStringAndSize(p, n)     # not UTF-8: a bytes key, not cached
+    key = <object>s
+    Py_DECREF(key)
+    Py_INCREF(key)
+    Py_XDECREF(hit)
+    key_cache_str[slot] = <PyObject*>key
+    return key
+
+cdef object dec_key(Dec* d):
+    cdef char c
+    cdef const char* p
+    cdef Py_ssize_t n
+    if d.p >= d.end:
+        fail(d, d.p, "truncated: expected a dict key or 'e', found the end of the data")
+    c = d.p[0]
+    if is_digit(c):
+        # fast path: a short key "<1 or 2 digits>:<bytes>" that is wholly present
+        p = d.p
+        if p + 1 < d.end and p[1] == b':':
+            n = p[0] - 48
+            p += 2
+        elif p + 2 < d.end and is_digit(p[1]) and p[2] == b':':
+            n = (p[0] - 48) * 10 + (p[1] - 48)
+            p += 3
+        else:
+            return dec_string(d, d.raw)
+        if n > KEY_CACHE_MAX_LEN or n > d.end - p:
+            return dec_string(d, d.raw)
+        d.p = p + n
+        return cached_key(p, n, d.raw)
+    if c == b'i':
+        return dec_number(d)
+    if c == b't':
+        d.p += 1
+        return True
+    if c == b'f':
+        d.p += 1
+        return False
+    if c == b'n':
+        d.p += 1
+        return None
+    fail(d, d.p, f"expected a dict key (a string, a number, t, f or n) or 'e', found {describe(d, d.p)}")
+
+cdef object as_list_if_sequence(dict dct):
+    # lists=True: a dict whose keys are exactly 1..n (a Lua array with its keys written out).
+    cdef Py_ssize_t n = len(dct), i
+    if n == 0:
+        return dct
+    for k in dct:
+        if type(k) is not int or k < 1 or k > n:
+            return dct
+    result = PyList_New(n)
+    for i in range(n):
+        item = dct[i + 1]
+        Py_INCREF(item)
+        PyList_SET_ITEM(result, i, item)
+    return result
+
+cdef object dec_value(Dec* d, int depth):
+    cdef char c
+    cdef const char* at
+    cdef Py_ssize_t before
+    if d.p >= d.end:
+        fail(d, d.p, "truncated: expected a value, found the end of the data")
+    c = d.p[0]
+    if is_digit(c):
+        return dec_string(d, d.raw)
+    if c == b'i':
+        return dec_number(d)
+    if c == b'l':
+        if depth >= BENC_MAX_DEPTH:
+            fail(d, d.p, f"nesting deeper than {BENC_MAX_DEPTH} levels")
+        d.p += 1
+        lst = []
+        while True:
+            if d.p >= d.end:
+                fail(d, d.p, "truncated: expected a list item or 'e', found the end of the data")
+            if d.p[0] == b'e':
+                d.p += 1
+                return lst
+            PyList_Append(lst, dec_value(d, depth + 1))
+    if c == b'd':
+        if depth >= BENC_MAX_DEPTH:
+            fail(d, d.p, f"nesting deeper than {BENC_MAX_DEPTH} levels")
+        d.p += 1
+        dct = {}
+        while True:
+            if d.p >= d.end:
+                fail(d, d.p, "truncated: expected a dict key or 'e', found the end of the data")
+            if d.p[0] == b'e':
+                d.p += 1
+                return as_list_if_sequence(dct) if d.lists else dct
+            at = d.p
+            key = dec_key(d)
+            before = PyDict_GET_SIZE(dct)
+            PyDict_SetItem(dct, key, dec_value(d, depth + 1))
+            if PyDict_GET_SIZE(dct) == before:
+                fail(d, at, f"duplicate dict key {key!r}")
+    if c == b't':
+        d.p += 1
+        return True
+    if c == b'f':
+        d.p += 1
+        return False
+    if c == b'n':
+        d.p += 1
+        return None
+    fail(d, d.p, "expected a value (a digit, 'i', 'l', 'd', 't', 'f' or 'n'), found "
+         + describe(d, d.p))
+
+cdef object decode_prefix_c(const char* data, Py_ssize_t length, Py_ssize_t* end, bint raw,
+                            bint lists):
+    cdef Dec d
+    d.start = data
+    d.p = data
+    d.end = data + length
+    d.raw = raw
+    d.lists = lists
+    value = dec_value(&d, 0)
+    end[0] = d.p - data
+    return value
+
+cdef object decode_c(const char* data, Py_ssize_t length, bint raw, bint lists):
+    cdef Py_ssize_t end = 0
+    if length == 0:
+        raise DecodeError("empty input: expected a value", 0)
+    value = decode_prefix_c(data, length, &end, raw, lists)
+    if end != length:
+        raise DecodeError(f"trailing data after the value ({length - end} bytes)", end)
+    return value
+
+def decode(data, raw=False, lists=False, strict=True):
+    """Decode one benc value from ``data`` (bytes, bytearray, memoryview; a str is read as UTF-8).
+
+    Byte strings become ``str`` when they are valid UTF-8 and ``bytes`` otherwise; ``raw=True``
+    keeps every byte string (dict keys too) as ``bytes``, as BitTorrent data needs. ``lists=True``
+    turns a dict whose keys are exactly 1..n into a list (what a Lua array with holes filled looks
+    like). With ``strict`` (the default) bytes after the value are an error. Malformed input raises
+    :class:`splay.DecodeError` with the offset and what was expected there.
+    """
+    cdef Py_buffer view
+    cdef Py_ssize_t end = 0
+    if isinstance(data, str):
+        data = (<str>data).encode("utf-8")
+    if type(data) is bytes:
+        if strict:
+            return decode_c(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), raw, lists)
+        return decode_prefix_c(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), &end, raw, lists)
+    try:
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    except TypeError:
+        raise TypeError(f"benc.decode expects bytes, bytearray or memoryview, got "
+                        f"{type(data).__name__}") from None
+    try:
+        if strict:
+            return decode_c(<const char*>view.buf, view.len, raw, lists)
+        if view.len == 0:
+            raise DecodeError("empty input: expected a value", 0)
+        return decode_prefix_c(<const char*>view.buf, view.len, &end, raw, lists)
+    finally:
+        PyBuffer_Release(&view)
+
+def decode_prefix(data, Py_ssize_t offset=0, raw=False, lists=False):
+    """Decode the value starting at ``offset``; returns ``(value, offset just after it)``.
+
+    For streams of concatenated values; errors report offsets within ``data``.
+    """
+    cdef Py_buffer view
+    cdef Py_ssize_t end = 0
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        if offset < 0 or offset > view.len:
+            raise ValueError(f"offset {offset} outside the data (0..{view.len})")
+        try:
+            value = decode_prefix_c(<const char*>view.buf + offset, view.len - offset, &end, raw,
+                                    lists)
+        except DecodeError as exc:
+            if exc.offset is None:
+                raise
+            raise DecodeError(str(exc).rsplit(" (at offset ", 1)[0], exc.offset + offset) from None
+        return value, offset + end
+    finally:
+        PyBuffer_Release(&view)
