@@ -144,8 +144,12 @@ cdef class Worker(greenlet):
                     PyGreenlet_Switch(hub.glet, NULL, NULL)
                 else:
                     hub._switch_to(nxt)
-                # resumed by _switch_to() with a new task in self.task
             except GreenletExit:
+                self._close_timer()
+                return None
+            # resumed by _switch_to() with a new task in self.task, or by the hub's shutdown
+            # with none: then end by returning (cheaper than being thrown GreenletExit)
+            if self.task is None:
                 self._close_timer()
                 return None
 
@@ -653,7 +657,8 @@ cdef class Hub:
             idle, self.idle = self.idle, []
             for w in idle:
                 if PyGreenlet_ACTIVE(w):
-                    PyGreenlet_Throw(w, GreenletExit, None, NULL)
+                    w.task = None
+                    PyGreenlet_Switch(w, NULL, NULL)      # it returns, back to us
             # let libuv run the close callbacks of what was just closed
             uv_run(self.loop, UV_RUN_NOWAIT)
         finally:

@@ -7,6 +7,11 @@ from splayc.errors import (DecodeError, NotInThread, Restricted, RPCError, RPCTi
                            SplayError)
 
 from .node import Node
+from . import job as _job_module
+
+# Importing the submodule splay.job set the attribute ``splay.job`` to the module: remove it, so
+# that ``splay.job`` means the running node's job (see __getattr__) until a launcher assigns it.
+del globals()["job"]
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,233 @@
+"""``splay run --in-process``: N nodes of an application in one process, over one scheduler.
+
+``python -m splay.launch.in_process APP.py [args...]`` is started by ``splay run --in-process``
+with ``SPLAY_JOBS_FILE`` naming a JSON file: the list of the nodes' jobs (each in the ``SPLAY_JOB``
+form). For each node it executes the application's module afresh, in a namespace of its own,
+with that node as the scheduler's current node (``events.current_node()``), so every thread the
+node starts -- and every thread those start -- belongs to it. Then it runs the scheduler until
+every node's threads have ended.
+
+Per node, in one process:
+
+- ``splay.job`` (and ``job`` from ``splay.base``) is a view of the running node's job;
+- ``events.run(main)`` starts ``main`` as a thread of the node and returns at once (the scheduler
+  runs once every node's module has been executed), so code placed after ``events.run()`` in the
+  application runs before the node's threads -- put end-of-run work at the end of ``main``;
+- ``events.exit()`` ends the calling node only;
+- everything printed (stdout, stderr, logs) is attributed to the node of the running thread.
+
+The node object (``events.current_node()``) is an :class:`InProcessNode`: ``index``, ``job`` and
+``namespace`` (the globals of the node's copy of the application, the namespace its RPC server
+serves).
+
+Output to the launcher: each line of node ``i`` is written as ``RECORD i UNIT text``; a node whose
+module raised (or called ``sys.exit`` with a non-zero status) is announced by
+``CONTROL {"node": i, "status": 1, "how": "failed: its module raised KeyError"}``. Exit status: 0, or 1 when a
+node failed.
+"""
+import functools
+import io
+import json
+import os
+import sys
+import traceback
+import types
+
+import splay
+from splay.job import Job
+
+__all__ = ["InProcessNode", "CurrentJob", "main", "JOBS_ENV", "RECORD", "UNIT", "CONTROL"]
+
+#: Environment variable naming the JSON file of the nodes' jobs.
+JOBS_ENV = "SPLAY_JOBS_FILE"
+#: Starts a node's output line: RECORD + index + UNIT + text.
+RECORD = "\x1e"
+UNIT = "\x1f"
+#: Starts a control line: CONTROL + JSON object.
+CONTROL = "\x1d"
+
+
+class InProcessNode:
+    """One node of a multi-node process: the object every thread of the node carries."""
+
+    def __init__(self, index, job):
+        self.index = index
+        self.job = job
+        self.namespace = None     # the globals of the node's copy of the application
+        self.failed = False
+
+    def __repr__(self):
+        return f"<node {self.index} {self.job.me.ip}:{self.job.me.port}>"
+
+
+def _current_job():
+    from splay import events
+    node = events.current_node()
+    if not isinstance(node, InProcessNode):
+        raise RuntimeError("splay.job was read outside any node of this multi-node process "
+                           "(--in-process): read it from the application's code or threads")
+    return node.job
+
+
+class CurrentJob:
+    """``splay.job`` when one process hosts many nodes: the job of the running thread's node."""
+
+    def __getattr__(self, name):
+        return getattr(_current_job(), name)
+
+    def __getitem__(self, key):
+        return _current_job()[key]
+
+    def __repr__(self):
+        try:
+            return f"<current node's {_current_job()!r}>"
+        except RuntimeError:
+            return "<current node's job (outside any node)>"
+
+
+class NodeTaggedOutput(io.TextIOBase):
+    """``sys.stdout`` and ``sys.stderr`` of the host: each complete line goes to the launcher
+    tagged with the node of the thread that wrote it (untagged outside any node)."""
+
+    def __init__(self, fd):
+        super().__init__()
+        self.fd = fd
+        self.partial = {}
+
+    def writable(self):
+        return True
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    def write(self, text):
+        from splay import events
+        node = events.current_node()
+        key = node.index if isinstance(node, InProcessNode) else None
+        *lines, rest = (self.partial.pop(key, "") + text).split("\n")
+        for line in lines:
+            self._emit(key, line)
+        if rest:
+            self.partial[key] = rest
+        return len(text)
+
+    def _emit(self, key, line):
+        record = line if key is None else f"{RECORD}{key}{UNIT}{line}"
+        self.write_raw(record + "\n")
+
+    def write_raw(self, text):
+        """Write ``text`` to the launcher as it is (a whole record)."""
+        data = text.encode("utf-8", errors="replace")
+        while data:
+            data = data[os.write(self.fd, data):]
+
+    def flush_all(self):
+        """Write every node's unfinished last line."""
+        for key in list(self.partial):
+            self._emit(key, self.partial.pop(key))
+
+    def flush(self):
+        pass
+
+
+def _report_failure(out, node, app_path, exc, status):
+    """Node ``node``'s module ended badly: its traceback as its own output, then a control line."""
+    from splayc import hub
+    node.failed = True
+    hub.set_default_node(node)
+    try:
+        if exc is not None:
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_frame.f_code.co_filename != app_path:
+                tb = tb.tb_next
+            sys.stderr.write("".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__)))
+        out.flush_all()
+    finally:
+        hub.set_default_node(None)
+    how = (f"failed: its module raised {type(exc).__name__}" if exc is not None
+           else f"exited with status {status}")
+    out.write_raw(CONTROL + json.dumps({"node": node.index, "status": status, "how": how}) + "\n")
+
+
+def _node_run(main=None, *args):
+    """``events.run`` inside a multi-node process: start ``main`` as thread(s) of the current node."""
+    from splay import events
+    if main is None:
+        return
+    for f in (main if isinstance(main, (list, tuple)) else [main]):
+        events.thread(functools.partial(f, *args) if args else f)
+
+
+def _execute_app(app_path, source, node):
+    """Execute the application's module for ``node`` as ``__main__`` in a fresh namespace."""
+    module = types.ModuleType("__main__")
+    module.__file__ = app_path
+    module.__builtins__ = __builtins__
+    node.namespace = module.__dict__
+    saved_main = sys.modules.get("__main__")
+    sys.modules["__main__"] = module
+    try:
+        exec(compile(source, app_path, "exec"), module.__dict__)
+    finally:
+        sys.modules["__main__"] = saved_main
+
+
+def load_jobs(environ=None):
+    """The nodes' jobs from the file named by ``SPLAY_JOBS_FILE``."""
+    environ = os.environ if environ is None else environ
+    path = environ.get(JOBS_ENV)
+    if not path:
+        raise ValueError(f"{JOBS_ENV} is not set: this module is started by 'splay run --in-process'")
+    with open(path, encoding="utf-8") as f:
+        return [Job.from_dict(d) for d in json.load(f)]
+
+
+def main(argv=None):
+    """Run every node of the jobs file in this process; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        print("usage: python -m splay.launch.in_process APP.py [ARGS...]  (jobs from $SPLAY_JOBS_FILE)",
+              file=sys.stderr)
+        return 2
+    app_path = os.path.abspath(argv[0])
+    try:
+        jobs = load_jobs()
+        with open(app_path, encoding="utf-8") as f:
+            source = f.read()
+    except (OSError, ValueError) as e:
+        print(f"splay in-process: {e}", file=sys.stderr)
+        return 2
+
+    from splay import events
+    from splayc import hub
+
+    out = NodeTaggedOutput(sys.stdout.fileno())
+    sys.stdout = sys.stderr = out
+    splay.job = CurrentJob()
+    events.run, real_run = _node_run, events.run
+    sys.argv = [app_path, *argv[1:]]
+    sys.path[0] = os.path.dirname(app_path)
+
+    nodes = [InProcessNode(i, job) for i, job in enumerate(jobs)]
+    for node in nodes:
+        hub.set_default_node(node)
+        try:
+            _execute_app(app_path, source, node)
+        except SystemExit as e:
+            status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            if status:
+                _report_failure(out, node, app_path, None, status)
+        except BaseException as e:
+            _report_failure(out, node, app_path, e, 1)
+        finally:
+            hub.set_default_node(None)
+    try:
+        real_run()
+    finally:
+        out.flush_all()
+    return 1 if any(node.failed for node in nodes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

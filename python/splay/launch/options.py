@@ -1,0 +1,168 @@
+"""The command line of ``splay run``: parsing and checking, with errors that say what to change.
+
+:func:`parse` returns an :class:`argparse.Namespace` whose paths are absolute, or raises
+:class:`UsageError` (``splay run`` then exits with status 2).
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+
+__all__ = ["parse", "UsageError", "build_parser", "sandbox_limits"]
+
+DEFAULT_LOG = "splay-run.log"
+
+# --max-... options of --sandbox: the keyword of splay.sandbox.confine each one becomes, its type
+# and its help. --sandbox-opt KEY=VALUE passes any other keyword.
+SANDBOX_LIMITS = {
+    "max_memory": (int, "maximum memory (address space) of each node, in bytes"),
+    "max_cpu": (float, "maximum CPU time of each node, in seconds"),
+    "max_files": (int, "maximum open file descriptors of each node"),
+    "max_processes": (int, "maximum processes (and threads) of each node"),
+    "max_disk": (int, "maximum disk space of each node's files, in bytes"),
+}
+
+
+class UsageError(Exception):
+    """The command line is wrong; the message says what to change."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser that raises :class:`UsageError` instead of exiting."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser():
+    """The argparse parser of ``splay run``."""
+    p = _Parser(
+        prog="splay run",
+        description="Run N nodes of a SPLAY application on this machine, one process each. "
+                    "Node i gets the job of 127.0.0.1:FIRST_PORT+i (position i, 0-based).",
+        epilog="Arguments after the application file (and all after --) are passed to every node's "
+               "sys.argv. Output lines are shown as '[node i] ...' and merged, time-ordered, into "
+               "the log file. Ctrl-C stops every node.")
+    p.add_argument("app", help="the application file (a Python script)")
+    p.add_argument("app_args", nargs="*", metavar="ARG",
+                   help="arguments passed to the application (put those starting with '-' after --)")
+    p.add_argument("-n", "--nodes", type=int, default=1, metavar="N", help="number of nodes (default 1)")
+    p.add_argument("--first-port", type=int, default=20000, metavar="PORT",
+                   help="port of node 0; node i gets PORT+i (default 20000)")
+    p.add_argument("--list-size", type=int, default=None, metavar="K",
+                   help="length of each node's list job.nodes() (default: all nodes)")
+    p.add_argument("--random", action="store_true",
+                   help="give each node a random list (never containing itself) instead of the head list")
+    p.add_argument("--random-list", type=int, default=None, metavar="K",
+                   help="same as --random --list-size K")
+    p.add_argument("--log", default=None, metavar="FILE",
+                   help=f"merged, time-ordered log of all nodes (default {DEFAULT_LOG} in the log directory)")
+    p.add_argument("--log-dir", default=None, metavar="DIR",
+                   help="directory of the log file (default: the current directory)")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="do not echo node output (the log file still gets everything)")
+    p.add_argument("--progress", action="store_true",
+                   help="show start-up progress on stderr even when it is not a terminal")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop all nodes after this many seconds")
+    p.add_argument("--stagger", type=float, default=0.0, metavar="SECONDS",
+                   help="delay between two node starts (default 0)")
+    p.add_argument("--grace", type=float, default=3.0, metavar="SECONDS",
+                   help="when stopping, time a node gets after SIGTERM before SIGKILL (default 3)")
+    p.add_argument("--python", default=sys.executable, metavar="INTERPRETER",
+                   help="Python interpreter of the nodes (default: the one running splay)")
+    p.add_argument("--name", default=None, help="job name (default: the application file's name)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run all nodes in one process over one scheduler (each node with its own "
+                        "namespace, job and threads) instead of one process per node")
+    p.add_argument("--node-dirs", default=None, metavar="DIR",
+                   help="give node i its own working directory DIR/node-i (job.dir)")
+    p.add_argument("--sandbox", action="store_true",
+                   help="confine each node with splay.sandbox.confine in its own directory "
+                        "(--node-dirs, default ./splay-run-nodes)")
+    for key, (kind, text) in SANDBOX_LIMITS.items():
+        p.add_argument("--" + key.replace("_", "-"), type=kind, default=None, metavar="N",
+                       help=f"with --sandbox: {text}")
+    p.add_argument("--sandbox-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --sandbox: another keyword argument of splay.sandbox.confine "
+                        "(VALUE read as JSON when it parses, else as a string); repeatable")
+    return p
+
+
+def _check(cond, message):
+    if not cond:
+        raise UsageError(message)
+
+
+def sandbox_limits(opts):
+    """The keyword arguments for ``splay.sandbox.confine`` given by ``--max-...`` and ``--sandbox-opt``."""
+    kw = {k: getattr(opts, k) for k in SANDBOX_LIMITS if getattr(opts, k) is not None}
+    kw.update(opts.sandbox_kwargs)
+    return kw
+
+
+def _sandbox_opt(text):
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise UsageError(f"--sandbox-opt expects KEY=VALUE with KEY a keyword name, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def parse(argv):
+    """Parse and check ``splay run`` arguments; ``UsageError`` says what is wrong."""
+    argv = list(argv)
+    # Everything after "--" belongs to the application, even what looks like an option.
+    after = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, after = argv[:cut], argv[cut + 1:]
+    opts = build_parser().parse_intermixed_args(argv)
+    opts.app_args = list(opts.app_args) + after
+
+    opts.app = os.path.abspath(opts.app)
+    _check(os.path.isfile(opts.app), f"application file {opts.app!r} not found")
+    n = opts.nodes
+    _check(n >= 1, f"-n must be at least 1, got {n}")
+    _check(1 <= opts.first_port <= 65535, f"--first-port must be from 1 to 65535, got {opts.first_port}")
+    last = opts.first_port + n - 1
+    _check(last <= 65535, f"{n} nodes from port {opts.first_port} need ports up to {last}, past 65535: "
+                          f"use --first-port {65536 - n} or lower, or fewer nodes")
+    if opts.random_list is not None:
+        _check(opts.list_size is None or opts.list_size == opts.random_list,
+               "--random-list K and --list-size disagree; give only one of them")
+        opts.random, opts.list_size = True, opts.random_list
+    _check(opts.list_size is None or opts.list_size >= 0, f"--list-size must be >= 0, got {opts.list_size}")
+    _check(opts.time_limit is None or opts.time_limit > 0,
+           f"--time-limit must be a positive number of seconds, got {opts.time_limit}")
+    _check(opts.stagger >= 0, f"--stagger must be >= 0 seconds, got {opts.stagger}")
+    _check(opts.grace >= 0, f"--grace must be >= 0 seconds, got {opts.grace}")
+    for key in SANDBOX_LIMITS:
+        value = getattr(opts, key)
+        flag = "--" + key.replace("_", "-")
+        _check(value is None or opts.sandbox, f"{flag} is a sandbox limit: add --sandbox")
+        _check(value is None or value > 0, f"{flag} must be a positive number, got {value}")
+    _check(not opts.sandbox_opt or opts.sandbox, "--sandbox-opt is a sandbox option: add --sandbox")
+    opts.sandbox_kwargs = dict(_sandbox_opt(t) for t in opts.sandbox_opt)
+
+    python = shutil.which(opts.python)
+    _check(python is not None, f"--python {opts.python!r}: no such executable interpreter")
+    opts.python = os.path.abspath(python)
+
+    log_dir = os.path.abspath(opts.log_dir or os.getcwd())
+    opts.log = os.path.join(log_dir, opts.log or DEFAULT_LOG)
+    _check(os.path.isdir(os.path.dirname(opts.log)),
+           f"log directory {os.path.dirname(opts.log)!r} does not exist; create it or pick another --log/--log-dir")
+    _check(not (opts.in_process and (opts.sandbox or opts.node_dirs)),
+           "--in-process runs every node in one process: it cannot give them separate "
+           "directories or sandboxes (--node-dirs, --sandbox); drop one of them")
+    if opts.sandbox and opts.node_dirs is None:
+        opts.node_dirs = "splay-run-nodes"
+    if opts.node_dirs is not None:
+        opts.node_dirs = os.path.abspath(opts.node_dirs)
+    if opts.name is None:
+        opts.name = os.path.splitext(os.path.basename(opts.app))[0]
+    return opts
