@@ -1,0 +1,125 @@
+"""splay.socket: cooperative TCP and UDP sockets with LuaSocket's API (the manual's socket section).
+
+Sockets are libuv handles driven by the hub of the compiled core (``splayc.tcp``,
+``splayc.udp``). An operation that has to wait (connect, accept, receive, a send the kernel
+cannot take at once, a host-name lookup) yields to the other SPLAY threads, so it must run
+inside a thread (under ``events.run()``); outside it raises :class:`splay.NotInThread`.
+
+LuaSocket's ``nil, "message"`` becomes ``None``, with the message kept on the object as
+``sock.error`` — or, for the module functions :func:`connect` and :func:`bind` that have no
+object to return, on :data:`last_error` (read it right after the call: no other thread runs in
+between). Every call that takes an address accepts a node in any form: a dict
+``{"ip": ..., "port": ...}``, a :class:`splay.Node`, a tuple ``(ip, port)``, or ``ip, port``.
+
+>>> from splay import events, socket
+>>> def main():
+...     server = socket.bind("127.0.0.1", 0)
+...     port = server.getsockname()[1]
+...     def echo():
+...         c = server.accept()
+...         c.send(c.receive() + b"\\n")
+...         c.close()
+...     events.thread(echo)
+...     s = socket.connect("127.0.0.1", port)
+...     s.send("hello\\n")
+...     print(s.receive())
+...     s.close(); server.close()
+>>> events.run(main)
+b'hello'
+"""
+import time as _time
+
+from splayc import addr as _addr
+from splayc.tcp import TCP, select as _select
+from splayc.udp import UDP
+
+__all__ = ["tcp", "udp", "bind", "connect", "select", "gettime", "sleep", "dns", "last_error",
+           "TCP", "UDP"]
+
+#: The error message of the last failed :func:`connect` or :func:`bind` (None after a success).
+last_error = None
+
+
+def tcp():
+    """A new TCP socket (LuaSocket's "master" object): ``bind`` + ``listen`` it, or ``connect`` it."""
+    return TCP()
+
+
+def udp():
+    """A new UDP socket: ``sendto``/``receivefrom``, or ``setpeername`` then ``send``/``receive``."""
+    return UDP()
+
+
+def bind(address, port=None, backlog=32):
+    """A TCP server socket listening on a node or ``ip, port`` (``"*"``: every interface).
+
+    Returns the listening socket, or None with the reason in :data:`last_error`
+    (e.g. ``"address already in use"``). Port 0 picks a free port: see ``getsockname()``.
+    """
+    global last_error
+    s = TCP()
+    if s.bind(address, port) and s.listen(backlog):
+        last_error = None
+        return s
+    last_error = s.error
+    s.close()
+    return None
+
+
+def connect(address, port=None):
+    """A TCP socket connected to a node or ``ip, port``; waits for the connection.
+
+    Returns the socket, or None with the reason in :data:`last_error`
+    (``"connection refused"``, ``"timeout"``, ``"host not found"`` ...).
+    """
+    global last_error
+    s = TCP()
+    if s.connect(address, port):
+        last_error = None
+        return s
+    last_error = s.error
+    s.close()
+    return None
+
+
+def select(recvt, sendt=None, timeout=None):
+    """Wait until a socket of ``recvt`` is readable (data, a connection to accept, or closed) or
+    one of ``sendt`` is writable.
+
+    Returns ``(readable, writable, None)``, or ``([], [], "timeout")`` when ``timeout`` seconds
+    pass first (None or negative: no timeout). Like LuaSocket's three return values.
+    """
+    return _select(recvt, sendt, timeout)
+
+
+def gettime():
+    """The current time in seconds since the epoch, as a float (LuaSocket's ``gettime``)."""
+    return _time.time()
+
+
+def sleep(seconds):
+    """Suspend the calling thread for ``seconds`` (cooperative: other threads run meanwhile)."""
+    from splay import events
+    return events.sleep(seconds)
+
+
+class _DNS:
+    """``socket.dns``: name resolution; cooperative (the thread yields) inside a SPLAY thread."""
+
+    @staticmethod
+    def toip(host):
+        """The IP address of ``host`` (an IP is returned unchanged), or None if it is unknown."""
+        return _addr.toip(host)
+
+    @staticmethod
+    def tohostname(address):
+        """The host name of an IP address (or of a host name's address), or None."""
+        return _addr.tohostname(address)
+
+    @staticmethod
+    def gethostname():
+        """The name of this machine."""
+        return _addr.gethostname()
+
+
+dns = _DNS()

@@ -1,0 +1,121 @@
+# Cooperative TCP sockets over libuv (splayc/tcp.pyx). The RPC layer cimports this for a fast path
+# that skips the Python-level LuaSocket API:
+#
+#     from splayc.tcp cimport TCP, tcp_new
+#     cdef TCP s = tcp_new()                      # like socket.tcp()
+#     s.settimeout_c(5.0)                         # total timeout per operation (< 0: none)
+#     if not s.connect_c(ip, port): ...           # True, or False with s.error set (s is closed)
+#     if not s.send_data(block): ...              # True, or False with s.error set
+#     data = s.recv_exact(n)                      # bytes, or None (s.error, s.partial)
+#     line = s.recv_line()                        # one line without CR/LF, or None
+#     block = s.recv_block(max_length)            # one llenc block "<len>\n<payload>", or None
+#     s.send_block(payload)                       # writes b"<len>\n" + payload
+#     s.close_c()
+#
+# Lower level (what splayc/rpc_fast.pyx uses to decode straight from the receive buffer): the
+# unread bytes are rbuf[rstart:rend]; consume n of them with `rstart += n` (reset both to 0 when
+# equal, and call _start_reading() if `not reading` and less than HIGH_WATER remains);
+# `r = s._wait_read(WANT_BYTES, n, deadline)` waits until n bytes are buffered (deadline: an
+# absolute uv_hrtime() in ns, 0 for none) and returns one of the R_* codes below.
+#
+# Every call follows the socket's settimeout (a TOTAL timeout for the whole call, recv_block
+# included). They may raise only NotInThread (called outside a SPLAY thread while they must wait)
+# or the task's kill exception; every other failure is None/False with `error` set.
+from libc.stdint cimport uint64_t
+from splayc.uv cimport uv_tcp_t
+from splayc.hub cimport Hub, Task
+
+cdef enum TCPState:
+    TCP_MASTER = 0       # created (maybe bound): may bind, connect or listen
+    TCP_SERVER = 1       # listening
+    TCP_CLIENT = 2       # connected
+    TCP_CLOSED = 3
+
+cdef enum:
+    HIGH_WATER = 1 << 20     # reading pauses when this much is buffered and nobody receives
+
+cdef enum:                   # results of TCP._wait_read
+    R_WOKEN = 0              # woken: check the buffer again
+    R_TIMEOUT = 1            # the deadline passed (nothing consumed)
+    R_CLOSED = 2             # EOF, a read error (read_err), shutdown or close
+    R_BUSY = 3               # another thread is receiving on this socket
+    R_NOTCONN = 4            # not a connected (or listening) socket
+
+cdef enum ReadWant:          # what wakes the waiting reader (checked in C in the read callback)
+    WANT_NONE = 0
+    WANT_BYTES = 1           # at least want_n bytes buffered
+    WANT_LINE = 2            # a '\n' buffered
+    WANT_EOF = 3             # the end of the stream (pattern "*a")
+    WANT_ANY = 4             # any data (select)
+
+
+cdef class Selectable:
+    """What socket.select needs from a socket (TCP and UDP both derive from it)."""
+    cdef Hub hub
+    cdef list select_waiters          # (Task, token) of socket.select calls watching this socket
+    cdef int n_waiting                # tasks waiting on this handle: uv_ref while > 0
+    cdef bint _readable(self)
+    cdef bint _writable(self)
+    cdef void _ref(self)
+    cdef void _unref(self)
+    cdef void _wake_select(self)
+
+
+cdef class TCP(Selectable):
+    cdef uv_tcp_t* handle
+    cdef readonly object node         # the node (Task.node) that created it: accounting, cleanup
+    cdef public object _splay_node    # set by hub.track()
+    cdef TCPState state
+    cdef double timeout               # seconds; < 0: block forever
+    cdef public object error          # the last error message ("closed", "timeout", ...)
+    cdef public object partial        # data received by the last failed receive
+    cdef readonly unsigned long long bytes_sent, bytes_received
+    cdef uint64_t created_ns
+    cdef dict pending_options         # options set before the OS socket exists
+    # read side: a malloc'd buffer [rstart, rend) of rcap bytes, filled by the read callback
+    cdef char* rbuf
+    cdef size_t rcap, rstart, rend
+    cdef bint reading, eof, read_shut
+    cdef int read_err
+    cdef ReadWant want
+    cdef size_t want_n
+    cdef size_t scan_from             # bytes after rstart already searched for '\n'
+    cdef Task reader                  # the task in receive() or accept(), if any
+    cdef unsigned long reader_token
+    # listening side: connections accepted by libuv, not yet returned by accept()
+    cdef uv_tcp_t** accepted
+    cdef int n_accepted, accepted_cap
+    cdef bint accept_deferred
+    cdef int listen_err
+
+    # fast path for the RPC layer (see the header)
+    cdef void settimeout_c(self, double seconds)
+    cdef bint connect_c(self, object ip, int port) except -1
+    cdef bint send_data(self, object data) except -1
+    cdef bint send_block(self, object payload) except -1
+    cdef object recv_exact(self, Py_ssize_t n)
+    cdef object recv_line(self)
+    cdef object recv_block(self, Py_ssize_t max_length)
+    cdef void close_c(self)
+
+    # internals
+    cdef int _init_handle(self, uv_tcp_t* h) except -1
+    cdef uint64_t _deadline(self)
+    cdef int _wait_read(self, ReadWant want, size_t n, uint64_t deadline) except -1
+    cdef Py_ssize_t _send(self, object data, Py_ssize_t start, Py_ssize_t stop,
+                          uint64_t deadline) except -2
+    cdef bytes _take(self, size_t n)
+    cdef bytes _take_line(self, size_t length, bint strip_cr)
+    cdef object _fail_read(self, int status, bint strip_cr)
+    cdef object _recv_exact(self, Py_ssize_t n, uint64_t deadline)
+    cdef object _recv_line(self, uint64_t deadline)
+    cdef object _recv_all(self, uint64_t deadline)
+    cdef int _append(self, const char* data, size_t n) except -1
+    cdef void _start_reading(self)
+    cdef void _wake_reader(self)
+    cdef void _count_sent(self, size_t n)
+    cdef void _count_received(self, size_t n)
+    cdef int _apply_options(self) except -1
+
+
+cdef TCP tcp_new()

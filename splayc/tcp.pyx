@@ -1,0 +1,1058 @@
+"""Cooperative TCP sockets over libuv stream handles, with LuaSocket's methods and patterns.
+
+How a socket works (see docs/socket.md for the user's view):
+
+* The ``uv_tcp_t`` is malloc'd, points back at its Python object through ``handle.data``
+  (borrowed; NULLed when the object closes or dies) and is freed in the close callback.
+  Every callback checks ``data`` for NULL first.
+* libuv callbacks never switch greenlets: they append to the read buffer and call ``hub.wake``
+  with the wake token the waiting task registered, so a late callback cannot wake a task that is
+  by then waiting for something else.
+* Reading is eager: a connected socket reads into its own malloc'd buffer (through one shared
+  64 KiB landing buffer) until 1 MiB is buffered with nobody receiving, then stops until a
+  receive drains it. Patterns are parsed in C (``memchr`` for the line end); the read callback
+  wakes the receiver only when its pattern can complete.
+* Writes try ``uv_try_write`` first; whatever the kernel does not take goes to ``uv_write`` from
+  a malloc'd request that owns a ``Py_buffer`` of the data and a reference to the waiting task.
+* Liveness: a handle is ``uv_unref``'d except while a task waits on it (``_ref``/``_unref``), so
+  an idle socket never keeps ``events.run()`` alive.
+* Accounting: bytes are counted in ``_count_sent`` / ``_count_received`` only, and every socket
+  knows the node (``Task.node``) that created it; restricted sockets hook in there.
+"""
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport malloc, free, realloc
+from libc.string cimport memcpy, memchr, memmove
+
+from splayc.uv cimport *
+from splayc.hub cimport Hub, Task, get_hub
+from splayc.addr cimport error_message, fill_sockaddr, sockaddr_to_tuple
+
+from splay.node import address as _node_address
+
+cdef enum:
+    LANDING_SIZE = 65536          # the shared buffer libuv reads into
+    WRITABLE_QUEUE = 1 << 16      # select() calls a socket writable below this many queued bytes
+    MIN_ACCEPT_QUEUE = 64
+# HIGH_WATER and the R_* results of _wait_read are declared in tcp.pxd (the RPC fast path uses them).
+
+BUSY_MESSAGE = "busy: another thread is already receiving (or accepting) on this socket"
+
+cdef char _landing[LANDING_SIZE]   # safe to share: libuv calls alloc, read, read_cb in a row
+
+
+cdef inline double _remaining(uint64_t deadline):
+    """Seconds left before ``deadline`` (0: no deadline gives -1, i.e. wait forever)."""
+    cdef uint64_t now
+    if deadline == 0:
+        return -1.0
+    now = uv_hrtime()
+    if now >= deadline:
+        return 0.0
+    return (deadline - now) / 1e9
+
+
+cdef inline uint64_t _deadline_after(double timeout):
+    cdef uint64_t d
+    if timeout < 0 or timeout > 1e9:          # none, or beyond any run (and uint64 ns range)
+        return 0
+    d = uv_hrtime() + <uint64_t>(timeout * 1e9)
+    return d if d != 0 else 1
+
+
+cdef bytes _as_bytes(object data, str what):
+    """``str`` is UTF-8 encoded; bytes-like objects are taken as they are."""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return (<str>data).encode("utf-8")
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"{what} must be bytes or str, not {type(data).__name__}")
+
+
+cdef object _current_node(Hub hub):
+    return hub.current.node if hub.current is not None else hub.default_node
+
+
+# ---------------------------------------------------------------------------- libuv callbacks
+
+cdef void _free_handle_cb(uv_handle_t* handle) noexcept with gil:
+    free(handle)
+
+
+cdef void _alloc_cb(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) noexcept with gil:
+    buf.base = _landing
+    buf.len = LANDING_SIZE
+
+
+cdef inline bint _want_met(TCP s):
+    cdef size_t avail = s.rend - s.rstart
+    if s.want == WANT_BYTES:
+        return avail >= s.want_n
+    if s.want == WANT_LINE:
+        if memchr(s.rbuf + s.rstart + s.scan_from, b'\n', avail - s.scan_from) != NULL:
+            return True
+        s.scan_from = avail
+        return False
+    if s.want == WANT_ANY:
+        return avail > 0
+    return False
+
+
+cdef void _read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept with gil:
+    cdef TCP s
+    if stream.data == NULL:
+        return
+    s = <TCP>stream.data
+    if nread > 0:
+        try:
+            s._append(buf.base, <size_t>nread)
+        except MemoryError:
+            uv_read_stop(stream)
+            s.reading = False
+            s.read_err = UV_ENOBUFS
+            s._wake_reader()
+            s._wake_select()
+            return
+        s._count_received(<size_t>nread)
+        if s.reader is not None:
+            if _want_met(s):
+                s._wake_reader()
+        elif s.rend - s.rstart >= HIGH_WATER:
+            uv_read_stop(stream)          # back-pressure: resumes when a receive drains it
+            s.reading = False
+        if s.select_waiters:
+            s._wake_select()
+    elif nread < 0:
+        uv_read_stop(stream)
+        s.reading = False
+        if nread == UV_EOF:
+            s.eof = True
+        else:
+            s.read_err = <int>nread
+        s._wake_reader()
+        s._wake_select()
+
+
+cdef struct WriteRequest:
+    uv_write_t req            # first member: the uv_write_t* is the context pointer
+    Py_buffer view            # keeps the data alive (and a bytearray unresizable) until written
+    PyObject* task            # owned reference to the waiting task, or NULL
+    unsigned long token
+
+
+cdef void _write_cb(uv_write_t* req, int status) noexcept with gil:
+    cdef WriteRequest* ctx = <WriteRequest*>req
+    cdef Task t
+    cdef TCP s
+    cdef uv_stream_t* stream = req.handle
+    PyBuffer_Release(&ctx.view)
+    if ctx.task != NULL:
+        t = <Task>ctx.task
+        t.hub.wake(t, ctx.token, status)
+        Py_DECREF(t)
+    free(ctx)
+    if status == 0 and stream.data != NULL:
+        s = <TCP>stream.data
+        if s.select_waiters:
+            s._wake_select()
+
+
+cdef struct ConnectRequest:
+    uv_connect_t req
+    PyObject* task
+    unsigned long token
+
+
+cdef void _connect_cb(uv_connect_t* req, int status) noexcept with gil:
+    cdef ConnectRequest* ctx = <ConnectRequest*>req
+    cdef Task t = <Task>ctx.task
+    t.hub.wake(t, ctx.token, status)
+    Py_DECREF(t)
+    free(ctx)
+
+
+cdef void _shutdown_cb(uv_shutdown_t* req, int status) noexcept with gil:
+    free(req)
+
+
+cdef int _accept_into_queue(TCP s) except -1:
+    """uv_accept the connection libuv holds into a new handle at the end of ``s.accepted``."""
+    cdef uv_tcp_t* h = <uv_tcp_t*>malloc(sizeof(uv_tcp_t))
+    cdef int err
+    if h == NULL:
+        raise MemoryError()
+    uv_tcp_init(s.handle.loop, h)
+    h.data = NULL
+    err = uv_accept(<uv_stream_t*>s.handle, <uv_stream_t*>h)
+    if err < 0:
+        uv_close(<uv_handle_t*>h, _free_handle_cb)
+        if err != UV_EAGAIN:
+            s.listen_err = err
+        return 0
+    s.accepted[s.n_accepted] = h
+    s.n_accepted += 1
+    return 0
+
+
+cdef void _connection_cb(uv_stream_t* server, int status) noexcept with gil:
+    cdef TCP s
+    if server.data == NULL:
+        return
+    s = <TCP>server.data
+    if status < 0:
+        s.listen_err = status
+    elif s.n_accepted >= s.accepted_cap:
+        # Queue full: leave the connection with libuv, which stops listening until accept().
+        s.accept_deferred = True
+        return
+    else:
+        try:
+            _accept_into_queue(s)
+        except MemoryError:
+            s.listen_err = UV_ENOBUFS
+    s._wake_reader()
+    if s.select_waiters:
+        s._wake_select()
+
+
+# ---------------------------------------------------------------------------- the socket types
+
+cdef class Selectable:
+    """Base of TCP and UDP sockets: what ``socket.select`` needs from them."""
+
+    cdef bint _readable(self):
+        return False
+
+    cdef bint _writable(self):
+        return False
+
+    cdef void _ref(self):
+        self.n_waiting += 1
+
+    cdef void _unref(self):
+        self.n_waiting -= 1
+
+    cdef void _wake_select(self):
+        cdef list waiters = self.select_waiters
+        cdef Task t
+        self.select_waiters = []
+        for t, token in waiters:
+            t.hub.wake(t, token, None)
+
+
+cdef class TCP(Selectable):
+    """A cooperative TCP socket (LuaSocket's master, client and server objects in one type).
+
+    Created by ``socket.tcp()``; ``bind``/``listen`` make it a server, ``connect`` a client, and
+    ``accept`` returns connected ones. Operations that must wait yield to the other threads.
+    Failures return ``None`` and leave the message on ``sock.error`` ("closed", "timeout",
+    "connection refused", "address already in use", ...).
+    """
+
+    def __cinit__(self):
+        self.timeout = -1.0
+        self.select_waiters = []
+        self.state = TCP_MASTER
+        self.created_ns = uv_hrtime()
+
+    def __init__(self):
+        cdef uv_tcp_t* h = <uv_tcp_t*>malloc(sizeof(uv_tcp_t))
+        cdef Hub hub = get_hub()
+        cdef int err
+        if h == NULL:
+            raise MemoryError()
+        err = uv_tcp_init(hub.loop, h)
+        if err < 0:
+            free(h)
+            raise OSError(f"cannot create a TCP socket: {error_message(err)}")
+        self._init_handle(h)
+
+    cdef int _init_handle(self, uv_tcp_t* h) except -1:
+        self.hub = get_hub()
+        self.node = _current_node(self.hub)
+        self.handle = h
+        h.data = <void*>self
+        uv_unref(<uv_handle_t*>h)          # idle sockets never keep the loop alive
+        self.hub.track(self)
+        return 0
+
+    def __dealloc__(self):
+        cdef int i
+        if self.handle != NULL:
+            self.handle.data = NULL
+            uv_close(<uv_handle_t*>self.handle, _free_handle_cb)
+            self.handle = NULL
+        for i in range(self.n_accepted):
+            uv_close(<uv_handle_t*>self.accepted[i], _free_handle_cb)
+        free(self.accepted)
+        free(self.rbuf)
+
+    def __repr__(self):
+        kind = ("master", "server", "client", "closed")[<int>self.state]
+        return f"<splay.socket.tcp {kind} {id(self):#x}>"
+
+    # ------------------------------------------------------------------ accounting (one place)
+
+    cdef void _count_sent(self, size_t n):
+        self.bytes_sent += n
+
+    cdef void _count_received(self, size_t n):
+        self.bytes_received += n
+
+    # ------------------------------------------------------------------ waiting and liveness
+
+    cdef void _ref(self):
+        self.n_waiting += 1
+        if self.n_waiting == 1 and self.handle != NULL:
+            uv_ref(<uv_handle_t*>self.handle)
+
+    cdef void _unref(self):
+        self.n_waiting -= 1
+        if self.n_waiting == 0 and self.handle != NULL:
+            uv_unref(<uv_handle_t*>self.handle)
+
+    cdef void _wake_reader(self):
+        if self.reader is not None:
+            self.hub.wake(self.reader, self.reader_token, None)
+
+    cdef uint64_t _deadline(self):
+        return _deadline_after(self.timeout)
+
+    cdef int _wait_read(self, ReadWant want, size_t n, uint64_t deadline) except -1:
+        """Wait until the read callback says ``want`` may be met: R_WOKEN, or why not."""
+        cdef double timeout
+        cdef Task t
+        if self.state == TCP_CLOSED:
+            return R_CLOSED
+        if self.state == TCP_CLIENT:
+            if self.eof or self.read_err or self.read_shut:
+                return R_CLOSED
+        elif self.state != TCP_SERVER:
+            return R_NOTCONN
+        if self.reader is not None and not self.reader.killed:
+            return R_BUSY       # (a killed reader has not unwound yet: its slot is free)
+        timeout = _remaining(deadline)
+        if timeout == 0.0:
+            return R_TIMEOUT
+        t = self.hub.begin_block()
+        if self.state == TCP_CLIENT:
+            self._start_reading()
+            if self.read_err:
+                return R_CLOSED
+        self.reader = t
+        self.reader_token = t.token
+        self.want = want
+        self.want_n = n
+        self._ref()
+        try:
+            self.hub.block(t, timeout)
+            # The timer and the data may come in the same poll: data that made it wins.
+            if t.timed_out and not (_want_met(self) or self.eof or self.read_err
+                                    or self.n_accepted or self.listen_err
+                                    or self.state == TCP_CLOSED):
+                return R_TIMEOUT
+            return R_WOKEN
+        finally:
+            if self.reader is t:
+                self.reader = None
+                self.want = WANT_NONE
+            self._unref()
+
+    # ------------------------------------------------------------------ the read buffer
+
+    cdef void _start_reading(self):
+        cdef int err
+        if self.reading or self.handle == NULL or self.state != TCP_CLIENT \
+                or self.eof or self.read_err or self.read_shut:
+            return
+        err = uv_read_start(<uv_stream_t*>self.handle, _alloc_cb, _read_cb)
+        if err < 0:
+            self.read_err = err
+        else:
+            self.reading = True
+
+    cdef int _append(self, const char* data, size_t n) except -1:
+        cdef size_t used
+        cdef size_t cap
+        cdef char* nb
+        if self.rend + n > self.rcap:
+            used = self.rend - self.rstart
+            if self.rstart:
+                memmove(self.rbuf, self.rbuf + self.rstart, used)
+                self.rstart = 0
+                self.rend = used
+            if used + n > self.rcap:
+                cap = self.rcap * 2 if self.rcap else 4096
+                while cap < used + n:
+                    cap *= 2
+                nb = <char*>realloc(self.rbuf, cap)
+                if nb == NULL:
+                    raise MemoryError()
+                self.rbuf = nb
+                self.rcap = cap
+        memcpy(self.rbuf + self.rend, data, n)
+        self.rend += n
+        return 0
+
+    cdef bytes _take(self, size_t n):
+        cdef bytes out = PyBytes_FromStringAndSize(self.rbuf + self.rstart, n)
+        self.rstart += n
+        self.scan_from = self.scan_from - n if self.scan_from > n else 0
+        if self.rstart == self.rend:
+            self.rstart = self.rend = 0
+            if self.rcap > HIGH_WATER:        # give back the memory of a big transfer
+                free(self.rbuf)
+                self.rbuf = NULL
+                self.rcap = 0
+        if not self.reading and self.rend - self.rstart < HIGH_WATER:
+            self._start_reading()
+        return out
+
+    cdef bytes _take_line(self, size_t length, bint consume_lf):
+        """The first ``length`` buffered bytes without their CR characters (LuaSocket's "*l"
+        ignores every CR), consumed, plus the LF after them when ``consume_lf``."""
+        cdef const char* start = self.rbuf + self.rstart
+        cdef bytes out = PyBytes_FromStringAndSize(start, length)
+        if length and memchr(start, b'\r', length) != NULL:
+            out = out.replace(b"\r", b"")
+        self._take(length + (1 if consume_lf else 0))
+        return out
+
+    cdef object _fail_read(self, int status, bint strip_cr):
+        """Record why a receive failed; the buffered data moves to ``partial`` (LuaSocket)."""
+        if status == R_BUSY:
+            self.error = BUSY_MESSAGE
+            self.partial = b""
+            return None
+        if status == R_TIMEOUT:
+            self.error = "timeout"
+        elif status == R_NOTCONN:
+            self.error = "not connected"
+        elif self.read_err:
+            self.error = error_message(self.read_err)
+        else:
+            self.error = "closed"
+        if strip_cr:
+            self.partial = self._take_line(self.rend - self.rstart, False)
+        else:
+            self.partial = self._take(self.rend - self.rstart)
+        return None
+
+    cdef object _recv_exact(self, Py_ssize_t n, uint64_t deadline):
+        cdef int r
+        while <Py_ssize_t>(self.rend - self.rstart) < n:
+            r = self._wait_read(WANT_BYTES, <size_t>n, deadline)
+            if r != R_WOKEN:
+                return self._fail_read(r, False)
+        return self._take(<size_t>n)
+
+    cdef object _recv_line(self, uint64_t deadline):
+        cdef const char* nl
+        cdef size_t avail
+        cdef int r
+        while True:
+            avail = self.rend - self.rstart
+            if self.scan_from > avail:
+                self.scan_from = 0
+            nl = <const char*>memchr(self.rbuf + self.rstart + self.scan_from, b'\n',
+                                     avail - self.scan_from) if avail else NULL
+            if nl != NULL:
+                self.scan_from = 0
+                return self._take_line(<size_t>(nl - (self.rbuf + self.rstart)), True)
+            self.scan_from = avail
+            r = self._wait_read(WANT_LINE, 0, deadline)
+            if r != R_WOKEN:
+                self.scan_from = 0
+                return self._fail_read(r, True)
+
+    cdef object _recv_all(self, uint64_t deadline):
+        cdef int r
+        while True:
+            if self.state == TCP_CLIENT and self.eof and not self.read_err:
+                if self.rend > self.rstart:
+                    return self._take(self.rend - self.rstart)
+                self.error = "closed"
+                self.partial = b""
+                return None
+            r = self._wait_read(WANT_EOF, 0, deadline)
+            if r != R_WOKEN:
+                return self._fail_read(r, False)
+
+    # ------------------------------------------------------------------ writing
+
+    cdef Py_ssize_t _send(self, object data, Py_ssize_t start, Py_ssize_t stop,
+                          uint64_t deadline) except -2:
+        """Send ``data[start:stop]``: the number of bytes sent (all of them, or error set)."""
+        cdef Py_buffer view
+        cdef uv_buf_t buf
+        cdef Py_ssize_t n = stop - start
+        cdef Py_ssize_t done = 0
+        cdef int r
+        cdef WriteRequest* ctx
+        cdef Task t = None
+        cdef double timeout
+        if self.state != TCP_CLIENT:
+            self.error = "closed" if self.state == TCP_CLOSED else "not connected"
+            return 0
+        if n <= 0:
+            return 0
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        if self.handle.write_queue_size == 0:
+            buf.base = <char*>view.buf + start
+            buf.len = <size_t>n
+            r = uv_try_write(<uv_stream_t*>self.handle, &buf, 1)
+            if r == n:
+                PyBuffer_Release(&view)
+                self._count_sent(<size_t>n)
+                return n
+            if r >= 0:
+                done = r
+            elif r != UV_EAGAIN:
+                PyBuffer_Release(&view)
+                self.error = error_message(r)
+                return 0
+        # The kernel did not take everything: queue the rest with uv_write and wait for it.
+        ctx = <WriteRequest*>malloc(sizeof(WriteRequest))
+        if ctx == NULL:
+            PyBuffer_Release(&view)
+            raise MemoryError()
+        ctx.view = view                    # the request owns the buffer from here on
+        ctx.task = NULL
+        ctx.token = 0
+        if self.hub.current is not None:
+            try:
+                t = self.hub.begin_block()
+            except BaseException:
+                PyBuffer_Release(&ctx.view)
+                free(ctx)
+                raise
+            ctx.task = <PyObject*>t
+            ctx.token = t.token
+            Py_INCREF(t)
+        buf.base = <char*>view.buf + start + done
+        buf.len = <size_t>(n - done)
+        r = uv_write(&ctx.req, <uv_stream_t*>self.handle, &buf, 1, _write_cb)
+        if r < 0:
+            PyBuffer_Release(&ctx.view)
+            if ctx.task != NULL:
+                Py_DECREF(t)
+            free(ctx)
+            self.error = error_message(r)
+            self._count_sent(<size_t>done)
+            return done
+        if t is None:
+            # Outside a thread nothing can wait: the data leaves when the loop runs.
+            self._count_sent(<size_t>n)
+            return n
+        timeout = _remaining(deadline)
+        status = self.hub.block(t, timeout)
+        if t.timed_out:
+            # libuv cannot take back a queued write: the rest still leaves, in order, unless
+            # the socket is closed. Report the bytes the kernel had taken before the wait.
+            self.error = "timeout"
+            self._count_sent(<size_t>done)
+            return done
+        if status < 0:
+            self.error = error_message(status)
+            self._count_sent(<size_t>done)
+            return done
+        self._count_sent(<size_t>n)
+        return n
+
+    # ------------------------------------------------------------------ options
+
+    cdef int _apply_options(self) except -1:
+        """Apply options set while the OS socket did not exist yet."""
+        if self.pending_options:
+            options, self.pending_options = self.pending_options, None
+            for name, value in options.items():
+                self.setoption(name, value)
+        return 0
+
+    # ------------------------------------------------------------------ the fast path (tcp.pxd)
+
+    cdef void settimeout_c(self, double seconds):
+        self.timeout = seconds if seconds >= 0 else -1.0
+
+    cdef bint connect_c(self, object ip, int port) except -1:
+        cdef sockaddr_storage ss
+        cdef ConnectRequest* ctx
+        cdef Task t
+        cdef int err
+        cdef uint64_t deadline = self._deadline()
+        if self.state != TCP_MASTER:
+            self.error = "closed" if self.state == TCP_CLOSED else "already connected"
+            return False
+        err = fill_sockaddr(ip, port, &ss)           # may yield to resolve a host name
+        if err < 0:
+            self.error = error_message(err)
+            return False
+        if self.state != TCP_MASTER:                 # closed by another thread meanwhile
+            self.error = "closed"
+            return False
+        ctx = <ConnectRequest*>malloc(sizeof(ConnectRequest))
+        if ctx == NULL:
+            raise MemoryError()
+        try:
+            t = self.hub.begin_block()
+        except BaseException:
+            free(ctx)
+            raise
+        ctx.task = <PyObject*>t
+        ctx.token = t.token
+        err = uv_tcp_connect(&ctx.req, self.handle, <sockaddr*>&ss, _connect_cb)
+        if err < 0:
+            free(ctx)
+            self.error = error_message(err)
+            return False
+        Py_INCREF(t)                       # released by _connect_cb, which always runs
+        uv_tcp_nodelay(self.handle, 1)     # SPLAY traffic is request/response: no Nagle delay
+        self._apply_options()
+        try:
+            status = self.hub.block(t, _remaining(deadline))
+        except BaseException:
+            self.close_c()                 # a connect cannot be taken back: drop the socket
+            raise
+        if t.timed_out:
+            self.close_c()
+            self.error = "timeout"
+            return False
+        if self.state != TCP_MASTER:
+            self.error = "closed"
+            return False
+        if status < 0:
+            self.close_c()
+            self.error = error_message(status)
+            return False
+        self.state = TCP_CLIENT
+        self._start_reading()
+        return True
+
+    cdef bint send_data(self, object data) except -1:
+        cdef Py_ssize_t n = len(data)
+        return self._send(data, 0, n, self._deadline()) == n
+
+    cdef bint send_block(self, object payload) except -1:
+        cdef bytes block = b"%d\n" % len(payload) + payload
+        return self._send(block, 0, len(block), self._deadline()) == len(block)
+
+    cdef object recv_exact(self, Py_ssize_t n):
+        return self._recv_exact(n, self._deadline())
+
+    cdef object recv_line(self):
+        return self._recv_line(self._deadline())
+
+    cdef object recv_block(self, Py_ssize_t max_length):
+        cdef uint64_t deadline = self._deadline()
+        cdef object line = self._recv_line(deadline)
+        cdef Py_ssize_t length = 0
+        cdef bytes b
+        cdef const char* p
+        cdef Py_ssize_t i
+        if line is None:
+            return None
+        b = <bytes>line
+        p = PyBytes_AS_STRING(b)
+        if len(b) == 0 or len(b) > 18:
+            self.error = f"invalid llenc block length {b[:40]!r}: expected a decimal length line"
+            return None
+        for i in range(len(b)):
+            if p[i] < 48 or p[i] > 57:                      # not an ASCII digit
+                self.error = f"invalid llenc block length {b[:40]!r}: expected a decimal length line"
+                return None
+            length = length * 10 + (p[i] - 48)
+        if max_length >= 0 and length > max_length:
+            self.error = f"block too long ({length} bytes, the maximum is {max_length})"
+            return None
+        return self._recv_exact(length, deadline)
+
+    cdef void close_c(self):
+        cdef uv_tcp_t* h = self.handle
+        cdef int i
+        if self.state == TCP_CLOSED and h == NULL:
+            return
+        self.state = TCP_CLOSED
+        if h != NULL:
+            self.handle = NULL
+            h.data = NULL
+            self.reading = False
+            uv_close(<uv_handle_t*>h, _free_handle_cb)   # pending writes end with ECANCELED
+        for i in range(self.n_accepted):
+            uv_close(<uv_handle_t*>self.accepted[i], _free_handle_cb)
+        self.n_accepted = 0
+        self._wake_reader()
+        self._wake_select()
+        if self.hub is not None:
+            self.hub.untrack(self)
+
+    # ------------------------------------------------------------------ select support
+
+    cdef bint _readable(self):
+        if self.state == TCP_CLIENT:
+            self._start_reading()
+            return self.rend > self.rstart or self.eof or self.read_err != 0 or self.read_shut
+        if self.state == TCP_SERVER:
+            return self.n_accepted > 0 or self.listen_err != 0
+        return self.state == TCP_CLOSED
+
+    cdef bint _writable(self):
+        if self.state == TCP_CLIENT:
+            return self.handle.write_queue_size < WRITABLE_QUEUE
+        return self.state == TCP_CLOSED
+
+    # ------------------------------------------------------------------ LuaSocket methods
+
+    def connect(self, address, port=None):
+        """Connect to a node (dict, ``Node``, ``(ip, port)``) or ``ip, port``: True, or None.
+
+        The error ("connection refused", "timeout", "host not found" ...) is left on
+        ``self.error``; a socket whose connect failed is closed.
+        """
+        ip, p = _node_address(address, port)
+        return True if self.connect_c(ip, p) else None
+
+    def bind(self, address, port=None):
+        """Bind to a local node or ``ip, port`` (``"*"`` or None: every interface): True or None."""
+        cdef sockaddr_storage ss
+        cdef sockaddr_storage got
+        cdef int namelen = sizeof(got)
+        cdef int err
+        ip, p = _node_address(address, port, default_ip="0.0.0.0")
+        if self.state != TCP_MASTER:
+            self.error = "closed" if self.state == TCP_CLOSED else "already connected"
+            return None
+        err = fill_sockaddr(ip, p, &ss)
+        if err == 0 and self.handle == NULL:
+            err = UV_EBADF
+        if err == 0:
+            err = uv_tcp_bind(self.handle, <sockaddr*>&ss, 0)
+        if err == 0:
+            # libuv reports EADDRINUSE only at listen/connect; an unbound socket shows it now.
+            err = uv_tcp_getsockname(self.handle, <sockaddr*>&got, &namelen)
+            if err == 0 and p != 0 and sockaddr_to_tuple(<sockaddr*>&got)[1] != p:
+                err = UV_EADDRINUSE
+        if err < 0:
+            self.error = error_message(err)
+            return None
+        self._apply_options()
+        return True
+
+    def listen(self, backlog=32):
+        """Accept connections from now on (at most ``backlog`` waiting): True or None."""
+        cdef int err
+        cdef int n = int(backlog)
+        if self.state != TCP_MASTER:
+            self.error = "closed" if self.state == TCP_CLOSED else "already connected"
+            return None
+        if n < 1:
+            n = 1
+        err = uv_listen(<uv_stream_t*>self.handle, n, _connection_cb)
+        if err < 0:
+            self.error = error_message(err)
+            return None
+        self.accepted_cap = n if n > MIN_ACCEPT_QUEUE else MIN_ACCEPT_QUEUE
+        self.accepted = <uv_tcp_t**>malloc(self.accepted_cap * sizeof(uv_tcp_t*))
+        if self.accepted == NULL:
+            raise MemoryError()
+        self.state = TCP_SERVER
+        self._apply_options()
+        return True
+
+    def accept(self):
+        """Wait for a connection: a new connected socket, or None ("timeout", "closed" ...)."""
+        cdef uint64_t deadline = self._deadline()
+        cdef uv_tcp_t* h
+        cdef TCP c
+        cdef int r, err
+        if self.state != TCP_SERVER:
+            self.error = "closed" if self.state == TCP_CLOSED else "not listening: call listen() first"
+            return None
+        while True:
+            if self.n_accepted > 0:
+                h = self.accepted[0]
+                self.n_accepted -= 1
+                memmove(self.accepted, self.accepted + 1, self.n_accepted * sizeof(uv_tcp_t*))
+                if self.accept_deferred:
+                    self.accept_deferred = False
+                    _accept_into_queue(self)
+                c = TCP.__new__(TCP)
+                c._init_handle(h)
+                c.state = TCP_CLIENT
+                uv_tcp_nodelay(h, 1)
+                c._start_reading()
+                return c
+            if self.listen_err:
+                err = self.listen_err
+                self.listen_err = 0
+                self.error = error_message(err)
+                return None
+            r = self._wait_read(WANT_ANY, 0, deadline)
+            if r != R_WOKEN:
+                self._fail_read(r, False)
+                return None
+
+    def send(self, data, i=None, j=None):
+        """Send ``data`` (bytes, or str as UTF-8), or its 1-based slice ``[i, j]`` (Lua's
+        ``string.sub``): the index of the last byte sent, or None ("closed", "timeout" ...)."""
+        cdef Py_ssize_t n, start, stop, sent
+        if type(data) is not bytes:
+            data = _as_bytes(data, "send() data")
+        n = len(<bytes>data)
+        if i is None and j is None:
+            start, stop = 0, n
+        else:
+            start = 1 if i is None else int(i)
+            stop = -1 if j is None else int(j)
+            if start < 0:
+                start = max(n + start + 1, 1)
+            elif start == 0:
+                start = 1
+            if stop < 0:
+                stop = n + stop + 1
+            elif stop > n:
+                stop = n
+            start -= 1
+            if stop < start:
+                stop = start
+        sent = self._send(data, start, stop, self._deadline())
+        if sent == stop - start:
+            return stop
+        return None
+
+    def receive(self, pattern=b"*l", prefix=None):
+        """Receive by LuaSocket pattern: ``"*l"`` a line (CR and LF removed), a number ``n``
+        exactly n bytes, ``"*a"`` everything until the peer closes. Returns bytes, or None with
+        ``self.error`` ("closed", "timeout") and the bytes received so far on ``self.partial``.
+        ``prefix`` is prepended to the result (and to ``partial``).
+        """
+        cdef uint64_t deadline = self._deadline()
+        if type(pattern) is int:
+            if <Py_ssize_t>pattern < 0:
+                raise ValueError(f"receive: a byte count must be >= 0, got {pattern}")
+            data = self._recv_exact(pattern, deadline)
+        elif pattern == b"*l" or pattern == "*l" or pattern == b"l" or pattern == "l":
+            data = self._recv_line(deadline)
+        elif pattern == b"*a" or pattern == "*a" or pattern == b"a" or pattern == "a":
+            data = self._recv_all(deadline)
+        elif isinstance(pattern, (str, bytes)) and pattern.isdigit():
+            data = self._recv_exact(int(pattern), deadline)
+        elif isinstance(pattern, int) and not isinstance(pattern, bool):
+            return self.receive(int(pattern), prefix)
+        else:
+            raise ValueError(f"invalid receive pattern {pattern!r}: use '*l' (a line), "
+                             f"'*a' (until closed) or a byte count")
+        if prefix is not None:
+            prefix = _as_bytes(prefix, "receive() prefix")
+            if data is None:
+                self.partial = prefix + self.partial
+            else:
+                data = prefix + data
+        return data
+
+    def settimeout(self, t, mode=None):
+        """Limit every later operation (connect, accept, send, receive) to ``t`` seconds in
+        total; None or negative: block forever. ``mode`` ("b" or "t") is accepted for
+        LuaSocket compatibility; both mean this total per-operation timeout. Returns True."""
+        if mode is not None and mode not in ("b", "t", b"b", b"t"):
+            raise ValueError(f"settimeout mode must be 'b' or 't', got {mode!r}")
+        self.settimeout_c(-1.0 if t is None else float(t))
+        return True
+
+    def gettimeout(self):
+        """The timeout set by settimeout (None: block forever)."""
+        return None if self.timeout < 0 else self.timeout
+
+    def setoption(self, name, value=None):
+        """Set a socket option: "tcp-nodelay" (on by default), "keepalive", "reuseaddr",
+        "linger" (``{"on": bool, "timeout": seconds}``). True, or None for an unknown option."""
+        cdef int fd
+        cdef int err = 0
+        cdef int flag
+        cdef linger lg
+        if isinstance(name, bytes):
+            name = name.decode()
+        if name not in ("tcp-nodelay", "keepalive", "reuseaddr", "linger"):
+            self.error = f"unsupported option {name!r}: use tcp-nodelay, keepalive, reuseaddr or linger"
+            return None
+        if self.handle == NULL:
+            self.error = "closed"
+            return None
+        if uv_fileno(<uv_handle_t*>self.handle, &fd) < 0:
+            # No OS socket before bind/connect: apply it as soon as there is one.
+            if self.pending_options is None:
+                self.pending_options = {}
+            self.pending_options[name] = value
+            return True
+        if name == "tcp-nodelay":
+            err = uv_tcp_nodelay(self.handle, 1 if value else 0)
+        elif name == "keepalive":
+            err = uv_tcp_keepalive(self.handle, 1 if value else 0, 60)
+        elif name == "reuseaddr":
+            flag = 1 if value else 0
+            if setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &flag, sizeof(int)) != 0:
+                err = UV_EINVAL
+        else:
+            if isinstance(value, dict):
+                lg.l_onoff = 1 if value.get("on") else 0
+                lg.l_linger = int(value.get("timeout", 0))
+            else:
+                lg.l_onoff = 1 if value else 0
+                lg.l_linger = 0
+            if setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) != 0:
+                err = UV_EINVAL
+        if err < 0:
+            self.error = error_message(err)
+            return None
+        return True
+
+    def getoption(self, name):
+        """The value of "tcp-nodelay", "keepalive", "reuseaddr" or "linger", or None."""
+        cdef int fd, v = 0
+        cdef socklen_t ln = sizeof(int)
+        cdef linger lg
+        if isinstance(name, bytes):
+            name = name.decode()
+        if self.handle == NULL or uv_fileno(<uv_handle_t*>self.handle, &fd) < 0:
+            if self.pending_options and name in self.pending_options:
+                return self.pending_options[name]
+            self.error = "closed" if self.handle == NULL else "no socket yet: bind or connect first"
+            return None
+        if name == "tcp-nodelay":
+            getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &ln)
+            return bool(v)
+        if name == "keepalive":
+            getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &v, &ln)
+            return bool(v)
+        if name == "reuseaddr":
+            getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &v, &ln)
+            return bool(v)
+        if name == "linger":
+            ln = sizeof(lg)
+            getsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, &ln)
+            return {"on": bool(lg.l_onoff), "timeout": lg.l_linger}
+        self.error = f"unsupported option {name!r}"
+        return None
+
+    def getsockname(self):
+        """``(ip, port)`` of the local end, or None."""
+        cdef sockaddr_storage ss
+        cdef int namelen = sizeof(ss)
+        if self.handle == NULL or uv_tcp_getsockname(self.handle, <sockaddr*>&ss, &namelen) < 0:
+            return None
+        return sockaddr_to_tuple(<sockaddr*>&ss)
+
+    def getpeername(self):
+        """``(ip, port)`` of the peer of a connected socket, or None."""
+        cdef sockaddr_storage ss
+        cdef int namelen = sizeof(ss)
+        if self.handle == NULL or self.state != TCP_CLIENT \
+                or uv_tcp_getpeername(self.handle, <sockaddr*>&ss, &namelen) < 0:
+            return None
+        return sockaddr_to_tuple(<sockaddr*>&ss)
+
+    def getstats(self):
+        """``(bytes received, bytes sent, age in seconds)`` (LuaSocket's order)."""
+        return (self.bytes_received, self.bytes_sent, (uv_hrtime() - self.created_ns) / 1e9)
+
+    def setstats(self, received, sent, age):
+        """Reset the counters of getstats(): True."""
+        self.bytes_received = received
+        self.bytes_sent = sent
+        self.created_ns = uv_hrtime() - <uint64_t>(float(age) * 1e9)
+        return True
+
+    def dirty(self):
+        """True when received data waits in the read buffer."""
+        return self.rend > self.rstart
+
+    def getfd(self):
+        """The OS file descriptor, or -1 (closed, or no OS socket yet)."""
+        cdef int fd
+        if self.handle == NULL or uv_fileno(<uv_handle_t*>self.handle, &fd) < 0:
+            return -1
+        return fd
+
+    def shutdown(self, mode="both"):
+        """Shut down "send", "receive" or "both" directions of a connection: True."""
+        cdef uv_shutdown_t* req
+        if isinstance(mode, bytes):
+            mode = mode.decode()
+        if mode not in ("both", "send", "receive"):
+            raise ValueError(f"shutdown mode must be 'both', 'send' or 'receive', got {mode!r}")
+        if self.state != TCP_CLIENT:
+            return True
+        if mode in ("both", "receive") and not self.read_shut:
+            self.read_shut = True
+            if self.reading:
+                uv_read_stop(<uv_stream_t*>self.handle)
+                self.reading = False
+            self._wake_reader()
+        if mode in ("both", "send"):
+            req = <uv_shutdown_t*>malloc(sizeof(uv_shutdown_t))
+            if req == NULL:
+                raise MemoryError()
+            if uv_shutdown(req, <uv_stream_t*>self.handle, _shutdown_cb) < 0:
+                free(req)
+        return True
+
+    def close(self):
+        """Close the socket (waiting threads get "closed"); closing twice is fine. True."""
+        self.close_c()
+        return True
+
+    def is_closed(self):
+        """True once the socket is closed."""
+        return self.state == TCP_CLOSED
+
+
+cdef TCP tcp_new():
+    return TCP()
+
+
+# ---------------------------------------------------------------------------- select
+
+def select(recvt, sendt, timeout=None):
+    """Wait until a socket of ``recvt`` can be read (or accepted on) or one of ``sendt`` written.
+
+    Returns ``(readable, writable, None)``, or ``([], [], "timeout")``. ``timeout`` None or
+    negative: wait forever. Like LuaSocket, a closed socket counts as ready.
+    """
+    cdef Hub hub
+    cdef Task t
+    cdef Selectable s
+    cdef uint64_t deadline
+    cdef double left
+    recv_list = list(recvt or ())
+    send_list = list(sendt or ())
+    for obj in recv_list + send_list:
+        if not isinstance(obj, Selectable):
+            raise TypeError(f"select() takes splay sockets, got {type(obj).__name__}")
+    deadline = _deadline_after(-1.0 if timeout is None else float(timeout))
+    if not recv_list and not send_list and deadline == 0:
+        raise ValueError("select() with no sockets and no timeout would wait forever")
+    while True:
+        readable = [s for s in recv_list if s._readable()]
+        writable = [s for s in send_list if s._writable()]
+        if readable or writable:
+            return (readable, writable, None)
+        left = _remaining(deadline)
+        if left == 0.0:
+            return ([], [], "timeout")
+        hub = get_hub()
+        t = hub.begin_block()
+        watched = recv_list + send_list
+        entry = (t, t.token)
+        for s in watched:
+            s.select_waiters.append(entry)
+            s._ref()
+        try:
+            hub.block(t, left)
+        finally:
+            for s in watched:
+                if entry in s.select_waiters:
+                    s.select_waiters.remove(entry)
+                s._unref()

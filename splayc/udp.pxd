@@ -1,0 +1,31 @@
+# Cooperative UDP sockets over libuv (splayc/udp.pyx). Datagrams are received by libuv into a
+# per-socket queue of (data, ip, port); receive/receivefrom take from it, yielding while it is empty.
+from libc.stdint cimport uint64_t
+from splayc.uv cimport uv_udp_t, sockaddr_storage
+from splayc.hub cimport Task
+from splayc.tcp cimport Selectable
+
+
+cdef class UDP(Selectable):
+    cdef uv_udp_t* handle
+    cdef readonly object node          # the node (Task.node) that created it: accounting, cleanup
+    cdef public object _splay_node     # set by hub.track()
+    cdef bint closed, receiving
+    cdef double timeout                # seconds; < 0: block forever
+    cdef public object error           # the last error message
+    cdef readonly unsigned long long bytes_sent, bytes_received
+    cdef uint64_t created_ns
+    cdef object queue                  # collections.deque of (data, ip, port)
+    cdef int recv_err
+    cdef Task reader
+    cdef unsigned long reader_token
+    cdef sockaddr_storage last_addr    # the sender of the last datagram, and its (ip, port)
+    cdef tuple last_source
+
+    cdef object _receive(self, Py_ssize_t size, bint with_source)
+    cdef object _sendto(self, object data, const sockaddr_storage* addr)
+    cdef void _start_receiving(self)
+    cdef void _wake_reader(self)
+    cdef void _count_sent(self, size_t n)
+    cdef void _count_received(self, size_t n)
+    cdef void close_c(self)

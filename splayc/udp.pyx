@@ -1,0 +1,409 @@
+"""Cooperative UDP sockets over libuv, with LuaSocket's methods.
+
+libuv delivers each datagram to ``_recv_cb``, which appends ``(data, ip, port)`` to the
+socket's queue (at most ``MAX_QUEUED`` datagrams; beyond that reception pauses and the kernel
+buffers or drops, as UDP may) and wakes the waiting receiver with its wake token. Sends go out
+with ``uv_udp_try_send``; when the kernel buffer is full they are queued with ``uv_udp_send``
+from a request owning a ``Py_buffer`` of the data (UDP sends never wait, as in LuaSocket).
+The handle is ``uv_unref``'d except while a task waits on it. Bytes are counted in
+``_count_sent`` / ``_count_received`` only (the hook for restricted sockets).
+"""
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcmp, memcpy, memset
+
+from splayc.uv cimport *
+from splayc.hub cimport Hub, Task, get_hub
+from splayc.addr cimport error_message, fill_sockaddr, sockaddr_to_tuple
+from splayc.tcp cimport Selectable
+
+from collections import deque
+
+from splay.node import address as _node_address
+
+cdef enum:
+    LANDING_SIZE = 65536          # the largest UDP payload fits
+    MAX_QUEUED = 4096             # datagrams queued before reception pauses
+
+cdef char _landing[LANDING_SIZE]
+
+
+cdef inline double _remaining(uint64_t deadline):
+    cdef uint64_t now
+    if deadline == 0:
+        return -1.0
+    now = uv_hrtime()
+    if now >= deadline:
+        return 0.0
+    return (deadline - now) / 1e9
+
+
+cdef bytes _as_bytes(object data):
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return (<str>data).encode("utf-8")
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"a datagram must be bytes or str, not {type(data).__name__}")
+
+
+cdef void _free_handle_cb(uv_handle_t* handle) noexcept with gil:
+    free(handle)
+
+
+cdef void _alloc_cb(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) noexcept with gil:
+    buf.base = _landing
+    buf.len = LANDING_SIZE
+
+
+cdef void _recv_cb(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr,
+                   unsigned flags) noexcept with gil:
+    cdef UDP s
+    cdef size_t addrlen
+    if handle.data == NULL:
+        return
+    s = <UDP>handle.data
+    if nread < 0:
+        s.recv_err = <int>nread
+    elif addr == NULL:
+        return                          # libuv's "nothing more to read" signal
+    else:
+        addrlen = sizeof(sockaddr_in) if addr.sa_family == AF_INET else sizeof(sockaddr_in6)
+        if s.last_source is None or memcmp(&s.last_addr, addr, addrlen) != 0:
+            memset(&s.last_addr, 0, sizeof(sockaddr_storage))
+            memcpy(&s.last_addr, addr, addrlen)
+            s.last_source = sockaddr_to_tuple(addr)
+        s.queue.append((PyBytes_FromStringAndSize(buf.base, nread),) + s.last_source)
+        s._count_received(<size_t>nread)
+        if len(s.queue) >= MAX_QUEUED:
+            uv_udp_recv_stop(handle)
+            s.receiving = False
+    s._wake_reader()
+    if s.select_waiters:
+        s._wake_select()
+
+
+cdef struct SendRequest:
+    uv_udp_send_t req
+    Py_buffer view
+
+
+cdef void _send_cb(uv_udp_send_t* req, int status) noexcept with gil:
+    cdef SendRequest* ctx = <SendRequest*>req
+    PyBuffer_Release(&ctx.view)
+    free(ctx)
+
+
+cdef class UDP(Selectable):
+    """A cooperative UDP socket (LuaSocket's unconnected and connected UDP objects).
+
+    Created by ``socket.udp()``. ``sendto``/``receivefrom`` work unconnected; after
+    ``setpeername`` use ``send``/``receive``. Failures return ``None`` with the message on
+    ``self.error`` ("timeout", "closed", "connection refused", ...).
+    """
+
+    def __cinit__(self):
+        self.timeout = -1.0
+        self.select_waiters = []
+        self.queue = deque()
+        self.created_ns = uv_hrtime()
+
+    def __init__(self):
+        cdef uv_udp_t* h = <uv_udp_t*>malloc(sizeof(uv_udp_t))
+        cdef int err
+        if h == NULL:
+            raise MemoryError()
+        self.hub = get_hub()
+        err = uv_udp_init(self.hub.loop, h)
+        if err < 0:
+            free(h)
+            raise OSError(f"cannot create a UDP socket: {error_message(err)}")
+        self.handle = h
+        h.data = <void*>self
+        uv_unref(<uv_handle_t*>h)          # idle sockets never keep the loop alive
+        self.node = self.hub.current.node if self.hub.current is not None else self.hub.default_node
+        self.hub.track(self)
+
+    def __dealloc__(self):
+        if self.handle != NULL:
+            self.handle.data = NULL
+            uv_close(<uv_handle_t*>self.handle, _free_handle_cb)
+            self.handle = NULL
+
+    def __repr__(self):
+        return f"<splay.socket.udp {'closed' if self.closed else 'open'} {id(self):#x}>"
+
+    # ------------------------------------------------------------------ accounting (one place)
+
+    cdef void _count_sent(self, size_t n):
+        self.bytes_sent += n
+
+    cdef void _count_received(self, size_t n):
+        self.bytes_received += n
+
+    # ------------------------------------------------------------------ internals
+
+    cdef void _ref(self):
+        self.n_waiting += 1
+        if self.n_waiting == 1 and self.handle != NULL:
+            uv_ref(<uv_handle_t*>self.handle)
+
+    cdef void _unref(self):
+        self.n_waiting -= 1
+        if self.n_waiting == 0 and self.handle != NULL:
+            uv_unref(<uv_handle_t*>self.handle)
+
+    cdef void _wake_reader(self):
+        if self.reader is not None:
+            self.hub.wake(self.reader, self.reader_token, None)
+
+    cdef void _start_receiving(self):
+        cdef int err
+        if self.receiving or self.handle == NULL:
+            return
+        err = uv_udp_recv_start(self.handle, _alloc_cb, _recv_cb)
+        if err < 0:
+            self.recv_err = err
+        else:
+            self.receiving = True
+
+    cdef bint _readable(self):
+        if self.closed:
+            return True
+        self._start_receiving()
+        return len(self.queue) > 0 or self.recv_err != 0
+
+    cdef bint _writable(self):
+        return True
+
+    cdef object _receive(self, Py_ssize_t size, bint with_source):
+        cdef uint64_t deadline = 0
+        cdef double left
+        cdef Task t
+        cdef int err
+        if 0 <= self.timeout <= 1e9:          # beyond that: no deadline (uint64 ns range)
+            deadline = uv_hrtime() + <uint64_t>(self.timeout * 1e9)
+            deadline = deadline if deadline else 1
+        while True:
+            if self.queue:
+                item = self.queue.popleft()
+                if not self.receiving and len(self.queue) < MAX_QUEUED // 2:
+                    self._start_receiving()
+                data = item[0]
+                if len(data) > size:
+                    data = data[:size]         # like recvfrom: the rest of the datagram is lost
+                if with_source:
+                    return (data, item[1], item[2])
+                return data
+            if self.closed:
+                self.error = "closed"
+                return None
+            if self.recv_err:
+                err, self.recv_err = self.recv_err, 0
+                self.error = error_message(err)
+                return None
+            if self.reader is not None and not self.reader.killed:
+                self.error = "busy: another thread is already receiving on this socket"
+                return None
+            left = _remaining(deadline)
+            if left == 0.0:
+                self.error = "timeout"
+                return None
+            t = self.hub.begin_block()
+            self._start_receiving()
+            self.reader = t
+            self.reader_token = t.token
+            self._ref()
+            try:
+                self.hub.block(t, left)
+            finally:
+                if self.reader is t:
+                    self.reader = None
+                self._unref()
+            if t.timed_out and not self.queue:
+                self.error = "timeout"
+                return None
+
+    cdef object _sendto(self, object data, const sockaddr_storage* addr):
+        cdef Py_buffer view
+        cdef uv_buf_t buf
+        cdef SendRequest* ctx
+        cdef int r
+        if self.closed:
+            self.error = "closed"
+            return None
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        buf.base = <char*>view.buf
+        buf.len = <size_t>view.len
+        r = uv_udp_try_send(self.handle, &buf, 1, <const sockaddr*>addr)
+        if r == UV_EAGAIN:
+            ctx = <SendRequest*>malloc(sizeof(SendRequest))
+            if ctx == NULL:
+                PyBuffer_Release(&view)
+                raise MemoryError()
+            ctx.view = view                # the request owns the buffer from here on
+            r = uv_udp_send(&ctx.req, self.handle, &buf, 1, <const sockaddr*>addr, _send_cb)
+            if r < 0:
+                PyBuffer_Release(&ctx.view)
+                free(ctx)
+        else:
+            PyBuffer_Release(&view)
+        if r < 0:
+            self.error = error_message(r)
+            return None
+        self._count_sent(<size_t>buf.len)
+        return True
+
+    cdef void close_c(self):
+        if self.closed:
+            return
+        self.closed = True
+        if self.handle != NULL:
+            self.handle.data = NULL
+            uv_close(<uv_handle_t*>self.handle, _free_handle_cb)
+            self.handle = NULL
+        self.receiving = False
+        self._wake_reader()
+        self._wake_select()
+        if self.hub is not None:
+            self.hub.untrack(self)
+
+    # ------------------------------------------------------------------ LuaSocket methods
+
+    def sendto(self, data, address, port=None):
+        """Send one datagram to a node or ``ip, port``: True, or None with ``self.error``."""
+        cdef sockaddr_storage ss
+        cdef int err
+        data = _as_bytes(data)
+        ip, p = _node_address(address, port)
+        err = fill_sockaddr(ip, p, &ss)
+        if err < 0:
+            self.error = error_message(err)
+            return None
+        return self._sendto(data, &ss)
+
+    def send(self, data):
+        """Send one datagram to the peer set by setpeername: True, or None."""
+        return self._sendto(_as_bytes(data), NULL)
+
+    def receivefrom(self, size=8192):
+        """Wait for a datagram: ``(data, ip, port)`` (data cut to ``size`` bytes), or None."""
+        return self._receive(int(size), True)
+
+    def receive(self, size=8192):
+        """Wait for a datagram: its data (cut to ``size`` bytes), or None ("timeout", ...)."""
+        return self._receive(int(size), False)
+
+    def setsockname(self, address, port=None):
+        """Bind to a local node or ``ip, port`` (``"*"``: every interface): True or None."""
+        cdef sockaddr_storage ss
+        cdef int err
+        ip, p = _node_address(address, port, default_ip="0.0.0.0")
+        if self.closed:
+            self.error = "closed"
+            return None
+        err = fill_sockaddr(ip, p, &ss)
+        if err == 0:
+            err = uv_udp_bind(self.handle, <sockaddr*>&ss, 0)
+        if err < 0:
+            self.error = error_message(err)
+            return None
+        self._start_receiving()          # datagrams sent to us queue up from now on
+        return True
+
+    def setpeername(self, address, port=None):
+        """Fix the peer (``"*"``: go back to unconnected): True or None."""
+        cdef sockaddr_storage ss
+        cdef int err
+        if self.closed:
+            self.error = "closed"
+            return None
+        if address in ("*", b"*") and port is None:
+            err = uv_udp_connect(self.handle, NULL)
+            if err == UV_ENOTCONN:
+                err = 0
+        else:
+            ip, p = _node_address(address, port)
+            err = fill_sockaddr(ip, p, &ss)
+            if err == 0:
+                err = uv_udp_connect(self.handle, <sockaddr*>&ss)
+        if err < 0:
+            self.error = error_message(err)
+            return None
+        return True
+
+    def getsockname(self):
+        """``(ip, port)`` of the local end, or None (closed, or not bound yet)."""
+        cdef sockaddr_storage ss
+        cdef int namelen = sizeof(ss)
+        if self.handle == NULL or uv_udp_getsockname(self.handle, <sockaddr*>&ss, &namelen) < 0:
+            return None
+        return sockaddr_to_tuple(<sockaddr*>&ss)
+
+    def getpeername(self):
+        """``(ip, port)`` of the peer set by setpeername, or None."""
+        cdef sockaddr_storage ss
+        cdef int namelen = sizeof(ss)
+        if self.handle == NULL or uv_udp_getpeername(self.handle, <sockaddr*>&ss, &namelen) < 0:
+            return None
+        return sockaddr_to_tuple(<sockaddr*>&ss)
+
+    def settimeout(self, t, mode=None):
+        """Limit each receive to ``t`` seconds (None or negative: wait forever). True."""
+        if mode is not None and mode not in ("b", "t", b"b", b"t"):
+            raise ValueError(f"settimeout mode must be 'b' or 't', got {mode!r}")
+        self.timeout = -1.0 if t is None or float(t) < 0 else float(t)
+        return True
+
+    def gettimeout(self):
+        """The timeout set by settimeout (None: wait forever)."""
+        return None if self.timeout < 0 else self.timeout
+
+    def setoption(self, name, value=None):
+        """Set "broadcast" or "reuseaddr" (booleans): True, or None for an unknown option."""
+        cdef int fd
+        cdef int flag = 1 if value else 0
+        cdef int opt
+        if isinstance(name, bytes):
+            name = name.decode()
+        if name == "broadcast":
+            opt = SO_BROADCAST
+        elif name == "reuseaddr":
+            opt = SO_REUSEADDR
+        else:
+            self.error = f"unsupported option {name!r}: use broadcast or reuseaddr"
+            return None
+        if self.handle == NULL or uv_fileno(<uv_handle_t*>self.handle, &fd) < 0:
+            self.error = "closed" if self.handle == NULL else "no socket yet: call setsockname first"
+            return None
+        if setsockopt(fd, SOL_SOCKET, opt, &flag, sizeof(int)) != 0:
+            self.error = f"cannot set option {name!r}"
+            return None
+        return True
+
+    def getstats(self):
+        """``(bytes received, bytes sent, age in seconds)``."""
+        return (self.bytes_received, self.bytes_sent, (uv_hrtime() - self.created_ns) / 1e9)
+
+    def getfd(self):
+        """The OS file descriptor, or -1."""
+        cdef int fd
+        if self.handle == NULL or uv_fileno(<uv_handle_t*>self.handle, &fd) < 0:
+            return -1
+        return fd
+
+    def dirty(self):
+        """True when received datagrams wait in the queue."""
+        return len(self.queue) > 0
+
+    def close(self):
+        """Close the socket (a waiting receiver gets "closed"); closing twice is fine. True."""
+        self.close_c()
+        return True
+
+    def is_closed(self):
+        """True once the socket is closed."""
+        return self.closed
