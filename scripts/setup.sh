@@ -3,10 +3,16 @@
 # package itself (editable, compiling the Cython core) with its test and benchmark extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -f /usr/include/uv.h ]; then
-    echo "setup: installing libuv1-dev (Debian)" >&2
+# System packages: libuv headers (the core links libuv), PostgreSQL (the controller's optional
+# database, used by its tests), util-linux's setpriv (the daemon's spawner), valgrind (benchmarks).
+need=""
+[ -f /usr/include/uv.h ] || need="$need libuv1-dev"
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need="$need postgresql"
+command -v setpriv >/dev/null || need="$need util-linux"
+if [ -n "$need" ] && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing$need (Debian)" >&2
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libuv1-dev >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
 fi
 PY=${PYTHON:-python3}
 echo "setup: installing pysplay and its dependencies (pip)" >&2

@@ -18,10 +18,19 @@
 #   block() raises the task's pending exception if it was killed meanwhile (TaskKilled): clean up
 #   with try/finally. A late callback carrying an old token is a no-op, so never guard it otherwise.
 #
+#   kill() of a blocked task only marks it (Task.killed) and queues it: its finally blocks run at
+#   the next scheduling point. A waker that holds a resource for a task (a reader slot, a lock
+#   place) should check Task.killed and give the resource back at once.
+#
 # Liveness: events.run() returns when nothing can ever run again, i.e. no task is runnable and
 # uv_loop_alive() is 0. So a handle must keep the loop alive (be uv_ref'd / active) only while a
 # task waits on it; uv_unref idle handles. Objects that must be closed when their node exits
-# register with hub.track(obj) (obj.close() is then called at exit) and hub.untrack(obj) on close.
+# register with hub.track(obj) (obj.close() is then called at exit) and hub.untrack(obj) on close;
+# track() records the node in obj._splay_node, so a cdef class needs `cdef public object
+# _splay_node`.
+#
+# Every module that cimports this file depends on its layout: after changing it, rebuild them all
+# (python setup.py build_ext --inplace), or they fail at import with "Hub size changed".
 from libc.stdint cimport uint64_t
 from splayc.uv cimport uv_loop_t, uv_timer_t, uv_poll_t
 from splayc.greenlet_capi cimport greenlet

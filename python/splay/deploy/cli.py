@@ -1,0 +1,342 @@
+"""The ``splay`` subcommands that drive a deployment: submit, jobs, job, kill, logs, daemons.
+
+Each takes its argument list and returns an exit status scripts can rely on:
+
+  0  done (submit: the job is RUNNING, or ENDED)
+  1  the job did not get where it should (FAILED, NO_RESOURCES, KILLED, timeout)
+  2  bad command line or input refused by the controller
+  3  the controller cannot be reached, or refused the token
+  4  no such job
+
+The controller is found with ``--controller URL`` / ``$SPLAY_CONTROLLER``, the token with
+``--token`` / ``$SPLAY_TOKEN``; without them, the testbed's ``client.json`` (written by
+``splay testbed up``) is used, then ``http://127.0.0.1:8800``.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from . import models as m
+from .logs import format_line
+
+OK, JOB_BAD, USAGE, UNREACHABLE, NOT_FOUND = 0, 1, 2, 3, 4
+DEFAULT_URL = "http://127.0.0.1:8800"
+
+
+def splay_home():
+    """Where the ``splay`` command keeps its files (``$SPLAY_HOME``, default ~/.splay)."""
+    return os.environ.get("SPLAY_HOME") or os.path.join(os.path.expanduser("~"), ".splay")
+
+
+class CommandError(Exception):
+    """Ends a command with a message and an exit status."""
+
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = status
+
+
+class Client:
+    """A small client of the controller's HTTP JSON API."""
+
+    def __init__(self, url, token, timeout=40.0):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def call(self, method, path, body=None):
+        """One API call; returns the decoded JSON or raises CommandError."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            try:
+                message = json.loads(e.read()).get("error", e.reason)
+            except ValueError:
+                message = e.reason
+            status = {401: UNREACHABLE, 404: NOT_FOUND}.get(e.code, USAGE if e.code < 500 else JOB_BAD)
+            raise CommandError(f"controller: {message}", status) from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise CommandError(f"cannot reach the controller at {self.url} ({reason}); is it "
+                               "running? (--controller URL or $SPLAY_CONTROLLER)", UNREACHABLE) from None
+
+    def get(self, path):
+        """GET ``path``."""
+        return self.call("GET", path)
+
+    def post(self, path, body=None):
+        """POST ``body`` (JSON) to ``path``."""
+        return self.call("POST", path, body if body is not None else {})
+
+
+def connection_defaults():
+    """(url, token) from the environment, else the testbed's client.json, else the defaults."""
+    url, token = os.environ.get("SPLAY_CONTROLLER"), os.environ.get("SPLAY_TOKEN")
+    if not (url and token):
+        try:
+            with open(os.path.join(splay_home(), "testbed", "client.json")) as f:
+                saved = json.load(f)
+            url, token = url or saved.get("url"), token or saved.get("token")
+        except (OSError, ValueError):
+            pass
+    return url or DEFAULT_URL, token or ""
+
+
+def parser(prog, description):
+    """An argument parser with the connection options every subcommand has."""
+    p = argparse.ArgumentParser(prog=f"splay {prog}", description=description)
+    p.add_argument("--controller", help="controller API URL (default $SPLAY_CONTROLLER)")
+    p.add_argument("--token", help="API token (default $SPLAY_TOKEN)")
+    return p
+
+
+def run(p, argv, body):
+    """Parse ``argv`` with ``p`` and run ``body(args, client)``, turning errors into statuses."""
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:
+        return OK if e.code == 0 else USAGE
+    url, token = connection_defaults()
+    client = Client(args.controller or url, args.token or token)
+    try:
+        return body(args, client)
+    except CommandError as e:
+        print(f"splay {p.prog.split()[-1]}: {e}", file=sys.stderr)
+        return e.status
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:          # `splay logs 3 | head`: the reader left, that is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return OK
+
+
+def table(rows, columns):
+    """Rows of dicts as an aligned text table; ``columns`` is [(title, key or function)]."""
+    cells = [[title for title, _ in columns]]
+    for row in rows:
+        cells.append(["" if v is None else str(v) for v in
+                      ((key(row) if callable(key) else row.get(key)) for _, key in columns)])
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def when(stamp):
+    """A time stamp as local 'YYYY-mm-dd HH:MM:SS'."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else ""
+
+
+def parse_size(text):
+    """'512M', '2G', '1048576' -> bytes."""
+    from .daemon import parse_size as parse
+    try:
+        return parse(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 64M, 2G)") from None
+
+
+def progress_line(job):
+    """One line about a deployment in progress."""
+    counts = job["counts"]
+    live = sum(counts.values())
+    return (f"job {job['id']} {job['state']}: {counts.get(m.I_RUNNING, 0)}/{job['nb_nodes']} "
+            f"running, {live} instance(s) reserved")
+
+
+# -- subcommands -------------------------------------------------------------------------------
+
+def submit(argv):
+    """``splay submit APP.py -n N ...``: submit a job and follow it until it runs."""
+    p = parser("submit", "Submit an application to the controller and wait until it runs.")
+    p.add_argument("app", help="the application's Python file")
+    p.add_argument("-n", "--nodes", type=int, required=True, help="number of nodes")
+    p.add_argument("--list-size", type=int, help="size of each node's list (default: all nodes)")
+    p.add_argument("--random", action="store_true", help="random lists instead of the head")
+    p.add_argument("--name", help="job name (default: the file name)")
+    p.add_argument("--max-time", type=float, help="kill the job after SECONDS of running")
+    p.add_argument("--factor", type=float, default=1.25,
+                   help="register factor x nodes and keep the fastest (default %(default)s)")
+    p.add_argument("--memory", type=parse_size, default=0, help="memory each node needs (e.g. 64M)")
+    p.add_argument("--no-wait", action="store_true", help="return once the job is queued")
+    p.add_argument("--timeout", type=float, default=300.0, help="give up waiting after SECONDS")
+    p.add_argument("--json", action="store_true", help="print the final job as JSON")
+
+    def body(args, client):
+        try:
+            with open(args.app, encoding="utf-8") as f:
+                code = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise CommandError(f"cannot read {args.app}: {e}", USAGE) from None
+        request = {"name": args.name or os.path.basename(args.app), "code": code,
+                   "nodes": args.nodes, "list_type": "random" if args.random else "head",
+                   "factor": args.factor, "memory": args.memory}
+        if args.list_size is not None:
+            request["list_size"] = args.list_size
+        if args.max_time is not None:
+            request["max_time"] = args.max_time
+        job = client.post("/api/jobs", request)
+        print(f"job {job['id']} (ref {job['ref']}) submitted: {job['nb_nodes']} nodes",
+              file=sys.stderr)
+        deadline = time.monotonic() + args.timeout
+        shown = None
+        while not args.no_wait and job["state"] not in m.JOB_FINAL and job["state"] != m.RUNNING:
+            if time.monotonic() > deadline:
+                raise CommandError(f"job {job['id']} still {job['state']} after {args.timeout:g} s",
+                                   JOB_BAD)
+            line = progress_line(job)
+            if line != shown:
+                if sys.stderr.isatty():
+                    print("\r" + line.ljust(78), end="", file=sys.stderr, flush=True)
+                else:
+                    print(line, file=sys.stderr)
+                shown = line
+            time.sleep(0.2)
+            job = client.get(f"/api/jobs/{job['id']}")
+        if shown and sys.stderr.isatty():
+            print(file=sys.stderr)
+        if args.json:
+            print(json.dumps(job, indent=1))
+        else:
+            daemons = len({i["daemon"] for i in job["instances"]})
+            detail = job["reason"] or (f"{job['counts'].get(m.I_RUNNING, 0)} nodes on {daemons} "
+                                       "daemon(s)")
+            print(f"job {job['id']} {job['state']}: {detail}")
+        return OK if job["state"] in (m.RUNNING, m.ENDED, m.QUEUED) else JOB_BAD
+
+    return run(p, argv, body)
+
+
+def jobs(argv):
+    """``splay jobs``: list jobs, newest first."""
+    p = parser("jobs", "List jobs, newest first.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    def body(args, client):
+        rows = client.get("/api/jobs")
+        if args.json:
+            print(json.dumps(rows, indent=1))
+            return OK
+        print(table(rows, [("ID", "id"), ("REF", "ref"), ("NAME", "name"), ("STATE", "state"),
+                           ("NODES", "nb_nodes"), ("LIST", lambda r: f"{r['list_type']}:{r['list_size']}"),
+                           ("CREATED", lambda r: when(r["created_at"])), ("REASON", "reason")]))
+        return OK
+
+    return run(p, argv, body)
+
+
+def job(argv):
+    """``splay job ID``: a job's state and where its nodes run."""
+    p = parser("job", "Show a job: its state and every node.")
+    p.add_argument("id", help="job id or ref")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    def body(args, client):
+        info = client.get(f"/api/jobs/{args.id}")
+        if args.json:
+            print(json.dumps(info, indent=1))
+            return OK
+        print(f"job {info['id']} ({info['ref']}) {info['name']!r}: {info['state']}"
+              + (f" - {info['reason']}" if info["reason"] else ""))
+        print(f"  nodes {info['nb_nodes']}, {info['list_type']} lists of {info['list_size']}, "
+              f"factor {info['factor']:g}, max time {info['max_time'] or 'none'}, "
+              f"memory {(info['memory'] or 0) // 2**20 or 'any'} MiB")
+        print(f"  created {when(info['created_at'])}, running {when(info['running_at'])}, "
+              f"ended {when(info['ended_at'])}")
+        print("  instances: " + ", ".join(f"{k} {v}" for k, v in sorted(info["counts"].items())))
+        print(table(sorted(info["instances"], key=lambda i: (i["position"] is None, i["position"] or 0)),
+                    [("POS", "position"), ("INSTANCE", "id"), ("DAEMON", "daemon"),
+                     ("ADDRESS", lambda i: f"{i['ip']}:{i['port']}" if i["port"] else ""),
+                     ("STATE", "state"), ("EXIT", "exit_code"), ("PID", "pid"),
+                     ("REASON", "reason")]))
+        return OK
+
+    return run(p, argv, body)
+
+
+def kill(argv):
+    """``splay kill ID``: kill a job and wait until its processes are gone."""
+    p = parser("kill", "Kill a job; waits until every node is stopped.")
+    p.add_argument("id", help="job id or ref")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the nodes")
+
+    def body(args, client):
+        answer = client.post(f"/api/jobs/{args.id}/kill")
+        info = answer["job"]
+        if not answer["killed"]:
+            print(f"job {info['id']} had already ended ({info['state']})")
+            return OK
+        deadline = time.monotonic() + args.timeout
+        while any(i["state"] in m.INSTANCE_LIVE for i in info["instances"]):
+            if time.monotonic() > deadline:
+                live = sum(i["state"] in m.INSTANCE_LIVE for i in info["instances"])
+                raise CommandError(f"job {info['id']} killed but {live} node(s) not confirmed "
+                                   f"stopped after {args.timeout:g} s", JOB_BAD)
+            time.sleep(0.2)
+            info = client.get(f"/api/jobs/{info['id']}")
+        print(f"job {info['id']} {info['state']}: " + ", ".join(
+            f"{v} {k}" for k, v in sorted(info["counts"].items())))
+        return OK
+
+    return run(p, argv, body)
+
+
+def logs(argv):
+    """``splay logs ID [-f]``: print a job's log in time order; -f follows it live."""
+    p = parser("logs", "Print a job's log lines (all nodes, controller time order).")
+    p.add_argument("id", help="job id or ref")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="keep printing new lines until the job ends")
+    p.add_argument("--raw", action="store_true", help="only the text of each line")
+
+    def body(args, client):
+        show = (lambda r: r["line"]) if args.raw else format_line
+        path = f"/api/jobs/{args.id}/logs"
+        if not args.follow:
+            after_time, after = -1.0, 0
+            while True:
+                page = client.get(f"{path}?after_time={after_time!r}&after={after}&limit=20000")
+                for row in page["lines"]:
+                    print(show(row))
+                if len(page["lines"]) < 20000:
+                    return OK
+                after_time, after = page["lines"][-1]["ts"], page["lines"][-1]["id"]
+        after = 0
+        while True:
+            page = client.get(f"{path}?after={after}&limit=20000&wait=5")
+            rows = sorted(page["lines"], key=lambda r: (r["ts"], r["id"]))
+            for row in rows:
+                print(show(row), flush=True)
+            if page["lines"]:
+                after = max(r["id"] for r in page["lines"])
+            elif page["state"] in m.JOB_FINAL:
+                return OK
+
+    return run(p, argv, body)
+
+
+def daemons(argv):
+    """``splay daemons``: list the daemons the controller knows."""
+    p = parser("daemons", "List daemons, their limits and how busy they are.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    def body(args, client):
+        rows = client.get("/api/daemons")
+        if args.json:
+            print(json.dumps(rows, indent=1))
+            return OK
+        print(table(rows, [
+            ("ID", "id"), ("NAME", "name"), ("IP", "ip"), ("STATE", "state"),
+            ("INSTANCES", lambda d: f"{d['instances']}/{d['limits']['max_instances']}"),
+            ("MEMORY", lambda d: f"{d['limits']['max_memory'] // 2**20}M"),
+            ("PORTS", lambda d: f"{d['limits']['start_port']}-{d['limits']['end_port']}"),
+            ("RTT_MS", "rtt_ms"), ("LAST_SEEN", lambda d: when(d["last_seen"]))]))
+        return OK
+
+    return run(p, argv, body)

@@ -1,0 +1,321 @@
+"""splayd: the daemon that runs job instances on a host for a controller.
+
+It connects to the controller (plain TCP or TLS), presents its key and limits, and then obeys:
+register (reserve ports), free, start, stop. It forwards every output line of its instances with
+the time it read it, and reports every end. When the connection drops it reconnects forever with
+exponential backoff; its instances keep running meanwhile, unless the controller stays away longer
+than ``--orphan-timeout``, in which case the daemon stops them all.
+"""
+import argparse
+import asyncio
+import collections
+import logging
+import os
+import random
+import resource
+import signal
+import socket
+import sys
+import time
+
+from .instances import InstanceManager, Limits
+from .protocol import CONTROLLER_MESSAGES, MAX_LINE, Channel, ProtocolError, client_tls, decode
+
+log = logging.getLogger("splay.daemon")
+
+MAX_BUFFERED_LINES = 200_000     # output kept while the controller is away
+LINES_PER_MESSAGE = 2000
+FLUSH_INTERVAL = 0.05
+
+
+class Refused(Exception):
+    """The controller refused this daemon (wrong key, bad hello)."""
+
+
+class Daemon:
+    """The daemon's connection loop and message handling."""
+
+    def __init__(self, host, port, key, name, ip, limits, base_dir, tls=None, orphan_timeout=60.0,
+                 max_backoff=10.0, silence_timeout=30.0, clock_offset=0.0, sandbox=True):
+        self.host, self.port = host, port
+        self.key = key
+        self.name = name
+        self.ip = ip
+        self.tls = tls
+        self.orphan_timeout = orphan_timeout
+        self.max_backoff = max_backoff
+        self.silence_timeout = silence_timeout
+        self.clock_offset = clock_offset
+        self.channel = None
+        self.gone_since = time.monotonic()
+        self.lines = collections.deque(maxlen=MAX_BUFFERED_LINES)
+        self.dropped_lines = 0
+        self.manager = InstanceManager(limits, ip, base_dir, self.emit, self.log_line, self.clock,
+                                       sandbox)
+
+    def clock(self):
+        """This daemon's clock (``--clock-offset`` shifts it, to test the controller's correction)."""
+        return time.time() + self.clock_offset
+
+    def emit(self, message):
+        """Send a message now if connected; otherwise it is dropped (ends are re-reported in the
+        next hello)."""
+        if self.channel is not None:
+            if message["type"] == "exited":
+                self.send_lines(self.channel)     # a node's last lines come before its end
+            self.channel.send_nowait(message)
+
+    def log_line(self, instance_id, stamp, stream, text):
+        """Queue one output line for the controller."""
+        if len(self.lines) == MAX_BUFFERED_LINES:
+            self.dropped_lines += 1             # the deque drops the oldest line
+        self.lines.append((instance_id, stamp, stream, text))
+
+    async def run(self):
+        """Connect, serve, reconnect, forever (returns only when refused)."""
+        asyncio.ensure_future(self.watch_orphans())
+        backoff = 0.2
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.tls,
+                                                               limit=MAX_LINE)
+            except OSError as e:
+                log.info("cannot reach controller %s:%d (%s); retrying in %.1f s",
+                         self.host, self.port, e, backoff)
+            else:
+                channel = Channel(reader, writer)
+                try:
+                    if await self.serve(channel):
+                        backoff = 0.2
+                except Refused:
+                    raise
+                except (ConnectionError, OSError, asyncio.TimeoutError, ProtocolError) as e:
+                    log.warning("connection to controller lost: %s", e)
+                finally:
+                    self.channel = None
+                    channel.close()
+                    self.gone_since = time.monotonic()
+            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+            backoff = min(backoff * 2, self.max_backoff)
+
+    async def serve(self, channel):
+        """One connection: hello, then messages until it ends. True if it was accepted."""
+        await channel.send({"type": "hello", "key": self.key, "name": self.name, "ip": self.ip,
+                            "limits": self.manager.limits.as_dict(),
+                            "instances": self.manager.report(), "time": self.clock()})
+        line = await asyncio.wait_for(channel.receive_line(), 15)
+        if line is None:
+            return False
+        answer = decode(line, CONTROLLER_MESSAGES)
+        if answer["type"] == "refused":
+            raise Refused(answer.get("reason", "no reason given"))
+        if answer["type"] != "welcome":
+            raise ProtocolError(f"expected welcome, got {answer['type']!r}")
+        log.info("connected to controller %s:%d as %s (daemon id %s)", self.host, self.port,
+                 self.name, answer.get("daemon_id"))
+        self.channel = channel
+        self.gone_since = None
+        flusher = asyncio.ensure_future(self.flush_lines(channel))
+        try:
+            while True:
+                try:
+                    line = await asyncio.wait_for(channel.receive_line(), self.silence_timeout)
+                except asyncio.TimeoutError:
+                    log.warning("controller silent for %.0f s; reconnecting", self.silence_timeout)
+                    return True
+                if line is None:
+                    log.warning("controller closed the connection")
+                    return True
+                try:
+                    await self.handle(decode(line, CONTROLLER_MESSAGES))
+                except (ProtocolError, KeyError, TypeError, ValueError) as e:
+                    log.warning("malformed message from the controller (%s: %s); ignored",
+                                type(e).__name__, e)
+                except Refused:
+                    raise
+                except Exception:
+                    log.exception("could not carry out a controller message; going on")
+        finally:
+            flusher.cancel()
+
+    async def handle(self, message):
+        """Obey one controller message."""
+        kind = message["type"]
+        manager = self.manager
+        if kind == "ping":
+            self.emit({"type": "pong", "t0": message["t0"], "time": self.clock()})
+        elif kind == "register":
+            ids = [int(i) for i in message["instances"]]
+            ports, refused = manager.register(str(message["job"]), int(message.get("memory") or 0), ids)
+            self.emit({"type": "registered", "job": message["job"], "ports": ports,
+                       "refused": refused})
+        elif kind == "free":
+            manager.free([int(i) for i in message["instances"]])
+        elif kind == "start":
+            # In the background: pings, logs and stops keep flowing while processes start.
+            manager._track(self.start(message["job"], message["nodes"], message["instances"]))
+        elif kind == "nodes":
+            manager.update_nodes(str(message["job"]), list(message["nodes"]))
+        elif kind == "release":
+            manager.release_job(str(message["job"]))
+        elif kind == "stop":
+            manager.stop([int(i) for i in message["instances"]])
+        elif kind == "error":
+            log.warning("the controller refused a message: %s", message.get("reason"))
+        elif kind == "refused":
+            raise Refused(message.get("reason", "no reason given"))
+
+    async def start(self, job, nodes, entries):
+        """Start instances and tell the controller which run."""
+        try:
+            started, failed = await self.manager.start(job, nodes, entries)
+        except Exception as e:
+            log.exception("job %s: starting instances failed", job.get("ref"))
+            started, failed = [], {int(e_["id"]): f"daemon error: {e}" for e_ in entries}
+        self.emit({"type": "started", "job": job["ref"], "instances": started, "failed": failed})
+        self.manager.announce(started)
+        log.info("job %s: started %d instance(s), %d failed", job["ref"], len(started), len(failed))
+
+    async def flush_lines(self, channel):
+        """Send queued output lines in batches."""
+        while True:
+            if self.dropped_lines:
+                log.warning("dropped %d output lines while the controller was away",
+                            self.dropped_lines)
+                self.dropped_lines = 0
+            self.send_lines(channel)
+            await channel.writer.drain()
+            await asyncio.sleep(FLUSH_INTERVAL)
+
+    def send_lines(self, channel):
+        """Queue every buffered output line on ``channel``, in batches."""
+        lines = self.lines
+        while lines:
+            batch = [lines.popleft() for _ in range(min(LINES_PER_MESSAGE, len(lines)))]
+            channel.send_nowait({"type": "log", "lines": batch})
+
+    async def watch_orphans(self):
+        """Stop every instance once the controller has been away longer than ``orphan_timeout``."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self.gone_since is not None and self.manager.live() and \
+                    time.monotonic() - self.gone_since > self.orphan_timeout:
+                log.warning("controller away for more than %.0f s: stopping all %d instance(s)",
+                            self.orphan_timeout, len(self.manager.live()))
+                self.manager.stop_all()
+
+
+def parse_size(text):
+    """'512M', '2G', '1048576' -> bytes."""
+    text = text.strip().upper()
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def build_parser():
+    """The command-line options of splayd."""
+    p = argparse.ArgumentParser(prog="splayd", description=__doc__.splitlines()[0])
+    p.add_argument("--controller", default="127.0.0.1:11000", help="HOST:PORT of the controller")
+    p.add_argument("--key", help="the controller's daemon key")
+    p.add_argument("--key-file", help="file whose first line is the daemon key")
+    p.add_argument("--name", help="unique name of this daemon (default HOSTNAME-STARTPORT)")
+    p.add_argument("--ip", default="127.0.0.1", help="address the nodes of this daemon listen on")
+    p.add_argument("--max-instances", type=int, default=64, help="job instances at once")
+    p.add_argument("--max-memory", default="512M", help="memory per instance (e.g. 512M, 2G)")
+    p.add_argument("--ports", default="20000-20999", help="port range START-END for instances")
+    p.add_argument("--max-bandwidth", default="0", help="bytes/s per instance (0: unlimited)")
+    p.add_argument("--dir", help="working directory (default ./splayd-NAME)")
+    p.add_argument("--tls", action="store_true", help="connect with TLS")
+    p.add_argument("--tls-ca", help="PEM CA that signed the controller's certificate")
+    p.add_argument("--tls-cert", help="PEM client certificate, when the controller asks for one")
+    p.add_argument("--tls-key", help="PEM key of --tls-cert")
+    p.add_argument("--orphan-timeout", type=float, default=60.0,
+                   help="seconds without controller before all instances are stopped")
+    p.add_argument("--max-backoff", type=float, default=10.0, help="longest wait between reconnections")
+    p.add_argument("--clock-offset", type=float, default=0.0,
+                   help="shift this daemon's clock by SECONDS (to test log time correction)")
+    p.add_argument("--nice", type=int, default=-10,
+                   help="the daemon's own niceness when allowed (root): it then keeps control "
+                        "while it spawns; nodes keep the niceness the daemon started with")
+    p.add_argument("--sandbox", choices=("auto", "on", "off"), default="auto",
+                   help="confine instances with splay.sandbox (auto: when it is installed)")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def sandbox_available():
+    """True when ``splay.sandbox.confine`` exists in this installation."""
+    try:
+        import splay.sandbox
+    except ImportError:
+        return False
+    return callable(getattr(splay.sandbox, "confine", None))
+
+
+def main(argv=None):
+    """Run the daemon. Returns the exit status (3 when the controller refuses it)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s splayd %(levelname)s %(message)s")
+    key = args.key
+    if args.key_file:
+        with open(args.key_file) as f:
+            key = f.readline().strip()
+    if not key:
+        print("splayd: give --key or --key-file (the controller's daemon key)", file=sys.stderr)
+        return 2
+    try:
+        start, _, end = args.ports.partition("-")
+        limits = Limits(args.max_instances, parse_size(args.max_memory), int(start), int(end),
+                        parse_size(args.max_bandwidth))
+        host, _, port = args.controller.rpartition(":")
+        port = int(port)
+    except ValueError as e:
+        print(f"splayd: bad option value: {e}", file=sys.stderr)
+        return 2
+    name = args.name or f"{socket.gethostname()}-{limits.start_port}"
+    base_dir = os.path.abspath(args.dir or f"splayd-{name}")
+    os.makedirs(base_dir, exist_ok=True)
+    tls = client_tls(args.tls_ca, args.tls_cert, args.tls_key) if (args.tls or args.tls_ca) else None
+    if args.nice < os.getpriority(os.PRIO_PROCESS, 0):
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, args.nice)
+        except PermissionError:
+            log.info("not allowed to raise the daemon's priority (--nice %d); running as is",
+                     args.nice)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))   # two pipes per instance
+    sandbox = args.sandbox == "on" or (args.sandbox == "auto" and sandbox_available())
+    if args.sandbox == "auto" and not sandbox:
+        log.warning("splay.sandbox is not available: instances run unconfined")
+    daemon = Daemon(host or "127.0.0.1", port, key, name, args.ip, limits, base_dir, tls,
+                    args.orphan_timeout, args.max_backoff, clock_offset=args.clock_offset,
+                    sandbox=sandbox)
+    return asyncio.run(_run(daemon))
+
+
+async def _run(daemon):
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runner = asyncio.ensure_future(daemon.run())
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([runner, stopper], return_when=asyncio.FIRST_COMPLETED)
+    daemon.manager.kill_all_now()
+    if runner.done():
+        error = runner.exception()
+        if isinstance(error, Refused):
+            log.error("the controller refused this daemon: %s", error)
+            return 3
+        log.error("daemon failed: %r", error)
+        return 1
+    runner.cancel()
+    log.info("daemon stopped; its instances were killed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

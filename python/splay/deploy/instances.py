@@ -1,0 +1,407 @@
+"""Job instances on a daemon: port reservations, processes, their output and their end.
+
+Each instance runs as ``sys.executable -m splay.launch.node APP.py`` in its own directory and
+process group (``start_new_session``), with ``PR_SET_PDEATHSIG`` so that it dies with the daemon.
+Its job description is the ``SPLAY_JOB`` environment variable (see docs/deploy.md). A started
+process is held (SIGSTOP) until the controller releases the whole job. Stopping an instance kills
+its whole process group: SIGTERM, then SIGKILL after a grace period.
+"""
+import asyncio
+import concurrent.futures
+import ctypes
+import functools
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+log = logging.getLogger("splay.daemon")
+
+PR_SET_PDEATHSIG = 1
+STOP_GRACE = 2.0           # seconds between SIGTERM and SIGKILL
+KEEP_FINISHED = 600.0      # seconds an ended instance stays in the hello report
+SPAWN_THREADS = 8
+MAX_JOB_VARIABLE = 100_000  # bytes of SPLAY_JOB above which the node list is left to the file
+RELEASE_ANYWAY = 60.0      # seconds after which held processes run even without a release
+
+
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+# util-linux's setpriv sets the parent-death signal and execs the node: the daemon then needs no
+# Python code between fork and exec, so Python can use vfork, several times cheaper than a fork
+# of the daemon's whole memory. Without setpriv, a preexec function sets it.
+SETPRIV = shutil.which("setpriv")
+
+
+def _prepare_child():
+    """In the child before exec: die with the daemon (``PR_SET_PDEATHSIG``; it is tied to the
+    forking thread, one of the spawner threads, which live as long as the daemon)."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+# Nodes run at the niceness the daemon was started with, even when the daemon raised its own
+# priority (splayd --nice) to stay responsive while it spawns.
+NODE_NICE = os.getpriority(os.PRIO_PROCESS, 0)
+STARTING_PROCESS = object()     # Instance.process while its process is being spawned
+NODES_MARK = "\x00nodes\x00"    # stands for the node list in SPLAY_JOB until it is spliced in
+PASSED_ENV = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "HOME", "TMPDIR")   # what nodes inherit
+
+
+async def _stream(loop, pipe):
+    """An asyncio StreamReader over a child's pipe."""
+    reader = asyncio.StreamReader(limit=2**20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    return reader
+
+
+async def _exit_status(process):
+    """Wait (without a thread) until ``process`` ends; returns its exit status."""
+    loop = asyncio.get_running_loop()
+    ended = loop.create_future()
+    pidfd = os.pidfd_open(process.pid)
+    loop.add_reader(pidfd, lambda: ended.done() or ended.set_result(None))
+    try:
+        await ended
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    return process.wait()
+
+
+def hold(pid):
+    """Stop a just-started instance until ``release`` (SIGSTOP: it takes no CPU and, stopped
+    only on its way back to user space, holds no kernel lock others could wait for)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, NODE_NICE)
+        os.kill(pid, signal.SIGSTOP)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def release(pids):
+    """Let held instances run (SIGCONT).
+
+    A job's processes wait, stopped, until the controller has heard from every daemon that all of
+    the job's nodes are started, then are released together: booting hundreds of interpreters
+    would otherwise starve the daemons still spawning, and the nodes of a job start at the same
+    time. A stopped process still dies of SIGKILL (the parent-death signal, or a stop)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+class Limits:
+    """What a daemon offers: instance slots, memory per instance, a port range, bandwidth."""
+
+    def __init__(self, max_instances=64, max_memory=512 * 2**20, start_port=20000, end_port=20999,
+                 max_bandwidth=0):
+        if end_port < start_port:
+            raise ValueError(f"empty port range {start_port}-{end_port}")
+        self.max_instances = max_instances
+        self.max_memory = max_memory
+        self.start_port = start_port
+        self.end_port = end_port
+        self.max_bandwidth = max_bandwidth
+
+    def as_dict(self):
+        """The limits as advertised to the controller."""
+        return dict(vars(self))
+
+
+class Instance:
+    """One reserved slot, then (once started) one process."""
+
+    def __init__(self, instance_id, job_ref, port, memory):
+        self.id = instance_id
+        self.job_ref = job_ref
+        self.port = port
+        self.memory = memory
+        self.process = None
+        self.state = "REGISTERED"
+        self.exit_code = None
+        self.stop_requested = False
+        self.ended_at = None
+        self.announced = asyncio.Event()   # set once the controller was told it started
+
+
+class InstanceManager:
+    """All instances of one daemon. ``emit(message)`` sends a message to the controller (or drops
+    it while disconnected); ``log_line(...)`` queues an output line for forwarding."""
+
+    def __init__(self, limits, ip, base_dir, emit, log_line, clock=time.time, sandbox=True):
+        self.limits = limits
+        self.sandbox = sandbox
+        self.ip = ip
+        self.base_dir = base_dir
+        self.emit = emit
+        self.log_line = log_line
+        self.clock = clock
+        self.instances = {}                 # id -> Instance (reserved, running or recently ended)
+        self.held = {}                      # job ref -> ids of instances stopped until released
+        # Processes are spawned from these threads, several at once (a spawn mostly waits for the
+        # child to be scheduled). They live as long as the daemon: the parent-death signal fires
+        # when the thread that started a process ends.
+        self.spawner = concurrent.futures.ThreadPoolExecutor(SPAWN_THREADS, "splayd-spawn")
+        self.tasks = set()
+
+    # -- reservations ----------------------------------------------------------------------
+    def live(self):
+        """Instances holding a slot (reserved or running)."""
+        return [i for i in self.instances.values() if i.state in ("REGISTERED", "RUNNING")]
+
+    def _port_free(self, port, taken):
+        if port in taken:
+            return False
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            with socket.socket(socket.AF_INET, kind) as probe:
+                if kind == socket.SOCK_STREAM:
+                    # As a server would: a port held only by old TIME_WAIT connections is free.
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((self.ip, port))
+                except OSError:
+                    return False
+        return True
+
+    def register(self, job_ref, memory, instance_ids):
+        """Reserve a port for each instance; returns ({id: port}, {id: reason refused})."""
+        ports, refused = {}, {}
+        taken = {i.port for i in self.live()}
+        if memory and memory > self.limits.max_memory:
+            reason = (f"needs {memory // 2**20} MiB per node, this daemon offers "
+                      f"{self.limits.max_memory // 2**20} MiB")
+            return {}, {i: reason for i in instance_ids}
+        candidate = self.limits.start_port
+        for instance_id in instance_ids:
+            if instance_id in self.instances:
+                refused[instance_id] = "instance id already in use"
+                continue
+            if len(self.live()) >= self.limits.max_instances:
+                refused[instance_id] = f"all {self.limits.max_instances} instance slots taken"
+                continue
+            while candidate <= self.limits.end_port and not self._port_free(candidate, taken):
+                candidate += 1
+            if candidate > self.limits.end_port:
+                refused[instance_id] = "no free port left in the range"
+                continue
+            taken.add(candidate)
+            self.instances[instance_id] = Instance(instance_id, job_ref, candidate, memory)
+            ports[instance_id] = candidate
+        return ports, refused
+
+    def free(self, instance_ids):
+        """Drop reservations that were not started."""
+        for instance_id in instance_ids:
+            instance = self.instances.get(instance_id)
+            if instance is not None and instance.process is None:
+                del self.instances[instance_id]
+
+    # -- processes -------------------------------------------------------------------------
+    def job_dir(self, job_ref):
+        """Where a job's application and instance directories live on this daemon."""
+        return os.path.join(self.base_dir, "jobs", job_ref)
+
+    async def start(self, job, nodes, entries):
+        """Start the listed instances of ``job``; returns ([{id, pid}], {id: reason})."""
+        started, failed = [], {}
+        job_dir = self.job_dir(job["ref"])
+        os.makedirs(job_dir, exist_ok=True)
+        app = os.path.join(job_dir, "app.py")
+        if not os.path.exists(app):
+            with open(app + ".tmp", "w") as f:
+                f.write(job["code"])
+            os.replace(app + ".tmp", app)
+        head_view = json.dumps(nodes[:job["list_size"]])
+        base_env = {k: v for k, v in os.environ.items() if k in PASSED_ENV}
+        base_env["PYTHONUNBUFFERED"] = "1"
+
+        async def start_one(entry):
+            instance_id = int(entry["id"])
+            instance = self.instances.get(instance_id)
+            if instance is None or instance.process is not None:
+                failed[instance_id] = "not registered on this daemon (or already started)"
+                return
+            instance.process = STARTING_PROCESS        # taken: a second start is refused
+            try:
+                instance.process = await self.spawn(instance, job, app, nodes, entry, head_view,
+                                                    base_env)
+            except Exception as e:   # any failure to spawn is this instance's, not the daemon's
+                log.exception("cannot start instance %d", instance_id)
+                failed[instance_id] = f"cannot start the process: {type(e).__name__}: {e}"
+                self.instances.pop(instance_id, None)
+                return
+            if instance.stop_requested:                  # stopped while it was being spawned
+                self._signal_group(instance.process.pid, signal.SIGKILL)
+            hold(instance.process.pid)
+            instance.state = "RUNNING"
+            started.append({"id": instance_id, "pid": instance.process.pid})
+            self._track(self.follow(instance))
+        await asyncio.gather(*(start_one(entry) for entry in entries))
+        self.held.setdefault(job["ref"], []).extend(entry["id"] for entry in started)
+        asyncio.get_running_loop().call_later(RELEASE_ANYWAY, self.release_job, job["ref"])
+        return started, failed
+
+    def release_job(self, job_ref):
+        """Let a job's held processes run (see :func:`release`); only those still running, so
+        that a late call never signals a recycled pid."""
+        ids = self.held.pop(job_ref, ())
+        release(self.instances[i].process.pid for i in ids
+                if i in self.instances and self.instances[i].state == "RUNNING")
+
+    def update_nodes(self, job_ref, nodes):
+        """Rewrite (atomically) the nodes file of each running instance of a job."""
+        for instance in self.instances.values():
+            if instance.job_ref == job_ref and instance.state == "RUNNING":
+                path = os.path.join(self.job_dir(job_ref), str(instance.id), "nodes.json")
+                with open(path + ".tmp", "w") as f:
+                    json.dump(nodes, f)
+                os.replace(path + ".tmp", path)
+
+    def announce(self, started):
+        """The controller was told these instances started: their exits may be reported now."""
+        for entry in started:
+            instance = self.instances.get(entry["id"])
+            if instance is not None:
+                instance.announced.set()
+
+    async def spawn(self, instance, job, app, nodes, entry, head_view, base_env):
+        """Create one instance's directory and process (``head_view``: the JSON of the head
+        list; ``base_env``: the environment without SPLAY_JOB)."""
+        directory = os.path.join(self.job_dir(job["ref"]), str(instance.id))
+        os.makedirs(directory, exist_ok=True)
+        position = int(entry["position"])
+        if entry.get("list") is None:
+            view = head_view                              # the same JSON for every node
+        else:
+            view = json.dumps([nodes[i] for i in entry["list"]])
+        # The application and the nodes file (every node of the job: splay.job derives the
+        # node's view from it) are written once per job and hard-linked into each instance
+        # directory, the only place a sandboxed node may read.
+        nodes_file = os.path.join(directory, "nodes.json")
+        shared = os.path.join(self.job_dir(job["ref"]), "nodes.json")
+        if not os.path.exists(shared):
+            with open(shared + ".tmp", "w") as f:
+                json.dump(nodes, f)
+            os.replace(shared + ".tmp", shared)
+        own_app = os.path.join(directory, "app.py")
+        for source, target in ((shared, nodes_file), (app, own_app)):
+            if not os.path.exists(target):
+                os.link(source, target)
+        memory = instance.memory or self.limits.max_memory
+        splay_job = {"ref": job["ref"], "name": job["name"],
+                     "me": {"ip": self.ip, "port": instance.port}, "position": position,
+                     "list_type": job["list_type"], "list_size": job["list_size"],
+                     "nodes": NODES_MARK, "nodes_file": nodes_file, "dir": directory,
+                     "settings": job.get("settings") or {}}
+        if self.sandbox:
+            splay_job["sandbox"] = {"max_memory": memory}
+        encoded = json.dumps(splay_job)
+        if len(encoded) + len(view) > MAX_JOB_VARIABLE:
+            # Linux refuses an environment string over 128 KiB: a very long list stays in the
+            # nodes file, from which splay.job computes the node's view.
+            view = "[]"
+        # The node list is encoded once per job (head lists) and spliced in.
+        env = dict(base_env, SPLAY_JOB=encoded.replace(json.dumps(NODES_MARK), view, 1))
+        argv = [sys.executable, "-m", "splay.launch.node", own_app]
+        if SETPRIV:
+            argv[:0] = [SETPRIV, "--pdeathsig", "KILL", "--"]
+        loop = asyncio.get_running_loop()
+        popen = functools.partial(
+            subprocess.Popen, argv, cwd=directory, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            preexec_fn=None if SETPRIV else _prepare_child)
+        process = await loop.run_in_executor(self.spawner, popen)
+        process.out = await _stream(loop, process.stdout)
+        process.err = await _stream(loop, process.stderr)
+        return process
+
+    async def follow(self, instance):
+        """Forward the output of an instance until it ends, then report its end."""
+        process = instance.process
+        await asyncio.gather(self._read(instance, process.out, "stdout"),
+                             self._read(instance, process.err, "stderr"))
+        code = await _exit_status(process)
+        instance.exit_code = code
+        instance.state = "KILLED" if instance.stop_requested else "EXITED"
+        instance.ended_at = time.monotonic()
+        # Kill whatever the instance left in its group (it is ours to clean up).
+        self._signal_group(process.pid, signal.SIGKILL)
+        await instance.announced.wait()
+        self.emit({"type": "exited", "id": instance.id, "exit_code": code,
+                   "state": instance.state, "time": self.clock()})
+
+    async def _read(self, instance, stream, name):
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:           # a line longer than the stream limit: take a chunk
+                line = await stream.read(65536)
+            if not line:
+                return
+            self.log_line(instance.id, self.clock(), name,
+                          line.rstrip(b"\n").decode("utf-8", "replace"))
+
+    def _signal_group(self, pid, signum):
+        try:
+            os.killpg(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self, instance_ids):
+        """Stop instances: kill running ones (their end is reported when they die), drop
+        reserved ones, and report unknown ones as already ended."""
+        for instance_id in instance_ids:
+            instance = self.instances.get(instance_id)
+            if instance is not None and instance.process is STARTING_PROCESS:
+                instance.stop_requested = True           # start_one kills it once spawned
+                continue
+            if instance is not None and instance.state == "RUNNING":
+                instance.stop_requested = True
+                instance.announced.set()
+                self._signal_group(instance.process.pid, signal.SIGTERM)
+                self._signal_group(instance.process.pid, signal.SIGCONT)   # if still held
+                self._track(self._kill_later(instance))
+                continue
+            if instance is not None and instance.state == "REGISTERED":
+                del self.instances[instance_id]
+            if instance is None or instance.state == "REGISTERED":
+                self.emit({"type": "exited", "id": instance_id, "exit_code": None,
+                           "state": "KILLED", "time": self.clock()})
+
+    async def _kill_later(self, instance):
+        await asyncio.sleep(STOP_GRACE)
+        if instance.state == "RUNNING":
+            self._signal_group(instance.process.pid, signal.SIGKILL)
+
+    def stop_all(self):
+        """Stop every instance (controller gone too long, or the daemon stops)."""
+        self.stop([i.id for i in list(self.instances.values()) if i.state in ("RUNNING", "REGISTERED")])
+
+    def kill_all_now(self):
+        """SIGKILL every running process group at once (daemon exit)."""
+        for instance in self.instances.values():
+            if instance.state == "RUNNING":
+                instance.stop_requested = True
+                self._signal_group(instance.process.pid, signal.SIGKILL)
+
+    def report(self):
+        """What the daemon holds, for its hello: live instances and recently ended ones."""
+        now = time.monotonic()
+        for instance in list(self.instances.values()):
+            if instance.ended_at is not None and now - instance.ended_at > KEEP_FINISHED:
+                del self.instances[instance.id]
+                shutil.rmtree(os.path.join(self.job_dir(instance.job_ref), str(instance.id)),
+                              ignore_errors=True)
+        return [{"id": i.id, "state": i.state, "exit_code": i.exit_code}
+                for i in self.instances.values()]
+
+    def _track(self, coroutine):
+        task = asyncio.ensure_future(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
