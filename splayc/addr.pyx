@@ -19,7 +19,9 @@ import socket as _pysocket
 
 
 cdef str error_message(int err):
-    """The LuaSocket message for a (negative) libuv error code."""
+    """The LuaSocket message for a (negative) libuv error code (ERR_RESTRICTED: "restricted")."""
+    if err == ERR_RESTRICTED:
+        return "restricted"
     if err == UV_EOF or err == UV_ECONNRESET or err == UV_ECONNABORTED or err == UV_EPIPE \
             or err == UV_ECANCELED or err == UV_ENOTCONN or err == UV_EBADF:
         return "closed"

@@ -22,8 +22,10 @@
 # included). They may raise only NotInThread (called outside a SPLAY thread while they must wait)
 # or the task's kill exception; every other failure is None/False with `error` set.
 from libc.stdint cimport uint64_t
-from splayc.uv cimport uv_tcp_t
+from splayc.uv cimport uv_tcp_t, uv_timer_t
 from splayc.hub cimport Hub, Task
+from splayc.accounting cimport NetPolicy
+from splayc.shaping cimport Link
 
 cdef enum TCPState:
     TCP_MASTER = 0       # created (maybe bound): may bind, connect or listen
@@ -87,6 +89,15 @@ cdef class TCP(Selectable):
     cdef int n_accepted, accepted_cap
     cdef bint accept_deferred
     cdef int listen_err
+    # restricted sockets (splayc/accounting.pyx): looked up once, at creation; None = unrestricted
+    cdef NetPolicy policy
+    cdef bint counted                 # counted in policy's open sockets (until closed)
+    cdef bint refused                 # creation refused by the policy: every operation says "restricted"
+    # network emulation (splayc/shaping.pyx): the links to the emulated peer this socket connected to
+    cdef Link link_out, link_in
+    cdef object out_q, in_q           # deques of (due ns, bytes or an end-of-stream status)
+    cdef Task out_task                # the thread writing delayed sends (None: idle)
+    cdef uv_timer_t* in_timer         # delivers delayed received data at its due time
 
     # fast path for the RPC layer (see the header)
     cdef void settimeout_c(self, double seconds)
@@ -116,6 +127,11 @@ cdef class TCP(Selectable):
     cdef void _count_sent(self, size_t n)
     cdef void _count_received(self, size_t n)
     cdef int _apply_options(self) except -1
+    cdef int _bind_to(self, object ip, int port) except? -99999
+    cdef str _closed_error(self)
+    cdef Py_ssize_t _send_shaped(self, object data, Py_ssize_t start, Py_ssize_t stop) except -2
+    cdef void _delay_in(self, object item, size_t n)
+    cdef void _deliver_due(self)
 
 
 cdef TCP tcp_new()

@@ -17,7 +17,11 @@ How a socket works (see docs/socket.md for the user's view):
 * Liveness: a handle is ``uv_unref``'d except while a task waits on it (``_ref``/``_unref``), so
   an idle socket never keeps ``events.run()`` alive.
 * Accounting: bytes are counted in ``_count_sent`` / ``_count_received`` only, and every socket
-  knows the node (``Task.node``) that created it; restricted sockets hook in there.
+  knows the node (``Task.node``) that created it. Restricted sockets: the node's ``NetPolicy``
+  (``splayc/accounting.pyx``) is looked up once at creation; ``policy is None`` is the only cost
+  when a node is unrestricted. With a policy, creation (max_sockets), bind (port range, local_ip),
+  connect (blacklist), send (max_send, reserved before the write) and the read callback
+  (max_receive) consult it; a refusal fails with "restricted" and changes no counter.
 """
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
@@ -28,7 +32,11 @@ from libc.string cimport memcpy, memchr, memmove
 
 from splayc.uv cimport *
 from splayc.hub cimport Hub, Task, get_hub
-from splayc.addr cimport error_message, fill_sockaddr, sockaddr_to_tuple
+from splayc.addr cimport error_message, fill_sockaddr, sockaddr_to_tuple, ERR_RESTRICTED
+from splayc.accounting cimport NetPolicy, policy_for
+from splayc.shaping cimport Link
+
+from collections import deque
 
 from splay.node import address as _node_address
 
@@ -108,6 +116,19 @@ cdef void _read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noex
         return
     s = <TCP>stream.data
     if nread > 0:
+        if s.policy is not None and not s.policy.take_receive(<size_t>nread):
+            # Past max_receive: this chunk is dropped (not buffered, not counted) and the read
+            # side ends; what was buffered before stays readable, then receives say "restricted".
+            uv_read_stop(stream)
+            s.reading = False
+            s.read_err = ERR_RESTRICTED
+            s._wake_reader()
+            s._wake_select()
+            return
+        if s.link_in is not None and (s.link_in.active or s.in_q):
+            # Emulated link: delivered after its delay, at its rate (a thread does it).
+            s._delay_in(PyBytes_FromStringAndSize(buf.base, nread), <size_t>nread)
+            return
         try:
             s._append(buf.base, <size_t>nread)
         except MemoryError:
@@ -129,6 +150,9 @@ cdef void _read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noex
     elif nread < 0:
         uv_read_stop(stream)
         s.reading = False
+        if s.in_q:                        # emulated delay: the end comes after the data before it
+            s.in_q.append((0, <int>nread))
+            return
         if nread == UV_EOF:
             s.eof = True
         else:
@@ -173,6 +197,11 @@ cdef void _connect_cb(uv_connect_t* req, int status) noexcept with gil:
     t.hub.wake(t, ctx.token, status)
     Py_DECREF(t)
     free(ctx)
+
+
+cdef void _deliver_cb(uv_timer_t* timer) noexcept with gil:
+    if timer.data != NULL:
+        (<TCP>timer.data)._deliver_due()
 
 
 cdef void _shutdown_cb(uv_shutdown_t* req, int status) noexcept with gil:
@@ -274,6 +303,17 @@ cdef class TCP(Selectable):
     cdef int _init_handle(self, uv_tcp_t* h) except -1:
         self.hub = get_hub()
         self.node = _current_node(self.hub)
+        self.policy = policy_for(self.node)
+        if self.policy is not None:
+            if not self.policy.open_socket(False):
+                # max_sockets reached: an inert, closed socket whose every operation says why.
+                h.data = NULL
+                uv_close(<uv_handle_t*>h, _free_handle_cb)
+                self.state = TCP_CLOSED
+                self.refused = True
+                self.error = "restricted"
+                return 0
+            self.counted = True
         self.handle = h
         h.data = <void*>self
         uv_unref(<uv_handle_t*>h)          # idle sockets never keep the loop alive
@@ -282,6 +322,13 @@ cdef class TCP(Selectable):
 
     def __dealloc__(self):
         cdef int i
+        if self.counted:
+            self.counted = False
+            self.policy.close_socket(False)
+        if self.in_timer != NULL:
+            self.in_timer.data = NULL
+            uv_close(<uv_handle_t*>self.in_timer, _free_handle_cb)
+            self.in_timer = NULL
         if self.handle != NULL:
             self.handle.data = NULL
             uv_close(<uv_handle_t*>self.handle, _free_handle_cb)
@@ -296,6 +343,9 @@ cdef class TCP(Selectable):
         return f"<splay.socket.tcp {kind} {id(self):#x}>"
 
     # ------------------------------------------------------------------ accounting (one place)
+
+    cdef str _closed_error(self):
+        return "restricted" if self.refused else "closed"
 
     cdef void _count_sent(self, size_t n):
         self.bytes_sent += n
@@ -495,11 +545,26 @@ cdef class TCP(Selectable):
         cdef WriteRequest* ctx
         cdef Task t = None
         cdef double timeout
+        cdef NetPolicy policy = self.policy
         if self.state != TCP_CLIENT:
-            self.error = "closed" if self.state == TCP_CLOSED else "not connected"
+            self.error = self._closed_error() if self.state == TCP_CLOSED else "not connected"
             return 0
         if n <= 0:
             return 0
+        # Restricted: the whole send is reserved against max_send first (so concurrent senders
+        # cannot overshoot together); the part that never leaves is refunded below.
+        if policy is not None:
+            if self.link_out is not None and (self.link_out.active or self.out_q) \
+                    and (self.out_task is None or self.hub.current is not self.out_task):
+                if not policy.reserve_send(<size_t>n):
+                    self.error = "restricted"
+                    return 0
+                return self._send_shaped(data, start, stop)
+            # (the emulation's writer thread sends what was reserved and paced already)
+            if (self.out_task is None or self.hub.current is not self.out_task) \
+                    and not policy.reserve_send(<size_t>n):
+                self.error = "restricted"
+                return 0
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         if self.handle.write_queue_size == 0:
             buf.base = <char*>view.buf + start
@@ -513,12 +578,16 @@ cdef class TCP(Selectable):
                 done = r
             elif r != UV_EAGAIN:
                 PyBuffer_Release(&view)
+                if policy is not None:
+                    policy.refund_send(<size_t>n)
                 self.error = error_message(r)
                 return 0
         # The kernel did not take everything: queue the rest with uv_write and wait for it.
         ctx = <WriteRequest*>malloc(sizeof(WriteRequest))
         if ctx == NULL:
             PyBuffer_Release(&view)
+            if policy is not None:
+                policy.refund_send(<size_t>(n - done))
             raise MemoryError()
         ctx.view = view                    # the request owns the buffer from here on
         ctx.task = NULL
@@ -529,6 +598,8 @@ cdef class TCP(Selectable):
             except BaseException:
                 PyBuffer_Release(&ctx.view)
                 free(ctx)
+                if policy is not None:
+                    policy.refund_send(<size_t>(n - done))
                 raise
             ctx.task = <PyObject*>t
             ctx.token = t.token
@@ -542,6 +613,8 @@ cdef class TCP(Selectable):
                 Py_DECREF(t)
             free(ctx)
             self.error = error_message(r)
+            if policy is not None:
+                policy.refund_send(<size_t>(n - done))
             self._count_sent(<size_t>done)
             return done
         if t is None:
@@ -558,10 +631,122 @@ cdef class TCP(Selectable):
             return done
         if status < 0:
             self.error = error_message(status)
+            if policy is not None:
+                policy.refund_send(<size_t>(n - done))
             self._count_sent(<size_t>done)
             return done
         self._count_sent(<size_t>n)
         return n
+
+    # ------------------------------------------------------------------ network emulation
+
+    cdef Py_ssize_t _send_shaped(self, object data, Py_ssize_t start, Py_ssize_t stop) except -2:
+        """Send over an emulated link: wait for the link's token bucket (the rate), then queue
+        the data for the writer thread, which writes it once the one-way delay has passed."""
+        cdef Link link = self.link_out
+        cdef Py_ssize_t n = stop - start
+        cdef uint64_t due, now
+        if link.cut:                       # a partition breaks the connection
+            self.policy.refund_send(<size_t>n)
+            self.error = "closed"
+            return 0
+        due = link.pace(<size_t>n)
+        if self.hub.current is not None:
+            now = uv_hrtime()
+            if due > now:
+                try:
+                    self.hub.sleep((due - now) / 1e9)
+                except BaseException:
+                    self.policy.refund_send(<size_t>n)
+                    raise
+        if self.state != TCP_CLIENT:
+            self.policy.refund_send(<size_t>n)
+            self.error = self._closed_error()
+            return 0
+        chunk = bytes(data[start:stop]) if start or stop != len(data) or type(data) is not bytes \
+            else data
+        if self.out_q is None:
+            self.out_q = deque()
+        self.out_q.append((due + link.delay_ns, chunk))
+        if self.out_task is None:
+            self.out_task = self.hub.spawn(self._drain_out, ())
+        self._count_sent(<size_t>n)
+        return n
+
+    def _drain_out(self):
+        """The writer thread of an emulated link: writes each queued send at its due time."""
+        cdef uint64_t now
+        try:
+            while self.out_q:
+                due, chunk = self.out_q[0]
+                now = uv_hrtime()
+                if due > now:
+                    self.hub.sleep((due - now) / 1e9)
+                self.out_q.popleft()
+                if self.state != TCP_CLIENT or self._send(chunk, 0, len(chunk), 0) != len(chunk):
+                    self.out_q.clear()
+        finally:
+            self.out_task = None
+
+    cdef void _delay_in(self, object item, size_t n):
+        """Queue data (or the end of the stream) received over an emulated link: a timer puts
+        it into the read buffer after the link's delay, at the link's rate."""
+        cdef Link link = self.link_in
+        cdef uint64_t due
+        if link.cut:                       # a partition breaks the connection
+            uv_read_stop(<uv_stream_t*>self.handle)
+            self.reading = False
+            self.read_err = UV_ECONNRESET
+            self._wake_reader()
+            self._wake_select()
+            return
+        due = link.pace(n) + link.delay_ns
+        if self.in_q is None:
+            self.in_q = deque()
+        self.in_q.append((due, item))
+        if len(self.in_q) == 1:
+            self._deliver_due()            # arms the timer for it
+
+    cdef void _deliver_due(self):
+        """Deliver the queued received data whose time has come; re-arm for the next."""
+        cdef uint64_t now = uv_hrtime()
+        cdef uint64_t due
+        cdef bytes data
+        cdef bint delivered = False
+        while self.in_q:
+            due, item = self.in_q[0]
+            if due > now:
+                if self.in_timer == NULL:
+                    self.in_timer = <uv_timer_t*>malloc(sizeof(uv_timer_t))
+                    if self.in_timer == NULL:
+                        break
+                    uv_timer_init(self.hub.loop, self.in_timer)
+                    self.in_timer.data = <void*>self
+                uv_update_time(self.hub.loop)
+                uv_timer_start(self.in_timer, _deliver_cb, (due - now + 999999) // 1000000, 0)
+                break
+            self.in_q.popleft()
+            if isinstance(item, int):      # the end of the stream, after the data before it
+                if item == UV_EOF:
+                    self.eof = True
+                else:
+                    self.read_err = item
+                self._wake_reader()
+                self._wake_select()
+                continue
+            data = <bytes>item
+            try:
+                self._append(PyBytes_AS_STRING(data), <size_t>len(data))
+            except MemoryError:
+                self.read_err = UV_ENOBUFS
+                self.in_q.clear()
+            self._count_received(<size_t>len(data))
+            delivered = True
+        if delivered:
+            if self.reader is not None and _want_met(self):
+                self._wake_reader()
+            if self.select_waiters:
+                self._wake_select()
 
     # ------------------------------------------------------------------ options
 
@@ -584,8 +769,16 @@ cdef class TCP(Selectable):
         cdef Task t
         cdef int err
         cdef uint64_t deadline = self._deadline()
+        cdef NetPolicy policy = self.policy
+        cdef int fd
+        cdef object links = None
         if self.state != TCP_MASTER:
-            self.error = "closed" if self.state == TCP_CLOSED else "already connected"
+            self.error = self._closed_error() if self.state == TCP_CLOSED else "already connected"
+            return False
+        if policy is not None and policy.has_blacklist and policy.name_blocked(ip):
+            policy.note_refused()
+            self.close_c()                           # like every failed connect
+            self.error = "restricted"
             return False
         err = fill_sockaddr(ip, port, &ss)           # may yield to resolve a host name
         if err < 0:
@@ -594,6 +787,29 @@ cdef class TCP(Selectable):
         if self.state != TCP_MASTER:                 # closed by another thread meanwhile
             self.error = "closed"
             return False
+        if policy is not None and policy.links is not None:
+            pair = policy.links.get((ip, port))
+            if pair is not None:
+                if (<Link>pair[0]).cut or (<Link>pair[1]).cut:
+                    self.close_c()             # emulated partition
+                    self.error = "connection refused"
+                    return False
+                links = pair
+        if policy is not None:
+            if policy.addr_blocked(<sockaddr*>&ss):
+                policy.note_refused()
+                self.close_c()
+                self.error = "restricted"
+                return False
+            if policy.has_local_addr \
+                    and (<sockaddr*>&policy.local_addr).sa_family == (<sockaddr*>&ss).sa_family \
+                    and uv_fileno(<uv_handle_t*>self.handle, &fd) < 0:
+                # Forced local IP: outgoing connections leave from it too.
+                err = uv_tcp_bind(self.handle, <sockaddr*>&policy.local_addr, 0)
+                if err < 0:
+                    self.close_c()
+                    self.error = error_message(err)
+                    return False
         ctx = <ConnectRequest*>malloc(sizeof(ConnectRequest))
         if ctx == NULL:
             raise MemoryError()
@@ -628,8 +844,16 @@ cdef class TCP(Selectable):
             self.close_c()
             self.error = error_message(status)
             return False
+        if links is not None:
+            self.link_out = <Link>links[0]
+            self.link_in = <Link>links[1]
         self.state = TCP_CLIENT
         self._start_reading()
+        if links is not None and self.hub.current is not None:
+            # The handshake over the emulated link: connect completes after one round trip.
+            handshake = self.link_out.delay + self.link_in.delay
+            if handshake > 0:
+                self.hub.sleep(handshake)
         return True
 
     cdef bint send_data(self, object data) except -1:
@@ -673,6 +897,15 @@ cdef class TCP(Selectable):
     cdef void close_c(self):
         cdef uv_tcp_t* h = self.handle
         cdef int i
+        if self.counted:
+            self.counted = False
+            self.policy.close_socket(False)
+        if self.in_timer != NULL:
+            self.in_timer.data = NULL
+            uv_close(<uv_handle_t*>self.in_timer, _free_handle_cb)
+            self.in_timer = NULL
+        if self.in_q:
+            self.in_q.clear()
         if self.state == TCP_CLOSED and h == NULL:
             return
         self.state = TCP_CLOSED
@@ -717,15 +950,41 @@ cdef class TCP(Selectable):
 
     def bind(self, address, port=None):
         """Bind to a local node or ``ip, port`` (``"*"`` or None: every interface): True or None."""
+        cdef int err
+        cdef NetPolicy policy = self.policy
+        cdef int candidate
+        ip, p = _node_address(address, port, default_ip="0.0.0.0")
+        if self.state != TCP_MASTER:
+            self.error = self._closed_error() if self.state == TCP_CLOSED else "already connected"
+            return None
+        if policy is not None:
+            if policy.local_ip is not None:
+                ip = policy.local_ip               # forced local IP, whatever was asked
+            if p != 0 and not policy.port_allowed(p):
+                policy.note_refused()
+                self.error = "restricted"
+                return None
+        if policy is not None and p == 0 and policy.start_port:
+            # Port 0 in a restricted range: the first free port of the range.
+            err = UV_EADDRINUSE
+            for candidate in range(policy.start_port, policy.end_port + 1):
+                err = self._bind_to(ip, candidate)
+                if err != UV_EADDRINUSE and err != UV_EACCES:
+                    break
+        else:
+            err = self._bind_to(ip, p)
+        if err < 0:
+            self.error = error_message(err)
+            return None
+        self._apply_options()
+        return True
+
+    cdef int _bind_to(self, object ip, int port) except? -99999:
+        """Bind the handle to ``ip:port``: 0, or a negative libuv error."""
         cdef sockaddr_storage ss
         cdef sockaddr_storage got
         cdef int namelen = sizeof(got)
-        cdef int err
-        ip, p = _node_address(address, port, default_ip="0.0.0.0")
-        if self.state != TCP_MASTER:
-            self.error = "closed" if self.state == TCP_CLOSED else "already connected"
-            return None
-        err = fill_sockaddr(ip, p, &ss)
+        cdef int err = fill_sockaddr(ip, port, &ss)
         if err == 0 and self.handle == NULL:
             err = UV_EBADF
         if err == 0:
@@ -733,20 +992,16 @@ cdef class TCP(Selectable):
         if err == 0:
             # libuv reports EADDRINUSE only at listen/connect; an unbound socket shows it now.
             err = uv_tcp_getsockname(self.handle, <sockaddr*>&got, &namelen)
-            if err == 0 and p != 0 and sockaddr_to_tuple(<sockaddr*>&got)[1] != p:
+            if err == 0 and port != 0 and sockaddr_to_tuple(<sockaddr*>&got)[1] != port:
                 err = UV_EADDRINUSE
-        if err < 0:
-            self.error = error_message(err)
-            return None
-        self._apply_options()
-        return True
+        return err
 
     def listen(self, backlog=32):
         """Accept connections from now on (at most ``backlog`` waiting): True or None."""
         cdef int err
         cdef int n = int(backlog)
         if self.state != TCP_MASTER:
-            self.error = "closed" if self.state == TCP_CLOSED else "already connected"
+            self.error = self._closed_error() if self.state == TCP_CLOSED else "already connected"
             return None
         if n < 1:
             n = 1
@@ -781,6 +1036,9 @@ cdef class TCP(Selectable):
                     _accept_into_queue(self)
                 c = TCP.__new__(TCP)
                 c._init_handle(h)
+                if c.refused:                 # max_sockets: the connection is closed at once
+                    self.error = "restricted"
+                    return None
                 c.state = TCP_CLIENT
                 uv_tcp_nodelay(h, 1)
                 c._start_reading()

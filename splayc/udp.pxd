@@ -1,9 +1,10 @@
 # Cooperative UDP sockets over libuv (splayc/udp.pyx). Datagrams are received by libuv into a
 # per-socket queue of (data, ip, port); receive/receivefrom take from it, yielding while it is empty.
 from libc.stdint cimport uint64_t
-from splayc.uv cimport uv_udp_t, sockaddr_storage
+from splayc.uv cimport uv_udp_t, sockaddr_storage, sockaddr
 from splayc.hub cimport Task
 from splayc.tcp cimport Selectable
+from splayc.accounting cimport NetPolicy
 
 
 cdef class UDP(Selectable):
@@ -21,6 +22,11 @@ cdef class UDP(Selectable):
     cdef unsigned long reader_token
     cdef sockaddr_storage last_addr    # the sender of the last datagram, and its (ip, port)
     cdef tuple last_source
+    # restricted sockets (splayc/accounting.pyx): looked up once, at creation; None = unrestricted
+    cdef NetPolicy policy
+    cdef bint counted                  # counted in policy's open sockets (until closed)
+    cdef bint refused                  # creation refused by the policy: every operation says "restricted"
+    cdef bint bound                    # setsockname done (or bound to local_ip by the first send)
 
     cdef object _receive(self, Py_ssize_t size, bint with_source)
     cdef object _sendto(self, object data, const sockaddr_storage* addr)
@@ -29,3 +35,6 @@ cdef class UDP(Selectable):
     cdef void _count_sent(self, size_t n)
     cdef void _count_received(self, size_t n)
     cdef void close_c(self)
+    cdef int _bind_to(self, object ip, int port) except? -99999
+    cdef int _bind_local(self, const sockaddr* dest) except? -99999
+    cdef bint _refuse(self)

@@ -6,7 +6,11 @@ buffers or drops, as UDP may) and wakes the waiting receiver with its wake token
 with ``uv_udp_try_send``; when the kernel buffer is full they are queued with ``uv_udp_send``
 from a request owning a ``Py_buffer`` of the data (UDP sends never wait, as in LuaSocket).
 The handle is ``uv_unref``'d except while a task waits on it. Bytes are counted in
-``_count_sent`` / ``_count_received`` only (the hook for restricted sockets).
+``_count_sent`` / ``_count_received`` only. Restricted sockets: the node's ``NetPolicy``
+(``splayc/accounting.pyx``) is looked up once at creation; with one, creation (max_sockets),
+``setsockname`` (port range, local_ip), ``sendto``/``setpeername`` (blacklist), sends (max_send,
+udp_drop_ratio) and the receive callback (max_receive: a datagram that does not fit is dropped and
+the next receive fails "restricted") consult it.
 """
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -16,7 +20,9 @@ from libc.string cimport memcmp, memcpy, memset
 
 from splayc.uv cimport *
 from splayc.hub cimport Hub, Task, get_hub
-from splayc.addr cimport error_message, fill_sockaddr, sockaddr_to_tuple
+from splayc.addr cimport error_message, fill_sockaddr, sockaddr_to_tuple, ERR_RESTRICTED
+from splayc.accounting cimport NetPolicy, policy_for
+from splayc.shaping cimport Link
 from splayc.tcp cimport Selectable
 
 from collections import deque
@@ -70,6 +76,8 @@ cdef void _recv_cb(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, const s
         s.recv_err = <int>nread
     elif addr == NULL:
         return                          # libuv's "nothing more to read" signal
+    elif s.policy is not None and not s.policy.take_receive(<size_t>nread):
+        s.recv_err = ERR_RESTRICTED     # past max_receive: dropped, the next receive says so
     else:
         addrlen = sizeof(sockaddr_in) if addr.sa_family == AF_INET else sizeof(sockaddr_in6)
         if s.last_source is None or memcmp(&s.last_addr, addr, addrlen) != 0:
@@ -121,13 +129,27 @@ cdef class UDP(Selectable):
         if err < 0:
             free(h)
             raise OSError(f"cannot create a UDP socket: {error_message(err)}")
+        self.node = self.hub.current.node if self.hub.current is not None else self.hub.default_node
+        self.policy = policy_for(self.node)
+        if self.policy is not None:
+            if not self.policy.open_socket(True):
+                # max_sockets reached: an inert, closed socket whose every operation says why.
+                h.data = NULL
+                uv_close(<uv_handle_t*>h, _free_handle_cb)
+                self.closed = True
+                self.refused = True
+                self.error = "restricted"
+                return
+            self.counted = True
         self.handle = h
         h.data = <void*>self
         uv_unref(<uv_handle_t*>h)          # idle sockets never keep the loop alive
-        self.node = self.hub.current.node if self.hub.current is not None else self.hub.default_node
         self.hub.track(self)
 
     def __dealloc__(self):
+        if self.counted:
+            self.counted = False
+            self.policy.close_socket(True)
         if self.handle != NULL:
             self.handle.data = NULL
             uv_close(<uv_handle_t*>self.handle, _free_handle_cb)
@@ -143,6 +165,12 @@ cdef class UDP(Selectable):
 
     cdef void _count_received(self, size_t n):
         self.bytes_received += n
+
+    cdef bint _refuse(self):
+        """Record a refusal by the policy: ``error`` is "restricted"; returns False."""
+        self.policy.note_refused()
+        self.error = "restricted"
+        return False
 
     # ------------------------------------------------------------------ internals
 
@@ -199,7 +227,7 @@ cdef class UDP(Selectable):
                     return (data, item[1], item[2])
                 return data
             if self.closed:
-                self.error = "closed"
+                self.error = "restricted" if self.refused else "closed"
                 return None
             if self.recv_err:
                 err, self.recv_err = self.recv_err, 0
@@ -232,9 +260,28 @@ cdef class UDP(Selectable):
         cdef uv_buf_t buf
         cdef SendRequest* ctx
         cdef int r
+        cdef NetPolicy policy = self.policy
         if self.closed:
-            self.error = "closed"
+            self.error = "restricted" if self.refused else "closed"
             return None
+        if policy is not None:
+            if addr != NULL and policy.addr_blocked(<const sockaddr*>addr):
+                self._refuse()
+                return None
+            if not policy.reserve_send(<size_t>len(data)):
+                self.error = "restricted"
+                return None
+            if policy.local_ip is not None and not self.bound:
+                # Forced local IP: an unbound socket's first send binds it there (any port).
+                r = self._bind_local(<const sockaddr*>addr)
+                if r < 0:
+                    policy.refund_send(<size_t>len(data))
+                    self.error = error_message(r)
+                    return None
+            if policy.drop_datagram():
+                # udp_drop_ratio: the network "lost" it; it was sent as far as the node knows.
+                self._count_sent(<size_t>len(data))
+                return True
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         buf.base = <char*>view.buf
         buf.len = <size_t>view.len
@@ -252,12 +299,17 @@ cdef class UDP(Selectable):
         else:
             PyBuffer_Release(&view)
         if r < 0:
+            if policy is not None:
+                policy.refund_send(<size_t>buf.len)
             self.error = error_message(r)
             return None
         self._count_sent(<size_t>buf.len)
         return True
 
     cdef void close_c(self):
+        if self.counted:
+            self.counted = False
+            self.policy.close_socket(True)
         if self.closed:
             return
         self.closed = True
@@ -279,11 +331,40 @@ cdef class UDP(Selectable):
         cdef int err
         data = _as_bytes(data)
         ip, p = _node_address(address, port)
+        if self.policy is not None and self.policy.has_blacklist and self.policy.name_blocked(ip):
+            self._refuse()
+            return None
+        if self.policy is not None and self.policy.links is not None and not self.closed:
+            pair = self.policy.links.get((ip, p))
+            if pair is not None and (<Link>pair[0]).active:
+                return self._send_emulated(<Link>pair[0], data, ip, p)
         err = fill_sockaddr(ip, p, &ss)
         if err < 0:
             self.error = error_message(err)
             return None
         return self._sendto(data, &ss)
+
+    def _send_emulated(self, Link link, data, ip, port):
+        """A datagram to an emulated peer: lost (cut, or with the link's loss probability; it
+        counts as sent), or sent by a thread after the link's rate and delay. True."""
+        cdef uint64_t due
+        if link.cut or link.lose():
+            if not self.policy.reserve_send(<size_t>len(data)):
+                self.error = "restricted"
+                return None
+            self._count_sent(<size_t>len(data))
+            return True
+        due = link.pace(<size_t>len(data)) + link.delay_ns
+        self.hub.spawn(self._send_at, (due, data, ip, port))
+        return True
+
+    def _send_at(self, uint64_t due, data, ip, port):
+        cdef uint64_t now = uv_hrtime()
+        cdef sockaddr_storage ss
+        if due > now:
+            self.hub.sleep((due - now) / 1e9)
+        if fill_sockaddr(ip, port, &ss) == 0:
+            self._sendto(data, &ss)
 
     def send(self, data):
         """Send one datagram to the peer set by setpeername: True, or None."""
@@ -299,27 +380,63 @@ cdef class UDP(Selectable):
 
     def setsockname(self, address, port=None):
         """Bind to a local node or ``ip, port`` (``"*"``: every interface): True or None."""
-        cdef sockaddr_storage ss
         cdef int err
+        cdef int candidate
+        cdef NetPolicy policy = self.policy
         ip, p = _node_address(address, port, default_ip="0.0.0.0")
         if self.closed:
-            self.error = "closed"
+            self.error = "restricted" if self.refused else "closed"
             return None
-        err = fill_sockaddr(ip, p, &ss)
-        if err == 0:
-            err = uv_udp_bind(self.handle, <sockaddr*>&ss, 0)
+        if policy is not None:
+            if policy.local_ip is not None:
+                ip = policy.local_ip               # forced local IP, whatever was asked
+            if p != 0 and not policy.port_allowed(p):
+                self._refuse()
+                return None
+        if policy is not None and p == 0 and policy.start_port:
+            # Port 0 in a restricted range: the first free port of the range.
+            err = UV_EADDRINUSE
+            for candidate in range(policy.start_port, policy.end_port + 1):
+                err = self._bind_to(ip, candidate)
+                if err != UV_EADDRINUSE and err != UV_EACCES:
+                    break
+        else:
+            err = self._bind_to(ip, p)
         if err < 0:
             self.error = error_message(err)
             return None
+        self.bound = True
         self._start_receiving()          # datagrams sent to us queue up from now on
         return True
+
+    cdef int _bind_local(self, const sockaddr* dest) except? -99999:
+        """Bind a socket that has no OS socket yet to the policy's local_ip, any port (when the
+        family suits ``dest``, which may be NULL): 0 or a negative libuv error."""
+        cdef int fd
+        cdef int err = 0
+        cdef NetPolicy policy = self.policy
+        self.bound = True
+        if uv_fileno(<uv_handle_t*>self.handle, &fd) == 0:
+            return 0                       # already has its address (connected by setpeername)
+        if policy.has_local_addr and (dest == NULL or
+                (<sockaddr*>&policy.local_addr).sa_family == dest.sa_family):
+            err = uv_udp_bind(self.handle, <sockaddr*>&policy.local_addr, 0)
+        return err
+
+    cdef int _bind_to(self, object ip, int port) except? -99999:
+        """Bind the handle to ``ip:port``: 0, or a negative libuv error."""
+        cdef sockaddr_storage ss
+        cdef int err = fill_sockaddr(ip, port, &ss)
+        if err == 0:
+            err = uv_udp_bind(self.handle, <sockaddr*>&ss, 0)
+        return err
 
     def setpeername(self, address, port=None):
         """Fix the peer (``"*"``: go back to unconnected): True or None."""
         cdef sockaddr_storage ss
         cdef int err
         if self.closed:
-            self.error = "closed"
+            self.error = "restricted" if self.refused else "closed"
             return None
         if address in ("*", b"*") and port is None:
             err = uv_udp_connect(self.handle, NULL)
@@ -327,7 +444,16 @@ cdef class UDP(Selectable):
                 err = 0
         else:
             ip, p = _node_address(address, port)
+            if self.policy is not None and self.policy.has_blacklist and self.policy.name_blocked(ip):
+                self._refuse()
+                return None
             err = fill_sockaddr(ip, p, &ss)
+            if err == 0 and self.policy is not None and self.policy.addr_blocked(<sockaddr*>&ss):
+                self._refuse()
+                return None
+            if err == 0 and self.policy is not None and self.policy.local_ip is not None \
+                    and not self.bound:
+                err = self._bind_local(<sockaddr*>&ss)
             if err == 0:
                 err = uv_udp_connect(self.handle, <sockaddr*>&ss)
         if err < 0:

@@ -26,28 +26,49 @@ between). Every call that takes an address accepts a node in any form: a dict
 ...     s.close(); server.close()
 >>> events.run(main)
 b'hello'
+
+Restricted sockets (``splay.restricted_socket.init``, done by the node runner from the job's
+settings): :func:`infos`, :func:`limits` and :func:`stats` report the node's limits and usage; a
+refused operation returns None with the error ``"restricted"``.
 """
 import time as _time
 
 from splayc import addr as _addr
+from splayc import accounting as _accounting
 from splayc.tcp import TCP, select as _select
 from splayc.udp import UDP
 
 __all__ = ["tcp", "udp", "bind", "connect", "select", "gettime", "sleep", "dns", "last_error",
-           "TCP", "UDP"]
+           "infos", "limits", "stats", "TCP", "UDP"]
 
 #: The error message of the last failed :func:`connect` or :func:`bind` (None after a success).
 last_error = None
 
 
 def tcp():
-    """A new TCP socket (LuaSocket's "master" object): ``bind`` + ``listen`` it, or ``connect`` it."""
-    return TCP()
+    """A new TCP socket (LuaSocket's "master" object): ``bind`` + ``listen`` it, or ``connect`` it.
+
+    None with :data:`last_error` ``"restricted"`` when restricted sockets allow no more sockets.
+    """
+    global last_error
+    s = TCP()
+    if s.error == "restricted":
+        last_error = s.error
+        return None
+    return s
 
 
 def udp():
-    """A new UDP socket: ``sendto``/``receivefrom``, or ``setpeername`` then ``send``/``receive``."""
-    return UDP()
+    """A new UDP socket: ``sendto``/``receivefrom``, or ``setpeername`` then ``send``/``receive``.
+
+    None with :data:`last_error` ``"restricted"`` when restricted sockets allow no more sockets.
+    """
+    global last_error
+    s = UDP()
+    if s.error == "restricted":
+        last_error = s.error
+        return None
+    return s
 
 
 def bind(address, port=None, backlog=32):
@@ -80,6 +101,29 @@ def connect(address, port=None):
     last_error = s.error
     s.close()
     return None
+
+
+def infos():
+    """A human-readable line: the restricted-socket limits of the current node and its usage
+    (says so when the node's sockets are not restricted)."""
+    p = _accounting.policy_of()
+    if p is None:
+        return "restricted sockets: off (no limits, no accounting; see splay.restricted_socket.init)"
+    return p.infos()
+
+
+def limits():
+    """``(max_send, max_receive, max_sockets, start_port, end_port, local_ip)`` of the current
+    node (None for each absent limit), or None when its sockets are not restricted."""
+    p = _accounting.policy_of()
+    return None if p is None else p.limits()
+
+
+def stats():
+    """``(total_sent, total_received, total_tcp_sockets, total_udp_sockets)`` of the current node:
+    bytes sent and received so far, TCP and UDP sockets open now; None when not restricted."""
+    p = _accounting.policy_of()
+    return None if p is None else p.stats()
 
 
 def select(recvt, sendt=None, timeout=None):

@@ -5,14 +5,15 @@
 - `splay.emulation.links`: `LinkModel` (``between(i, j)`` -> delay, bandwidth, loss) and
   partitions (``cut`` / ``heal``).
 
-Applying a model to real traffic (the socket layer, tc netem) is the job of other modules; these
-only compute the values. See docs/emulation.md.
+- `splay.emulation.apply`: ``apply(model, me, nodes)`` shapes a node's real traffic in the
+  cooperative socket layer (delays, rates, loss, partitions). See docs/emulation.md.
 """
 from .errors import TopologyError
 from .links import UNREACHABLE, LinkModel, Partition, PathQuality
 from .matrix import load_link_model, parse_matrix, parse_uniform
 from .topology import Link, Topology, parse_modelnet, read_modelnet
+from .apply import Emulation, apply, apply_job
 
 __all__ = ["LinkModel", "Partition", "PathQuality", "UNREACHABLE", "TopologyError",
            "Topology", "Link", "parse_modelnet", "read_modelnet",
-           "parse_matrix", "parse_uniform", "load_link_model"]
+           "parse_matrix", "parse_uniform", "load_link_model", "apply", "apply_job", "Emulation"]

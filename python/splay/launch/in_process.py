@@ -20,6 +20,13 @@ The node object (``events.current_node()``) is an :class:`InProcessNode`: ``inde
 ``namespace`` (the globals of the node's copy of the application, the namespace its RPC server
 serves).
 
+With ``SPLAY_CHURN_FILE`` set (``splay run --in-process --churn TRACE``), no node runs at first:
+a churn thread of the scheduler (:func:`splay.launch.churn_replay.replay_in_host`) starts node
+``i`` at each of its up times as a *fresh* :class:`InProcessNode` executing the application anew
+(a new namespace; nothing survives a down time) and stops it at each down time (its threads are
+killed, its sockets and servers closed), rewrites the nodes file after each change and reports
+each action to the launcher as ``CONTROL {"churn": "up", "node": i, "at": t, "scheduled": s, ...}``.
+
 Output to the launcher: each line of node ``i`` is written as ``RECORD i UNIT text``; a node whose
 module raised (or called ``sys.exit`` with a non-zero status) is announced by
 ``CONTROL {"node": i, "status": 1, "how": "failed: its module raised KeyError"}``. Exit status: 0, or 1 when a
@@ -35,6 +42,8 @@ import types
 
 import splay
 from splay.job import Job
+
+from . import churn_replay
 
 __all__ = ["InProcessNode", "CurrentJob", "main", "JOBS_ENV", "RECORD", "UNIT", "CONTROL"]
 
@@ -55,6 +64,15 @@ class InProcessNode:
         self.job = job
         self.namespace = None     # the globals of the node's copy of the application
         self.failed = False
+        # The node's own restricted-socket limits and counters (splayc.accounting.NetPolicy),
+        # from its job's settings; None: unrestricted.
+        self.net_policy = None
+        from splay import restricted_socket
+        if restricted_socket.has_settings(job.settings):
+            self.net_policy = restricted_socket.new_policy(job.settings)
+        if (job.settings or {}).get("topology"):
+            from splay.emulation import apply_job
+            self.emulation = apply_job(job, node=self)   # one shared model for all nodes
 
     def __repr__(self):
         return f"<node {self.index} {self.job.me.ip}:{self.job.me.port}>"
@@ -150,6 +168,70 @@ def _report_failure(out, node, app_path, exc, status):
     out.write_raw(CONTROL + json.dumps({"node": node.index, "status": status, "how": how}) + "\n")
 
 
+def _run_module(out, node, app_path, source):
+    """Execute the application for ``node``; a module that raises or exits non-zero is reported."""
+    from splay.events import TaskKilled
+    try:
+        _execute_app(app_path, source, node)
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if status:
+            _report_failure(out, node, app_path, None, status)
+    except TaskKilled:
+        raise                     # the node was stopped while its module blocked: not a failure
+    except BaseException as e:
+        _report_failure(out, node, app_path, e, 1)
+
+
+class HostChurn:
+    """The nodes of a churn replay in this process: node ``i`` started afresh, stopped, listed."""
+
+    def __init__(self, out, jobs, app_path, source):
+        self.out = out
+        self.jobs = jobs
+        self.app_path = app_path
+        self.source = source
+        self.running = {}          # index -> the InProcessNode up now
+        self.every_node = []       # every node object ever started (for the exit status)
+        nodes_file = jobs[0].nodes_file if jobs else None
+        if nodes_file is None:
+            raise ValueError("the jobs of a churn replay need a nodes_file (splay run writes it)")
+        from .processes import NodesFile
+        self.nodes_file = NodesFile(nodes_file)
+
+    def start_node(self, index):
+        """Node ``index`` comes up: a new node object runs the application's module anew."""
+        from splayc import hub
+        node = InProcessNode(index, self.jobs[index])
+        self.running[index] = node
+        self.every_node.append(node)
+        hub.spawn_in_node(node, self._run, node)
+
+    def _run(self, node):
+        _run_module(self.out, node, self.app_path, self.source)
+        if node.failed and self.running.get(node.index) is node:
+            # A node whose module failed is not alive: out of the others' lists now.
+            del self.running[node.index]
+            self.write_nodes_file()
+
+    def stop_node(self, index):
+        """Node ``index`` goes down: its threads are killed, its sockets closed."""
+        from splayc import hub
+        node = self.running.pop(index, None)
+        if node is None:
+            return False
+        hub.hub().request_exit(node)
+        return True
+
+    def write_nodes_file(self):
+        """The nodes file lists the nodes up now, in index order."""
+        self.nodes_file.write([self.jobs[i].me for i in sorted(self.running)])
+
+    def report(self, record):
+        """Send a churn record to the launcher."""
+        self.out.write_raw(CONTROL + json.dumps(record) + "\n")
+
+
 def _node_run(main=None, *args):
     """``events.run`` inside a multi-node process: start ``main`` as thread(s) of the current node."""
     from splay import events
@@ -209,6 +291,17 @@ def main(argv=None):
     sys.argv = [app_path, *argv[1:]]
     sys.path[0] = os.path.dirname(app_path)
 
+    from splay import restricted_socket
+    for job in jobs:                 # bad restricted-socket settings stop the run before any node
+        if restricted_socket.has_settings(job.settings):
+            try:
+                restricted_socket.new_policy(job.settings)
+            except ValueError as e:
+                print(f"splay in-process: {e}", file=sys.__stderr__)
+                return 2
+    churn_file = os.environ.get(churn_replay.CHURN_ENV)
+    if churn_file:
+        return _main_churn(out, jobs, app_path, source, churn_file, real_run)
     nodes = [InProcessNode(i, job) for i, job in enumerate(jobs)]
     for node in nodes:
         hub.set_default_node(node)
@@ -227,6 +320,25 @@ def main(argv=None):
     finally:
         out.flush_all()
     return 1 if any(node.failed for node in nodes) else 0
+
+
+def _main_churn(out, jobs, app_path, source, churn_file, real_run):
+    """Run the nodes as the churn replay of ``churn_file`` says; returns the exit status."""
+    from splayc import hub
+    try:
+        schedule, speed = churn_replay.read_churn_file(churn_file)
+        host = HostChurn(out, jobs, app_path, source)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"splay in-process: cannot read the churn replay {churn_file!r}: {e}", file=sys.__stderr__)
+        return 2
+    hub.set_default_node(None)
+    hub.spawn(churn_replay.replay_in_host, schedule, speed, host.start_node, host.stop_node,
+              host.write_nodes_file, host.report)
+    try:
+        real_run()
+    finally:
+        out.flush_all()
+    return 1 if any(node.failed for node in host.every_node) else 0
 
 
 if __name__ == "__main__":

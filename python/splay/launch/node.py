@@ -6,9 +6,12 @@ It is what ``splay run`` and the daemon start for each node, and what a user may
    job stays ``None`` and the application runs as a plain local program;
 2. sets ``splay.job`` (which ``splay.base`` exports as ``job``);
 3. changes into the job's directory when it has one;
-4. when the job asks for a sandbox, imports ``splay`` and ``splay.base`` and then calls
+4. when the job's ``settings`` hold restricted-socket limits (``max_send``, ``max_sockets``, ...),
+   calls ``splay.restricted_socket.init(job.settings)``, so every socket of the node is restricted;
+   with a ``topology`` setting (``splay run --topology``), applies it (``splay.emulation.apply_job``);
+5. when the job asks for a sandbox, imports ``splay`` and ``splay.base`` and then calls
    ``splay.sandbox.confine(job.dir, **job.sandbox)`` -- and refuses to run if that is impossible;
-5. runs ``APP.py`` as ``__main__`` with ``sys.argv == [APP.py, args...]``.
+6. runs ``APP.py`` as ``__main__`` with ``sys.argv == [APP.py, args...]``.
 
 Exit status: the application's own (``sys.exit``), 0 when it ends normally, 1 with the traceback on
 stderr when it raises, 130 on Ctrl-C, 2 when the command line or ``SPLAY_JOB`` is wrong.
@@ -75,6 +78,28 @@ def confine(job):
                           f"{type(e).__name__}: {e}") from None
 
 
+def restrict_sockets(job):
+    """``splay.restricted_socket.init(job.settings)`` when the settings hold socket limits."""
+    from splay import restricted_socket
+    if not restricted_socket.has_settings(job.settings):
+        return
+    try:
+        restricted_socket.init(job.settings)
+    except ValueError as e:
+        raise RunnerError(f"the job's settings are not valid restricted-socket limits: {e}") from None
+
+
+def emulate_network(job):
+    """Apply the job's topology (``splay run --topology FILE``) to this node's sockets."""
+    if not (job.settings or {}).get("topology"):
+        return
+    from splay.emulation import TopologyError, apply_job
+    try:
+        apply_job(job)
+    except (OSError, ValueError, TopologyError) as e:
+        raise RunnerError(f"cannot apply the job's topology: {e}") from None
+
+
 def app_traceback(exc, app_path):
     """The traceback of ``exc`` starting at the application's first frame (runner frames dropped)."""
     tb = exc.__traceback__
@@ -117,6 +142,9 @@ def main(argv=None):
                 os.chdir(job.dir)
             except OSError as e:
                 raise RunnerError(f"cannot enter the job directory {job.dir!r}: {e.strerror}") from None
+        if job is not None:
+            restrict_sockets(job)
+            emulate_network(job)
         if job is not None and job.sandbox is not None:
             confine(job)
     except RunnerError as e:

@@ -9,6 +9,8 @@ import os
 import shutil
 import sys
 
+from splay.churn import ChurnError, read_trace
+
 __all__ = ["parse", "UsageError", "build_parser", "sandbox_limits"]
 
 DEFAULT_LOG = "splay-run.log"
@@ -47,7 +49,8 @@ def build_parser():
     p.add_argument("app", help="the application file (a Python script)")
     p.add_argument("app_args", nargs="*", metavar="ARG",
                    help="arguments passed to the application (put those starting with '-' after --)")
-    p.add_argument("-n", "--nodes", type=int, default=1, metavar="N", help="number of nodes (default 1)")
+    p.add_argument("-n", "--nodes", type=int, default=None, metavar="N",
+                   help="number of nodes (default 1, or the number of lines of the --churn trace)")
     p.add_argument("--first-port", type=int, default=20000, metavar="PORT",
                    help="port of node 0; node i gets PORT+i (default 20000)")
     p.add_argument("--list-size", type=int, default=None, metavar="K",
@@ -73,6 +76,14 @@ def build_parser():
     p.add_argument("--python", default=sys.executable, metavar="INTERPRETER",
                    help="Python interpreter of the nodes (default: the one running splay)")
     p.add_argument("--name", default=None, help="job name (default: the application file's name)")
+    p.add_argument("--churn", default=None, metavar="TRACE",
+                   help="start and stop the nodes as the churn trace says (one line per node: times "
+                        "in seconds, alternately up, down, up, ...); the trace sets the number of nodes")
+    p.add_argument("--churn-speed", type=float, default=None, metavar="X",
+                   help="with --churn: replay the trace X times faster (default 1; 0.5 is twice slower)")
+    p.add_argument("--topology", default=None, metavar="FILE",
+                   help="emulate the network of FILE (ModelNet XML, latency matrix or uniform model) "
+                        "in every node's sockets: delays, rates, loss (splay.emulation.apply)")
     p.add_argument("--in-process", action="store_true",
                    help="run all nodes in one process over one scheduler (each node with its own "
                         "namespace, job and threads) instead of one process per node")
@@ -112,6 +123,34 @@ def _sandbox_opt(text):
         return key, value
 
 
+def _churn(opts):
+    """Read the ``--churn`` trace into ``opts.schedule`` (``None`` without one); it sets ``-n``."""
+    opts.schedule = None
+    if opts.churn is None:
+        _check(opts.churn_speed is None, "--churn-speed scales the times of a churn trace: add --churn TRACE")
+        opts.churn_speed = 1.0
+        if opts.nodes is None:
+            opts.nodes = 1
+        return
+    if opts.churn_speed is None:
+        opts.churn_speed = 1.0
+    _check(opts.churn_speed > 0, f"--churn-speed must be a positive factor, got {opts.churn_speed:g}")
+    try:
+        schedule = read_trace(opts.churn)
+    except ChurnError as e:
+        raise UsageError(f"bad churn trace: {e}") from None
+    except OSError as e:
+        raise UsageError(f"cannot read the churn trace {opts.churn!r}: {e.strerror}") from None
+    _check(schedule.nodes >= 1, f"the churn trace {opts.churn!r} has no node line (one line of "
+                                "up/down times per node); nothing would run")
+    _check(opts.nodes is None or opts.nodes == schedule.nodes,
+           f"-n {opts.nodes} disagrees with the churn trace {opts.churn!r}, which has {schedule.nodes} "
+           "node line(s): drop -n (the trace sets the number of nodes) or fix the trace")
+    _check(opts.stagger == 0, "--stagger has no meaning with --churn: the trace says when each node starts")
+    opts.nodes = schedule.nodes
+    opts.schedule = schedule
+
+
 def parse(argv):
     """Parse and check ``splay run`` arguments; ``UsageError`` says what is wrong."""
     argv = list(argv)
@@ -125,6 +164,7 @@ def parse(argv):
 
     opts.app = os.path.abspath(opts.app)
     _check(os.path.isfile(opts.app), f"application file {opts.app!r} not found")
+    _churn(opts)
     n = opts.nodes
     _check(n >= 1, f"-n must be at least 1, got {n}")
     _check(1 <= opts.first_port <= 65535, f"--first-port must be from 1 to 65535, got {opts.first_port}")
@@ -146,6 +186,15 @@ def parse(argv):
         _check(value is None or opts.sandbox, f"{flag} is a sandbox limit: add --sandbox")
         _check(value is None or value > 0, f"{flag} must be a positive number, got {value}")
     _check(not opts.sandbox_opt or opts.sandbox, "--sandbox-opt is a sandbox option: add --sandbox")
+    if opts.topology is not None:
+        opts.topology = os.path.abspath(opts.topology)
+        from splay.emulation import TopologyError, load_link_model
+        try:
+            model = load_link_model(opts.topology)
+        except (OSError, TopologyError) as e:
+            raise UsageError(f"--topology: {e}") from None
+        _check(model.nodes is None or model.nodes >= n,
+               f"--topology {opts.topology!r} describes {model.nodes} nodes, fewer than -n {n}")
     opts.sandbox_kwargs = dict(_sandbox_opt(t) for t in opts.sandbox_opt)
 
     python = shutil.which(opts.python)

@@ -42,9 +42,15 @@ def _load_prctl():
 _prctl = _load_prctl()
 
 
-def _die_with_parent(parent_pid):
-    """A ``preexec_fn``: the child gets SIGKILL when the launcher dies, however it dies."""
+def _die_with_parent(parent_pid, niceness=None):
+    """A ``preexec_fn``: the child gets SIGKILL when the launcher dies, however it dies.
+
+    With ``niceness``, the child also gets that scheduling priority (a churn replay raises the
+    launcher's own priority; its nodes keep the user's).
+    """
     def preexec():
+        if niceness is not None:
+            os.setpriority(os.PRIO_PROCESS, 0, niceness)
         if _prctl is not None:
             _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         # The launcher may have died between fork and prctl; the signal would then never come.
@@ -122,15 +128,22 @@ class NodeProcess:
     After :meth:`start`, ``stdout`` is the read end of the pipe that carries the node's stdout and
     stderr, and ``exit_fd`` a descriptor that becomes readable when the process ends (a pidfd;
     ``None`` where the system has none: then call :meth:`poll`). :meth:`reap` collects the end.
+
+    A ``gated`` node's command waits for a go line on its stdin before it runs the application
+    (``python -m splay.launch.churn_replay``, used by churn replays): the process is created ahead
+    of time, and :meth:`release` lets it run at the exact moment, without the cost of a fork.
     """
 
-    def __init__(self, index, make_job, command, env, cwd=None, watchdog=None):
+    def __init__(self, index, make_job, command, env, cwd=None, watchdog=None, gated=False):
         self.index = index
         self.watchdog = watchdog
         self.make_job = make_job
         self.command = list(command)
         self.env = env
         self.cwd = cwd
+        self.gated = gated
+        self.gate = None             # the write end of a gated node's stdin until released
+        self.niceness = None         # the node's scheduling priority (None: the launcher's)
         self.popen = None
         self.stdout = None
         self.exit_fd = None
@@ -160,13 +173,15 @@ class NodeProcess:
         if job is not None:         # None: a process that hosts several nodes (--in-process)
             env[ENV_VAR] = job.to_json()
         self.popen = subprocess.Popen(
-            self.command, env=env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent(os.getpid()),
+            self.command, env=env, cwd=self.cwd, stdin=subprocess.PIPE if self.gated else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent(os.getpid(), self.niceness),
             close_fds=True)
         if self.watchdog is not None:
             self.watchdog.watch(self.popen.pid)
         self.stdout = self.popen.stdout.fileno()
         os.set_blocking(self.stdout, False)
+        self.gate = self.popen.stdin
         self.returncode = None
         self.stop_requested = False
         self.started_at, self.ended_at = time.monotonic(), None
@@ -174,6 +189,26 @@ class NodeProcess:
             self.exit_fd = os.pidfd_open(self.popen.pid)
         except (AttributeError, OSError):
             self.exit_fd = None
+
+    def release(self):
+        """Let a gated node run its application now (``False`` if it was not waiting)."""
+        gate, self.gate = self.gate, None
+        if gate is None or self.state != "running":
+            return False
+        try:
+            gate.write(b"go\n")
+            gate.close()
+        except OSError:             # it died while waiting: its end is reported as usual
+            return False
+        return True
+
+    def _close_gate(self):
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            try:
+                gate.close()
+            except OSError:
+                pass
 
     def signal_group(self, sig):
         """Send ``sig`` to the node's whole process group (the node and what it started)."""
@@ -215,6 +250,7 @@ class NodeProcess:
         group id) cannot yet be reused by another process.
         """
         self.signal_group(signal.SIGKILL)
+        self._close_gate()
         self.returncode = self.popen.wait()
         if self.watchdog is not None:
             self.watchdog.forget(self.popen.pid)

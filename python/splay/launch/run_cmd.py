@@ -6,6 +6,7 @@ echoes every node line as ``[node i] ...``, writes one merged time-ordered log, 
 that fails (exit status and the tail of its output) and ends when every node has ended.
 Ctrl-C, SIGTERM, SIGHUP and ``--time-limit`` stop every node (SIGTERM to each node's process group,
 SIGKILL after ``--grace`` seconds); nodes die with the launcher even on ``kill -9``.
+With ``--churn TRACE`` the nodes start and stop when the trace says (:mod:`splay.launch.churn_replay`).
 
 Exit status: 0 when every node ended well, 1 when one failed, 2 on a command-line error,
 130 after Ctrl-C, 143 after SIGTERM, 129 after SIGHUP.
@@ -25,7 +26,7 @@ import time
 from splay.job import Job
 from splay.utils import local_nodes
 
-from . import in_process, options
+from . import churn_replay, in_process, options
 from .output import OutputMux
 from .processes import (NodeProcess, NodesFile, Watchdog, describe_status, node_environment,
                         raise_fd_limit)
@@ -55,7 +56,8 @@ class JobPlan:
     """The jobs of one run: node ``i`` is ``127.0.0.1:first_port + i``, position ``i``."""
 
     def __init__(self, nb_nodes, first_port, list_size=None, random_list=False, name="local",
-                 ref=None, nodes_file=None, node_dirs=None, sandbox=None, inline_limit=MAX_INLINE_NODES):
+                 ref=None, nodes_file=None, node_dirs=None, sandbox=None, inline_limit=MAX_INLINE_NODES,
+                 settings=None):
         self.nodes = local_nodes(nb_nodes, first_port)
         self.inline_limit = inline_limit
         self.list_size = list_size
@@ -65,6 +67,7 @@ class JobPlan:
         self.nodes_file = nodes_file
         self.node_dirs = node_dirs
         self.sandbox = sandbox
+        self.settings = settings
         self._rng = random.Random()
 
     def node_dir(self, i):
@@ -89,7 +92,7 @@ class JobPlan:
         return Job(me=self.nodes[i], position=i, nodes=view,
                    list_type="random" if self.random_list else "head", ref=self.ref, name=self.name,
                    list_size=self.list_size, nodes_file=self.nodes_file, dir=self.node_dir(i),
-                   sandbox=self.sandbox)
+                   sandbox=self.sandbox, settings=self.settings)
 
 
 class Launcher:
@@ -108,6 +111,7 @@ class Launcher:
         self.pending_signals = []
         self.mux = None
         self.sel = None
+        self.churn = None            # the churn replay of --churn runs
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -142,7 +146,9 @@ class Launcher:
         # file instead (and share what they read, see splay.job).
         plan = JobPlan(n, o.first_port, o.list_size, o.random, o.name,
                        nodes_file=self.nodes_file.path, node_dirs=o.node_dirs, sandbox=sandbox,
-                       inline_limit=0 if o.in_process else MAX_INLINE_NODES)
+                       inline_limit=0 if o.in_process else MAX_INLINE_NODES,
+                       settings={"topology": o.topology, "topology_nodes": n}
+                       if getattr(o, "topology", None) else None)
         self.plan = plan
         if o.node_dirs is not None:
             for i in range(n):
@@ -155,15 +161,25 @@ class Launcher:
             with open(jobs_path, "w", encoding="utf-8") as f:
                 json.dump([plan.job(i).to_dict() for i in range(n)], f)
             env[in_process.JOBS_ENV] = jobs_path
+            if o.schedule is not None:
+                churn_path = os.path.join(tmpdir, "churn.json")
+                churn_replay.write_churn_file(churn_path, o.schedule, o.churn_speed)
+                env[churn_replay.CHURN_ENV] = churn_path
             command = [o.python, "-m", "splay.launch.in_process", o.app, *o.app_args]
             self.procs = [NodeProcess(HOST, lambda: None, command, env, watchdog=self.watchdog)]
         else:
-            command = [o.python, "-m", "splay.launch.node", o.app, *o.app_args]
-            self.procs = [NodeProcess(i, (lambda i=i: plan.job(i)), command, env, watchdog=self.watchdog)
+            # Under churn, nodes are created ahead of their up time and wait to be released.
+            runner = "splay.launch.node" if o.schedule is None else "splay.launch.churn_replay"
+            command = [o.python, "-m", runner, o.app, *o.app_args]
+            self.procs = [NodeProcess(i, (lambda i=i: plan.job(i)), command, env, watchdog=self.watchdog,
+                                      gated=o.schedule is not None)
                           for i in range(n)]
 
         self.progress = Progress(len(self.procs), self.stderr, force=o.progress and not o.in_process)
-        self.progress.enabled &= not o.in_process
+        self.progress.enabled &= not o.in_process and o.schedule is None
+        if o.schedule is not None:
+            kind = churn_replay.HostChurnReport if o.in_process else churn_replay.ChurnReplay
+            self.churn = kind(self, o.schedule, o.churn_speed, trace_name=o.churn)
         try:
             self.mux = OutputMux(o.log, echo=None if o.quiet else self.stdout, notes=self.stderr,
                                  before_write=self.progress.clear, on_control=self._on_control)
@@ -172,7 +188,8 @@ class Launcher:
                                      "pick another --log or --log-dir") from None
         self.sel = selectors.DefaultSelector()
         self.sel.register(self._wakeup_r, selectors.EVENT_READ, lambda: self._drain_wakeup())
-        self.nodes_file.write(plan.nodes)
+        # Under churn nobody is alive before the trace's first up time.
+        self.nodes_file.write(plan.nodes if self.churn is None else [])
         self.mux.note(f"running {n} node(s) of {o.app} on ports {o.first_port}-{o.first_port + n - 1}"
                       f"{' in one process' if o.in_process else ''}, job ref {plan.ref}; log: {o.log}; "
                       f"open-file limit {self.fd_limit}", show=False)
@@ -182,6 +199,10 @@ class Launcher:
         next_start = time.monotonic()
         deadline = None if o.time_limit is None else next_start + o.time_limit
         polling = False
+        if self.churn is not None:
+            if not o.in_process:
+                started = n      # the trace starts the nodes, not the start-up sequence below
+            self.churn.begin()
         while True:
             self._handle_signals()
             now = time.monotonic()
@@ -203,9 +224,13 @@ class Launcher:
                 if started == n:
                     self.progress.finish()
                     self.mux.note(f"all {n} process(es) started", show=False)
+            if self.churn is not None and not self.stopping:
+                self.churn.step(now)
+                polling |= any(p.state == "running" and p.exit_fd is None for p in self.procs)
             if self.stopping or started == n:
                 self.progress.finish()
-                if not any(p.state == "running" for p in self.procs):
+                churn_done = self.churn is None or self.churn.finished or self.stopping
+                if churn_done and not any(p.state == "running" for p in self.procs):
                     break
 
             timeouts = []
@@ -217,6 +242,8 @@ class Launcher:
                 timeouts.append(self.kill_at - now)
             if polling:
                 timeouts.append(POLL_INTERVAL)
+            if self.churn is not None and not self.stopping and self.churn.next_wakeup() is not None:
+                timeouts.append(self.churn.next_wakeup() - time.monotonic())
             timeout = max(0.0, min(timeouts)) if timeouts else None
             for key, _ in self.sel.select(timeout):
                 key.data()
@@ -273,7 +300,7 @@ class Launcher:
             self.mux.drain(proc.index, proc.stdout)
             self._close_output(proc)
         if not self.stopping and not self.opts.in_process:
-            self.nodes_file.write([self.plan.nodes[p.index] for p in self.procs if p.state != "ended"])
+            self.write_nodes_file()
         if proc.index == HOST and rc == 1 and self.failed:
             # The host of --in-process nodes ends with 1 when some node failed: already reported.
             self.mux.note(f"{self._name(HOST)} ended: {describe_status(rc)}", show=False)
@@ -287,12 +314,24 @@ class Launcher:
     def _on_control(self, record):
         """A control line of the --in-process host: ``{"node": i, "status": s, "how": text}``,
         node i failed."""
+        if "churn" in record:
+            if self.churn is not None:
+                self.churn.on_control(record)
+            return
         index, status, how = record.get("node"), record.get("status"), record.get("how")
         if isinstance(index, int):
             self.failed.append(index)
             if not isinstance(how, str):
                 how = describe_status(status if isinstance(status, int) else 1)
             self._report_failure(index, how)
+
+    def write_nodes_file(self):
+        """Rewrite the nodes file with the nodes alive now (what ``job.nodes()`` returns)."""
+        if self.churn is not None:
+            alive = self.churn.alive(self.procs)
+        else:
+            alive = [p for p in self.procs if p.state != "ended"]
+        self.nodes_file.write([self.plan.nodes[p.index] for p in alive])
 
     @staticmethod
     def _name(index):
@@ -339,6 +378,10 @@ class Launcher:
 
     def _summary(self, started):
         n = self.opts.nodes
+        if self.churn is not None:
+            for line in self.churn.summary():
+                self.mux.note(line, show=not self.opts.quiet)
+            started = n if self.opts.in_process else sum(1 for p in self.procs if p.state != "pending")
         if self.opts.in_process:
             host = self.procs[0]
             parts = [f"{n if started else 0}/{n} node(s) ran in one process"]

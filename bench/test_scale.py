@@ -1,0 +1,133 @@
+"""Scale of examples/chord.py under ``splay run``: does a ring of N nodes converge, how much
+memory does a node cost, and how long do N nodes take to start?
+
+For one run of N nodes (one process per node, or all in one process with ``--in-process``):
+
+- **start**: seconds from launching ``splay run`` until every node answers an RPC;
+- **converged**: seconds from launch until every node's successor and predecessor are right
+  (checked over RPC against the ring of the nodes' ids, examples/checkers.py), and 100 lookups
+  from random nodes all return the right node (with their mean hop count);
+- **memory**: resident set size of the node processes, divided by N, read while the ring is
+  converged (process-per-node: the sum over the node processes, RSS and USS -- USS leaves out
+  the pages shared between them; in-process: the one host process).
+
+The quick default sizes run in about two minutes. The figures of bench/RESULTS-scale.md come from
+
+    SPLAY_SCALE="in-process:10000:period=10" python -m pytest bench/test_scale.py -s -q
+    SPLAY_SCALE="processes:200:period=2,in-process:2000:period=3" python -m pytest ...
+
+(``MODE:N[:key=value ...]``, comma-separated; the key=value options go to chord.py). Each run
+prints one line ``scale {json}``.
+"""
+import json
+import math
+import os
+import random
+import time
+
+import psutil
+import pytest
+
+from examples import checkers
+from examples.checkers import local_nodes, run, wait_for
+
+QUICK = "processes:24:period=0.5,in-process:300:period=1"
+
+
+def sizes():
+    """The (mode, nodes, app options) runs asked for by $SPLAY_SCALE (default: QUICK)."""
+    runs = []
+    for item in os.environ.get("SPLAY_SCALE", QUICK).split(","):
+        mode, n, *options = item.strip().split(":")
+        if mode not in ("processes", "in-process"):
+            raise ValueError(f"SPLAY_SCALE: mode {mode!r} is neither 'processes' nor 'in-process'")
+        runs.append((mode, int(n), options))
+    return runs
+
+
+def period_of(options):
+    for opt in options:
+        if opt.startswith("period="):
+            return float(opt.split("=", 1)[1])
+    return 0.5
+
+
+def node_processes(launcher, in_process):
+    """The node processes started by the launcher (psutil objects)."""
+    children = psutil.Process(launcher.pid).children(recursive=True)
+    marker = "splay.launch.in_process" if in_process else "splay.launch.node"
+    return [p for p in children if marker in " ".join(_cmdline(p))]
+
+
+def _cmdline(p):
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return []
+
+
+def memory(procs):
+    """(RSS, USS) summed over ``procs``, in bytes."""
+    rss = uss = 0
+    for p in procs:
+        try:
+            info = p.memory_full_info()
+        except psutil.Error:
+            continue
+        rss += info.rss
+        uss += info.uss
+    return rss, uss
+
+
+def measure(mode, n, options, launched_at, launcher):
+    """Everything one run measures (inside a SPLAY thread)."""
+    nodes = local_nodes(n, launcher.first_port)
+    period = period_of(options)
+    wave = next((float(o.split("=", 1)[1]) for o in options if o.startswith("wave=")), period * 3)
+    liveness = 300 + (math.log2(max(n, 2)) + 1) * wave * 2 + n * 0.05
+    silent = wait_for(lambda: [x for x, r in zip(nodes, checkers.call_all(nodes, "me", 30, 200))
+                               if r is None], liveness, period=1)
+    started = time.monotonic() - launched_at
+    result = {"mode": mode, "nodes": n, "options": options, "start_s": round(started, 1),
+              "silent_nodes": len(silent)}
+    def ring_problems():
+        problems = checkers.chord_ring_problems(nodes)
+        print(f"scale progress: {time.monotonic() - launched_at:.0f} s, {len(problems)} wrong "
+              f"pointers", flush=True)
+        return problems
+
+    ring = wait_for(ring_problems, liveness, period=max(2, period * 2))
+    result["ring_problems"] = len(ring)
+    result["ring_problem_sample"] = ring[:3]
+    result["converged_s"] = round(time.monotonic() - launched_at, 1)
+    lookups, hops = checkers.chord_lookup_problems(nodes, samples=100, rng=random.Random(1))
+    result["lookup_problems"] = len(lookups)
+    result["mean_hops"] = round(sum(hops) / len(hops), 2) if hops else None
+    procs = node_processes(launcher, mode == "in-process")
+    rss, uss = memory(procs)
+    result.update(processes=len(procs), rss_total_mb=round(rss / 2 ** 20, 1),
+                  rss_per_node_kb=round(rss / n / 1024, 1), uss_per_node_kb=round(uss / n / 1024, 1))
+    checkers.stop_nodes(nodes)
+    return result
+
+
+@pytest.mark.timeout(4 * 3600)     # a 10,000-node ring takes tens of minutes
+@pytest.mark.parametrize("mode,n,options", sizes(),
+                         ids=[f"{m}-{n}" for m, n, _ in sizes()])
+def test_chord_ring_converges(tmp_path, mode, n, options):
+    first = checkers.free_port_range(n)
+    launched_at = time.monotonic()
+    launcher = checkers.start_run("chord.py", n, first, ["demo=0", *options],
+                                  in_process=mode == "in-process", time_limit=3600,
+                                  log=tmp_path / "run.log")
+    launcher.first_port = first
+    try:
+        result = run(measure, mode, n, options, launched_at, launcher)
+        out, _ = launcher.communicate(timeout=300)
+    finally:
+        launcher.kill()
+    print("scale " + json.dumps(result), flush=True)
+    assert result["silent_nodes"] == 0
+    assert result["ring_problems"] == 0, result["ring_problem_sample"]
+    assert result["lookup_problems"] == 0
+    assert launcher.returncode == 0, out[-2000:]

@@ -1,0 +1,120 @@
+"""Apply a link model to a node's real traffic, in the cooperative socket layer.
+
+``apply(model, me, nodes)`` gives node ``me`` (a job position) one :class:`splayc.shaping.Link` per
+direction to every other job node, from ``model.between``; the socket layer (``splayc/tcp.pyx``,
+``splayc/udp.pyx``) then delays, paces and drops that node's traffic. It works per node, so every
+``--in-process`` node can have its own view. See docs/emulation.md, "Applying it".
+
+>>> from splay.emulation import LinkModel, apply
+>>> model = LinkModel.uniform(50, kbps=8000)          # 50 ms one way, 1 MB/s
+>>> emu = apply(model, 0, [("127.0.0.1", 20000 + i) for i in range(4)])
+>>> emu.cut([0, 1], [2, 3]); emu.heal()
+1
+"""
+import weakref
+
+from splayc.shaping import Link
+
+from splay.node import address as _address
+
+__all__ = ["apply", "apply_job", "Emulation"]
+
+# Every Emulation applied in this process, by model: a cut or heal refreshes all of them.
+_by_model = weakref.WeakKeyDictionary()
+
+
+class Emulation:
+    """The links of one node to the others (see :func:`apply`)."""
+
+    def __init__(self, model, me, nodes, policy):
+        self.model = model
+        self.me = me
+        self.nodes = nodes
+        self.policy = policy
+        self.links = {}                     # peer position -> (Link out, Link in)
+        for j, peer in enumerate(nodes):
+            if j == me:
+                continue
+            pair = (Link(), Link())
+            self.links[j] = pair
+            policy.links[peer] = pair
+        self.refresh()
+
+    def refresh(self):
+        """Re-read every link from the model (after the model's ``cut``/``heal``)."""
+        for j, (out, back) in self.links.items():
+            out.set(*self.model.between(self.me, j))
+            back.set(*self.model.between(j, self.me))
+
+    def cut(self, group_a, group_b=None):
+        """``model.cut(...)``, then refresh every node of this process using the model."""
+        partition = self.model.cut(group_a, group_b)
+        _refresh_all(self.model)
+        return partition
+
+    def heal(self, partition=None, group_b=None):
+        """``model.heal(...)``, then refresh every node of this process using the model."""
+        result = self.model.heal(partition, group_b)
+        _refresh_all(self.model)
+        return result
+
+    def remove(self):
+        """Stop emulating: this node's new connections and datagrams are no longer shaped."""
+        for j in self.links:
+            self.policy.links.pop(self.nodes[j], None)
+        emulations = _by_model.get(self.model, [])
+        if self in emulations:
+            emulations.remove(self)
+
+
+def _refresh_all(model):
+    for emu in list(_by_model.get(model, ())):
+        emu.refresh()
+
+
+def apply(model, me, nodes, node=None):
+    """Shape the traffic of job node ``me`` to the other ``nodes`` (their addresses in job order,
+    any node form) as ``model`` says; returns the :class:`Emulation`.
+
+    Applies to the current node (``node``, or the process when there is none): it gets a
+    restricted-socket policy if it had none (counting only, no limits). TCP connections this node
+    opens to a peer's address, and datagrams it sends there, are shaped; see docs/emulation.md.
+    """
+    from splay import restricted_socket
+    if not 0 <= me < len(nodes):
+        raise IndexError(f"node {me} is not in the list of {len(nodes)} nodes")
+    peers = [tuple(_address(n)) for n in nodes]
+    policy = getattr(node, "net_policy", None) if node is not None else restricted_socket.policy()
+    if policy is None:
+        restricted_socket.init({}, node=node)
+        policy = restricted_socket.policy(node)
+    if policy.links is None:
+        policy.links = {}
+    emu = Emulation(model, me, peers, policy)
+    _by_model.setdefault(model, []).append(emu)
+    return emu
+
+
+# Models read by apply_job, by path: the nodes of one process share one model, so a cut made
+# through any node's Emulation holds for all of them.
+_loaded = {}
+
+
+def apply_job(job, node=None):
+    """Apply the topology a launcher put in ``job.settings`` (``splay run --topology FILE``):
+    ``{"topology": path, "topology_nodes": N}``, nodes ``i`` at ``me.ip:me.port - position + i``.
+    Returns the :class:`Emulation`, or None when the job has no topology."""
+    settings = getattr(job, "settings", None) or {}
+    path = settings.get("topology")
+    if not path:
+        return None
+    from .matrix import load_link_model
+    model = _loaded.get(path)
+    if model is None:
+        model = _loaded[path] = load_link_model(path)
+    count = settings.get("topology_nodes") or model.nodes
+    if not isinstance(count, int) or count < 1:
+        raise ValueError(f"job settings: 'topology_nodes' must be the number of nodes, got {count!r}")
+    first = job.me.port - job.position
+    nodes = [(job.me.ip, first + i) for i in range(count)]
+    return apply(model, job.position, nodes, node=node)

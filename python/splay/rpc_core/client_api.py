@@ -1,0 +1,154 @@
+"""``acall``, ``call``, ``ecall``, ``ping`` and ``proxy``: the caller's API, the same for every mode.
+
+A mode provides a *transport*: ``transport(ip, port, request, timeout)`` sends ``request``
+(``{"type": "call", "call": [...]}`` or ``{"type": "ping"}``) and returns ``(True, payload)`` or
+``(False, "message")``, where the payload is what the peer answered: for a call the result list
+(or ``{"error": message}`` from a Python server), for a ping anything true.
+"""
+import time
+
+from splayc.errors import RPCError, RPCTimeout
+
+from splay import events
+from splay.node import Node, address
+
+from .dispatch import as_call_list
+
+__all__ = ["ClientAPI", "Proxy", "results_of"]
+
+
+def results_of(payload):
+    """``(True, [results])`` or ``(False, message)`` from a call's reply payload.
+
+    A Lua peer whose results contain nil sends a dict with integer keys: the holes become None.
+    """
+    if type(payload) is list:
+        return True, payload
+    if isinstance(payload, dict):
+        if "error" in payload:
+            return False, str(payload["error"])
+        if all(type(k) is int and k >= 1 for k in payload):
+            return True, [payload.get(i) for i in range(1, max(payload, default=0) + 1)]
+    return False, f"invalid reply {payload!r:.100}: expected the list of results"
+
+
+class Proxy:
+    """``proxy(node).name(*args)`` is ``ecall(node, ["name", *args])``."""
+
+    __slots__ = ("_api", "_node", "_timeout")
+
+    def __init__(self, api, node, timeout=None):
+        self._api = api
+        self._node = node
+        self._timeout = timeout
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        api, node, timeout = self._api, self._node, self._timeout
+
+        def remote(*args):
+            return api.ecall(node, [name, *args], timeout)
+
+        remote.__name__ = name
+        return remote
+
+    def __repr__(self):
+        return f"<{self._api.mode} proxy of {self._node!r}>"
+
+
+class ClientAPI:
+    """The calling side of one RPC mode; its bound methods are the module's functions."""
+
+    def __init__(self, mode, settings, transport):
+        self.mode = mode
+        self.settings = settings
+        self.transport = transport
+        self._gate = None
+        self._gate_size = None
+
+    def _limit(self):
+        """The semaphore enforcing ``settings["max"]`` (None when unlimited)."""
+        size = self.settings.get("max")
+        if not size:
+            return None
+        if self._gate is None or self._gate_size != size:
+            self._gate = events.semaphore(int(size), secure=False)
+            self._gate_size = size
+        return self._gate
+
+    def _exchange(self, node, request, timeout):
+        kind = type(node)
+        if kind is dict:                  # the common forms, without the general parser
+            ip, port = node.get("ip"), node.get("port")
+        elif kind is tuple or kind is Node:
+            ip, port = node if len(node) == 2 else (None, None)
+        else:
+            ip = port = None
+        if type(ip) is not str or type(port) is not int or ip in ("", "*") or \
+                not 0 <= port <= 65535:
+            ip, port = address(node)
+        if timeout is None:
+            timeout = self.settings["default_timeout"]
+        timeout = -1.0 if timeout is None or timeout < 0 else float(timeout)
+        gate = self._limit()
+        if gate is None:
+            return self.transport(ip, port, request, timeout)
+        # Waiting for a free slot counts in the call's timeout.
+        start = time.monotonic()
+        if not gate.lock(None if timeout < 0 else timeout):
+            return False, "timeout"
+        try:
+            if timeout >= 0:
+                timeout = max(0.0, timeout - (time.monotonic() - start))
+            return self.transport(ip, port, request, timeout)
+        finally:
+            gate.unlock()
+
+    def acall(self, node, call, timeout=None):
+        """Call ``call`` (``"name"`` or ``["name", args...]``) on ``node``:
+        ``(True, [results])`` or ``(False, "message")``."""
+        try:
+            call = as_call_list(list(call) if type(call) is tuple else call)
+        except ValueError as exc:
+            return False, str(exc)
+        ok, payload = self._exchange(node, {"type": "call", "call": call}, timeout)
+        if not ok:
+            return False, payload
+        return results_of(payload)
+
+    def call(self, node, call, timeout=None):
+        """The result of the remote call: one value, a tuple for several, None for none or on
+        failure (use :meth:`acall` to tell a failure from a None result)."""
+        ok, results = self.acall(node, call, timeout)
+        if not ok or not results:
+            return None
+        if len(results) == 1:
+            return results[0]
+        return tuple(results)
+
+    def ecall(self, node, call, timeout=None):
+        """Like :meth:`call`, but a failure raises :class:`splay.RPCError`
+        (:class:`splay.RPCTimeout` for a timeout)."""
+        ok, results = self.acall(node, call, timeout)
+        if not ok:
+            if results == "timeout":
+                raise RPCTimeout(f"{self.mode} call {call!r:.80} to {node!r}: timeout")
+            raise RPCError(f"{self.mode} call {call!r:.80} to {node!r} failed: {results}")
+        if not results:
+            return None
+        if len(results) == 1:
+            return results[0]
+        return tuple(results)
+
+    def ping(self, node, timeout=None):
+        """The round-trip time to ``node`` in seconds, or None when it does not answer."""
+        start = time.monotonic()
+        ok, payload = self._exchange(node, {"type": "ping"}, timeout)
+        if not ok or not payload or (isinstance(payload, dict) and "error" in payload):
+            return None
+        return time.monotonic() - start
+
+    def proxy(self, node, timeout=None):
+        """An object whose attribute calls are :meth:`ecall`\\ s: ``proxy(n).concat("a", "b")``."""
+        return Proxy(self, node, timeout)

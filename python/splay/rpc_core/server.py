@@ -1,0 +1,117 @@
+"""Listening TCP servers for splay.rpc, splay.rpcq and splay.net: accept loop, limits, teardown.
+
+A :class:`TCPServer` runs one accept thread; each connection is served by
+``serve_connection(sock)`` in its own thread. With ``max``, at most that many connections are
+served at once (the accept thread waits for one to end). The server registers with its node
+(``hub.track``), so ``events.exit()`` or the node's end closes it; :meth:`TCPServer.close` (what
+``stop_server`` calls) closes the listening socket and every connection it accepted.
+"""
+from splayc.rpc_fast import spawn, track, untrack
+
+from splay import events, socket
+from splay.node import address
+
+__all__ = ["TCPServer", "Registry", "BACKLOG"]
+
+#: Pending connections the kernel keeps per listening socket (per-call rpc opens many at once).
+BACKLOG = 1024
+
+
+class Registry:
+    """The running servers of one module, by port."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.by_port = {}
+
+    def add(self, server):
+        """Record a server that started listening."""
+        self.by_port[server.port] = server
+
+    def remove(self, server):
+        """Forget a server that stopped (a newer one on the same port is kept)."""
+        if self.by_port.get(server.port) is server:
+            del self.by_port[server.port]
+
+    def stop(self, port_or_node):
+        """Stop the server on that port (or node): True, or None when none runs there."""
+        port = address(port_or_node)[1]
+        srv = self.by_port.get(port)
+        if srv is None:
+            return None
+        srv.close()
+        return True
+
+
+class TCPServer:
+    """A listening socket plus its accept thread (see the module docstring)."""
+
+    def __init__(self, mode, port_or_node, serve_connection, max=None, log=None, registry=None):
+        ip, port = address(port_or_node, default_ip="0.0.0.0")
+        if max is not None and (isinstance(max, bool) or not isinstance(max, int) or max < 1):
+            raise ValueError(f"{mode}.server: max must be a positive number of connections or "
+                             f"None, got {max!r}")
+        sock = socket.bind(ip, port, BACKLOG)
+        if sock is None:
+            raise OSError(f"{mode}.server: cannot listen on {ip}:{port}: {socket.last_error}")
+        self.mode = mode
+        self.sock = sock
+        self.ip = ip
+        self.port = sock.getsockname()[1]
+        self.serve_connection = serve_connection
+        self.log = log
+        self.registry = registry
+        self.connections = set()
+        self.gate = events.semaphore(max, secure=False) if max else None
+        self.closed = False
+        self.accept_thread = spawn(self._accept_loop)
+        track(self)
+        if registry is not None:
+            registry.add(self)
+
+    def __repr__(self):
+        return f"<{self.mode} server {self.ip}:{self.port}{' closed' if self.closed else ''}>"
+
+    def _accept_loop(self):
+        while not self.closed:
+            if self.gate is not None:
+                self.gate.lock()
+            c = self.sock.accept()
+            if c is None:
+                if self.gate is not None:
+                    self.gate.unlock()
+                if self.closed or self.sock.is_closed():
+                    return
+                # e.g. "too many open files": let connections end before accepting again
+                if self.log is not None:
+                    self.log.notice(f"{self.mode} server on port {self.port}: accept failed: "
+                                    f"{self.sock.error}")
+                events.sleep(0.05)
+                continue
+            self.connections.add(c)
+            spawn(self._serve, c)
+
+    def _serve(self, c):
+        try:
+            self.serve_connection(c)
+        finally:
+            c.close()
+            self.connections.discard(c)
+            if self.gate is not None:
+                self.gate.unlock()
+
+    def close(self):
+        """Stop listening and close every connection this server accepted (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.sock.close()
+        for c in list(self.connections):
+            c.close()
+        self.connections.clear()
+        if self.accept_thread is not None and not self.accept_thread.dead \
+                and self.accept_thread is not events.current():
+            events.kill(self.accept_thread)
+        untrack(self)
+        if self.registry is not None:
+            self.registry.remove(self)

@@ -1,0 +1,358 @@
+"""The compiled fast path of splay.rpc and the server side of splay.rpcq.
+
+What lives here, and why it is compiled:
+
+* :func:`read_block_value` (cdef, see rpc_fast.pxd): one llenc block decoded straight out of the
+  socket's receive buffer: no intermediate ``bytes`` per block, and a timeout consumes nothing.
+* :func:`rpc_call`: one call of splay.rpc (connect, send one block, read one block, close) in the
+  calling thread, with one deadline for the whole call.
+* :func:`rpc_serve_connection`, :func:`rpcq_serve_connection`: the per-connection loops of the
+  rpc and rpcq servers (decode, dispatch to the Python call runner, encode, reply).
+* :func:`track`, :func:`untrack`, :func:`spawn`: the hub's node bookkeeping for Python modules.
+
+The Python side (python/splay/rpc_core) decides *what* a request means (name resolution, the call,
+error capture); this module only moves bytes. Every failure of a peer is a return value or a log
+line, never an exception that would end a server.
+"""
+from libc.stdint cimport uint64_t
+from libc.string cimport memchr
+
+from splayc.tcp cimport TCP, tcp_new, WANT_BYTES
+from splayc.hub cimport Hub, Task, get_hub
+from splayc.benc cimport encode_framed_c, decode_c
+from splayc.addr cimport error_message
+from splayc.uv cimport uv_hrtime
+
+from splayc.errors import DecodeError
+
+# Results of TCP._wait_read (an enum private to splayc/tcp.pyx; mirrored here, see the report).
+cdef enum:
+    R_WOKEN = 0
+    R_TIMEOUT = 1
+    R_CLOSED = 2
+    R_BUSY = 3
+    R_NOTCONN = 4
+
+cdef enum:
+    HIGH_WATER = 1 << 20      # splayc/tcp.pyx stops reading when this much waits unread
+    MAX_LENGTH_DIGITS = 18
+
+#: Largest request or reply block accepted by default on rpc and rpcq connections (64 MiB).
+DEFAULT_MAX_LENGTH = 64 * 1024 * 1024
+
+
+cdef uint64_t deadline_after(double timeout):
+    """An absolute uv_hrtime() deadline ``timeout`` seconds from now; 0 means none (timeout < 0)."""
+    cdef uint64_t d
+    if timeout < 0:
+        return 0
+    d = uv_hrtime() + <uint64_t>(timeout * 1e9)
+    return d if d != 0 else 1
+
+
+cdef double seconds_left(uint64_t deadline):
+    """Seconds before ``deadline`` (0.0 when passed; -1.0 when there is no deadline)."""
+    cdef uint64_t now
+    if deadline == 0:
+        return -1.0
+    now = uv_hrtime()
+    if now >= deadline:
+        return 0.0
+    return (deadline - now) / 1e9
+
+
+cdef inline void _consume(TCP s, size_t n):
+    s.rstart += n
+    s.scan_from = 0
+    if s.rstart == s.rend:
+        s.rstart = 0
+        s.rend = 0
+    if not s.reading and s.rend - s.rstart < HIGH_WATER:
+        s._start_reading()
+
+
+cdef object _read_failure(TCP s, int r, int* status):
+    if r == R_TIMEOUT:
+        status[0] = READ_TIMEOUT
+        return "timeout"
+    status[0] = READ_CLOSED
+    if r == R_BUSY:
+        return "busy: another thread is already receiving on this connection"
+    if s.read_err:
+        return error_message(s.read_err)
+    return "closed"
+
+
+cdef object read_block_value(TCP s, Py_ssize_t max_length, uint64_t deadline, int* status):
+    cdef size_t avail, i, header
+    cdef Py_ssize_t length
+    cdef char* p
+    cdef char c
+    cdef int r
+    cdef object value
+    while True:
+        avail = s.rend - s.rstart
+        header = 0
+        length = 0
+        if avail:
+            p = s.rbuf + s.rstart
+            i = 0
+            while i < avail:
+                c = p[i]
+                if c'0' <= c <= c'9':
+                    if i >= MAX_LENGTH_DIGITS:
+                        break
+                    length = length * 10 + (c - c'0')
+                elif c == c'\n' and i > 0:
+                    header = i + 1
+                    break
+                elif c == c'\r' and i > 0 and (i + 1 == avail or p[i + 1] == c'\n'):
+                    if i + 1 < avail:
+                        header = i + 2
+                        break
+                else:
+                    break
+                i += 1
+            if header == 0 and i < avail:
+                status[0] = READ_BAD_FRAME
+                return (f"invalid llenc block length {(<bytes>p[:min(avail, 24)])!r}: "
+                        f"expected a decimal length line")
+            if header:
+                if max_length >= 0 and length > max_length:
+                    status[0] = READ_BAD_FRAME
+                    return f"block too long ({length} bytes, the maximum is {max_length})"
+                if avail >= header + <size_t>length:  # whole block buffered
+                    try:
+                        value = decode_c(p + header, length, False, False)
+                    except DecodeError as exc:
+                        _consume(s, header + <size_t>length)
+                        status[0] = READ_UNDECODABLE
+                        return f"undecodable block: {exc}"
+                    _consume(s, header + <size_t>length)
+                    status[0] = READ_OK
+                    return value
+                r = s._wait_read(WANT_BYTES, header + <size_t>length, deadline)
+                if r != R_WOKEN:
+                    return _read_failure(s, r, status)
+                continue
+        r = s._wait_read(WANT_BYTES, avail + 1, deadline)
+        if r != R_WOKEN:
+            return _read_failure(s, r, status)
+
+
+cdef bint block_buffered(TCP s):
+    cdef size_t avail = s.rend - s.rstart
+    cdef size_t i = 0
+    cdef Py_ssize_t length = 0
+    cdef char* p
+    cdef char c
+    if avail == 0:
+        return False
+    p = s.rbuf + s.rstart
+    while i < avail:
+        c = p[i]
+        if c'0' <= c <= c'9' and i < MAX_LENGTH_DIGITS:
+            length = length * 10 + (c - c'0')
+        elif c == c'\n' and i > 0:
+            return avail >= i + 1 + <size_t>length
+        elif c != c'\r' or i == 0:
+            return True                  # malformed: read_block_value reports it at once
+        i += 1
+    return False
+
+
+# ---------------------------------------------------------------------------- hub helpers
+
+def track(obj):
+    """Register ``obj`` with the calling node: its ``close()`` runs when the node exits."""
+    get_hub().track(obj)
+
+
+def untrack(obj):
+    """Undo :func:`track` (the object was closed by other means)."""
+    get_hub().untrack(obj)
+
+
+def spawn(fn, *args):
+    """A new thread running ``fn(*args)`` in the calling thread's node."""
+    return get_hub().spawn(fn, args)
+
+
+# ---------------------------------------------------------------------------- splay.rpc client
+
+def rpc_call(ip, int port, object request, double timeout, Py_ssize_t max_length=DEFAULT_MAX_LENGTH):
+    """One splay.rpc exchange: ``(True, decoded reply)`` or ``(False, "message")``.
+
+    Connects to ``ip:port``, sends ``request`` as one llenc block of benc, reads one block back and
+    closes. ``timeout`` (seconds, < 0: none) bounds the whole exchange. Transport errors give
+    LuaSocket's messages ("connection refused", "timeout", "closed").
+    """
+    cdef uint64_t deadline = deadline_after(timeout)
+    cdef bytes block
+    cdef TCP s
+    cdef int status = READ_OK
+    cdef double left
+    try:
+        block = encode_framed_c(request)
+    except (TypeError, ValueError) as exc:
+        return (False, f"cannot encode the call: {exc}")
+    s = tcp_new()
+    try:
+        s.settimeout_c(timeout)
+        if not s.connect_c(ip, port):
+            return (False, s.error)
+        left = seconds_left(deadline)
+        if left == 0.0:
+            return (False, "timeout")
+        s.settimeout_c(left)
+        if not s.send_data(block):
+            return (False, s.error)
+        value = read_block_value(s, max_length, deadline, &status)
+    finally:
+        s.close_c()
+    if status != READ_OK:
+        return (False, value)
+    return (True, value)
+
+
+# ---------------------------------------------------------------------------- servers
+
+cdef object _encode_reply(object reply, object error_reply):
+    try:
+        return encode_framed_c(reply)
+    except (TypeError, ValueError) as exc:
+        return encode_framed_c(error_reply(f"cannot encode the result: {exc}"))
+
+
+def _rpc_error(message):
+    return {"error": message}
+
+
+def rpc_serve_connection(TCP c, object answer, double timeout, Py_ssize_t max_length, object log):
+    """Serve the one request of a splay.rpc connection, then close it.
+
+    ``answer(request)`` returns the reply object (the result list, ``True`` for a ping, or
+    ``{"error": message}``); it must not raise. A request that does not arrive within ``timeout``
+    seconds, is too long or is not benc is logged and the connection closed without a reply.
+    """
+    cdef int status = READ_OK
+    try:
+        request = read_block_value(c, max_length, deadline_after(timeout), &status)
+        if status != READ_OK:
+            log.debug(f"rpc server: dropped a connection: {request}")
+            return
+        c.settimeout_c(timeout)
+        if not c.send_data(_encode_reply(answer(request), _rpc_error)):
+            log.debug(f"rpc server: could not send a reply: {c.error}")
+    finally:
+        c.close_c()
+
+
+cdef class RpcqServerConnection:
+    """One accepted splay.rpcq connection: a reader loop plus one thread per call in progress."""
+    cdef TCP sock
+    cdef object answer
+    cdef object log
+    cdef int busy                 # calls running
+    cdef int cap                  # the reader stops reading while this many run
+    cdef Task reader
+    cdef unsigned long reader_token
+    cdef bint reader_parked
+    cdef list out                 # reply blocks waiting for the flusher (one write for many)
+    cdef bint flush_pending
+    cdef int batch                # requests read since the reader last waited
+
+    def __cinit__(self, TCP sock, answer, int cap, log):
+        self.sock = sock
+        self.answer = answer
+        self.cap = cap if cap > 0 else 1
+        self.log = log
+        self.out = []
+
+    def serve(self, Py_ssize_t max_length):
+        """Read requests until the connection ends; each call runs in its own thread."""
+        cdef int status = READ_OK
+        cdef Hub hub = get_hub()
+        cdef Task t
+        try:
+            while True:
+                while self.busy >= self.cap:
+                    t = hub.begin_block()
+                    self.reader = t
+                    self.reader_token = t.token
+                    self.reader_parked = True
+                    try:
+                        hub.block(t, -1.0)
+                    finally:
+                        self.reader_parked = False
+                request = read_block_value(self.sock, max_length, 0, &status)
+                if status == READ_UNDECODABLE:
+                    self.log.debug(f"rpcq server: skipped a block: {request}")
+                    continue
+                if status != READ_OK:
+                    if status != READ_CLOSED:
+                        self.log.debug(f"rpcq server: closing a connection: {request}")
+                    return
+                if type(request) is not dict or "n" not in request:
+                    self.log.debug(f"rpcq server: skipped a request without a message number: "
+                                   f"{request!r:.200}")
+                    continue
+                if request.get("type") == "ping":
+                    self._send({"reply": True, "n": request["n"]}, request["n"])
+                else:
+                    self.busy += 1
+                    self.batch += 1
+                    hub.spawn(self._run_one, (request,))
+                if not block_buffered(self.sock):
+                    # About to wait for more requests. With several calls just started, they run
+                    # first (new threads run in creation order), then one write carries all their
+                    # replies; a lone call replies by itself.
+                    if self.batch > 1 and not self.flush_pending:
+                        self.flush_pending = True
+                        hub.spawn(self._flush, ())
+                    self.batch = 0
+        finally:
+            self.sock.close_c()
+
+    def _run_one(self, dict request):
+        n = request["n"]
+        try:
+            self._send(self.answer(request), n)
+        finally:
+            self.busy -= 1
+            if self.reader_parked and self.busy < self.cap:
+                get_hub().wake(self.reader, self.reader_token, None)
+
+    def _flush(self):
+        self.flush_pending = False
+        if not self.out:
+            return
+        data = self.out[0] if len(self.out) == 1 else b"".join(self.out)
+        self.out.clear()
+        self._write(data)
+
+    cdef _send(self, object reply, object n):
+        cdef bytes block
+        try:
+            block = encode_framed_c(reply)
+        except (TypeError, ValueError) as exc:
+            block = encode_framed_c({"n": n, "error": f"cannot encode the result: {exc}"})
+        if self.flush_pending:
+            self.out.append(block)
+        else:
+            self._write(block)
+
+    cdef _write(self, bytes data):
+        self.sock.settimeout_c(-1.0)
+        if not self.sock.send_data(data):
+            self.log.debug(f"rpcq server: could not send a reply: {self.sock.error}")
+
+
+def rpcq_serve_connection(TCP c, object answer, Py_ssize_t max_length, int cap, object log):
+    """Serve a splay.rpcq connection until the peer closes it (or the server stops).
+
+    ``answer(request)`` returns the whole reply dict (``{"reply": ..., "n": n}`` or
+    ``{"n": n, "error": message}``) and must not raise. At most ``cap`` calls of this connection
+    run at once; the reader waits for one to end before reading more.
+    """
+    RpcqServerConnection(c, answer, cap, log).serve(max_length)

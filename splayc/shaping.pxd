@@ -1,0 +1,17 @@
+# Network emulation in the socket layer (splayc/shaping.pyx): one Link per direction between this
+# node and a peer job node. NetPolicy.links maps a peer's (ip, port) to (Link out, Link in); TCP
+# sockets that connect to such a peer keep the pair (tcp.pyx), UDP sends look it up per datagram.
+from libc.stdint cimport uint64_t
+
+cdef class Link:
+    cdef readonly double delay          # one-way delay, seconds
+    cdef readonly double rate           # bytes per second; 0: unlimited
+    cdef readonly double loss           # probability that a datagram is lost
+    cdef readonly bint cut              # a partition separates the two nodes
+    cdef readonly bint active           # anything to do (delay, rate, loss or cut)
+    cdef uint64_t delay_ns
+    cdef uint64_t next_free_ns          # token bucket: when the link is free again
+    cdef uint64_t rng
+
+    cdef uint64_t pace(self, size_t n)  # when n more bytes have left (ns, uv_hrtime clock)
+    cdef bint lose(self)                # this datagram is lost

@@ -1,0 +1,61 @@
+"""Links of an emulated network, applied by the socket layer (see docs/emulation.md).
+
+A :class:`Link` is one direction between this node and a peer: a one-way delay, a rate (a token
+bucket that lets bytes leave at ``rate`` bytes per second), a loss probability for datagrams, and
+whether a partition cuts it. ``splay.emulation.apply`` creates them from a ``LinkModel`` and
+updates them in place when the model changes (cut, heal), so open sockets see the change.
+"""
+from libc.stdint cimport uint64_t
+from splayc.uv cimport uv_hrtime
+
+import math as _math
+import os as _os
+
+
+cdef class Link:
+    """One direction of an emulated link (values from ``LinkModel.between``)."""
+
+    def __cinit__(self):
+        self.rng = int.from_bytes(_os.urandom(8), "little") | 1
+
+    def set(self, delay, rate, loss):
+        """Set the link from ``(delay_s, bytes_per_s, loss)``; an infinite delay or zero rate
+        (``LinkModel``'s unreachable pair) means cut."""
+        delay, rate, loss = float(delay), float(rate), float(loss)
+        self.cut = _math.isinf(delay) or rate <= 0.0 or loss >= 1.0
+        if self.cut:
+            delay, rate, loss = 0.0, 0.0, 1.0
+        self.delay = delay
+        self.delay_ns = <uint64_t>(delay * 1e9)
+        self.rate = 0.0 if _math.isinf(rate) else rate
+        self.loss = loss
+        self.active = self.cut or self.delay_ns > 0 or self.rate > 0.0 or self.loss > 0.0
+
+    def seed(self, value):
+        """Seed the generator that decides which datagrams are lost (tests)."""
+        self.rng = (int(value) & 0xFFFFFFFFFFFFFFFF) | 1
+
+    cdef uint64_t pace(self, size_t n):
+        cdef uint64_t now = uv_hrtime()
+        cdef uint64_t start = self.next_free_ns if self.next_free_ns > now else now
+        if self.rate <= 0.0:
+            return now
+        self.next_free_ns = start + <uint64_t>(n * 1e9 / self.rate)
+        return self.next_free_ns
+
+    cdef bint lose(self):
+        cdef uint64_t x
+        if self.loss <= 0.0:
+            return False
+        x = self.rng
+        x ^= x << 13
+        x ^= x >> 7
+        x ^= x << 17
+        self.rng = x
+        return (x >> 11) * (1.0 / 9007199254740992.0) < self.loss
+
+    def __repr__(self):
+        if self.cut:
+            return "<Link cut>"
+        rate = "unlimited" if self.rate <= 0 else f"{self.rate:g} B/s"
+        return f"<Link {self.delay * 1000:g} ms, {rate}, loss {self.loss:g}>"

@@ -1,0 +1,232 @@
+"""splay.rpcq specifics: the window, message matching, idle and LRU closing, reconnection."""
+import time
+
+import pytest
+
+from splay import events, rpcq
+from lua_peer import AppProcess, free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run(main, *args):
+    out = {}
+
+    def body():
+        try:
+            out["result"] = main(*args)
+        except Exception as e:          # handed to the test
+            out["error"] = e
+    events.run(body)
+    if "error" in out:
+        raise out["error"]
+    return out.get("result")
+
+
+@pytest.fixture
+def settings():
+    """rpcq.settings, restored after the test."""
+    saved = dict(rpcq.settings)
+    yield rpcq.settings
+    rpcq.settings.clear()
+    rpcq.settings.update(saved)
+
+
+def concurrency_probe():
+    state = {"running": 0, "peak": 0}
+
+    def slow(seconds):
+        state["running"] += 1
+        state["peak"] = max(state["peak"], state["running"])
+        events.sleep(seconds)
+        state["running"] -= 1
+        return seconds
+    return state, {"slow": slow, "echo": lambda x: x}
+
+
+@pytest.mark.parametrize("window", [1, 2, 5])
+def test_window_bounds_the_calls_in_flight(settings, window):
+    settings["window_size"] = window
+    state, ns = concurrency_probe()
+    port = free_port()
+
+    def main():
+        rpcq.server(port, namespace=ns)
+        node = ("127.0.0.1", port)
+        threads = [events.thread(lambda: rpcq.call(node, ["slow", 0.1])) for _ in range(12)]
+        for t in threads:
+            t.join()
+        rpcq.stop_server(port)
+        return len(rpcq.connections())
+    assert run(main) == 1                 # one persistent connection carried all 12 calls
+    assert state["peak"] <= window        # never more in flight than the window
+    assert state["peak"] >= min(window, 2)   # and pipelined when the window allows it
+
+
+def test_replies_are_matched_by_number_after_a_timeout(settings):
+    state, ns = concurrency_probe()
+    port = free_port()
+
+    def main():
+        rpcq.server(port, namespace=ns)
+        node = ("127.0.0.1", port)
+        late = rpcq.acall(node, ["slow", 0.3], 0.05)         # its reply arrives later
+        values = [rpcq.call(node, ["echo", i]) for i in range(20)]
+        rpcq.stop_server(port)
+        return late, values
+    late, values = run(main)
+    assert late == (False, "timeout")
+    assert values == list(range(20))
+
+
+def test_idle_connections_are_closed(settings):
+    settings["clean_timeout"] = 0.2
+    port_a, port_b = free_port(), free_port()
+
+    def main():
+        rpcq.server(port_a, namespace={"v": 1})
+        rpcq.server(port_b, namespace={"v": 2})
+        rpcq.call(("127.0.0.1", port_a), "v")
+        before = [c.port for c in rpcq.connections()]
+        events.sleep(1.3)                          # idle for longer than clean_timeout
+        rpcq.call(("127.0.0.1", port_b), "v")     # cleaning runs on the next call
+        after = [c.port for c in rpcq.connections()]
+        rpcq.stop_server(port_a)
+        rpcq.stop_server(port_b)
+        return before, after
+    before, after = run(main)
+    assert before == [port_a] and after == [port_b]
+
+
+def test_least_recently_used_connection_closed_at_max(settings):
+    settings["max_connections"] = 2
+    ports = [free_port() for _ in range(3)]
+
+    def main():
+        for i, p in enumerate(ports):
+            rpcq.server(p, namespace={"v": i})
+        got = [rpcq.call(("127.0.0.1", p), "v") for p in (ports[0], ports[1], ports[0], ports[2])]
+        open_ports = sorted(c.port for c in rpcq.connections())
+        for p in ports:
+            rpcq.stop_server(p)
+        return got, open_ports
+    got, open_ports = run(main)
+    assert got == [0, 1, 0, 2]
+    assert open_ports == sorted([ports[0], ports[2]])        # ports[1] was least recently used
+
+
+def test_lost_connection_reconnects_and_resends(settings):
+    settings["reconnect_interval"] = 0.05
+    state, ns = concurrency_probe()
+    port = free_port()
+
+    def main():
+        rpcq.server(port, namespace=ns)
+        node = ("127.0.0.1", port)
+        result = {}
+        t = events.thread(lambda: result.setdefault("r", rpcq.acall(node, ["slow", 0.2], 10)))
+        events.sleep(0.05)
+        rpcq.stop_server(port)            # drops the connection with the call in flight
+        events.sleep(0.2)                 # the caller retries while nothing listens
+        rpcq.server(port, namespace=ns)
+        t.join()
+        after = rpcq.call(node, ["echo", "again"])
+        rpcq.stop_server(port)
+        return result["r"], after
+    assert run(main) == ((True, [0.2]), "again")
+
+
+def test_new_call_to_a_dead_peer_fails_at_once():
+    def main():
+        start = time.monotonic()
+        r = rpcq.acall(("127.0.0.1", free_port()), "f", 20)
+        return r, time.monotonic() - start
+    r, took = run(main)
+    assert r == (False, "connection refused") and took < 5
+
+
+RESTART_APP = '''
+import sys
+from splay import events, rpcq
+port = int(sys.argv[1])
+
+def echo(x):
+    return x
+
+def main():
+    rpcq.server(port)
+    print("ready", flush=True)
+
+events.run(main)
+'''
+
+
+def test_server_restarted_under_traffic(tmp_path, settings):
+    settings["reconnect_interval"] = 0.05
+    port = free_port()
+    app = AppProcess(tmp_path, RESTART_APP, args=(port,)).start()
+    outcomes = []
+    phase = {"restarted": False}
+
+    def caller(i):
+        node = ("127.0.0.1", port)
+        for k in range(60):
+            r = rpcq.acall(node, ["echo", [i, k]], 5)
+            outcomes.append((phase["restarted"], (i, k), r))
+            events.sleep(0.01)
+
+    def main():
+        threads = [events.thread(lambda i=i: caller(i)) for i in range(10)]
+        events.sleep(0.2)
+        app.stop()
+        app.start()
+        phase["restarted"] = True
+        for t in threads:
+            t.join()
+    try:
+        run(main)
+    finally:
+        app.stop()
+    assert len(outcomes) == 600
+    for restarted, (i, k), (ok, value) in outcomes:
+        if ok:
+            assert value == [[i, k]]                 # never somebody else's reply
+        else:
+            assert value in ("connection refused", "closed", "timeout") or "reset" in value
+    assert sum(1 for restarted, _, (ok, _) in outcomes if restarted and ok) > 100
+
+
+def test_server_bounds_the_calls_running_for_one_connection(settings):
+    settings["window_size"] = 10
+    settings["server_max_running"] = 2
+    state, ns = concurrency_probe()
+    port = free_port()
+
+    def main():
+        rpcq.server(port, namespace=ns)
+        node = ("127.0.0.1", port)
+        results = []
+        threads = [events.thread(lambda: results.append(rpcq.call(node, ["slow", 0.05])))
+                   for _ in range(8)]
+        for t in threads:
+            t.join()
+        rpcq.stop_server(port)
+        return results
+    assert run(main) == [0.05] * 8
+    assert 1 <= state["peak"] <= 2          # 8 were in flight on the one connection
+
+
+def test_idle_connection_closed_by_the_server_is_reopened(settings):
+    port = free_port()
+
+    def main():
+        rpcq.server(port, namespace={"v": "first"})
+        node = ("127.0.0.1", port)
+        first = rpcq.call(node, "v")
+        rpcq.stop_server(port)                      # closes the idle connection server-side
+        rpcq.server(port, namespace={"v": "second"})
+        events.sleep(0.05)                          # the client side sees the close (EOF)
+        second = rpcq.acall(node, "v", 10)
+        rpcq.stop_server(port)
+        return first, second
+    assert run(main) == ("first", (True, ["second"]))
