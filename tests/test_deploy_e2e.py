@@ -210,5 +210,11 @@ def test_a_job_killed_while_it_deploys_leaves_nothing_behind(bed, jobs_before):
         client.get(f"/api/jobs/{job['id']}")), 60, "every instance to be stopped")
     assert info["state"] == "KILLED"
     wait_for(lambda: job_processes(job["ref"]) == [], 30, "no process of the job")
-    wait_for(lambda: sum(d["instances"] for d in client.get("/api/daemons")) == 0, 60,
-             "every slot to be free again")
+    try:
+        wait_for(lambda: sum(d["instances"] for d in client.get("/api/daemons")) == 0, 60,
+                 "every slot to be free again")
+    except AssertionError:
+        jobs = [client.get(f"/api/jobs/{j['id']}") for j in earlier + [job]]
+        live = [(j["id"], j["state"], i) for j in jobs for i in j["instances"]
+                if i["state"] in ("REGISTERED", "STARTING", "RUNNING")]
+        raise AssertionError(f"slots still taken: {live}")

@@ -344,7 +344,8 @@ class Controller:
         updates.update({int(instance_id): {"state": m.I_FAILED, "reason": str(reason),
                                            "ended_at": now}
                         for instance_id, reason in message.get("failed", {}).items()})
-        self.db.update_instances_each(updates)
+        # The daemon may report an exit (a stop that overtook the start) before this message.
+        self.db.update_instances_each(updates, only_states=(m.I_REGISTERED, m.I_STARTING))
         session.resolve("started", message["job"], message)
 
     def instance_exited(self, session, instance_id, exit_code, state, reason):

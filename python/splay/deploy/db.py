@@ -244,8 +244,14 @@ class Database:
         """Set the same columns on several instances."""
         self._update("instances", INSTANCE_FIELDS, list(instance_ids), fields)
 
-    def update_instances_each(self, updates):
-        """Set per-instance columns: ``updates`` maps instance id -> {column: value}."""
+    def update_instances_each(self, updates, only_states=None):
+        """Set per-instance columns: ``updates`` maps instance id -> {column: value}. With
+        ``only_states``, rows in any other state are left alone (a late report must not revive an
+        instance whose end was already recorded)."""
+        guard, guard_params = "", []
+        if only_states:
+            guard = " AND state IN (" + ", ".join("?" * len(only_states)) + ")"
+            guard_params = list(only_states)
         with self._transaction() as cursor:
             for instance_id, fields in updates.items():
                 unknown = set(fields) - INSTANCE_FIELDS
@@ -253,8 +259,8 @@ class Database:
                     raise ValueError(f"cannot update instances.{', '.join(sorted(unknown))}")
                 names = sorted(fields)
                 cursor.execute(self._sql("UPDATE instances SET " + ", ".join(
-                    f"{name} = ?" for name in names) + " WHERE id = ?"),
-                    [fields[name] for name in names] + [instance_id])
+                    f"{name} = ?" for name in names) + " WHERE id = ?" + guard),
+                    [fields[name] for name in names] + [instance_id] + guard_params)
 
     def instances(self, job_id=None, daemon_id=None, states=None):
         """Instances of a job and/or a daemon, optionally only those in ``states``, by id."""
