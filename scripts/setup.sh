@@ -16,6 +16,10 @@ if [ -n "$need" ] && [ "$(id -u)" = 0 ]; then
 fi
 PY=${PYTHON:-python3}
 echo "setup: installing pysplay and its dependencies (pip)" >&2
+# The in-place build below runs outside pip's isolated build environment: it needs the build
+# requirements of pyproject.toml in this environment too.
+"$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+    "setuptools>=64" wheel "Cython>=3.0" "greenlet>=3.0,<4"
 "$PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test,bench]"
 # Build the compiled core in place as well, so that tests run against this checkout's sources.
 "$PY" setup.py -q build_ext --inplace >/dev/null
