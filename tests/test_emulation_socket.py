@@ -316,15 +316,7 @@ def test_splay_run_refuses_a_bad_topology(tmp_path):
 
 
 def free_port_block():
-    """A first port with the next one free too (for a 2-node run)."""
-    import socket as pysocket
-    for _ in range(50):
-        with pysocket.socket() as a, pysocket.socket() as b:
-            a.bind(("127.0.0.1", 0))
-            p = a.getsockname()[1]
-            try:
-                b.bind(("127.0.0.1", p + 1))
-            except OSError:
-                continue
-            return p
-    raise RuntimeError("no two consecutive free ports")
+    """A first port with the next one free too (for a 2-node run), outside the ephemeral range
+    (where ports of closed connections linger in TIME_WAIT)."""
+    from splay.deploy.testbed import free_port_range
+    return free_port_range(2)

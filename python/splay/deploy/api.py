@@ -7,7 +7,8 @@ Every ``/api/`` request needs ``Authorization: Bearer TOKEN``. Errors come back 
   GET  /api/daemons                       daemons, their limits, state and instance count
   GET  /api/jobs                          jobs, newest first
   POST /api/jobs                          submit {name, code, nodes, list_size, list_type,
-                                          max_time, factor, memory, settings} -> the job (201)
+                                          max_time, factor, memory, settings,
+                                          churn: {trace, speed}} -> the job (201)
   GET  /api/jobs/ID                       a job (ID or ref) with its instances
   POST /api/jobs/ID/kill                  kill it -> {"killed": bool, "job": ...}
   GET  /api/jobs/ID/logs?after=&limit=&wait=[&after_time=]   its log lines (see Database.logs)
@@ -56,9 +57,13 @@ def validate_submission(body):
     code = body.get("code")
     if not isinstance(code, str):
         raise BadRequest("'code' (the application's source text) is missing")
-    nodes = number("nodes", None, int, 1)
+    churn = validate_churn(body.get("churn"))
+    nodes = number("nodes", None if churn is None else len(churn["times"]), int, 1)
     if nodes is None:
         raise BadRequest("'nodes' (how many nodes to run) is missing")
+    if churn is not None and nodes != len(churn["times"]):
+        raise BadRequest(f"'nodes' is {nodes} but the churn trace has {len(churn['times'])} "
+                         "node lines: the trace sets the number of nodes (leave 'nodes' out)")
     list_type = body.get("list_type", "head")
     if list_type not in m.LIST_TYPES:
         raise BadRequest(f"'list_type' must be one of {', '.join(m.LIST_TYPES)}")
@@ -72,7 +77,29 @@ def validate_submission(body):
             "list_size": number("list_size", nodes, int, 1),
             "list_type": list_type, "factor": number("factor", 1.25, float, 1.0),
             "max_time": number("max_time", None, float, 0.001),
-            "memory": number("memory", 0, int, 0), "settings": settings}
+            "memory": number("memory", 0, int, 0), "settings": settings, "churn": churn}
+
+
+def validate_churn(churn):
+    """The churn replay of a submission, ``{"trace": TEXT, "speed": X}``, parsed into
+    ``{"times": [[up, down, ...] per node], "speed": X}`` (None when absent); BadRequest with the
+    trace's line and column when it does not parse."""
+    if churn is None:
+        return None
+    from splay.churn.errors import TraceError
+    from splay.churn.trace import parse_trace
+    if not isinstance(churn, dict) or not isinstance(churn.get("trace"), str):
+        raise BadRequest("'churn' must be an object with 'trace' (the text of a churn trace)")
+    speed = churn.get("speed", 1.0)
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not speed > 0:
+        raise BadRequest(f"'churn.speed' must be a positive number (got {speed!r})")
+    try:
+        schedule = parse_trace(churn["trace"], "churn trace")
+    except TraceError as e:
+        raise BadRequest(f"bad churn trace: {e}") from None
+    if schedule.nodes == 0:
+        raise BadRequest("the churn trace has no node line (one line of times per node)")
+    return {"times": [list(schedule.times(i)) for i in range(schedule.nodes)], "speed": float(speed)}
 
 
 def parse_error(code, name):
@@ -139,6 +166,8 @@ class API:
         for instance in instances:
             counts[instance["state"]] = counts.get(instance["state"], 0) + 1
         job["counts"] = counts
+        if job["churn"] is not None:
+            job["churn"] = self.controller.churn_summary(job)
         return job
 
     def kill(self, key):

@@ -142,6 +142,46 @@ def parse_size(text):
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 64M, 2G)") from None
 
 
+def read_text(path, what):
+    """The text of a file given on the command line; CommandError (usage) when unreadable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CommandError(f"cannot read {what} {path}: {e}", USAGE) from None
+
+
+def churn_trace(args):
+    """The text of ``--churn``'s trace, checked here first (errors name the file and line)."""
+    from splay.churn.errors import TraceError
+    from splay.churn.trace import parse_trace
+    text = read_text(args.churn, "the churn trace")
+    try:
+        schedule = parse_trace(text, args.churn)
+    except TraceError as e:
+        raise CommandError(f"--churn: {e}", USAGE) from None
+    if args.nodes is not None and args.nodes != schedule.nodes:
+        raise CommandError(f"-n {args.nodes} but the churn trace {args.churn} has {schedule.nodes} "
+                           "node lines: the trace sets the number of nodes (leave -n out)", USAGE)
+    if not args.churn_speed > 0:
+        raise CommandError(f"--churn-speed must be a positive factor, got {args.churn_speed:g}",
+                           USAGE)
+    return text
+
+
+def topology_text(args, nodes):
+    """The text of ``--topology``'s file, checked here first (errors name the file and line)."""
+    from splay.emulation import TopologyError, load_link_model
+    try:
+        model = load_link_model(args.topology)
+    except (OSError, TopologyError) as e:
+        raise CommandError(f"--topology: {e}", USAGE) from None
+    if nodes is not None and model.nodes is not None and model.nodes < nodes:
+        raise CommandError(f"--topology {args.topology} describes {model.nodes} nodes, fewer than "
+                           f"the job's {nodes}", USAGE)
+    return read_text(args.topology, "the topology")
+
+
 def progress_line(job):
     """One line about a deployment in progress."""
     counts = job["counts"]
@@ -156,7 +196,7 @@ def submit(argv):
     """``splay submit APP.py -n N ...``: submit a job and follow it until it runs."""
     p = parser("submit", "Submit an application to the controller and wait until it runs.")
     p.add_argument("app", help="the application's Python file")
-    p.add_argument("-n", "--nodes", type=int, required=True, help="number of nodes")
+    p.add_argument("-n", "--nodes", type=int, help="number of nodes (with --churn: the trace's)")
     p.add_argument("--list-size", type=int, help="size of each node's list (default: all nodes)")
     p.add_argument("--random", action="store_true", help="random lists instead of the head")
     p.add_argument("--name", help="job name (default: the file name)")
@@ -167,16 +207,29 @@ def submit(argv):
     p.add_argument("--no-wait", action="store_true", help="return once the job is queued")
     p.add_argument("--timeout", type=float, default=300.0, help="give up waiting after SECONDS")
     p.add_argument("--json", action="store_true", help="print the final job as JSON")
+    p.add_argument("--churn", metavar="TRACE",
+                   help="start and stop the nodes as the churn trace says (one line of up/down "
+                        "times per node); the trace sets the number of nodes")
+    p.add_argument("--churn-speed", type=float, default=1.0, metavar="X",
+                   help="with --churn: replay the trace X times faster (default 1)")
+    p.add_argument("--topology", metavar="FILE",
+                   help="emulate the network of FILE (ModelNet XML, latency matrix or uniform "
+                        "model) in every node's sockets")
 
     def body(args, client):
-        try:
-            with open(args.app, encoding="utf-8") as f:
-                code = f.read()
-        except (OSError, UnicodeDecodeError) as e:
-            raise CommandError(f"cannot read {args.app}: {e}", USAGE) from None
+        code = read_text(args.app, "the application")
         request = {"name": args.name or os.path.basename(args.app), "code": code,
                    "nodes": args.nodes, "list_type": "random" if args.random else "head",
                    "factor": args.factor, "memory": args.memory}
+        if args.churn is not None:
+            request["churn"] = {"trace": churn_trace(args), "speed": args.churn_speed}
+            if args.nodes is None:
+                del request["nodes"]
+        elif args.nodes is None:
+            raise CommandError("say how many nodes to run with -n N (or give a --churn trace)",
+                               USAGE)
+        if args.topology is not None:
+            request["settings"] = {"topology_text": topology_text(args, request.get("nodes"))}
         if args.list_size is not None:
             request["list_size"] = args.list_size
         if args.max_time is not None:

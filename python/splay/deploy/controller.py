@@ -27,6 +27,11 @@ log = logging.getLogger("splay.controller")
 HELLO_TIMEOUT = 10.0
 SILENCE_LIMIT = 30.0
 NODES_UPDATE_DELAY = 0.5
+CHURN_NODES_UPDATE_DELAY = 0.02   # a churn job's nodes follow its actions closely
+# Time 0 of a churn trace is this far after the start message (plus a little per node), so that the
+# daemons create the first processes ahead of it and the first ups are on time.
+CHURN_LEAD = 2.0
+CHURN_LEAD_PER_NODE = 0.02
 LIMIT_KEYS = ("max_instances", "max_memory", "start_port", "end_port", "max_bandwidth")
 
 
@@ -92,6 +97,7 @@ class Controller:
         self.instance_job = {}        # instance id -> job id (cache for log lines)
         self.alive_nodes = {}         # job id -> the alive nodes last sent to its daemons
         self.nodes_updates = {}       # job id -> TimerHandle of the next nodes update
+        self.churn_accuracy = {}      # job id -> Accuracy of its churn replay's actions
         self.schedule_lock = asyncio.Lock()
         self.server = None
         self.loop = None
@@ -306,6 +312,8 @@ class Controller:
                 self.free_late(session, message)
         elif kind == "started":
             self.instances_started(session, message)
+        elif kind == "churn":
+            self.instance_churn(session, message)
         elif kind == "hello":
             raise ProtocolError("hello sent twice")
 
@@ -344,6 +352,9 @@ class Controller:
         updates.update({int(instance_id): {"state": m.I_FAILED, "reason": str(reason),
                                            "ended_at": now}
                         for instance_id, reason in message.get("failed", {}).items()})
+        # A churn job's instances wait, down, for their first up time (the daemon replays them).
+        updates.update({int(instance_id): {"state": m.I_DOWN}
+                        for instance_id in message.get("scheduled", [])})
         # The daemon may report an exit (a stop that overtook the start) before this message.
         self.db.update_instances_each(updates, only_states=(m.I_REGISTERED, m.I_STARTING))
         session.resolve("started", message["job"], message)
@@ -360,6 +371,45 @@ class Controller:
         self.db.update_instances([instance_id], state=state, exit_code=exit_code, reason=reason,
                                  ended_at=time.time())
         self.check_job_end(row["job_id"])
+
+    def instance_churn(self, session, message):
+        """A daemon's churn replay brought an instance up or down (or saw it crash while up)."""
+        instance_id, change = int(message["id"]), message["change"]
+        if change not in ("up", "down", "crashed"):
+            raise ValueError(f"unknown churn change {change!r} (up, down or crashed)")
+        row = self.db.instance(instance_id)
+        if row is None or row["daemon_id"] != session.id or row["state"] not in m.INSTANCE_LIVE:
+            return                      # not this daemon's, or already ended
+        job_id = row["job_id"]
+        at, scheduled = float(message["at"]), float(message["scheduled"])
+        if change == "up":
+            fields = {"state": m.I_RUNNING, "pid": message.get("pid"),
+                      "started_at": at - session.offset, "exit_code": None, "reason": ""}
+        else:
+            fields = {"state": m.I_DOWN, "exit_code": message.get("exit_code"),
+                      "reason": str(message.get("reason") or f"churn: {change}")}
+        self.db.update_instances_each({instance_id: fields}, only_states=m.INSTANCE_LIVE)
+        t0 = (self.db.job(job_id) or {}).get("churn_t0") or 0.0
+        note = (f"churn: node {row['position']} {change} at {at - session.offset - t0:.3f} "
+                f"(scheduled {scheduled - session.offset - t0:.3f})")
+        if change == "crashed":
+            note += f": {fields['reason']}"
+        else:
+            # Both times are on the daemon's clock: the lag carries no clock-offset error.
+            self.churn_accuracy.setdefault(job_id, _accuracy()).record(change, at - scheduled)
+        self.logs.note(job_id, note)
+        self.schedule_nodes_update(job_id)
+
+    def churn_summary(self, job):
+        """What the API shows of a churn job: its trace's size and how late its actions were."""
+        churn = job["churn"]
+        accuracy = self.churn_accuracy.get(job["id"])
+        lags = sorted(accuracy.all_lags) if accuracy else []
+        return {"nodes": len(churn["times"]), "speed": churn["speed"], "t0": job.get("churn_t0"),
+                "starts": len(accuracy.lags["up"]) if accuracy else 0,
+                "stops": len(accuracy.lags["down"]) if accuracy else 0,
+                "max_lag_ms": round(lags[-1] * 1000, 3) if lags else None,
+                "median_lag_ms": round(lags[len(lags) // 2] * 1000, 3) if lags else None}
 
     def check_job_end(self, job_id):
         """A RUNNING job with no live instance left has ENDED."""
@@ -378,8 +428,8 @@ class Controller:
     def schedule_nodes_update(self, job_id):
         """Soon (coalescing bursts of ends), tell the daemons of a job which nodes are alive."""
         if job_id not in self.nodes_updates:
-            self.nodes_updates[job_id] = self.loop.call_later(NODES_UPDATE_DELAY,
-                                                              self.send_nodes, job_id)
+            delay = CHURN_NODES_UPDATE_DELAY if job_id in self.churn_accuracy else NODES_UPDATE_DELAY
+            self.nodes_updates[job_id] = self.loop.call_later(delay, self.send_nodes, job_id)
 
     def send_nodes(self, job_id):
         """Send the alive nodes of a running job to the daemons that run its nodes, when the list
@@ -388,13 +438,16 @@ class Controller:
         job = self.db.job(job_id)
         if job is None or job["state"] != m.RUNNING:
             return
-        running = sorted((i for i in self.db.instances(job_id) if i["state"] == m.I_RUNNING),
+        instances = self.db.instances(job_id)
+        running = sorted((i for i in instances if i["state"] == m.I_RUNNING),
                          key=lambda i: i["position"])
         alive = [{"ip": i["ip"], "port": i["port"]} for i in running]
         if alive == self.alive_nodes.get(job_id):
             return
         self.alive_nodes[job_id] = alive
-        for daemon_id in {i["daemon_id"] for i in running}:
+        # Daemons of instances that are down now too: their next process starts with this list.
+        holders = {i["daemon_id"] for i in instances if i["state"] in (m.I_RUNNING, m.I_DOWN)}
+        for daemon_id in holders:
             session = self.sessions.get(daemon_id)
             if session is not None:
                 session.channel.send_nowait({"type": "nodes", "job": job["ref"], "nodes": alive})
@@ -406,6 +459,8 @@ class Controller:
         if timer:
             timer.cancel()
         self.logs.note(job_id, f"job {state}: {reason}")
+        if job_id in self.churn_accuracy:
+            self.logs.note(job_id, "churn: " + self.churn_accuracy[job_id].summary())
         log.info("job %d %s: %s", job_id, state, reason)
         self.loop.call_later(60.0, self.forget, job_id)
 
@@ -520,22 +575,36 @@ class Controller:
             for position, (instance_id, session, port) in enumerate(chosen)})
         for instance_id, _, _ in chosen:
             self.instance_job[instance_id] = job_id
-        self.alive_nodes[job_id] = nodes
+        # A churn job starts with nobody up: its first nodes update follows the first ups.
+        self.alive_nodes[job_id] = [] if job["churn"] else nodes
+        churn = job["churn"]
         per_daemon = {}
         for position, (instance_id, session, _) in enumerate(chosen):
-            per_daemon.setdefault(session, []).append(
-                {"id": instance_id, "position": position, "list": lists[position]})
+            entry = {"id": instance_id, "position": position, "list": lists[position]}
+            if churn:
+                entry["times"] = churn["times"][position]
+            per_daemon.setdefault(session, []).append(entry)
+        settings = dict(job["settings"])
+        if settings.get("topology_text") is not None:
+            settings["topology_nodes"] = nodes          # job positions -> addresses, fixed
         spec = {"ref": ref, "name": job["name"], "code": job["code"], "list_type": job["list_type"],
-                "list_size": job["list_size"], "settings": job["settings"],
+                "list_size": job["list_size"], "settings": settings,
                 "memory": job["memory"]}
         if self.db.job(job_id)["state"] != m.REGISTERING:
             return
         self.db.update_job(job_id, state=m.STARTING)
+        t0 = None
+        if churn:
+            t0 = time.time() + CHURN_LEAD + CHURN_LEAD_PER_NODE * len(chosen)
+            self.db.update_job(job_id, churn_t0=t0)
+            self.churn_accuracy[job_id] = _accuracy()
         waits = []
         for session, entries in per_daemon.items():
             waits.append(session.expect("started", ref))
-            session.channel.send_nowait({"type": "start", "job": spec, "nodes": nodes,
-                                         "instances": entries})
+            message = {"type": "start", "job": spec, "nodes": nodes, "instances": entries}
+            if churn:
+                message["churn"] = {"t0": t0 + session.offset, "speed": churn["speed"]}
+            session.channel.send_nowait(message)
         done, pending = await asyncio.wait(waits, timeout=self.start_timeout)
         for future in pending:
             future.cancel()
@@ -546,7 +615,7 @@ class Controller:
             return
         instances = self.db.instances(job_id)
         # An instance that already exited did start; the others must run now.
-        problems = [i for i in instances if i["state"] not in (m.I_RUNNING, m.I_EXITED)]
+        problems = [i for i in instances if i["state"] not in (m.I_RUNNING, m.I_EXITED, m.I_DOWN)]
         if problems:
             reasons = sorted({i["reason"] or f"still {i['state']} on {i['daemon']}" for i in problems})
             self.kill(job_id, f"{len(problems)} of {len(instances)} nodes did not start: "
@@ -558,6 +627,10 @@ class Controller:
         self.logs.note(job_id, f"job RUNNING: {len(instances)} nodes on {len(per_daemon)} daemon(s)")
         log.info("job %d RUNNING: %d nodes on %d daemon(s)", job_id, len(instances), len(per_daemon))
         self.arm_max_time(self.db.job(job_id))
+        if churn:
+            self.logs.note(job_id, f"churn: replaying a trace of {len(churn['times'])} node(s) "
+                                   f"at speed {churn['speed']:g}, time 0 at {t0:.3f}")
+            self.schedule_nodes_update(job_id)
         self.check_job_end(job_id)
 
     def arm_max_time(self, job):
@@ -594,6 +667,11 @@ class Controller:
         return {"daemons_connected": len(self.sessions), "daemon_port": self.port,
                 "log_lines_ingested": self.logs.ingested, "pid": os.getpid(),
                 "max_rss_kib": _max_rss_kib(), **self.stats}
+
+
+def _accuracy():
+    from splay.launch.churn_replay import Accuracy
+    return Accuracy()
 
 
 async def _answer(session, future):

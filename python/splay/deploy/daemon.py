@@ -151,6 +151,12 @@ class Daemon:
                        "refused": refused})
         elif kind == "free":
             manager.free([int(i) for i in message["instances"]])
+        elif kind == "start" and message.get("churn") is not None:
+            # A churn job: its instances start and stop on their own schedule, from now on.
+            scheduled, failed = manager.schedule(message["job"], message["nodes"],
+                                                 message["instances"], message["churn"])
+            self.emit({"type": "started", "job": message["job"]["ref"], "instances": [],
+                       "scheduled": scheduled, "failed": failed})
         elif kind == "start":
             # In the background: pings, logs and stops keep flowing while processes start.
             manager._track(self.start(message["job"], message["nodes"], message["instances"]))

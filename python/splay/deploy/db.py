@@ -35,10 +35,16 @@ MIGRATIONS = [
            ts {real} NOT NULL, stream TEXT NOT NULL, line TEXT NOT NULL)""",
         "CREATE INDEX logs_job_ts ON logs(job_id, ts)",
     ]),
+    # Churn replay on deployments: the trace of a job ({"times": [[...], ...], "speed": x}, JSON)
+    # and the controller time its replay started (t = 0 of the trace).
+    (2, [
+        "ALTER TABLE jobs ADD COLUMN churn TEXT",
+        "ALTER TABLE jobs ADD COLUMN churn_t0 {real}",
+    ]),
 ]
 
 DAEMON_FIELDS = {"name", "ip", "limits", "state", "clock_offset", "connected_at", "last_seen"}
-JOB_FIELDS = {"name", "state", "reason", "running_at", "ended_at"}
+JOB_FIELDS = {"name", "state", "reason", "running_at", "ended_at", "churn_t0"}
 INSTANCE_FIELDS = {"daemon_id", "position", "ip", "port", "state", "exit_code", "pid", "reason",
                    "started_at", "ended_at"}
 
@@ -182,7 +188,7 @@ class Database:
         """All daemons ever seen, with their limits decoded and their live instance count."""
         rows = self._run(
             "SELECT d.*, (SELECT COUNT(*) FROM instances i WHERE i.daemon_id = d.id AND "
-            "i.state IN ('REGISTERED', 'STARTING', 'RUNNING')) AS instances "
+            "i.state IN ('REGISTERED', 'STARTING', 'RUNNING', 'DOWN')) AS instances "
             "FROM daemons d ORDER BY d.id", fetch=True)
         for row in rows:
             row["limits"] = json.loads(row["limits"])
@@ -194,15 +200,17 @@ class Database:
 
     # -- jobs --------------------------------------------------------------------------------
     def add_job(self, name, code, nb_nodes, list_size, list_type, factor, max_time, memory,
-                settings, state, reason=""):
-        """Insert a job; returns its row (with a fresh ``ref``)."""
+                settings, state, reason="", churn=None):
+        """Insert a job; returns its row (with a fresh ``ref``). ``churn``: its churn replay,
+        ``{"times": [[up, down, ...] per node], "speed": x}``, or None."""
         ref = uuid.uuid4().hex[:12]
         job_id = self._insert(
             "INSERT INTO jobs (ref, name, code, nb_nodes, list_size, list_type, factor, max_time, "
-            "memory, settings, state, reason, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "memory, settings, state, reason, created_at, churn) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (ref, name, code, nb_nodes, list_size, list_type, factor, max_time, memory,
-             json.dumps(settings or {}), state, reason, time.time()))
+             json.dumps(settings or {}), state, reason, time.time(),
+             None if churn is None else json.dumps(churn)))
         return self.job(job_id)
 
     def job(self, job_id):
@@ -212,6 +220,7 @@ class Database:
         if not rows:
             return None
         rows[0]["settings"] = json.loads(rows[0]["settings"])
+        rows[0]["churn"] = json.loads(rows[0]["churn"]) if rows[0]["churn"] else None
         return rows[0]
 
     def jobs(self, states=None):

@@ -128,6 +128,7 @@ class Instance:
         self.stop_requested = False
         self.ended_at = None
         self.announced = asyncio.Event()   # set once the controller was told it started
+        self.churn = None                  # its InstanceChurn, in a churn job
 
 
 class InstanceManager:
@@ -149,11 +150,12 @@ class InstanceManager:
         # when the thread that started a process ends.
         self.spawner = concurrent.futures.ThreadPoolExecutor(SPAWN_THREADS, "splayd-spawn")
         self.tasks = set()
+        self.job_nodes = {}                 # job ref -> the alive nodes the controller sent last
 
     # -- reservations ----------------------------------------------------------------------
     def live(self):
-        """Instances holding a slot (reserved or running)."""
-        return [i for i in self.instances.values() if i.state in ("REGISTERED", "RUNNING")]
+        """Instances holding a slot (reserved, running, or down between two churn intervals)."""
+        return [i for i in self.instances.values() if i.state in ("REGISTERED", "RUNNING", "DOWN")]
 
     def _port_free(self, port, taken):
         if port in taken:
@@ -207,9 +209,8 @@ class InstanceManager:
         """Where a job's application and instance directories live on this daemon."""
         return os.path.join(self.base_dir, "jobs", job_ref)
 
-    async def start(self, job, nodes, entries):
-        """Start the listed instances of ``job``; returns ([{id, pid}], {id: reason})."""
-        started, failed = [], {}
+    def _write_app(self, job):
+        """The job's directory and application file (written once); returns the file's path."""
         job_dir = self.job_dir(job["ref"])
         os.makedirs(job_dir, exist_ok=True)
         app = os.path.join(job_dir, "app.py")
@@ -217,9 +218,69 @@ class InstanceManager:
             with open(app + ".tmp", "w") as f:
                 f.write(job["code"])
             os.replace(app + ".tmp", app)
+        return app
+
+    @staticmethod
+    def _base_env():
+        env = {k: v for k, v in os.environ.items() if k in PASSED_ENV}
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def schedule(self, job, nodes, entries, churn):
+        """Replay the churn trace of ``job``'s listed instances (see :mod:`.instance_churn`);
+        returns ([scheduled ids], {id: reason refused})."""
+        from .instance_churn import InstanceChurn, Life
+        scheduled, failed = [], {}
+        app = self._write_app(job)
+        base_env = self._base_env()
+        for entry in entries:
+            instance_id = int(entry["id"])
+            instance = self.instances.get(instance_id)
+            if instance is None or instance.process is not None or instance.state != "REGISTERED":
+                failed[instance_id] = "not registered on this daemon (or already started)"
+                continue
+            times = entry.get("times")
+            if not isinstance(times, list) or not times:
+                failed[instance_id] = "a churn job's instance needs its trace times"
+                continue
+
+            async def spawn_life(instance=instance, entry=entry):
+                me = {"ip": self.ip, "port": instance.port}
+                alive = list(self.job_nodes.get(job["ref"], []))
+                if me not in alive:
+                    alive.append(me)      # it is up from its release on
+                process = await self.spawn(instance, job, app, nodes, entry, "[]", base_env,
+                                           gated=True, alive=alive)
+                return Life(process, self._track(self._life(instance, process)))
+
+            instance.state = "DOWN"
+            instance.churn = InstanceChurn(self, instance, spawn_life, times, churn["t0"],
+                                           churn.get("speed", 1.0), STOP_GRACE)
+            scheduled.append(instance_id)
+        return scheduled, failed
+
+    async def _life(self, instance, process):
+        """Forward one churn life's output; returns its exit status once it ended."""
+        await asyncio.gather(self._read(instance, process.out, "stdout"),
+                             self._read(instance, process.err, "stderr"))
+        code = await _exit_status(process)
+        self._signal_group(process.pid, signal.SIGKILL)   # whatever it left in its group
+        return code
+
+    def end_instance(self, instance, state, exit_code, reason):
+        """A churned instance ended for good: record it and tell the controller."""
+        instance.state = state
+        instance.exit_code = exit_code
+        instance.ended_at = time.monotonic()
+        self.emit({"type": "exited", "id": instance.id, "exit_code": exit_code, "state": state,
+                   "reason": reason, "time": self.clock()})
+
+    async def start(self, job, nodes, entries):
+        """Start the listed instances of ``job``; returns ([{id, pid}], {id: reason})."""
+        started, failed = [], {}
+        app = self._write_app(job)
         head_view = json.dumps(nodes[:job["list_size"]])
-        base_env = {k: v for k, v in os.environ.items() if k in PASSED_ENV}
-        base_env["PYTHONUNBUFFERED"] = "1"
+        base_env = self._base_env()
 
         async def start_one(entry):
             instance_id = int(entry["id"])
@@ -255,13 +316,13 @@ class InstanceManager:
                 if i in self.instances and self.instances[i].state == "RUNNING")
 
     def update_nodes(self, job_ref, nodes):
-        """Rewrite (atomically) the nodes file of each running instance of a job."""
+        """Rewrite (atomically) the nodes file of each running instance of a job (and remember
+        the list: a churned instance's next process starts with it)."""
+        self.job_nodes[job_ref] = nodes
         for instance in self.instances.values():
             if instance.job_ref == job_ref and instance.state == "RUNNING":
-                path = os.path.join(self.job_dir(job_ref), str(instance.id), "nodes.json")
-                with open(path + ".tmp", "w") as f:
-                    json.dump(nodes, f)
-                os.replace(path + ".tmp", path)
+                _write_json(os.path.join(self.job_dir(job_ref), str(instance.id), "nodes.json"),
+                            nodes)
 
     def announce(self, started):
         """The controller was told these instances started: their exits may be reported now."""
@@ -270,9 +331,12 @@ class InstanceManager:
             if instance is not None:
                 instance.announced.set()
 
-    async def spawn(self, instance, job, app, nodes, entry, head_view, base_env):
+    async def spawn(self, instance, job, app, nodes, entry, head_view, base_env, gated=False,
+                    alive=None):
         """Create one instance's directory and process (``head_view``: the JSON of the head
-        list; ``base_env``: the environment without SPLAY_JOB)."""
+        list; ``base_env``: the environment without SPLAY_JOB). ``gated``: the process waits for
+        the go line on its stdin (churn); ``alive``: its nodes file holds these nodes, not the
+        job's whole list."""
         directory = os.path.join(self.job_dir(job["ref"]), str(instance.id))
         os.makedirs(directory, exist_ok=True)
         position = int(entry["position"])
@@ -290,6 +354,8 @@ class InstanceManager:
                 json.dump(nodes, f)
             os.replace(shared + ".tmp", shared)
         own_app = os.path.join(directory, "app.py")
+        if alive is not None:
+            _write_json(nodes_file, alive)
         for source, target in ((shared, nodes_file), (app, own_app)):
             if not os.path.exists(target):
                 os.link(source, target)
@@ -308,12 +374,14 @@ class InstanceManager:
             view = "[]"
         # The node list is encoded once per job (head lists) and spliced in.
         env = dict(base_env, SPLAY_JOB=encoded.replace(json.dumps(NODES_MARK), view, 1))
-        argv = [sys.executable, "-m", "splay.launch.node", own_app]
+        runner = "splay.launch.churn_replay" if gated else "splay.launch.node"
+        argv = [sys.executable, "-m", runner, own_app]
         if SETPRIV:
             argv[:0] = [SETPRIV, "--pdeathsig", "KILL", "--"]
         loop = asyncio.get_running_loop()
         popen = functools.partial(
-            subprocess.Popen, argv, cwd=directory, env=env, stdin=subprocess.DEVNULL,
+            subprocess.Popen, argv, cwd=directory, env=env,
+            stdin=subprocess.PIPE if gated else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
             preexec_fn=None if SETPRIV else _prepare_child)
         process = await loop.run_in_executor(self.spawner, popen)
@@ -355,9 +423,18 @@ class InstanceManager:
 
     def stop(self, instance_ids):
         """Stop instances: kill running ones (their end is reported when they die), drop
-        reserved ones, and report unknown ones as already ended."""
+        reserved ones, end churn replays, and report unknown ones as already ended."""
         for instance_id in instance_ids:
             instance = self.instances.get(instance_id)
+            if instance is not None and instance.churn is not None:
+                if instance.ended_at is None and not instance.stop_requested:
+                    instance.stop_requested = True
+                    instance.churn.cancel()             # it reports the end
+                elif instance.ended_at is not None:
+                    self.emit({"type": "exited", "id": instance_id,
+                               "exit_code": instance.exit_code, "state": instance.state,
+                               "time": self.clock()})
+                continue
             if instance is not None and instance.process is STARTING_PROCESS:
                 instance.stop_requested = True           # start_one kills it once spawned
                 continue
@@ -381,7 +458,8 @@ class InstanceManager:
 
     def stop_all(self):
         """Stop every instance (controller gone too long, or the daemon stops)."""
-        self.stop([i.id for i in list(self.instances.values()) if i.state in ("RUNNING", "REGISTERED")])
+        self.stop([i.id for i in list(self.instances.values())
+                   if i.state in ("RUNNING", "REGISTERED", "DOWN")])
 
     def kill_all_now(self):
         """SIGKILL every running process group at once (daemon exit)."""
@@ -389,6 +467,8 @@ class InstanceManager:
             if instance.state == "RUNNING":
                 instance.stop_requested = True
                 self._signal_group(instance.process.pid, signal.SIGKILL)
+            if instance.churn is not None and instance.churn.life is not None:
+                self._signal_group(instance.churn.life.pid, signal.SIGKILL)   # one waiting
 
     def report(self):
         """What the daemon holds, for its hello: live instances and recently ended ones."""
@@ -402,6 +482,15 @@ class InstanceManager:
                 for i in self.instances.values()]
 
     def _track(self, coroutine):
+        """Run ``coroutine`` as a task the manager keeps (and can wait for); returns the task."""
         task = asyncio.ensure_future(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
+
+
+def _write_json(path, value):
+    """Replace the file at ``path`` atomically with ``value`` as JSON."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f)
+    os.replace(path + ".tmp", path)

@@ -19,13 +19,14 @@ JOB_ACTIVE = frozenset({QUEUED, REGISTERING, STARTING, RUNNING})
 I_REGISTERED = "REGISTERED"   # a slot (port, memory) is reserved on the daemon
 I_STARTING = "STARTING"       # the daemon was told to start it
 I_RUNNING = "RUNNING"         # its process runs
+I_DOWN = "DOWN"               # a churn trace has it down for now; it comes up again (slot kept)
 I_EXITED = "EXITED"           # its process ended by itself (exit_code says how)
 I_KILLED = "KILLED"           # stopped on request (kill, max time)
 I_LOST = "LOST"               # its daemon disappeared (or forgot it) while it ran
 I_FAILED = "FAILED"           # the daemon could not start it
 
 INSTANCE_FINAL = frozenset({I_EXITED, I_KILLED, I_LOST, I_FAILED})
-INSTANCE_LIVE = frozenset({I_REGISTERED, I_STARTING, I_RUNNING})
+INSTANCE_LIVE = frozenset({I_REGISTERED, I_STARTING, I_RUNNING, I_DOWN})
 
 # Daemon states, as the controller sees them.
 D_CONNECTED = "CONNECTED"

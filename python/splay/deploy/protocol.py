@@ -9,6 +9,10 @@ Every message is a JSON object with a ``"type"``. The daemon speaks first:
     registered  {job, ports: {instance_id: port}, refused: {instance_id: reason}}
     started     {instances: [{id, pid}], failed: {instance_id: reason}}
     exited      {id, exit_code, state, time}        a process ended (state EXITED or KILLED)
+                                                    for good (a churn job's last down included)
+    churn       {id, change: up|down|crashed, at, scheduled, pid, exit_code, reason}
+                a churn replay started (up) or stopped (down) an instance, or its process ended
+                while the trace had it up (crashed); it comes up again at its next up time
     log         {lines: [[instance_id, time, stream, text], ...]}
   controller -> daemon
     welcome     {daemon_id, time}            or   refused {reason}  (and the connection closes)
@@ -16,7 +20,9 @@ Every message is a JSON object with a ``"type"``. The daemon speaks first:
     register    {job, memory, instances: [instance_id, ...]}    reserve a port for each
     free        {instances: [instance_id, ...]}                 drop reservations
     start       {job: {ref, name, code, list_type, settings, sandbox},
-                 nodes: [{ip, port}, ...], instances: [{id, position, list: [index, ...] | null}]}
+                 nodes: [{ip, port}, ...], instances: [{id, position, list: [index, ...] | null,
+                 times: [up, down, ...] (churn jobs)}], churn: {t0, speed} (churn jobs: t0 is
+                 the trace's time 0 on the daemon's clock; the daemon replays the times itself)}
     release     {job}          every node of the job was started: let its processes run
     nodes       {job, nodes: [{ip, port}, ...]}   the job's alive nodes changed: rewrite the
                                                   nodes file of each of its instances
@@ -32,7 +38,8 @@ import ssl
 
 MAX_LINE = 64 * 1024 * 1024
 
-DAEMON_MESSAGES = frozenset({"hello", "pong", "registered", "started", "exited", "log"})
+DAEMON_MESSAGES = frozenset({"hello", "pong", "registered", "started", "exited", "log",
+                             "churn"})
 CONTROLLER_MESSAGES = frozenset({"welcome", "refused", "ping", "register", "free", "start",
                                  "release", "nodes", "stop", "error"})
 

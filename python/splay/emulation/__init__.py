@@ -10,10 +10,10 @@
 """
 from .errors import TopologyError
 from .links import UNREACHABLE, LinkModel, Partition, PathQuality
-from .matrix import load_link_model, parse_matrix, parse_uniform
+from .matrix import load_link_model, parse_link_model, parse_matrix, parse_uniform
 from .topology import Link, Topology, parse_modelnet, read_modelnet
 from .apply import Emulation, apply, apply_job
 
 __all__ = ["LinkModel", "Partition", "PathQuality", "UNREACHABLE", "TopologyError",
            "Topology", "Link", "parse_modelnet", "read_modelnet",
-           "parse_matrix", "parse_uniform", "load_link_model", "apply", "apply_job", "Emulation"]
+           "parse_matrix", "parse_uniform", "load_link_model", "parse_link_model", "apply", "apply_job", "Emulation"]

@@ -101,10 +101,18 @@ _loaded = {}
 
 
 def apply_job(job, node=None):
-    """Apply the topology a launcher put in ``job.settings`` (``splay run --topology FILE``):
-    ``{"topology": path, "topology_nodes": N}``, nodes ``i`` at ``me.ip:me.port - position + i``.
+    """Apply the topology a launcher put in ``job.settings``. Two forms:
+
+    - ``splay run --topology FILE``: ``{"topology": path, "topology_nodes": N}``, nodes ``i`` at
+      ``me.ip:me.port - position + i``;
+    - ``splay submit --topology FILE``: ``{"topology_text": content, "topology_nodes": [{ip,
+      port}, ...]}``, the address of every job position as the controller placed them.
+
     Returns the :class:`Emulation`, or None when the job has no topology."""
     settings = getattr(job, "settings", None) or {}
+    text = settings.get("topology_text")
+    if text is not None:
+        return _apply_deployed(job, text, settings.get("topology_nodes"), node)
     path = settings.get("topology")
     if not path:
         return None
@@ -118,3 +126,20 @@ def apply_job(job, node=None):
     first = job.me.port - job.position
     nodes = [(job.me.ip, first + i) for i in range(count)]
     return apply(model, job.position, nodes, node=node)
+
+
+def _apply_deployed(job, text, addresses, node):
+    """``apply_job`` for a deployed job: the model's text and every position's address."""
+    from .matrix import parse_link_model
+    if not isinstance(text, str):
+        raise ValueError("job settings: 'topology_text' must be the text of a topology file")
+    if not isinstance(addresses, list) or not addresses:
+        raise ValueError("job settings: 'topology_nodes' must list the address of every job "
+                         "position (the controller adds it)")
+    model = _loaded.get(text)
+    if model is None:
+        model = _loaded[text] = parse_link_model(text, "the job's topology")
+    if model.nodes is not None and model.nodes < len(addresses):
+        raise ValueError(f"the job's topology describes {model.nodes} nodes, fewer than its "
+                         f"{len(addresses)} nodes")
+    return apply(model, job.position, addresses, node=node)

@@ -157,11 +157,18 @@ def load_link_model(path):
     ModelNet XML when the file starts with ``<``; a uniform model when its first word is
     ``uniform``; a latency matrix otherwise.
     """
-    from .topology import parse_modelnet  # here, not at the top: topology is the heavier reader
-
     with open(path, "rb") as f:
         data = f.read()
-    filename = str(path)
+    return parse_link_model(data, str(path))
+
+
+def parse_link_model(data, filename="<model>"):
+    """The `LinkModel` of a link model's content (``bytes`` or ``str``), of any supported kind
+    (see `load_link_model`); errors name ``filename`` and the line."""
+    from .topology import parse_modelnet  # here, not at the top: topology is the heavier reader
+
+    if isinstance(data, str):
+        data = data.encode("utf-8")
     if data.lstrip().startswith(b"<"):
         return parse_modelnet(data, filename).link_model()
     try:

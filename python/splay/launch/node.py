@@ -90,8 +90,10 @@ def restrict_sockets(job):
 
 
 def emulate_network(job):
-    """Apply the job's topology (``splay run --topology FILE``) to this node's sockets."""
-    if not (job.settings or {}).get("topology"):
+    """Apply the job's topology (``splay run``/``splay submit --topology FILE``) to this node's
+    sockets."""
+    settings = job.settings or {}
+    if not (settings.get("topology") or settings.get("topology_text")):
         return
     from splay.emulation import TopologyError, apply_job
     try:
