@@ -6,10 +6,8 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -137,7 +135,7 @@ def test_apply_without_netem_refuses_delay_and_loss_unless_partial_is_allowed():
     assert "10.0.0.2: 50 ms delay, 1% loss" in message
     assert "allow_partial=True" in message and "splay.emulation.apply" in message
     nothing = KernelShaping(tc=False, htb=False, netem=False, u32=False, reason="no tc binary")
-    with pytest.raises(KernelShapingUnavailable, match="not available here. no tc binary"):
+    with pytest.raises(KernelShapingUnavailable, match="not available here: no tc binary"):
         apply({}, "eth0", capabilities=nothing)
 
 
@@ -145,7 +143,8 @@ def test_apply_and_clear_refuse_unknown_devices_and_namespaces():
     everything = KernelShaping(tc=True, htb=True, netem=True, u32=True)
     if shutil.which("ip") is None:
         pytest.skip("the ip binary (iproute2) is not installed")
-    with pytest.raises(ValueError, match=r"no network device 'nosuchdev0' in this host \(devices there: .*lo"):
+    with pytest.raises(ValueError, match=r"no network device 'nosuchdev0' in this host "
+                                         r"\(devices there: .*lo"):
         apply({}, "nosuchdev0", capabilities=everything)
     with pytest.raises(ValueError, match="no network device 'nosuchdev0'"):
         clear("nosuchdev0")

@@ -7,13 +7,23 @@
 
 - `splay.emulation.apply`: ``apply(model, me, nodes)`` shapes a node's real traffic in the
   cooperative socket layer (delays, rates, loss, partitions). See docs/emulation.md.
+- `splay.emulation.partitions`: partitions on a schedule (``splay run --partition``).
+- `splay.emulation.kernel`: the same links installed in the kernel with ``tc`` (deployments).
 """
 from .errors import TopologyError
 from .links import UNREACHABLE, LinkModel, Partition, PathQuality
 from .matrix import load_link_model, parse_link_model, parse_matrix, parse_uniform
 from .topology import Link, Topology, parse_modelnet, read_modelnet
-from .apply import Emulation, apply, apply_job
+from .apply import Emulation, apply, apply_job, has_emulation
+from .partitions import PartitionSchedule, PartitionSpec, parse_partition
+from . import kernel
+from .kernel import (KernelShaping, KernelShapingReport, KernelShapingUnavailable, TcError,
+                     links_for_host)
 
 __all__ = ["LinkModel", "Partition", "PathQuality", "UNREACHABLE", "TopologyError",
            "Topology", "Link", "parse_modelnet", "read_modelnet",
-           "parse_matrix", "parse_uniform", "load_link_model", "parse_link_model", "apply", "apply_job", "Emulation"]
+           "parse_matrix", "parse_uniform", "load_link_model", "parse_link_model",
+           "apply", "apply_job", "has_emulation", "Emulation",
+           "PartitionSpec", "PartitionSchedule", "parse_partition",
+           "kernel", "KernelShaping", "KernelShapingReport", "KernelShapingUnavailable",
+           "TcError", "links_for_host"]

@@ -17,7 +17,7 @@ from splayc.shaping import Link
 
 from splay.node import address as _address
 
-__all__ = ["apply", "apply_job", "Emulation"]
+__all__ = ["apply", "apply_job", "has_emulation", "Emulation"]
 
 # Every Emulation applied in this process, by model: a cut or heal refreshes all of them.
 _by_model = weakref.WeakKeyDictionary()
@@ -100,32 +100,78 @@ def apply(model, me, nodes, node=None):
 _loaded = {}
 
 
+def has_emulation(settings):
+    """True when job ``settings`` ask for an emulation (a topology or partitions)."""
+    settings = settings or {}
+    return bool(settings.get("topology") or settings.get("topology_text") is not None
+                or settings.get("partitions"))
+
+
 def apply_job(job, node=None):
-    """Apply the topology a launcher put in ``job.settings``. Two forms:
+    """Apply the emulation a launcher put in ``job.settings``. Its forms:
 
     - ``splay run --topology FILE``: ``{"topology": path, "topology_nodes": N}``, nodes ``i`` at
       ``me.ip:me.port - position + i``;
     - ``splay submit --topology FILE``: ``{"topology_text": content, "topology_nodes": [{ip,
-      port}, ...]}``, the address of every job position as the controller placed them.
+      port}, ...]}``, the address of every job position as the controller placed them;
+    - with either, or alone (over links that change nothing), ``splay run --partition SPEC``:
+      ``{"partitions": [spec dicts], "partition_epoch": t}``, applied on schedule
+      (:mod:`splay.emulation.partitions`); alone, ``topology_nodes`` is the number of nodes.
 
-    Returns the :class:`Emulation`, or None when the job has no topology."""
+    Returns the :class:`Emulation`, or None when the job has no emulation."""
     settings = getattr(job, "settings", None) or {}
     text = settings.get("topology_text")
     if text is not None:
-        return _apply_deployed(job, text, settings.get("topology_nodes"), node)
-    path = settings.get("topology")
-    if not path:
+        emulation = _apply_deployed(job, text, settings.get("topology_nodes"), node)
+    elif settings.get("topology") or settings.get("partitions"):
+        emulation = _apply_local(job, settings.get("topology"), settings.get("topology_nodes"), node)
+    else:
         return None
+    if settings.get("partitions"):
+        _schedule_partitions(emulation.model, settings)
+    return emulation
+
+
+def _apply_local(job, path, count, node):
+    """``apply_job`` for ``splay run``: the model's file (None: links that change nothing) and
+    the number of nodes, at consecutive ports from the first node's."""
+    from .links import LinkModel
     from .matrix import load_link_model
-    model = _loaded.get(path)
+    key = path or ("no topology", count)
+    model = _loaded.get(key)
     if model is None:
-        model = _loaded[path] = load_link_model(path)
-    count = settings.get("topology_nodes") or model.nodes
+        model = _loaded[key] = load_link_model(path) if path else LinkModel.uniform(0, nodes=count)
+    count = count or model.nodes
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"job settings: 'topology_nodes' must be the number of nodes, got {count!r}")
     first = job.me.port - job.position
     nodes = [(job.me.ip, first + i) for i in range(count)]
     return apply(model, job.position, nodes, node=node)
+
+
+# The partition schedule of each model (one per process: in-process nodes share their model).
+_schedules = weakref.WeakKeyDictionary()
+
+
+def _schedule_partitions(model, settings):
+    from .partitions import PartitionSchedule, PartitionSpec
+    if model in _schedules:
+        return
+    try:
+        specs = [PartitionSpec.from_dict(d) for d in settings["partitions"]]
+        epoch = float(settings["partition_epoch"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"job settings: bad 'partitions' or 'partition_epoch' ({e})") from None
+
+    def cut(group_a, group_b):
+        partition = model.cut(group_a, group_b)
+        _refresh_all(model)
+        return partition
+
+    def heal(partition):
+        model.heal(partition)
+        _refresh_all(model)
+    _schedules[model] = PartitionSchedule(specs, epoch, cut, heal).start()
 
 
 def _apply_deployed(job, text, addresses, node):

@@ -78,7 +78,7 @@ class KernelShaping:
         else:
             what = ("the kernel can shape bandwidth and cuts (htb, u32) but not delay or loss "
                     "(no netem): leave those to the in-core emulation (splay.emulation.apply)")
-        return f"{what}. {self.reason}" if self.reason else what + "."
+        return f"{what}: {self.reason}." if self.reason else f"{what}."
 
 
 @dataclass(frozen=True)
@@ -144,21 +144,21 @@ def _probe(netns):
         return KernelShaping(True, False, False, False, "the ip binary (iproute2) is missing")
     scratch = netns is None
     space = f"splay-probe-{os.getpid()}-{next(_scratch_numbers)}" if scratch else netns
-    pair = ("probe0", "probe1") if scratch else (f"spp{os.getpid() % 10**6}a", f"spp{os.getpid() % 10**6}b")
+    pair = ("probe0", "probe1") if scratch else tuple(f"spp{os.getpid() % 10**6}{end}" for end in "ab")
+    made = []
     try:
         if scratch:
             _run(["ip", "netns", "add", space])
+            made.append(["ip", "netns", "del", space])
         _run(["ip", "link", "add", pair[0], "type", "veth", "peer", "name", pair[1]], space)
+        made.append(["ip", "netns", "exec", space, "ip", "link", "del", pair[0]])
+        return _try_qdiscs(pair[0], space)
     except TcError as error:
         return KernelShaping(True, False, False, False, f"could not make a veth pair to test tc "
-                             f"on ({error}); kernel shaping needs root (CAP_NET_ADMIN)")
-    try:
-        return _try_qdiscs(pair[0], space)
+                             f"on: {error} (kernel shaping needs root)")
     finally:
-        if scratch:
-            _run(["ip", "netns", "del", space], check=False)
-        else:
-            _run(["ip", "link", "del", pair[0]], space, check=False)
+        for command in reversed(made):
+            subprocess.run(command, capture_output=True, timeout=_TIMEOUT)
 
 
 def _try_qdiscs(device, netns):

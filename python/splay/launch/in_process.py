@@ -70,8 +70,8 @@ class InProcessNode:
         from splay import restricted_socket
         if restricted_socket.has_settings(job.settings):
             self.net_policy = restricted_socket.new_policy(job.settings)
-        if (job.settings or {}).get("topology"):
-            from splay.emulation import apply_job
+        from splay.emulation import apply_job, has_emulation
+        if has_emulation(job.settings):
             self.emulation = apply_job(job, node=self)   # one shared model for all nodes
 
     def __repr__(self):

@@ -8,7 +8,8 @@ It is what ``splay run`` and the daemon start for each node, and what a user may
 3. changes into the job's directory when it has one;
 4. when the job's ``settings`` hold restricted-socket limits (``max_send``, ``max_sockets``, ...),
    calls ``splay.restricted_socket.init(job.settings)``, so every socket of the node is restricted;
-   with a ``topology`` setting (``splay run --topology``), applies it (``splay.emulation.apply_job``);
+   with a ``topology`` or ``partitions`` setting (``splay run --topology/--partition``, ``splay
+   submit --topology``), applies it (``splay.emulation.apply_job``);
 5. when the job asks for a sandbox, imports ``splay`` and ``splay.base`` and then calls
    ``splay.sandbox.confine(job.dir, **job.sandbox)`` -- and refuses to run if that is impossible;
 6. runs ``APP.py`` as ``__main__`` with ``sys.argv == [APP.py, args...]``.
@@ -92,10 +93,9 @@ def restrict_sockets(job):
 def emulate_network(job):
     """Apply the job's topology (``splay run``/``splay submit --topology FILE``) to this node's
     sockets."""
-    settings = job.settings or {}
-    if not (settings.get("topology") or settings.get("topology_text")):
+    from splay.emulation import TopologyError, apply_job, has_emulation
+    if not has_emulation(job.settings):
         return
-    from splay.emulation import TopologyError, apply_job
     try:
         apply_job(job)
     except (OSError, ValueError, TopologyError) as e:

@@ -84,6 +84,10 @@ def build_parser():
     p.add_argument("--topology", default=None, metavar="FILE",
                    help="emulate the network of FILE (ModelNet XML, latency matrix or uniform model) "
                         "in every node's sockets: delays, rates, loss (splay.emulation.apply)")
+    p.add_argument("--partition", action="append", default=[], metavar="A|B@START-END",
+                   help="cut node group A (positions: 0,1,5-9) from group B (default: every other "
+                        "node) from START to END seconds after the start (END left out: never "
+                        "healed); repeatable. Example: --partition '0-4|5-9@10-20'")
     p.add_argument("--in-process", action="store_true",
                    help="run all nodes in one process over one scheduler (each node with its own "
                         "namespace, job and threads) instead of one process per node")
@@ -195,6 +199,19 @@ def parse(argv):
             raise UsageError(f"--topology: {e}") from None
         _check(model.nodes is None or model.nodes >= n,
                f"--topology {opts.topology!r} describes {model.nodes} nodes, fewer than -n {n}")
+    opts.partitions = []
+    if opts.partition:
+        from splay.emulation import parse_partition
+        for text in opts.partition:
+            try:
+                spec = parse_partition(text)
+            except ValueError as e:
+                raise UsageError(f"--partition: {e}") from None
+            _check(spec.highest() < n, f"--partition {text!r} names node {spec.highest()}, but "
+                                       f"there are {n} nodes (positions 0 to {n - 1})")
+            _check(spec.group_b is not None or len(spec.group_a) < n,
+                   f"--partition {text!r} leaves no node on the other side")
+            opts.partitions.append(spec)
     opts.sandbox_kwargs = dict(_sandbox_opt(t) for t in opts.sandbox_opt)
 
     python = shutil.which(opts.python)

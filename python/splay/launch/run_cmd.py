@@ -147,8 +147,7 @@ class Launcher:
         plan = JobPlan(n, o.first_port, o.list_size, o.random, o.name,
                        nodes_file=self.nodes_file.path, node_dirs=o.node_dirs, sandbox=sandbox,
                        inline_limit=0 if o.in_process else MAX_INLINE_NODES,
-                       settings={"topology": o.topology, "topology_nodes": n}
-                       if getattr(o, "topology", None) else None)
+                       settings=emulation_settings(o, n))
         self.plan = plan
         if o.node_dirs is not None:
             for i in range(n):
@@ -457,3 +456,15 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def emulation_settings(opts, n):
+    """The job settings of ``--topology`` and ``--partition`` (None without either). Partition
+    times count from now: the launcher starts its nodes right after."""
+    settings = {}
+    if getattr(opts, "topology", None):
+        settings.update(topology=opts.topology, topology_nodes=n)
+    if getattr(opts, "partitions", None):
+        settings.update(topology_nodes=n, partition_epoch=time.time(),
+                        partitions=[spec.as_dict() for spec in opts.partitions])
+    return settings or None
