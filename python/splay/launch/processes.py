@@ -8,8 +8,6 @@ takes every node down with it.
 :class:`NodeProcess` is one node that can be started and stopped at any time (churn replays will
 drive it); :class:`NodesFile` is the file of alive nodes that ``job.nodes()`` re-reads.
 """
-import ctypes
-import ctypes.util
 import json
 import os
 import resource
@@ -28,14 +26,15 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _load_prctl():
-    """libc's ``prctl``, or ``None`` where there is none (non-Linux systems)."""
+    """The core's ``prctl`` (``splayc.syscalls``, no ctypes), or ``None`` where there is none
+    (non-Linux systems)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.prctl
-    except (OSError, AttributeError):
+        from splayc.syscalls import prctl
+    except ImportError:
         return None
+    return prctl
 
 
 # Loaded once in the launcher: the child between fork and exec must not load libraries.
