@@ -138,26 +138,30 @@ cdef inline int out_char(Out* o, char c) except -1:
 # ----------------------------------------------------------------------------------------------
 # Encoding
 
+cdef inline char* write_digits(char* end, unsigned long long u) noexcept:
+    # Writes u in decimal so that its last digit is just before `end`; returns its first digit.
+    while True:
+        end -= 1
+        end[0] = <char>(48 + u % 10)
+        u //= 10
+        if u == 0:
+            return end
+
 cdef inline int put_decimal(Out* o, long long v, char terminator) except -1:
     # Writes v in decimal followed by `terminator` (':' after a length, 'e' after an integer).
     cdef char tmp[24]
-    cdef int i = 23
+    cdef char* start
     cdef unsigned long long u
-    tmp[i] = terminator
+    tmp[23] = terminator
     if v < 0:
         u = <unsigned long long>(-(v + 1)) + 1
     else:
         u = <unsigned long long>v
-    while True:
-        i -= 1
-        tmp[i] = <char>(48 + u % 10)
-        u //= 10
-        if u == 0:
-            break
+    start = write_digits(tmp + 23, u)
     if v < 0:
-        i -= 1
-        tmp[i] = b'-'
-    return out_put(o, tmp + i, 24 - i)
+        start -= 1
+        start[0] = b'-'
+    return out_put(o, start, tmp + 24 - start)
 
 cdef inline int put_bytes(Out* o, const char* s, Py_ssize_t n) except -1:
     put_decimal(o, n, b':')
@@ -551,14 +555,20 @@ cdef object locate_failure(object v, list path, int depth):
         return (path, exc, False, v)
     return None
 
+cdef int encode_into(Out* o, object obj, Py_ssize_t headroom) except -1:
+    # Encodes obj into a fresh buffer after `headroom` bytes left free; on failure the buffer is
+    # released and the fast path's exception (which names no path) propagates.
+    out_init(o, 256, headroom)
+    try:
+        put_value(o, obj, 0)
+    except BaseException:
+        out_discard(o)
+        raise
+    return 0
+
 cdef bytes encode_c_fast(object obj):
     cdef Out o
-    out_init(&o, 256, 0)
-    try:
-        put_value(&o, obj, 0)
-    except BaseException:
-        out_discard(&o)
-        raise
+    encode_into(&o, obj, 0)
     return out_finish(&o)
 
 cdef int explain_failure(object obj, BaseException original) except -1:
@@ -580,44 +590,30 @@ cdef int explain_failure(object obj, BaseException original) except -1:
         head, reason = f"cannot encode {type(value).__name__}", message
     raise kind(f"{head} at {path_text(path)}: {reason}") from None
 
-cdef bytes encode_c(object obj):
+cdef int encode_explained(Out* o, object obj, Py_ssize_t headroom) except -1:
+    # encode_into, with a TypeError or ValueError raised again naming where the value sits.
     try:
-        return encode_c_fast(obj)
+        encode_into(o, obj, headroom)
     except NestingTooDeep:
         raise
     except (TypeError, ValueError) as exc:
         explain_failure(obj, exc)
+    return 0
+
+cdef bytes encode_c(object obj):
+    cdef Out o
+    encode_explained(&o, obj, 0)
+    return out_finish(&o)
 
 cdef bytes encode_framed_c(object obj):
-    # One llenc block: b"<len>\n" followed by the benc payload, built in the same buffer.
+    # One llenc block: b"<len>\n" followed by the benc payload, built in the same buffer (the
+    # length line is written into the headroom, then moved to the front).
     cdef Out o
-    cdef char head[24]
-    cdef Py_ssize_t headroom = 21, payload, hl, k
-    cdef unsigned long long u
-    out_init(&o, 256, headroom)
-    try:
-        put_value(&o, obj, 0)
-    except NestingTooDeep:
-        out_discard(&o)
-        raise
-    except (TypeError, ValueError) as exc:
-        out_discard(&o)
-        explain_failure(obj, exc)
-    except BaseException:
-        out_discard(&o)
-        raise
+    cdef Py_ssize_t headroom = 21, payload, hl
+    encode_explained(&o, obj, headroom)
     payload = o.len - headroom
-    k = 23
-    head[k] = b'\n'
-    u = <unsigned long long>payload
-    while True:
-        k -= 1
-        head[k] = <char>(48 + u % 10)
-        u //= 10
-        if u == 0:
-            break
-    hl = 24 - k
-    memcpy(o.data + headroom - hl, head + k, hl)
+    o.data[headroom - 1] = b'\n'
+    hl = o.data + headroom - write_digits(o.data + headroom - 1, <unsigned long long>payload)
     memmove(o.data, o.data + headroom - hl, hl + payload)
     o.len = hl + payload
     return out_finish(&o)
@@ -801,13 +797,42 @@ cdef object cached_key(const char* p, Py_ssize_t n, bint as_bytes):
     key_cache_str[slot] = <PyObject*>key
     return key
 
+cdef int fail_unexpected(Dec* d, str expected) except -1:
+    fail(d, d.p, f"expected {expected}, found {describe(d, d.p)}")
+
+cdef int fail_truncated(Dec* d, str expected) except -1:
+    fail(d, d.p, f"truncated: expected {expected}, found the end of the data")
+
+cdef inline object dec_atom(Dec* d, char c, str expected):
+    # A number, true, false or nil at d.p (c is d.p[0]); anything else fails, saying what was
+    # `expected` there.
+    if c == b'i':
+        return dec_number(d)
+    if c == b't':
+        d.p += 1
+        return True
+    if c == b'f':
+        d.p += 1
+        return False
+    if c == b'n':
+        d.p += 1
+        return None
+    fail_unexpected(d, expected)
+
+cdef inline bint container_ends(Dec* d, str expected) except -1:
+    # True (the 'e' consumed) at the end of a list or dict; `expected` names what may come.
+    if d.p >= d.end:
+        fail_truncated(d, expected)
+    if d.p[0] == b'e':
+        d.p += 1
+        return True
+    return False
+
 cdef object dec_key(Dec* d):
-    cdef char c
+    # (the caller, dec_value, has checked that a byte other than 'e' is there)
+    cdef char c = d.p[0]
     cdef const char* p
     cdef Py_ssize_t n
-    if d.p >= d.end:
-        fail(d, d.p, "truncated: expected a dict key or 'e', found the end of the data")
-    c = d.p[0]
     if is_digit(c):
         # fast path: a short key "<1 or 2 digits>:<bytes>" that is wholly present
         p = d.p
@@ -823,18 +848,7 @@ cdef object dec_key(Dec* d):
             return dec_string(d, d.raw)
         d.p = p + n
         return cached_key(p, n, d.raw)
-    if c == b'i':
-        return dec_number(d)
-    if c == b't':
-        d.p += 1
-        return True
-    if c == b'f':
-        d.p += 1
-        return False
-    if c == b'n':
-        d.p += 1
-        return None
-    fail(d, d.p, f"expected a dict key (a string, a number, t, f or n) or 'e', found {describe(d, d.p)}")
+    return dec_atom(d, c, "a dict key (a string, a number, t, f or n) or 'e'")
 
 cdef object as_list_if_sequence(dict dct):
     # lists=True: a dict whose keys are exactly 1..n (a Lua array with its keys written out).
@@ -856,52 +870,29 @@ cdef object dec_value(Dec* d, int depth):
     cdef const char* at
     cdef Py_ssize_t before
     if d.p >= d.end:
-        fail(d, d.p, "truncated: expected a value, found the end of the data")
+        fail_truncated(d, "a value")
     c = d.p[0]
     if is_digit(c):
         return dec_string(d, d.raw)
-    if c == b'i':
-        return dec_number(d)
+    if c != b'l' and c != b'd':
+        return dec_atom(d, c, "a value (a digit, 'i', 'l', 'd', 't', 'f' or 'n')")
+    if depth >= BENC_MAX_DEPTH:
+        fail(d, d.p, f"nesting deeper than {BENC_MAX_DEPTH} levels")
+    d.p += 1
     if c == b'l':
-        if depth >= BENC_MAX_DEPTH:
-            fail(d, d.p, f"nesting deeper than {BENC_MAX_DEPTH} levels")
-        d.p += 1
         lst = []
-        while True:
-            if d.p >= d.end:
-                fail(d, d.p, "truncated: expected a list item or 'e', found the end of the data")
-            if d.p[0] == b'e':
-                d.p += 1
-                return lst
+        while not container_ends(d, "a list item or 'e'"):
             PyList_Append(lst, dec_value(d, depth + 1))
-    if c == b'd':
-        if depth >= BENC_MAX_DEPTH:
-            fail(d, d.p, f"nesting deeper than {BENC_MAX_DEPTH} levels")
-        d.p += 1
-        dct = {}
-        while True:
-            if d.p >= d.end:
-                fail(d, d.p, "truncated: expected a dict key or 'e', found the end of the data")
-            if d.p[0] == b'e':
-                d.p += 1
-                return as_list_if_sequence(dct) if d.lists else dct
-            at = d.p
-            key = dec_key(d)
-            before = PyDict_GET_SIZE(dct)
-            PyDict_SetItem(dct, key, dec_value(d, depth + 1))
-            if PyDict_GET_SIZE(dct) == before:
-                fail(d, at, f"duplicate dict key {key!r}")
-    if c == b't':
-        d.p += 1
-        return True
-    if c == b'f':
-        d.p += 1
-        return False
-    if c == b'n':
-        d.p += 1
-        return None
-    fail(d, d.p, "expected a value (a digit, 'i', 'l', 'd', 't', 'f' or 'n'), found "
-         + describe(d, d.p))
+        return lst
+    dct = {}
+    while not container_ends(d, "a dict key or 'e'"):
+        at = d.p
+        key = dec_key(d)
+        before = PyDict_GET_SIZE(dct)
+        PyDict_SetItem(dct, key, dec_value(d, depth + 1))
+        if PyDict_GET_SIZE(dct) == before:
+            fail(d, at, f"duplicate dict key {key!r}")
+    return as_list_if_sequence(dct) if d.lists else dct
 
 cdef object decode_prefix_c(const char* data, Py_ssize_t length, Py_ssize_t* end, bint raw,
                             bint lists):

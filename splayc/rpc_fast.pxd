@@ -23,5 +23,3 @@ cdef enum:
 
 cdef object read_block_value(TCP s, Py_ssize_t max_length, uint64_t deadline, int* status)
 cdef bint block_buffered(TCP s)
-cdef uint64_t deadline_after(double timeout)
-cdef double seconds_left(uint64_t deadline)

@@ -17,48 +17,19 @@ line, never an exception that would end a server.
 from libc.stdint cimport uint64_t
 from libc.string cimport memchr
 
-from splayc.tcp cimport TCP, tcp_new, WANT_BYTES
+from splayc.tcp cimport TCP, tcp_new, WANT_BYTES, HIGH_WATER, R_WOKEN, R_TIMEOUT, R_BUSY
+from splayc.sockbase cimport deadline_after, remaining
 from splayc.hub cimport Hub, Task, get_hub
 from splayc.benc cimport encode_framed_c, decode_c
 from splayc.addr cimport error_message
-from splayc.uv cimport uv_hrtime
 
 from splayc.errors import DecodeError
 
-# Results of TCP._wait_read (an enum private to splayc/tcp.pyx; mirrored here, see the report).
 cdef enum:
-    R_WOKEN = 0
-    R_TIMEOUT = 1
-    R_CLOSED = 2
-    R_BUSY = 3
-    R_NOTCONN = 4
-
-cdef enum:
-    HIGH_WATER = 1 << 20      # splayc/tcp.pyx stops reading when this much waits unread
     MAX_LENGTH_DIGITS = 18
 
 #: Largest request or reply block accepted by default on rpc and rpcq connections (64 MiB).
 DEFAULT_MAX_LENGTH = 64 * 1024 * 1024
-
-
-cdef uint64_t deadline_after(double timeout):
-    """An absolute uv_hrtime() deadline ``timeout`` seconds from now; 0 means none (timeout < 0)."""
-    cdef uint64_t d
-    if timeout < 0:
-        return 0
-    d = uv_hrtime() + <uint64_t>(timeout * 1e9)
-    return d if d != 0 else 1
-
-
-cdef double seconds_left(uint64_t deadline):
-    """Seconds before ``deadline`` (0.0 when passed; -1.0 when there is no deadline)."""
-    cdef uint64_t now
-    if deadline == 0:
-        return -1.0
-    now = uv_hrtime()
-    if now >= deadline:
-        return 0.0
-    return (deadline - now) / 1e9
 
 
 cdef inline void _consume(TCP s, size_t n):
@@ -201,7 +172,7 @@ def rpc_call(ip, int port, object request, double timeout, Py_ssize_t max_length
         s.settimeout_c(timeout)
         if not s.connect_c(ip, port):
             return (False, s.error)
-        left = seconds_left(deadline)
+        left = remaining(deadline)
         if left == 0.0:
             return (False, "timeout")
         s.settimeout_c(left)

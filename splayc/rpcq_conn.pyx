@@ -23,8 +23,9 @@ from libc.stdint cimport uint64_t
 from splayc.tcp cimport TCP, tcp_new
 from splayc.hub cimport Hub, Task, get_hub
 from splayc.benc cimport encode_framed_c
-from splayc.rpc_fast cimport (read_block_value, block_buffered, deadline_after, seconds_left,
-                              READ_OK, READ_TIMEOUT, READ_CLOSED, READ_UNDECODABLE)
+from splayc.rpc_fast cimport (read_block_value, block_buffered, READ_OK, READ_TIMEOUT, READ_CLOSED,
+                              READ_UNDECODABLE)
+from splayc.sockbase cimport deadline_after, remaining
 
 from collections import deque
 
@@ -139,7 +140,7 @@ cdef class Connection:
         while True:
             if m.done:
                 return (m.ok, m.outcome)
-            left = seconds_left(m.deadline)
+            left = remaining(m.deadline)
             if left == 0.0:
                 self._forget(m)
                 return (False, "timeout")
@@ -231,7 +232,7 @@ cdef class Connection:
         cdef int status = READ_OK
         cdef TCP s
         while not m.done:
-            if seconds_left(m.deadline) == 0.0:
+            if remaining(m.deadline) == 0.0:
                 return 0
             if self.state == DISCONNECTED:
                 if not self._connect(m):
@@ -275,7 +276,7 @@ cdef class Connection:
         """Open the connection for the driver ``m``: True when connected (or worth retrying)."""
         cdef TCP s = tcp_new()
         cdef Message q
-        cdef double left = seconds_left(m.deadline)
+        cdef double left = remaining(m.deadline)
         self.state = CONNECTING
         s.settimeout_c(left)
         try:
@@ -306,7 +307,7 @@ cdef class Connection:
         if not retry:
             return False
         self.log.debug(f"rpcq: reconnecting to {self.ip}:{self.port} failed ({error}); retrying")
-        left = seconds_left(m.deadline)
+        left = remaining(m.deadline)
         get_hub().sleep(self.reconnect_interval if left < 0 or left > self.reconnect_interval
                         else left)
         return True

@@ -10,7 +10,7 @@
 #     line = s.recv_line()                        # one line without CR/LF, or None
 #     block = s.recv_block(max_length)            # one llenc block "<len>\n<payload>", or None
 #     s.send_block(payload)                       # writes b"<len>\n" + payload
-#     s.close_c()
+#     s.close_c()                                 # (from SocketBase, splayc/sockbase.pxd)
 #
 # Lower level (what splayc/rpc_fast.pyx uses to decode straight from the receive buffer): the
 # unread bytes are rbuf[rstart:rend]; consume n of them with `rstart += n` (reset both to 0 when
@@ -23,8 +23,8 @@
 # or the task's kill exception; every other failure is None/False with `error` set.
 from libc.stdint cimport uint64_t
 from splayc.uv cimport uv_tcp_t, uv_timer_t
-from splayc.hub cimport Hub, Task
-from splayc.accounting cimport NetPolicy
+from splayc.hub cimport Task
+from splayc.sockbase cimport SocketBase
 from splayc.shaping cimport Link
 
 cdef enum TCPState:
@@ -51,28 +51,10 @@ cdef enum ReadWant:          # what wakes the waiting reader (checked in C in th
     WANT_ANY = 4             # any data (select)
 
 
-cdef class Selectable:
-    """What socket.select needs from a socket (TCP and UDP both derive from it)."""
-    cdef Hub hub
-    cdef list select_waiters          # (Task, token) of socket.select calls watching this socket
-    cdef int n_waiting                # tasks waiting on this handle: uv_ref while > 0
-    cdef bint _readable(self)
-    cdef bint _writable(self)
-    cdef void _ref(self)
-    cdef void _unref(self)
-    cdef void _wake_select(self)
-
-
-cdef class TCP(Selectable):
+cdef class TCP(SocketBase):
     cdef uv_tcp_t* handle
-    cdef readonly object node         # the node (Task.node) that created it: accounting, cleanup
-    cdef public object _splay_node    # set by hub.track()
     cdef TCPState state
-    cdef double timeout               # seconds; < 0: block forever
-    cdef public object error          # the last error message ("closed", "timeout", ...)
     cdef public object partial        # data received by the last failed receive
-    cdef readonly unsigned long long bytes_sent, bytes_received
-    cdef uint64_t created_ns
     cdef dict pending_options         # options set before the OS socket exists
     # read side: a malloc'd buffer [rstart, rend) of rcap bytes, filled by the read callback
     cdef char* rbuf
@@ -82,17 +64,11 @@ cdef class TCP(Selectable):
     cdef ReadWant want
     cdef size_t want_n
     cdef size_t scan_from             # bytes after rstart already searched for '\n'
-    cdef Task reader                  # the task in receive() or accept(), if any
-    cdef unsigned long reader_token
     # listening side: connections accepted by libuv, not yet returned by accept()
     cdef uv_tcp_t** accepted
     cdef int n_accepted, accepted_cap
     cdef bint accept_deferred
     cdef int listen_err
-    # restricted sockets (splayc/accounting.pyx): looked up once, at creation; None = unrestricted
-    cdef NetPolicy policy
-    cdef bint counted                 # counted in policy's open sockets (until closed)
-    cdef bint refused                 # creation refused by the policy: every operation says "restricted"
     # network emulation (splayc/shaping.pyx): the links to the emulated peer this socket connected to
     cdef Link link_out, link_in
     cdef object out_q, in_q           # deques of (due ns, bytes or an end-of-stream status)
@@ -107,11 +83,9 @@ cdef class TCP(Selectable):
     cdef object recv_exact(self, Py_ssize_t n)
     cdef object recv_line(self)
     cdef object recv_block(self, Py_ssize_t max_length)
-    cdef void close_c(self)
 
     # internals
     cdef int _init_handle(self, uv_tcp_t* h) except -1
-    cdef uint64_t _deadline(self)
     cdef int _wait_read(self, ReadWant want, size_t n, uint64_t deadline) except -1
     cdef Py_ssize_t _send(self, object data, Py_ssize_t start, Py_ssize_t stop,
                           uint64_t deadline) except -2
@@ -123,12 +97,9 @@ cdef class TCP(Selectable):
     cdef object _recv_all(self, uint64_t deadline)
     cdef int _append(self, const char* data, size_t n) except -1
     cdef void _start_reading(self)
-    cdef void _wake_reader(self)
-    cdef void _count_sent(self, size_t n)
-    cdef void _count_received(self, size_t n)
+    cdef void _end_reading(self, int err)
+    cdef void _close_handles(self)
     cdef int _apply_options(self) except -1
-    cdef int _bind_to(self, object ip, int port) except? -99999
-    cdef str _closed_error(self)
     cdef Py_ssize_t _send_shaped(self, object data, Py_ssize_t start, Py_ssize_t stop) except -2
     cdef void _delay_in(self, object item, size_t n)
     cdef void _deliver_due(self)

@@ -4,7 +4,8 @@ How a socket works (see docs/socket.md for the user's view):
 
 * The ``uv_tcp_t`` is malloc'd, points back at its Python object through ``handle.data``
   (borrowed; NULLed when the object closes or dies) and is freed in the close callback.
-  Every callback checks ``data`` for NULL first.
+  Every callback checks ``data`` for NULL first. What TCP shares with UDP (set-up, close,
+  liveness, counters, the policy checks, addresses) is ``SocketBase`` in ``splayc/sockbase.pyx``.
 * libuv callbacks never switch greenlets: they append to the read buffer and call ``hub.wake``
   with the wake token the waiting task registered, so a late callback cannot wake a task that is
   by then waiting for something else.
@@ -33,68 +34,24 @@ from libc.string cimport memcpy, memchr, memmove
 from splayc.uv cimport *
 from splayc.hub cimport Hub, Task, get_hub
 from splayc.addr cimport error_message, fill_sockaddr, sockaddr_to_tuple, ERR_RESTRICTED
-from splayc.accounting cimport NetPolicy, policy_for
+from splayc.accounting cimport NetPolicy
 from splayc.shaping cimport Link
+from splayc.sockbase cimport (SocketBase, close_handle, landing_alloc_cb, as_bytes, remaining,
+                              deadline_after)
 
 from collections import deque
 
 from splay.node import address as _node_address
 
 cdef enum:
-    LANDING_SIZE = 65536          # the shared buffer libuv reads into
     WRITABLE_QUEUE = 1 << 16      # select() calls a socket writable below this many queued bytes
     MIN_ACCEPT_QUEUE = 64
 # HIGH_WATER and the R_* results of _wait_read are declared in tcp.pxd (the RPC fast path uses them).
 
 BUSY_MESSAGE = "busy: another thread is already receiving (or accepting) on this socket"
 
-cdef char _landing[LANDING_SIZE]   # safe to share: libuv calls alloc, read, read_cb in a row
-
-
-cdef inline double _remaining(uint64_t deadline):
-    """Seconds left before ``deadline`` (0: no deadline gives -1, i.e. wait forever)."""
-    cdef uint64_t now
-    if deadline == 0:
-        return -1.0
-    now = uv_hrtime()
-    if now >= deadline:
-        return 0.0
-    return (deadline - now) / 1e9
-
-
-cdef inline uint64_t _deadline_after(double timeout):
-    cdef uint64_t d
-    if timeout < 0 or timeout > 1e9:          # none, or beyond any run (and uint64 ns range)
-        return 0
-    d = uv_hrtime() + <uint64_t>(timeout * 1e9)
-    return d if d != 0 else 1
-
-
-cdef bytes _as_bytes(object data, str what):
-    """``str`` is UTF-8 encoded; bytes-like objects are taken as they are."""
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, str):
-        return (<str>data).encode("utf-8")
-    if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)
-    raise TypeError(f"{what} must be bytes or str, not {type(data).__name__}")
-
-
-cdef object _current_node(Hub hub):
-    return hub.current.node if hub.current is not None else hub.default_node
-
 
 # ---------------------------------------------------------------------------- libuv callbacks
-
-cdef void _free_handle_cb(uv_handle_t* handle) noexcept with gil:
-    free(handle)
-
-
-cdef void _alloc_cb(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) noexcept with gil:
-    buf.base = _landing
-    buf.len = LANDING_SIZE
-
 
 cdef inline bint _want_met(TCP s):
     cdef size_t avail = s.rend - s.rstart
@@ -119,11 +76,7 @@ cdef void _read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noex
         if s.policy is not None and not s.policy.take_receive(<size_t>nread):
             # Past max_receive: this chunk is dropped (not buffered, not counted) and the read
             # side ends; what was buffered before stays readable, then receives say "restricted".
-            uv_read_stop(stream)
-            s.reading = False
-            s.read_err = ERR_RESTRICTED
-            s._wake_reader()
-            s._wake_select()
+            s._end_reading(ERR_RESTRICTED)
             return
         if s.link_in is not None and (s.link_in.active or s.in_q):
             # Emulated link: delivered after its delay, at its rate (a thread does it).
@@ -132,11 +85,7 @@ cdef void _read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noex
         try:
             s._append(buf.base, <size_t>nread)
         except MemoryError:
-            uv_read_stop(stream)
-            s.reading = False
-            s.read_err = UV_ENOBUFS
-            s._wake_reader()
-            s._wake_select()
+            s._end_reading(UV_ENOBUFS)
             return
         s._count_received(<size_t>nread)
         if s.reader is not None:
@@ -218,7 +167,7 @@ cdef int _accept_into_queue(TCP s) except -1:
     h.data = NULL
     err = uv_accept(<uv_stream_t*>s.handle, <uv_stream_t*>h)
     if err < 0:
-        uv_close(<uv_handle_t*>h, _free_handle_cb)
+        close_handle(<uv_handle_t*>h)
         if err != UV_EAGAIN:
             s.listen_err = err
         return 0
@@ -250,30 +199,7 @@ cdef void _connection_cb(uv_stream_t* server, int status) noexcept with gil:
 
 # ---------------------------------------------------------------------------- the socket types
 
-cdef class Selectable:
-    """Base of TCP and UDP sockets: what ``socket.select`` needs from them."""
-
-    cdef bint _readable(self):
-        return False
-
-    cdef bint _writable(self):
-        return False
-
-    cdef void _ref(self):
-        self.n_waiting += 1
-
-    cdef void _unref(self):
-        self.n_waiting -= 1
-
-    cdef void _wake_select(self):
-        cdef list waiters = self.select_waiters
-        cdef Task t
-        self.select_waiters = []
-        for t, token in waiters:
-            t.hub.wake(t, token, None)
-
-
-cdef class TCP(Selectable):
+cdef class TCP(SocketBase):
     """A cooperative TCP socket (LuaSocket's master, client and server objects in one type).
 
     Created by ``socket.tcp()``; ``bind``/``listen`` make it a server, ``connect`` a client, and
@@ -283,10 +209,7 @@ cdef class TCP(Selectable):
     """
 
     def __cinit__(self):
-        self.timeout = -1.0
-        self.select_waiters = []
         self.state = TCP_MASTER
-        self.created_ns = uv_hrtime()
 
     def __init__(self):
         cdef uv_tcp_t* h = <uv_tcp_t*>malloc(sizeof(uv_tcp_t))
@@ -301,40 +224,14 @@ cdef class TCP(Selectable):
         self._init_handle(h)
 
     cdef int _init_handle(self, uv_tcp_t* h) except -1:
-        self.hub = get_hub()
-        self.node = _current_node(self.hub)
-        self.policy = policy_for(self.node)
-        if self.policy is not None:
-            if not self.policy.open_socket(False):
-                # max_sockets reached: an inert, closed socket whose every operation says why.
-                h.data = NULL
-                uv_close(<uv_handle_t*>h, _free_handle_cb)
-                self.state = TCP_CLOSED
-                self.refused = True
-                self.error = "restricted"
-                return 0
-            self.counted = True
-        self.handle = h
-        h.data = <void*>self
-        uv_unref(<uv_handle_t*>h)          # idle sockets never keep the loop alive
-        self.hub.track(self)
+        if self._open(<uv_handle_t*>h, False):
+            self.handle = h
+        else:
+            self.state = TCP_CLOSED
         return 0
 
     def __dealloc__(self):
-        cdef int i
-        if self.counted:
-            self.counted = False
-            self.policy.close_socket(False)
-        if self.in_timer != NULL:
-            self.in_timer.data = NULL
-            uv_close(<uv_handle_t*>self.in_timer, _free_handle_cb)
-            self.in_timer = NULL
-        if self.handle != NULL:
-            self.handle.data = NULL
-            uv_close(<uv_handle_t*>self.handle, _free_handle_cb)
-            self.handle = NULL
-        for i in range(self.n_accepted):
-            uv_close(<uv_handle_t*>self.accepted[i], _free_handle_cb)
+        self._close_handles()
         free(self.accepted)
         free(self.rbuf)
 
@@ -342,35 +239,58 @@ cdef class TCP(Selectable):
         kind = ("master", "server", "client", "closed")[<int>self.state]
         return f"<splay.socket.tcp {kind} {id(self):#x}>"
 
-    # ------------------------------------------------------------------ accounting (one place)
+    # ------------------------------------------------------------------ what SocketBase asks for
 
-    cdef str _closed_error(self):
-        return "restricted" if self.refused else "closed"
+    cdef uv_handle_t* _uv_handle(self):
+        return <uv_handle_t*>self.handle
 
-    cdef void _count_sent(self, size_t n):
-        self.bytes_sent += n
+    cdef int _getname(self, sockaddr* sa, int* namelen, bint peer):
+        if not peer:
+            return uv_tcp_getsockname(self.handle, sa, namelen)
+        if self.state != TCP_CLIENT:
+            return UV_ENOTCONN
+        return uv_tcp_getpeername(self.handle, sa, namelen)
 
-    cdef void _count_received(self, size_t n):
-        self.bytes_received += n
+    cdef int _bind_to(self, object ip, int port) except? -99999:
+        """Bind the handle to ``ip:port``: 0, or a negative libuv error."""
+        cdef sockaddr_storage ss
+        cdef sockaddr_storage got
+        cdef int namelen = sizeof(got)
+        cdef int err = fill_sockaddr(ip, port, &ss)
+        if err == 0 and self.handle == NULL:
+            err = UV_EBADF
+        if err == 0:
+            err = uv_tcp_bind(self.handle, <sockaddr*>&ss, 0)
+        if err == 0:
+            # libuv reports EADDRINUSE only at listen/connect; an unbound socket shows it now.
+            err = uv_tcp_getsockname(self.handle, <sockaddr*>&got, &namelen)
+            if err == 0 and port != 0 and sockaddr_to_tuple(<sockaddr*>&got)[1] != port:
+                err = UV_EADDRINUSE
+        return err
 
-    # ------------------------------------------------------------------ waiting and liveness
+    cdef bint _close_handle(self):
+        cdef bint was_open = self.state != TCP_CLOSED or self.handle != NULL
+        if self.in_q:
+            self.in_q.clear()
+        self.state = TCP_CLOSED
+        self.reading = False
+        self._close_handles()              # pending writes end with ECANCELED
+        return was_open
 
-    cdef void _ref(self):
-        self.n_waiting += 1
-        if self.n_waiting == 1 and self.handle != NULL:
-            uv_ref(<uv_handle_t*>self.handle)
+    cdef void _close_handles(self):
+        """Close the libuv handles: the socket's, the emulation's timer, unaccepted connections."""
+        cdef int i
+        if self.in_timer != NULL:
+            close_handle(<uv_handle_t*>self.in_timer)
+            self.in_timer = NULL
+        if self.handle != NULL:
+            close_handle(<uv_handle_t*>self.handle)
+            self.handle = NULL
+        for i in range(self.n_accepted):
+            close_handle(<uv_handle_t*>self.accepted[i])
+        self.n_accepted = 0
 
-    cdef void _unref(self):
-        self.n_waiting -= 1
-        if self.n_waiting == 0 and self.handle != NULL:
-            uv_unref(<uv_handle_t*>self.handle)
-
-    cdef void _wake_reader(self):
-        if self.reader is not None:
-            self.hub.wake(self.reader, self.reader_token, None)
-
-    cdef uint64_t _deadline(self):
-        return _deadline_after(self.timeout)
+    # ------------------------------------------------------------------ waiting
 
     cdef int _wait_read(self, ReadWant want, size_t n, uint64_t deadline) except -1:
         """Wait until the read callback says ``want`` may be met: R_WOKEN, or why not."""
@@ -385,7 +305,7 @@ cdef class TCP(Selectable):
             return R_NOTCONN
         if self.reader is not None and not self.reader.killed:
             return R_BUSY       # (a killed reader has not unwound yet: its slot is free)
-        timeout = _remaining(deadline)
+        timeout = remaining(deadline)
         if timeout == 0.0:
             return R_TIMEOUT
         t = self.hub.begin_block()
@@ -419,11 +339,19 @@ cdef class TCP(Selectable):
         if self.reading or self.handle == NULL or self.state != TCP_CLIENT \
                 or self.eof or self.read_err or self.read_shut:
             return
-        err = uv_read_start(<uv_stream_t*>self.handle, _alloc_cb, _read_cb)
+        err = uv_read_start(<uv_stream_t*>self.handle, landing_alloc_cb, _read_cb)
         if err < 0:
             self.read_err = err
         else:
             self.reading = True
+
+    cdef void _end_reading(self, int err):
+        """Stop reading for good: receives fail with ``err`` once the buffer is drained."""
+        uv_read_stop(<uv_stream_t*>self.handle)
+        self.reading = False
+        self.read_err = err
+        self._wake_reader()
+        self._wake_select()
 
     cdef int _append(self, const char* data, size_t n) except -1:
         cdef size_t used
@@ -621,7 +549,7 @@ cdef class TCP(Selectable):
             # Outside a thread nothing can wait: the data leaves when the loop runs.
             self._count_sent(<size_t>n)
             return n
-        timeout = _remaining(deadline)
+        timeout = remaining(deadline)
         status = self.hub.block(t, timeout)
         if t.timed_out:
             # libuv cannot take back a queued write: the rest still leaves, in order, unless
@@ -694,11 +622,7 @@ cdef class TCP(Selectable):
         cdef Link link = self.link_in
         cdef uint64_t due
         if link.cut:                       # a partition breaks the connection
-            uv_read_stop(<uv_stream_t*>self.handle)
-            self.reading = False
-            self.read_err = UV_ECONNRESET
-            self._wake_reader()
-            self._wake_select()
+            self._end_reading(UV_ECONNRESET)
             return
         due = link.pace(n) + link.delay_ns
         if self.in_q is None:
@@ -775,10 +699,8 @@ cdef class TCP(Selectable):
         if self.state != TCP_MASTER:
             self.error = self._closed_error() if self.state == TCP_CLOSED else "already connected"
             return False
-        if policy is not None and policy.has_blacklist and policy.name_blocked(ip):
-            policy.note_refused()
+        if self._name_refused(ip):
             self.close_c()                           # like every failed connect
-            self.error = "restricted"
             return False
         err = fill_sockaddr(ip, port, &ss)           # may yield to resolve a host name
         if err < 0:
@@ -796,10 +718,8 @@ cdef class TCP(Selectable):
                     return False
                 links = pair
         if policy is not None:
-            if policy.addr_blocked(<sockaddr*>&ss):
-                policy.note_refused()
+            if self._addr_refused(<sockaddr*>&ss):
                 self.close_c()
-                self.error = "restricted"
                 return False
             if policy.has_local_addr \
                     and (<sockaddr*>&policy.local_addr).sa_family == (<sockaddr*>&ss).sa_family \
@@ -829,7 +749,7 @@ cdef class TCP(Selectable):
         uv_tcp_nodelay(self.handle, 1)     # SPLAY traffic is request/response: no Nagle delay
         self._apply_options()
         try:
-            status = self.hub.block(t, _remaining(deadline))
+            status = self.hub.block(t, remaining(deadline))
         except BaseException:
             self.close_c()                 # a connect cannot be taken back: drop the socket
             raise
@@ -894,34 +814,6 @@ cdef class TCP(Selectable):
             return None
         return self._recv_exact(length, deadline)
 
-    cdef void close_c(self):
-        cdef uv_tcp_t* h = self.handle
-        cdef int i
-        if self.counted:
-            self.counted = False
-            self.policy.close_socket(False)
-        if self.in_timer != NULL:
-            self.in_timer.data = NULL
-            uv_close(<uv_handle_t*>self.in_timer, _free_handle_cb)
-            self.in_timer = NULL
-        if self.in_q:
-            self.in_q.clear()
-        if self.state == TCP_CLOSED and h == NULL:
-            return
-        self.state = TCP_CLOSED
-        if h != NULL:
-            self.handle = NULL
-            h.data = NULL
-            self.reading = False
-            uv_close(<uv_handle_t*>h, _free_handle_cb)   # pending writes end with ECANCELED
-        for i in range(self.n_accepted):
-            uv_close(<uv_handle_t*>self.accepted[i], _free_handle_cb)
-        self.n_accepted = 0
-        self._wake_reader()
-        self._wake_select()
-        if self.hub is not None:
-            self.hub.untrack(self)
-
     # ------------------------------------------------------------------ select support
 
     cdef bint _readable(self):
@@ -951,50 +843,16 @@ cdef class TCP(Selectable):
     def bind(self, address, port=None):
         """Bind to a local node or ``ip, port`` (``"*"`` or None: every interface): True or None."""
         cdef int err
-        cdef NetPolicy policy = self.policy
-        cdef int candidate
         ip, p = _node_address(address, port, default_ip="0.0.0.0")
         if self.state != TCP_MASTER:
             self.error = self._closed_error() if self.state == TCP_CLOSED else "already connected"
             return None
-        if policy is not None:
-            if policy.local_ip is not None:
-                ip = policy.local_ip               # forced local IP, whatever was asked
-            if p != 0 and not policy.port_allowed(p):
-                policy.note_refused()
-                self.error = "restricted"
-                return None
-        if policy is not None and p == 0 and policy.start_port:
-            # Port 0 in a restricted range: the first free port of the range.
-            err = UV_EADDRINUSE
-            for candidate in range(policy.start_port, policy.end_port + 1):
-                err = self._bind_to(ip, candidate)
-                if err != UV_EADDRINUSE and err != UV_EACCES:
-                    break
-        else:
-            err = self._bind_to(ip, p)
+        err = self._bind_allowed(ip, p)
         if err < 0:
             self.error = error_message(err)
             return None
         self._apply_options()
         return True
-
-    cdef int _bind_to(self, object ip, int port) except? -99999:
-        """Bind the handle to ``ip:port``: 0, or a negative libuv error."""
-        cdef sockaddr_storage ss
-        cdef sockaddr_storage got
-        cdef int namelen = sizeof(got)
-        cdef int err = fill_sockaddr(ip, port, &ss)
-        if err == 0 and self.handle == NULL:
-            err = UV_EBADF
-        if err == 0:
-            err = uv_tcp_bind(self.handle, <sockaddr*>&ss, 0)
-        if err == 0:
-            # libuv reports EADDRINUSE only at listen/connect; an unbound socket shows it now.
-            err = uv_tcp_getsockname(self.handle, <sockaddr*>&got, &namelen)
-            if err == 0 and port != 0 and sockaddr_to_tuple(<sockaddr*>&got)[1] != port:
-                err = UV_EADDRINUSE
-        return err
 
     def listen(self, backlog=32):
         """Accept connections from now on (at most ``backlog`` waiting): True or None."""
@@ -1058,7 +916,7 @@ cdef class TCP(Selectable):
         ``string.sub``): the index of the last byte sent, or None ("closed", "timeout" ...)."""
         cdef Py_ssize_t n, start, stop, sent
         if type(data) is not bytes:
-            data = _as_bytes(data, "send() data")
+            data = as_bytes(data, "send() data")
         n = len(<bytes>data)
         if i is None and j is None:
             start, stop = 0, n
@@ -1104,7 +962,7 @@ cdef class TCP(Selectable):
             raise ValueError(f"invalid receive pattern {pattern!r}: use '*l' (a line), "
                              f"'*a' (until closed) or a byte count")
         if prefix is not None:
-            prefix = _as_bytes(prefix, "receive() prefix")
+            prefix = as_bytes(prefix, "receive() prefix")
             if data is None:
                 self.partial = prefix + self.partial
             else:
@@ -1119,10 +977,6 @@ cdef class TCP(Selectable):
             raise ValueError(f"settimeout mode must be 'b' or 't', got {mode!r}")
         self.settimeout_c(-1.0 if t is None else float(t))
         return True
-
-    def gettimeout(self):
-        """The timeout set by settimeout (None: block forever)."""
-        return None if self.timeout < 0 else self.timeout
 
     def setoption(self, name, value=None):
         """Set a socket option: "tcp-nodelay" (on by default), "keepalive", "reuseaddr",
@@ -1195,27 +1049,6 @@ cdef class TCP(Selectable):
         self.error = f"unsupported option {name!r}"
         return None
 
-    def getsockname(self):
-        """``(ip, port)`` of the local end, or None."""
-        cdef sockaddr_storage ss
-        cdef int namelen = sizeof(ss)
-        if self.handle == NULL or uv_tcp_getsockname(self.handle, <sockaddr*>&ss, &namelen) < 0:
-            return None
-        return sockaddr_to_tuple(<sockaddr*>&ss)
-
-    def getpeername(self):
-        """``(ip, port)`` of the peer of a connected socket, or None."""
-        cdef sockaddr_storage ss
-        cdef int namelen = sizeof(ss)
-        if self.handle == NULL or self.state != TCP_CLIENT \
-                or uv_tcp_getpeername(self.handle, <sockaddr*>&ss, &namelen) < 0:
-            return None
-        return sockaddr_to_tuple(<sockaddr*>&ss)
-
-    def getstats(self):
-        """``(bytes received, bytes sent, age in seconds)`` (LuaSocket's order)."""
-        return (self.bytes_received, self.bytes_sent, (uv_hrtime() - self.created_ns) / 1e9)
-
     def setstats(self, received, sent, age):
         """Reset the counters of getstats(): True."""
         self.bytes_received = received
@@ -1226,13 +1059,6 @@ cdef class TCP(Selectable):
     def dirty(self):
         """True when received data waits in the read buffer."""
         return self.rend > self.rstart
-
-    def getfd(self):
-        """The OS file descriptor, or -1 (closed, or no OS socket yet)."""
-        cdef int fd
-        if self.handle == NULL or uv_fileno(<uv_handle_t*>self.handle, &fd) < 0:
-            return -1
-        return fd
 
     def shutdown(self, mode="both"):
         """Shut down "send", "receive" or "both" directions of a connection: True."""
@@ -1257,11 +1083,6 @@ cdef class TCP(Selectable):
                 free(req)
         return True
 
-    def close(self):
-        """Close the socket (waiting threads get "closed"); closing twice is fine. True."""
-        self.close_c()
-        return True
-
     def is_closed(self):
         """True once the socket is closed."""
         return self.state == TCP_CLOSED
@@ -1281,15 +1102,15 @@ def select(recvt, sendt, timeout=None):
     """
     cdef Hub hub
     cdef Task t
-    cdef Selectable s
+    cdef SocketBase s
     cdef uint64_t deadline
     cdef double left
     recv_list = list(recvt or ())
     send_list = list(sendt or ())
     for obj in recv_list + send_list:
-        if not isinstance(obj, Selectable):
+        if not isinstance(obj, SocketBase):
             raise TypeError(f"select() takes splay sockets, got {type(obj).__name__}")
-    deadline = _deadline_after(-1.0 if timeout is None else float(timeout))
+    deadline = deadline_after(-1.0 if timeout is None else float(timeout))
     if not recv_list and not send_list and deadline == 0:
         raise ValueError("select() with no sockets and no timeout would wait forever")
     while True:
@@ -1297,7 +1118,7 @@ def select(recvt, sendt, timeout=None):
         writable = [s for s in send_list if s._writable()]
         if readable or writable:
             return (readable, writable, None)
-        left = _remaining(deadline)
+        left = remaining(deadline)
         if left == 0.0:
             return ([], [], "timeout")
         hub = get_hub()

@@ -5,9 +5,10 @@ socket's queue (at most ``MAX_QUEUED`` datagrams; beyond that reception pauses a
 buffers or drops, as UDP may) and wakes the waiting receiver with its wake token. Sends go out
 with ``uv_udp_try_send``; when the kernel buffer is full they are queued with ``uv_udp_send``
 from a request owning a ``Py_buffer`` of the data (UDP sends never wait, as in LuaSocket).
-The handle is ``uv_unref``'d except while a task waits on it. Bytes are counted in
-``_count_sent`` / ``_count_received`` only. Restricted sockets: the node's ``NetPolicy``
-(``splayc/accounting.pyx``) is looked up once at creation; with one, creation (max_sockets),
+Set-up, close, liveness (the handle is ``uv_unref``'d except while a task waits on it), byte
+counting and the policy checks shared with TCP are in ``splayc/sockbase.pyx``. Restricted
+sockets: the node's ``NetPolicy`` (``splayc/accounting.pyx``) is looked up once at creation; with
+one, creation (max_sockets),
 ``setsockname`` (port range, local_ip), ``sendto``/``setpeername`` (blacklist), sends (max_send,
 udp_drop_ratio) and the receive callback (max_receive: a datagram that does not fit is dropped and
 the next receive fails "restricted") consult it.
@@ -21,48 +22,16 @@ from libc.string cimport memcmp, memcpy, memset
 from splayc.uv cimport *
 from splayc.hub cimport Hub, Task, get_hub
 from splayc.addr cimport error_message, fill_sockaddr, sockaddr_to_tuple, ERR_RESTRICTED
-from splayc.accounting cimport NetPolicy, policy_for
+from splayc.accounting cimport NetPolicy
 from splayc.shaping cimport Link
-from splayc.tcp cimport Selectable
+from splayc.sockbase cimport SocketBase, close_handle, landing_alloc_cb, as_bytes, remaining
 
 from collections import deque
 
 from splay.node import address as _node_address
 
 cdef enum:
-    LANDING_SIZE = 65536          # the largest UDP payload fits
     MAX_QUEUED = 4096             # datagrams queued before reception pauses
-
-cdef char _landing[LANDING_SIZE]
-
-
-cdef inline double _remaining(uint64_t deadline):
-    cdef uint64_t now
-    if deadline == 0:
-        return -1.0
-    now = uv_hrtime()
-    if now >= deadline:
-        return 0.0
-    return (deadline - now) / 1e9
-
-
-cdef bytes _as_bytes(object data):
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, str):
-        return (<str>data).encode("utf-8")
-    if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)
-    raise TypeError(f"a datagram must be bytes or str, not {type(data).__name__}")
-
-
-cdef void _free_handle_cb(uv_handle_t* handle) noexcept with gil:
-    free(handle)
-
-
-cdef void _alloc_cb(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) noexcept with gil:
-    buf.base = _landing
-    buf.len = LANDING_SIZE
 
 
 cdef void _recv_cb(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr,
@@ -105,7 +74,7 @@ cdef void _send_cb(uv_udp_send_t* req, int status) noexcept with gil:
     free(ctx)
 
 
-cdef class UDP(Selectable):
+cdef class UDP(SocketBase):
     """A cooperative UDP socket (LuaSocket's unconnected and connected UDP objects).
 
     Created by ``socket.udp()``. ``sendto``/``receivefrom`` work unconnected; after
@@ -114,85 +83,65 @@ cdef class UDP(Selectable):
     """
 
     def __cinit__(self):
-        self.timeout = -1.0
-        self.select_waiters = []
         self.queue = deque()
-        self.created_ns = uv_hrtime()
 
     def __init__(self):
         cdef uv_udp_t* h = <uv_udp_t*>malloc(sizeof(uv_udp_t))
         cdef int err
         if h == NULL:
             raise MemoryError()
-        self.hub = get_hub()
-        err = uv_udp_init(self.hub.loop, h)
+        err = uv_udp_init(get_hub().loop, h)
         if err < 0:
             free(h)
             raise OSError(f"cannot create a UDP socket: {error_message(err)}")
-        self.node = self.hub.current.node if self.hub.current is not None else self.hub.default_node
-        self.policy = policy_for(self.node)
-        if self.policy is not None:
-            if not self.policy.open_socket(True):
-                # max_sockets reached: an inert, closed socket whose every operation says why.
-                h.data = NULL
-                uv_close(<uv_handle_t*>h, _free_handle_cb)
-                self.closed = True
-                self.refused = True
-                self.error = "restricted"
-                return
-            self.counted = True
-        self.handle = h
-        h.data = <void*>self
-        uv_unref(<uv_handle_t*>h)          # idle sockets never keep the loop alive
-        self.hub.track(self)
+        if self._open(<uv_handle_t*>h, True):
+            self.handle = h
+        else:
+            self.closed = True
 
     def __dealloc__(self):
-        if self.counted:
-            self.counted = False
-            self.policy.close_socket(True)
         if self.handle != NULL:
-            self.handle.data = NULL
-            uv_close(<uv_handle_t*>self.handle, _free_handle_cb)
+            close_handle(<uv_handle_t*>self.handle)
             self.handle = NULL
 
     def __repr__(self):
         return f"<splay.socket.udp {'closed' if self.closed else 'open'} {id(self):#x}>"
 
-    # ------------------------------------------------------------------ accounting (one place)
+    # ------------------------------------------------------------------ what SocketBase asks for
 
-    cdef void _count_sent(self, size_t n):
-        self.bytes_sent += n
+    cdef uv_handle_t* _uv_handle(self):
+        return <uv_handle_t*>self.handle
 
-    cdef void _count_received(self, size_t n):
-        self.bytes_received += n
+    cdef int _getname(self, sockaddr* sa, int* namelen, bint peer):
+        if peer:
+            return uv_udp_getpeername(self.handle, sa, namelen)
+        return uv_udp_getsockname(self.handle, sa, namelen)
 
-    cdef bint _refuse(self):
-        """Record a refusal by the policy: ``error`` is "restricted"; returns False."""
-        self.policy.note_refused()
-        self.error = "restricted"
-        return False
+    cdef int _bind_to(self, object ip, int port) except? -99999:
+        """Bind the handle to ``ip:port``: 0, or a negative libuv error."""
+        cdef sockaddr_storage ss
+        cdef int err = fill_sockaddr(ip, port, &ss)
+        if err == 0:
+            err = uv_udp_bind(self.handle, <sockaddr*>&ss, 0)
+        return err
+
+    cdef bint _close_handle(self):
+        if self.closed:
+            return False
+        self.closed = True
+        if self.handle != NULL:
+            close_handle(<uv_handle_t*>self.handle)
+            self.handle = NULL
+        self.receiving = False
+        return True
 
     # ------------------------------------------------------------------ internals
-
-    cdef void _ref(self):
-        self.n_waiting += 1
-        if self.n_waiting == 1 and self.handle != NULL:
-            uv_ref(<uv_handle_t*>self.handle)
-
-    cdef void _unref(self):
-        self.n_waiting -= 1
-        if self.n_waiting == 0 and self.handle != NULL:
-            uv_unref(<uv_handle_t*>self.handle)
-
-    cdef void _wake_reader(self):
-        if self.reader is not None:
-            self.hub.wake(self.reader, self.reader_token, None)
 
     cdef void _start_receiving(self):
         cdef int err
         if self.receiving or self.handle == NULL:
             return
-        err = uv_udp_recv_start(self.handle, _alloc_cb, _recv_cb)
+        err = uv_udp_recv_start(self.handle, landing_alloc_cb, _recv_cb)
         if err < 0:
             self.recv_err = err
         else:
@@ -208,13 +157,10 @@ cdef class UDP(Selectable):
         return True
 
     cdef object _receive(self, Py_ssize_t size, bint with_source):
-        cdef uint64_t deadline = 0
+        cdef uint64_t deadline = self._deadline()
         cdef double left
         cdef Task t
         cdef int err
-        if 0 <= self.timeout <= 1e9:          # beyond that: no deadline (uint64 ns range)
-            deadline = uv_hrtime() + <uint64_t>(self.timeout * 1e9)
-            deadline = deadline if deadline else 1
         while True:
             if self.queue:
                 item = self.queue.popleft()
@@ -227,7 +173,7 @@ cdef class UDP(Selectable):
                     return (data, item[1], item[2])
                 return data
             if self.closed:
-                self.error = "restricted" if self.refused else "closed"
+                self.error = self._closed_error()
                 return None
             if self.recv_err:
                 err, self.recv_err = self.recv_err, 0
@@ -236,7 +182,7 @@ cdef class UDP(Selectable):
             if self.reader is not None and not self.reader.killed:
                 self.error = "busy: another thread is already receiving on this socket"
                 return None
-            left = _remaining(deadline)
+            left = remaining(deadline)
             if left == 0.0:
                 self.error = "timeout"
                 return None
@@ -262,11 +208,10 @@ cdef class UDP(Selectable):
         cdef int r
         cdef NetPolicy policy = self.policy
         if self.closed:
-            self.error = "restricted" if self.refused else "closed"
+            self.error = self._closed_error()
             return None
         if policy is not None:
-            if addr != NULL and policy.addr_blocked(<const sockaddr*>addr):
-                self._refuse()
+            if addr != NULL and self._addr_refused(<const sockaddr*>addr):
                 return None
             if not policy.reserve_send(<size_t>len(data)):
                 self.error = "restricted"
@@ -306,33 +251,15 @@ cdef class UDP(Selectable):
         self._count_sent(<size_t>buf.len)
         return True
 
-    cdef void close_c(self):
-        if self.counted:
-            self.counted = False
-            self.policy.close_socket(True)
-        if self.closed:
-            return
-        self.closed = True
-        if self.handle != NULL:
-            self.handle.data = NULL
-            uv_close(<uv_handle_t*>self.handle, _free_handle_cb)
-            self.handle = NULL
-        self.receiving = False
-        self._wake_reader()
-        self._wake_select()
-        if self.hub is not None:
-            self.hub.untrack(self)
-
     # ------------------------------------------------------------------ LuaSocket methods
 
     def sendto(self, data, address, port=None):
         """Send one datagram to a node or ``ip, port``: True, or None with ``self.error``."""
         cdef sockaddr_storage ss
         cdef int err
-        data = _as_bytes(data)
+        data = as_bytes(data, "a datagram")
         ip, p = _node_address(address, port)
-        if self.policy is not None and self.policy.has_blacklist and self.policy.name_blocked(ip):
-            self._refuse()
+        if self._name_refused(ip):
             return None
         if self.policy is not None and self.policy.links is not None and not self.closed:
             pair = self.policy.links.get((ip, p))
@@ -368,7 +295,7 @@ cdef class UDP(Selectable):
 
     def send(self, data):
         """Send one datagram to the peer set by setpeername: True, or None."""
-        return self._sendto(_as_bytes(data), NULL)
+        return self._sendto(as_bytes(data, "a datagram"), NULL)
 
     def receivefrom(self, size=8192):
         """Wait for a datagram: ``(data, ip, port)`` (data cut to ``size`` bytes), or None."""
@@ -381,27 +308,11 @@ cdef class UDP(Selectable):
     def setsockname(self, address, port=None):
         """Bind to a local node or ``ip, port`` (``"*"``: every interface): True or None."""
         cdef int err
-        cdef int candidate
-        cdef NetPolicy policy = self.policy
         ip, p = _node_address(address, port, default_ip="0.0.0.0")
         if self.closed:
-            self.error = "restricted" if self.refused else "closed"
+            self.error = self._closed_error()
             return None
-        if policy is not None:
-            if policy.local_ip is not None:
-                ip = policy.local_ip               # forced local IP, whatever was asked
-            if p != 0 and not policy.port_allowed(p):
-                self._refuse()
-                return None
-        if policy is not None and p == 0 and policy.start_port:
-            # Port 0 in a restricted range: the first free port of the range.
-            err = UV_EADDRINUSE
-            for candidate in range(policy.start_port, policy.end_port + 1):
-                err = self._bind_to(ip, candidate)
-                if err != UV_EADDRINUSE and err != UV_EACCES:
-                    break
-        else:
-            err = self._bind_to(ip, p)
+        err = self._bind_allowed(ip, p)
         if err < 0:
             self.error = error_message(err)
             return None
@@ -423,20 +334,12 @@ cdef class UDP(Selectable):
             err = uv_udp_bind(self.handle, <sockaddr*>&policy.local_addr, 0)
         return err
 
-    cdef int _bind_to(self, object ip, int port) except? -99999:
-        """Bind the handle to ``ip:port``: 0, or a negative libuv error."""
-        cdef sockaddr_storage ss
-        cdef int err = fill_sockaddr(ip, port, &ss)
-        if err == 0:
-            err = uv_udp_bind(self.handle, <sockaddr*>&ss, 0)
-        return err
-
     def setpeername(self, address, port=None):
         """Fix the peer (``"*"``: go back to unconnected): True or None."""
         cdef sockaddr_storage ss
         cdef int err
         if self.closed:
-            self.error = "restricted" if self.refused else "closed"
+            self.error = self._closed_error()
             return None
         if address in ("*", b"*") and port is None:
             err = uv_udp_connect(self.handle, NULL)
@@ -444,12 +347,10 @@ cdef class UDP(Selectable):
                 err = 0
         else:
             ip, p = _node_address(address, port)
-            if self.policy is not None and self.policy.has_blacklist and self.policy.name_blocked(ip):
-                self._refuse()
+            if self._name_refused(ip):
                 return None
             err = fill_sockaddr(ip, p, &ss)
-            if err == 0 and self.policy is not None and self.policy.addr_blocked(<sockaddr*>&ss):
-                self._refuse()
+            if err == 0 and self._addr_refused(<sockaddr*>&ss):
                 return None
             if err == 0 and self.policy is not None and self.policy.local_ip is not None \
                     and not self.bound:
@@ -461,32 +362,12 @@ cdef class UDP(Selectable):
             return None
         return True
 
-    def getsockname(self):
-        """``(ip, port)`` of the local end, or None (closed, or not bound yet)."""
-        cdef sockaddr_storage ss
-        cdef int namelen = sizeof(ss)
-        if self.handle == NULL or uv_udp_getsockname(self.handle, <sockaddr*>&ss, &namelen) < 0:
-            return None
-        return sockaddr_to_tuple(<sockaddr*>&ss)
-
-    def getpeername(self):
-        """``(ip, port)`` of the peer set by setpeername, or None."""
-        cdef sockaddr_storage ss
-        cdef int namelen = sizeof(ss)
-        if self.handle == NULL or uv_udp_getpeername(self.handle, <sockaddr*>&ss, &namelen) < 0:
-            return None
-        return sockaddr_to_tuple(<sockaddr*>&ss)
-
     def settimeout(self, t, mode=None):
         """Limit each receive to ``t`` seconds (None or negative: wait forever). True."""
         if mode is not None and mode not in ("b", "t", b"b", b"t"):
             raise ValueError(f"settimeout mode must be 'b' or 't', got {mode!r}")
         self.timeout = -1.0 if t is None or float(t) < 0 else float(t)
         return True
-
-    def gettimeout(self):
-        """The timeout set by settimeout (None: wait forever)."""
-        return None if self.timeout < 0 else self.timeout
 
     def setoption(self, name, value=None):
         """Set "broadcast" or "reuseaddr" (booleans): True, or None for an unknown option."""
@@ -510,25 +391,9 @@ cdef class UDP(Selectable):
             return None
         return True
 
-    def getstats(self):
-        """``(bytes received, bytes sent, age in seconds)``."""
-        return (self.bytes_received, self.bytes_sent, (uv_hrtime() - self.created_ns) / 1e9)
-
-    def getfd(self):
-        """The OS file descriptor, or -1."""
-        cdef int fd
-        if self.handle == NULL or uv_fileno(<uv_handle_t*>self.handle, &fd) < 0:
-            return -1
-        return fd
-
     def dirty(self):
         """True when received datagrams wait in the queue."""
         return len(self.queue) > 0
-
-    def close(self):
-        """Close the socket (a waiting receiver gets "closed"); closing twice is fine. True."""
-        self.close_c()
-        return True
 
     def is_closed(self):
         """True once the socket is closed."""

@@ -10,7 +10,7 @@ from libc.stdint cimport uint64_t
 
 from splayc.hub cimport Hub, Task, get_hub
 from splayc.benc cimport encode_c, decode_c
-from splayc.rpc_fast cimport deadline_after, seconds_left
+from splayc.sockbase cimport deadline_after, remaining
 from splayc.uv cimport uv_hrtime, uv_recv_buffer_size, uv_handle_t
 
 from splayc.udp cimport UDP
@@ -144,7 +144,7 @@ cdef class Client:
             m.token = t.token
             m.waiting = True
             try:
-                hub.block(t, seconds_left(wake_at))
+                hub.block(t, remaining(wake_at))
             finally:
                 m.waiting = False
 
@@ -167,7 +167,7 @@ cdef class Client:
         cdef double left
         cdef bytes data
         while not m.done:
-            left = seconds_left(wake_at)
+            left = remaining(wake_at)
             if left == 0.0:
                 return 0
             self.sock.settimeout(left if left > 0 else None)

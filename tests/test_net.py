@@ -1,35 +1,13 @@
 """splay.net: the manual's examples (servers, callbacks, client, udp_helper), limits and teardown."""
 import socket as pysocket
-import time
 
 import pytest
 
 from splay import events, net, socket
 from lua_peer import AppProcess, free_port
+from support_events import run, wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def run(main, *args):
-    out = {}
-
-    def body():
-        try:
-            out["result"] = main(*args)
-        except Exception as e:          # handed to the test
-            out["error"] = e
-    events.run(body)
-    if "error" in out:
-        raise out["error"]
-    return out.get("result")
-
-
-def wait_until(predicate, timeout=10.0):
-    """Poll a condition inside a thread (a generous deadline: the machine may be loaded)."""
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        events.sleep(0.01)
-    return predicate()
 
 
 def connect(port):

@@ -4,26 +4,21 @@ A pysplay application (the manual's examples plus a few probes) runs as ``__main
 process with the three servers; this process calls it under ``events.run``. Every test runs for
 each mode unless the behaviour is mode-specific.
 """
-import socket
 import time
 
 import pytest
 
 from splay import RPCError, RPCTimeout, events, rpc, rpcq, urpc
-from lua_peer import AppProcess, free_port
+from lua_peer import free_port
+from support_events import run
+from support_rpc import MODULES, port_for, running_rpc_app, start_rpc_app
 
 pytestmark = pytest.mark.timeout(90)
 
-MODULES = {"rpc": rpc, "rpcq": rpcq, "urpc": urpc}
-
-SERVER_APP = '''
-import sys
-from splay import events, rpc, rpcq, urpc
+SERVER_FUNCTIONS = '''
 import os
 from os import system
 from shutil import rmtree
-
-rpc_port, rpcq_port, urpc_port = (int(a) for a in sys.argv[1:4])
 
 # the manual's examples
 def call_me(a):
@@ -62,35 +57,13 @@ def slow(seconds):
 
 def echo(x):
     return x
-
-def main():
-    rpc.server(rpc_port)
-    rpcq.server(rpcq_port)
-    urpc.server(urpc_port)
-    print("ready", flush=True)
-
-events.run(main)
 '''
-
-
-def port_for(mod):
-    """A free port of the transport ``mod`` uses (UDP for urpc, else TCP)."""
-    return free_port(socket.SOCK_DGRAM if mod is urpc else socket.SOCK_STREAM)
-
-
-def start_app(tmp_path):
-    ports = {name: port_for(mod) for name, mod in MODULES.items()}
-    app = AppProcess(tmp_path, SERVER_APP, args=(ports["rpc"], ports["rpcq"], ports["urpc"]))
-    app.start()
-    app.ports = ports
-    return app
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    a = start_app(tmp_path_factory.mktemp("rpcapp"))
-    yield a
-    a.stop()
+    with running_rpc_app(tmp_path_factory.mktemp("rpcapp"), SERVER_FUNCTIONS) as a:
+        yield a
 
 
 @pytest.fixture(params=["rpc", "rpcq", "urpc"])
@@ -98,21 +71,6 @@ def peer(request, app):
     """(module, node of the app's server for that module)."""
     mod = MODULES[request.param]
     return mod, {"ip": "127.0.0.1", "port": app.ports[request.param]}
-
-
-def run(main, *args):
-    """events.run(main); returns main's result, re-raises its exception."""
-    out = {}
-
-    def body():
-        try:
-            out["result"] = main(*args)
-        except Exception as e:            # handed to the test
-            out["error"] = e
-    events.run(body)
-    if "error" in out:
-        raise out["error"]
-    return out.get("result")
 
 
 # ------------------------------------------------------------------ the manual's examples
@@ -345,7 +303,7 @@ def test_closed_namespace(peer, tmp_path):
 # ------------------------------------------------------------------ failures of the peer
 
 def test_peer_killed_mid_call(tmp_path):
-    victim = start_app(tmp_path)
+    victim = start_rpc_app(tmp_path, SERVER_FUNCTIONS)
     try:
         def main():
             out = {}

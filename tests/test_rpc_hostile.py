@@ -8,50 +8,27 @@ import socket
 
 import pytest
 
-from splay import benc, events, rpc, rpcq, urpc
+from splay import benc, rpc, rpcq, urpc
 import lua_peer as lua
-from lua_peer import AppProcess, FakeLuaServer, free_port
+from lua_peer import FakeLuaServer, free_port
+from support_events import run
+from support_rpc import running_rpc_app
 
 pytestmark = pytest.mark.timeout(60)
 
-SERVER_APP = '''
-import sys
-from splay import events, rpc, rpcq, urpc
-rpc_port, rpcq_port, urpc_port = (int(a) for a in sys.argv[1:4])
-
+SERVER_FUNCTIONS = '''
 def concat(a, b):
     return a + b
 
 def big(n):
     return "x" * n
-
-def main():
-    rpc.server(rpc_port)
-    rpcq.server(rpcq_port)
-    urpc.server(urpc_port)
-    print("ready", flush=True)
-
-events.run(main)
 '''
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    ports = (free_port(), free_port(), free_port(socket.SOCK_DGRAM))
-    a = AppProcess(tmp_path_factory.mktemp("hostile"), SERVER_APP, args=ports)
-    a.start()
-    a.rpc_port, a.rpcq_port, a.urpc_port = ports
-    yield a
-    a.stop()
-
-
-def run(main, *args):
-    out = {}
-
-    def body():
-        out["result"] = main(*args)
-    events.run(body)
-    return out.get("result")
+    with running_rpc_app(tmp_path_factory.mktemp("hostile"), SERVER_FUNCTIONS) as a:
+        yield a
 
 
 def still_serving(app):

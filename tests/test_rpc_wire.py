@@ -9,20 +9,13 @@ import time
 
 import pytest
 
-from splay import benc, events, rpc, rpcq, urpc
+from splay import benc, rpc, rpcq, urpc
 import lua_peer as lua
-from lua_peer import AppProcess, FakeLuaServer, free_port
+from lua_peer import FakeLuaServer
+from support_events import run
+from support_rpc import running_rpc_app
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def run(main, *args):
-    out = {}
-
-    def body():
-        out["result"] = main(*args)
-    events.run(body)
-    return out.get("result")
 
 
 def wait_for(predicate, timeout=5.0):
@@ -139,11 +132,7 @@ def test_urpc_client_retries_then_gets_the_reply(fake):
 
 # ------------------------------------------------------------------ Lua client -> pysplay server
 
-SERVER_APP = '''
-import sys
-from splay import events, rpc, rpcq, urpc
-rpc_port, rpcq_port, urpc_port = (int(a) for a in sys.argv[1:4])
-
+SERVER_FUNCTIONS = '''
 def concat(a, b):
     return f"{a}{b}"        # Lua's .. also joins numbers
 
@@ -155,26 +144,13 @@ def count():
 
 def fail():
     raise RuntimeError("remote failure")
-
-def main():
-    rpc.server(rpc_port)
-    rpcq.server(rpcq_port)
-    urpc.server(urpc_port)
-    print("ready", flush=True)
-
-events.run(main)
 '''
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    import socket
-    ports = (free_port(), free_port(), free_port(socket.SOCK_DGRAM))
-    a = AppProcess(tmp_path_factory.mktemp("wire"), SERVER_APP, args=ports)
-    a.start()
-    a.rpc_port, a.rpcq_port, a.urpc_port = ports
-    yield a
-    a.stop()
+    with running_rpc_app(tmp_path_factory.mktemp("wire"), SERVER_FUNCTIONS) as a:
+        yield a
 
 
 def test_lua_rpc_client(app):

@@ -5,31 +5,15 @@ import pytest
 
 from splay import events, rpcq
 from lua_peer import AppProcess, free_port
+from support_events import restored_settings, run
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def run(main, *args):
-    out = {}
-
-    def body():
-        try:
-            out["result"] = main(*args)
-        except Exception as e:          # handed to the test
-            out["error"] = e
-    events.run(body)
-    if "error" in out:
-        raise out["error"]
-    return out.get("result")
 
 
 @pytest.fixture
 def settings():
     """rpcq.settings, restored after the test."""
-    saved = dict(rpcq.settings)
-    yield rpcq.settings
-    rpcq.settings.clear()
-    rpcq.settings.update(saved)
+    yield from restored_settings(rpcq)
 
 
 def concurrency_probe():

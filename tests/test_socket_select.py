@@ -4,24 +4,9 @@ import time
 import pytest
 
 from splay import events, socket
+from support_events import run_main
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def run_main(main):
-    """``events.run(main)``; re-raise what ``main`` raised."""
-    out = {}
-
-    def body():
-        try:
-            out["result"] = main()
-        except BaseException as e:
-            out["error"] = e
-
-    events.run(body)
-    if "error" in out:
-        raise out["error"]
-    return out.get("result")
 
 
 def test_select_reports_the_readable_socket_among_several():

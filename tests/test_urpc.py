@@ -6,41 +6,19 @@ import pytest
 
 from splay import benc, events, socket, urpc
 from lua_peer import free_port, urpc_key
+from support_events import restored_settings, run, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def run(main, *args):
-    out = {}
-
-    def body():
-        try:
-            out["result"] = main(*args)
-        except Exception as e:          # handed to the test
-            out["error"] = e
-    events.run(body)
-    if "error" in out:
-        raise out["error"]
-    return out.get("result")
-
-
 @pytest.fixture
 def settings():
-    saved = dict(urpc.settings)
-    yield urpc.settings
-    urpc.settings.clear()
-    urpc.settings.update(saved)
+    """urpc.settings, restored after the test."""
+    yield from restored_settings(urpc)
 
 
 def cache_of(port):
     return urpc._servers.by_port[port].cache
-
-
-def wait_until(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        events.sleep(0.01)
-    return predicate()
 
 
 def test_retries_run_a_slow_call_once(settings):

@@ -20,16 +20,9 @@ The API is the same in splay.rpcq and splay.urpc; see docs/rpc.md.
 """
 from splayc.rpc_fast import DEFAULT_MAX_LENGTH, rpc_call, rpc_serve_connection
 
-from . import log as _log
-from .rpc_core.client_api import ClientAPI
-from .rpc_core.dispatch import Dispatcher
-from .rpc_core.namespace import for_server
-from .rpc_core.server import Registry, TCPServer
+from .rpc_core.module_api import MODULE_API, ModeModule
 
-__all__ = ["server", "stop_server", "acall", "call", "ecall", "ping", "proxy", "mode", "settings",
-           "l_o"]
-
-l_o = _log.module_logger("rpc")
+__all__ = list(MODULE_API)
 
 #: This module's RPC flavour.
 mode = "rpc"
@@ -44,38 +37,19 @@ settings = {
     "server_timeout": 60,
 }
 
-_servers = Registry(mode)
+_module = ModeModule(__name__, mode, settings)
+l_o = _module.log
 
 
 def _transport(ip, port, request, timeout):
     return rpc_call(ip, port, request, timeout, settings["max_length"])
 
 
-_api = ClientAPI(mode, settings, _transport)
-acall = _api.acall
-call = _api.call
-ecall = _api.ecall
-ping = _api.ping
-proxy = _api.proxy
+def _serve_connection(sock, dispatcher):
+    rpc_serve_connection(sock, dispatcher.answer_rpc, float(settings["server_timeout"]),
+                         settings["max_length"], l_o)
 
 
-def server(port, max=None, namespace=None):
-    """Serve RPCs on ``port`` (a port number or a node, whose ip selects the interface).
-
-    ``max``: connections served at once (None: unlimited). ``namespace``: the dict or object whose
-    names are callable (default: the application's namespace). Returns True; raises ``OSError``
-    when the port cannot be bound. The server runs until :func:`stop_server` or ``events.exit()``.
-    """
-    answer = Dispatcher(for_server(namespace), l_o).answer_rpc
-
-    def serve_connection(sock):
-        rpc_serve_connection(sock, answer, float(settings["server_timeout"]),
-                             settings["max_length"], l_o)
-
-    TCPServer(mode, port, serve_connection, max, l_o, _servers)
-    return True
-
-
-def stop_server(port):
-    """Stop the server on ``port`` (or node) and close its connections: True, or None if none."""
-    return _servers.stop(port)
+acall, call, ecall, ping, proxy = _module.client_functions(_transport)
+server = _module.tcp_server(_serve_connection)
+stop_server = _module.tcp_stop_server()

@@ -26,16 +26,9 @@ from splayc.rpc_fast import DEFAULT_MAX_LENGTH, rpcq_serve_connection, track, un
 from splayc.rpcq_conn import Connection
 
 from . import events
-from . import log as _log
-from .rpc_core.client_api import ClientAPI
-from .rpc_core.dispatch import Dispatcher
-from .rpc_core.namespace import for_server
-from .rpc_core.server import Registry, TCPServer
+from .rpc_core.module_api import MODULE_API, ModeModule
 
-__all__ = ["server", "stop_server", "acall", "call", "ecall", "ping", "proxy", "mode", "settings",
-           "l_o", "connections"]
-
-l_o = _log.module_logger("rpcq")
+__all__ = [*MODULE_API, "connections"]
 
 #: This module's RPC flavour.
 mode = "rpcq"
@@ -57,7 +50,8 @@ settings = {
     "server_max_running": 64,
 }
 
-_servers = Registry(mode)
+_module = ModeModule(__name__, mode, settings)
+l_o = _module.log
 
 # (node, ip, port) -> Connection, least recently used first. The calling node is part of the key:
 # with several nodes in one process each has its own connections, closed when it exits.
@@ -125,36 +119,16 @@ def _transport(ip, port, request, timeout):
     return True, value["reply"]
 
 
-_api = ClientAPI(mode, settings, _transport)
-acall = _api.acall
-call = _api.call
-ecall = _api.ecall
-ping = _api.ping
-proxy = _api.proxy
+def _serve_connection(sock, dispatcher):
+    rpcq_serve_connection(sock, dispatcher.answer_rpcq, settings["max_length"],
+                          int(settings["server_max_running"]), l_o)
+
+
+acall, call, ecall, ping, proxy = _module.client_functions(_transport)
+server = _module.tcp_server(_serve_connection)
+stop_server = _module.tcp_stop_server()
 
 
 def connections():
     """The open client connections (for inspection and tests), least recently used first."""
     return list(_pool.values())
-
-
-def server(port, max=None, namespace=None):
-    """Serve RPCs on ``port`` (a port number or a node, whose ip selects the interface).
-
-    ``max``: connections served at once (None: unlimited). ``namespace``: the dict or object whose
-    names are callable (default: the application's namespace). Returns True; raises ``OSError``
-    when the port cannot be bound. The server runs until :func:`stop_server` or ``events.exit()``.
-    """
-    answer = Dispatcher(for_server(namespace), l_o).answer_rpcq
-
-    def serve_connection(sock):
-        rpcq_serve_connection(sock, answer, settings["max_length"],
-                              int(settings["server_max_running"]), l_o)
-
-    TCPServer(mode, port, serve_connection, max, l_o, _servers)
-    return True
-
-
-def stop_server(port):
-    """Stop the server on ``port`` (or node) and close its connections: True, or None if none."""
-    return _servers.stop(port)

@@ -31,17 +31,12 @@ from splayc.rpc_fast import spawn, track, untrack
 from splayc.urpc_client import Client, enlarge_receive_buffer, free_message
 
 from . import benc, events, socket
-from . import log as _log
 from .node import address
-from .rpc_core.client_api import ClientAPI
 from .rpc_core.dispatch import Dispatcher
+from .rpc_core.module_api import MODULE_API, ModeModule
 from .rpc_core.namespace import for_server
-from .rpc_core.server import Registry
 
-__all__ = ["server", "stop_server", "acall", "call", "ecall", "ping", "proxy", "mode", "settings",
-           "l_o", "MAX_DATAGRAM"]
-
-l_o = _log.module_logger("urpc")
+__all__ = [*MODULE_API, "MAX_DATAGRAM"]
 
 #: This module's RPC flavour.
 mode = "urpc"
@@ -59,7 +54,9 @@ settings = {
     "cleaning_after": 120,
 }
 
-_servers = Registry(mode)
+_module = ModeModule(__name__, mode, settings)
+l_o = _module.log
+_servers = _module.servers
 
 # Keys are unique per caller: 40 hex digits for this process, then a counter (as Lua's SHA1+count).
 _key_prefix = hashlib.sha1(f"{os.getpid()} {time.time()} {random.random()}".encode()).hexdigest()
@@ -103,12 +100,7 @@ def _transport(ip, port, request, timeout):
     return True, reply.get("call")
 
 
-_api = ClientAPI(mode, settings, _transport)
-acall = _api.acall
-call = _api.call
-ecall = _api.ecall
-ping = _api.ping
-proxy = _api.proxy
+acall, call, ecall, ping, proxy = _module.client_functions(_transport)
 
 
 class UDPServer:

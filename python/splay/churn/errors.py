@@ -2,27 +2,13 @@
 
 ``str(error)`` reads ``file:line:col: message`` (the form compilers use, so editors can jump to
 it). The attributes ``filename``, ``line``, ``column`` (1-based; ``None`` when unknown) and
-``message`` let programs report it their own way.
+``message`` let programs report it their own way (see :class:`splay.file_errors.FileError`).
 """
+from splay.file_errors import FileError
 
 
-class ChurnError(ValueError):
+class ChurnError(FileError):
     """A churn trace, churn script or availability file is not valid."""
-
-    def __init__(self, message, filename=None, line=None, column=None):
-        super().__init__(message)
-        self.message = message
-        self.filename = filename
-        self.line = line
-        self.column = column
-
-    def __str__(self):
-        where = [str(self.filename or "<input>")]
-        if self.line is not None:
-            where.append(str(self.line))
-            if self.column is not None:
-                where.append(str(self.column))
-        return ":".join(where) + ": " + self.message
 
 
 class TraceError(ChurnError):

@@ -5,6 +5,7 @@
 * :mod:`.dispatch` — a request's call run against that namespace, errors captured;
 * :mod:`.client_api` — ``acall``/``call``/``ecall``/``ping``/``proxy`` over any transport;
 * :mod:`.server` — listening TCP servers, their registry and their teardown.
+* :mod:`.module_api` — what each of the three modules builds its published functions from.
 
 The byte-level fast paths are compiled: ``splayc.rpc_fast`` and ``splayc.rpcq_conn``.
 """
