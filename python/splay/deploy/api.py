@@ -70,6 +70,7 @@ def validate_submission(body):
     settings = body.get("settings", {})
     if not isinstance(settings, dict):
         raise BadRequest("'settings' must be an object")
+    validate_shaping(settings)
     name = body.get("name") or "job"
     if not isinstance(name, str):
         raise BadRequest("'name' must be a string")
@@ -78,6 +79,23 @@ def validate_submission(body):
             "list_type": list_type, "factor": number("factor", 1.25, float, 1.0),
             "max_time": number("max_time", None, float, 0.001),
             "memory": number("memory", 0, int, 0), "settings": settings, "churn": churn}
+
+
+def validate_shaping(settings):
+    """``settings["shaping"]``, when present, must be "core" (the topology is emulated in the
+    nodes' sockets) or "kernel" (each daemon shapes its host with tc), and "kernel" needs the
+    topology (``topology_text``); raises BadRequest saying what is wrong."""
+    from .host_shaping import SHAPING_MODES
+    if "shaping" not in settings:
+        return
+    shaping = settings["shaping"]
+    if not isinstance(shaping, str) or shaping not in SHAPING_MODES:
+        raise BadRequest(f"'settings.shaping' must be \"core\" (emulate the topology in the "
+                         f"nodes' sockets) or \"kernel\" (shape each daemon's host with tc), "
+                         f"got {shaping!r}")
+    if shaping == "kernel" and not isinstance(settings.get("topology_text"), str):
+        raise BadRequest("'settings.shaping' \"kernel\" needs 'settings.topology_text' (the "
+                         "topology the daemons shape)")
 
 
 def validate_churn(churn):

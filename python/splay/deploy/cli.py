@@ -215,8 +215,15 @@ def submit(argv):
     p.add_argument("--topology", metavar="FILE",
                    help="emulate the network of FILE (ModelNet XML, latency matrix or uniform "
                         "model) in every node's sockets")
+    p.add_argument("--shaping", choices=("core", "kernel"),
+                   help="with --topology: core (default) emulates it in every node's sockets; "
+                        "kernel has each daemon shape its host's traffic with tc (daemons "
+                        "started with --shaping-device, as root)")
 
     def body(args, client):
+        if args.shaping is not None and args.topology is None:
+            raise CommandError(f"--shaping {args.shaping} says how to emulate a topology: give "
+                               "the topology too (--topology FILE)", USAGE)
         code = read_text(args.app, "the application")
         request = {"name": args.name or os.path.basename(args.app), "code": code,
                    "nodes": args.nodes, "list_type": "random" if args.random else "head",
@@ -230,6 +237,8 @@ def submit(argv):
                                USAGE)
         if args.topology is not None:
             request["settings"] = {"topology_text": topology_text(args, request.get("nodes"))}
+            if args.shaping == "kernel":
+                request["settings"]["shaping"] = "kernel"
         if args.list_size is not None:
             request["list_size"] = args.list_size
         if args.max_time is not None:

@@ -18,6 +18,7 @@ import socket
 import sys
 import time
 
+from .host_shaping import HostShaping, check_device_name, wants_kernel_shaping
 from .instances import InstanceManager, Limits
 from .protocol import CONTROLLER_MESSAGES, MAX_LINE, Channel, ProtocolError, client_tls, decode
 
@@ -36,7 +37,8 @@ class Daemon:
     """The daemon's connection loop and message handling."""
 
     def __init__(self, host, port, key, name, ip, limits, base_dir, tls=None, orphan_timeout=60.0,
-                 max_backoff=10.0, silence_timeout=30.0, clock_offset=0.0, sandbox=True):
+                 max_backoff=10.0, silence_timeout=30.0, clock_offset=0.0, sandbox=True,
+                 shaping_device=None):
         self.host, self.port = host, port
         self.key = key
         self.name = name
@@ -50,8 +52,9 @@ class Daemon:
         self.gone_since = time.monotonic()
         self.lines = collections.deque(maxlen=MAX_BUFFERED_LINES)
         self.dropped_lines = 0
+        self.shaping = HostShaping(shaping_device, name)
         self.manager = InstanceManager(limits, ip, base_dir, self.emit, self.log_line, self.clock,
-                                       sandbox)
+                                       sandbox, on_job_end=self.shaping.job_ended)
 
     def clock(self):
         """This daemon's clock (``--clock-offset`` shifts it, to test the controller's correction)."""
@@ -151,12 +154,12 @@ class Daemon:
                        "refused": refused})
         elif kind == "free":
             manager.free([int(i) for i in message["instances"]])
+        elif kind == "start" and wants_kernel_shaping(message["job"].get("settings")):
+            # tc first, in the background (see host_shaping.py), then as any other job.
+            manager._track(self.start(message["job"], message["nodes"], message["instances"],
+                                      message.get("churn")))
         elif kind == "start" and message.get("churn") is not None:
-            # A churn job: its instances start and stop on their own schedule, from now on.
-            scheduled, failed = manager.schedule(message["job"], message["nodes"],
-                                                 message["instances"], message["churn"])
-            self.emit({"type": "started", "job": message["job"]["ref"], "instances": [],
-                       "scheduled": scheduled, "failed": failed})
+            self.schedule(message["job"], message["nodes"], message["instances"], message["churn"])
         elif kind == "start":
             # In the background: pings, logs and stops keep flowing while processes start.
             manager._track(self.start(message["job"], message["nodes"], message["instances"]))
@@ -171,8 +174,26 @@ class Daemon:
         elif kind == "refused":
             raise Refused(message.get("reason", "no reason given"))
 
-    async def start(self, job, nodes, entries):
-        """Start instances and tell the controller which run."""
+    def schedule(self, job, nodes, entries, churn):
+        """A churn job: its instances start and stop on their own schedule, from now on."""
+        scheduled, failed = self.manager.schedule(job, nodes, entries, churn)
+        self.emit({"type": "started", "job": job["ref"], "instances": [],
+                   "scheduled": scheduled, "failed": failed})
+
+    async def start(self, job, nodes, entries, churn=None):
+        """Shape this host when the job asks for kernel shaping, then start (or, with ``churn``,
+        schedule) its instances and tell the controller which run."""
+        refusal = await self.shaping.install(job, entries)
+        if refusal is not None:
+            ids = [int(entry["id"]) for entry in entries]
+            self.manager.free(ids)
+            self.emit({"type": "started", "job": job["ref"], "instances": [],
+                       "failed": {instance_id: refusal for instance_id in ids}})
+            log.warning("job %s: %d instance(s) not started: %s", job["ref"], len(ids), refusal)
+            return
+        if churn is not None:
+            self.schedule(job, nodes, entries, churn)
+            return
         try:
             started, failed = await self.manager.start(job, nodes, entries)
         except Exception as e:
@@ -247,6 +268,10 @@ def build_parser():
                         "while it spawns; nodes keep the niceness the daemon started with")
     p.add_argument("--sandbox", choices=("auto", "on", "off"), default="auto",
                    help="confine instances with splay.sandbox (auto: when it is installed)")
+    p.add_argument("--shaping-device", metavar="DEV",
+                   help="the network device whose egress carries this host's traffic to the "
+                        "other hosts (e.g. eth0): jobs submitted with --shaping kernel shape it "
+                        "with tc (needs root); without it such jobs fail here")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -278,6 +303,8 @@ def main(argv=None):
                         parse_size(args.max_bandwidth))
         host, _, port = args.controller.rpartition(":")
         port = int(port)
+        if args.shaping_device is not None:
+            check_device_name(args.shaping_device)
     except ValueError as e:
         print(f"splayd: bad option value: {e}", file=sys.stderr)
         return 2
@@ -298,7 +325,7 @@ def main(argv=None):
         log.warning("splay.sandbox is not available: instances run unconfined")
     daemon = Daemon(host or "127.0.0.1", port, key, name, args.ip, limits, base_dir, tls,
                     args.orphan_timeout, args.max_backoff, clock_offset=args.clock_offset,
-                    sandbox=sandbox)
+                    sandbox=sandbox, shaping_device=args.shaping_device)
     return asyncio.run(_run(daemon))
 
 
@@ -311,6 +338,7 @@ async def _run(daemon):
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait([runner, stopper], return_when=asyncio.FIRST_COMPLETED)
     daemon.manager.kill_all_now()
+    daemon.shaping.clear_now()
     if runner.done():
         error = runner.exception()
         if isinstance(error, Refused):

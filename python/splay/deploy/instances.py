@@ -135,7 +135,8 @@ class InstanceManager:
     """All instances of one daemon. ``emit(message)`` sends a message to the controller (or drops
     it while disconnected); ``log_line(...)`` queues an output line for forwarding."""
 
-    def __init__(self, limits, ip, base_dir, emit, log_line, clock=time.time, sandbox=True):
+    def __init__(self, limits, ip, base_dir, emit, log_line, clock=time.time, sandbox=True,
+                 on_job_end=None):
         self.limits = limits
         self.sandbox = sandbox
         self.ip = ip
@@ -151,6 +152,9 @@ class InstanceManager:
         self.spawner = concurrent.futures.ThreadPoolExecutor(SPAWN_THREADS, "splayd-spawn")
         self.tasks = set()
         self.job_nodes = {}                 # job ref -> the alive nodes the controller sent last
+        # Called with a job's ref once none of its instances holds a slot here any more (the
+        # daemon then removes the job's kernel shaping, see host_shaping.py).
+        self.on_job_end = on_job_end
 
     # -- reservations ----------------------------------------------------------------------
     def live(self):
@@ -203,6 +207,17 @@ class InstanceManager:
             instance = self.instances.get(instance_id)
             if instance is not None and instance.process is None:
                 del self.instances[instance_id]
+                self.instance_ended(instance.job_ref)
+
+    def instance_ended(self, job_ref):
+        """An instance of ``job_ref`` ended (or was dropped): call ``on_job_end`` when it was the
+        job's last one holding a slot on this daemon."""
+        if self.on_job_end is None:
+            return
+        if any(i.job_ref == job_ref and i.state in ("REGISTERED", "RUNNING", "DOWN")
+               for i in self.instances.values()):
+            return
+        self.on_job_end(job_ref)
 
     # -- processes -------------------------------------------------------------------------
     def job_dir(self, job_ref):
@@ -257,6 +272,7 @@ class InstanceManager:
             instance.churn = InstanceChurn(self, instance, spawn_life, times, churn["t0"],
                                            churn.get("speed", 1.0), STOP_GRACE)
             scheduled.append(instance_id)
+        self.instance_ended(job["ref"])        # none scheduled: the job is over here
         return scheduled, failed
 
     async def _life(self, instance, process):
@@ -274,6 +290,7 @@ class InstanceManager:
         instance.ended_at = time.monotonic()
         self.emit({"type": "exited", "id": instance.id, "exit_code": exit_code, "state": state,
                    "reason": reason, "time": self.clock()})
+        self.instance_ended(instance.job_ref)
 
     async def start(self, job, nodes, entries):
         """Start the listed instances of ``job``; returns ([{id, pid}], {id: reason})."""
@@ -304,6 +321,7 @@ class InstanceManager:
             started.append({"id": instance_id, "pid": instance.process.pid})
             self._track(self.follow(instance))
         await asyncio.gather(*(start_one(entry) for entry in entries))
+        self.instance_ended(job["ref"])        # none started: the job is over here
         self.held.setdefault(job["ref"], []).extend(entry["id"] for entry in started)
         asyncio.get_running_loop().call_later(RELEASE_ANYWAY, self.release_job, job["ref"])
         return started, failed
@@ -400,6 +418,7 @@ class InstanceManager:
         instance.ended_at = time.monotonic()
         # Kill whatever the instance left in its group (it is ours to clean up).
         self._signal_group(process.pid, signal.SIGKILL)
+        self.instance_ended(instance.job_ref)
         await instance.announced.wait()
         self.emit({"type": "exited", "id": instance.id, "exit_code": code,
                    "state": instance.state, "time": self.clock()})
@@ -447,6 +466,7 @@ class InstanceManager:
                 continue
             if instance is not None and instance.state == "REGISTERED":
                 del self.instances[instance_id]
+                self.instance_ended(instance.job_ref)
             if instance is None or instance.state == "REGISTERED":
                 self.emit({"type": "exited", "id": instance_id, "exit_code": None,
                            "state": "KILLED", "time": self.clock()})

@@ -2,9 +2,11 @@
 
 Daemons run on loopback with distinct port ranges, or, as root where ``ip netns`` works (and with
 ``--netns on|auto``), each in its own network namespace with its own address on a bridge
-(10.213.0.0/16: the controller at .0.1, daemon i at .0.(i+2)). Everything lives in one directory
-(default ``$SPLAY_HOME/testbed``): the database, the key and token, logs of every process,
-``testbed.json`` (what to stop) and ``client.json`` (read by the ``splay`` command).
+(10.213.0.0/16: the controller at .0.1, daemon i at .0.(i+2)), reached through the
+namespace's ``eth0``, which is then each daemon's ``--shaping-device`` (for ``splay submit
+--shaping kernel``). Everything lives in one directory (default ``$SPLAY_HOME/testbed``): the
+database, the key and token, logs of every process, ``testbed.json`` (what to stop) and
+``client.json`` (read by the ``splay`` command).
 
 The :class:`Testbed` class is also what the tests and the benchmark use.
 """
@@ -178,11 +180,14 @@ class Testbed:
         """Start daemon ``index`` with its own port range (and namespace)."""
         start = self.first_port + index * self.ports_per_daemon
         host, port = self.controller_address()
+        # In a namespace, eth0 carries the daemon's traffic to the other daemons: kernel shaping
+        # (splay submit --shaping kernel) shapes it.
+        shaping = ["--shaping-device", "eth0"] if self.netns else []
         argv = [self.python, "-m", "splay.deploy.daemon", "--controller", f"{host}:{port}",
                 "--key-file", self.path("daemon.key"), "--name", f"tb{index}",
                 "--ip", self.daemon_ip(index), "--ports", f"{start}-{start + self.ports_per_daemon - 1}",
                 "--max-instances", str(self.max_instances), "--dir", self.path(f"daemon{index}"),
-                *self.daemon_args, *extra]
+                *shaping, *self.daemon_args, *extra]
         if self.netns:
             argv = ["ip", "netns", "exec", f"{NETNS_PREFIX}{index}", *argv]
         process = self._spawn(argv, f"daemon{index}.log")

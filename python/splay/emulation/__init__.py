@@ -14,7 +14,7 @@ from .errors import TopologyError
 from .links import UNREACHABLE, LinkModel, Partition, PathQuality
 from .matrix import load_link_model, parse_link_model, parse_matrix, parse_uniform
 from .topology import Link, Topology, parse_modelnet, read_modelnet
-from .apply import Emulation, apply, apply_job, has_emulation
+from .apply import Emulation, apply, apply_job, has_emulation, kernel_shaped
 from .partitions import PartitionSchedule, PartitionSpec, parse_partition
 from . import kernel
 from .kernel import (KernelShaping, KernelShapingReport, KernelShapingUnavailable, TcError,
@@ -23,7 +23,7 @@ from .kernel import (KernelShaping, KernelShapingReport, KernelShapingUnavailabl
 __all__ = ["LinkModel", "Partition", "PathQuality", "UNREACHABLE", "TopologyError",
            "Topology", "Link", "parse_modelnet", "read_modelnet",
            "parse_matrix", "parse_uniform", "load_link_model", "parse_link_model",
-           "apply", "apply_job", "has_emulation", "Emulation",
+           "apply", "apply_job", "has_emulation", "kernel_shaped", "Emulation",
            "PartitionSpec", "PartitionSchedule", "parse_partition",
            "kernel", "KernelShaping", "KernelShapingReport", "KernelShapingUnavailable",
            "TcError", "links_for_host"]

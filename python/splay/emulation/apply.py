@@ -17,7 +17,7 @@ from splayc.shaping import Link
 
 from splay.node import address as _address
 
-__all__ = ["apply", "apply_job", "has_emulation", "Emulation"]
+__all__ = ["apply", "apply_job", "has_emulation", "kernel_shaped", "Emulation"]
 
 # Every Emulation applied in this process, by model: a cut or heal refreshes all of them.
 _by_model = weakref.WeakKeyDictionary()
@@ -100,11 +100,20 @@ def apply(model, me, nodes, node=None):
 _loaded = {}
 
 
+def kernel_shaped(settings):
+    """True when job ``settings`` leave the topology to the kernel (``splay submit --shaping
+    kernel``: ``"shaping": "kernel"``, each daemon shapes its host with tc)."""
+    return (settings or {}).get("shaping") == "kernel"
+
+
 def has_emulation(settings):
-    """True when job ``settings`` ask for an emulation (a topology or partitions)."""
+    """True when job ``settings`` ask for an emulation in the nodes' sockets: a topology (unless
+    the kernel shapes it) or partitions."""
     settings = settings or {}
-    return bool(settings.get("topology") or settings.get("topology_text") is not None
-                or settings.get("partitions"))
+    if settings.get("partitions"):
+        return True
+    return not kernel_shaped(settings) and bool(
+        settings.get("topology") or settings.get("topology_text") is not None)
 
 
 def apply_job(job, node=None):
@@ -118,11 +127,18 @@ def apply_job(job, node=None):
       ``{"partitions": [spec dicts], "partition_epoch": t}``, applied on schedule
       (:mod:`splay.emulation.partitions`); alone, ``topology_nodes`` is the number of nodes.
 
-    Returns the :class:`Emulation`, or None when the job has no emulation."""
+    With ``"shaping": "kernel"`` (``splay submit --shaping kernel``) the daemons shape the
+    topology with tc: it is not emulated here, only the partitions are (over links that change
+    nothing).
+
+    Returns the :class:`Emulation`, or None when the job has no emulation in the sockets."""
     settings = getattr(job, "settings", None) or {}
     text = settings.get("topology_text")
+    if not has_emulation(settings):
+        return None
     if text is not None:
-        emulation = _apply_deployed(job, text, settings.get("topology_nodes"), node)
+        in_sockets = None if kernel_shaped(settings) else text
+        emulation = _apply_deployed(job, in_sockets, settings.get("topology_nodes"), node)
     elif settings.get("topology") or settings.get("partitions"):
         emulation = _apply_local(job, settings.get("topology"), settings.get("topology_nodes"), node)
     else:
@@ -175,16 +191,20 @@ def _schedule_partitions(model, settings):
 
 
 def _apply_deployed(job, text, addresses, node):
-    """``apply_job`` for a deployed job: the model's text and every position's address."""
+    """``apply_job`` for a deployed job: the model's text (None: links that change nothing, the
+    kernel shapes the topology) and every position's address."""
+    from .links import LinkModel
     from .matrix import parse_link_model
-    if not isinstance(text, str):
+    if text is not None and not isinstance(text, str):
         raise ValueError("job settings: 'topology_text' must be the text of a topology file")
     if not isinstance(addresses, list) or not addresses:
         raise ValueError("job settings: 'topology_nodes' must list the address of every job "
                          "position (the controller adds it)")
-    model = _loaded.get(text)
+    key = text if text is not None else ("no topology", len(addresses))
+    model = _loaded.get(key)
     if model is None:
-        model = _loaded[text] = parse_link_model(text, "the job's topology")
+        model = _loaded[key] = (parse_link_model(text, "the job's topology") if text is not None
+                                else LinkModel.uniform(0, nodes=len(addresses)))
     if model.nodes is not None and model.nodes < len(addresses):
         raise ValueError(f"the job's topology describes {model.nodes} nodes, fewer than its "
                          f"{len(addresses)} nodes")

@@ -9,7 +9,8 @@ It is what ``splay run`` and the daemon start for each node, and what a user may
 4. when the job's ``settings`` hold restricted-socket limits (``max_send``, ``max_sockets``, ...),
    calls ``splay.restricted_socket.init(job.settings)``, so every socket of the node is restricted;
    with a ``topology`` or ``partitions`` setting (``splay run --topology/--partition``, ``splay
-   submit --topology``), applies it (``splay.emulation.apply_job``);
+   submit --topology``), applies it (``splay.emulation.apply_job``), except a topology the
+   daemons shape in the kernel (``splay submit --shaping kernel``: only partitions apply here);
 5. when the job asks for a sandbox, imports ``splay`` and ``splay.base`` and then calls
    ``splay.sandbox.confine(job.dir, **job.sandbox)`` -- and refuses to run if that is impossible;
 6. runs ``APP.py`` as ``__main__`` with ``sys.argv == [APP.py, args...]``.
@@ -92,7 +93,8 @@ def restrict_sockets(job):
 
 def emulate_network(job):
     """Apply the job's topology (``splay run``/``splay submit --topology FILE``) to this node's
-    sockets."""
+    sockets; with ``splay submit --shaping kernel`` the daemons shape it with tc instead, and only
+    the job's partitions, if any, are applied here (see ``splay.emulation.apply_job``)."""
     from splay.emulation import TopologyError, apply_job, has_emulation
     if not has_emulation(job.settings):
         return
