@@ -144,8 +144,10 @@ def test_churn_speed_replays_faster(bed):
     ({"churn": {"trace": "0\n", "speed": 0}}, "positive"),
     ({"churn": "0 5\n"}, "'churn' must be an object"),
     ({"churn": {"trace": "0\n1\n"}, "nodes": 3}, "the trace sets the number of nodes"),
+    ({"nodes": 2, "args": "period=1"}, "'args' must be a list of strings"),
+    ({"nodes": 2, "args": ["period=1", 3]}, "'args' must be a list of strings"),
 ])
-def test_bad_churn_submissions_are_refused_with_the_reason(bed, body, message):
+def test_bad_submissions_are_refused_with_the_reason(bed, body, message):
     from splay.deploy.cli import CommandError
     with pytest.raises(CommandError) as error:
         bed.client().post("/api/jobs", {"code": "print(1)\n", **body})

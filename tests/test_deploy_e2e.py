@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from test_deploy_support import (COUNTER_APP, PYTHONPATH, QUICK_APP, job_processes, splay_cli,
+from test_deploy_support import (COUNTER_APP, PYTHONPATH, QUICK_APP, ROOT, job_processes, splay_cli,
                                  start_bed, wait_for, write_app)
 
 LINES = 20
@@ -218,3 +218,27 @@ def test_a_job_killed_while_it_deploys_leaves_nothing_behind(bed, jobs_before):
         live = [(j["id"], j["state"], i) for j in jobs for i in j["instances"]
                 if i["state"] in ("REGISTERED", "STARTING", "RUNNING")]
         raise AssertionError(f"slots still taken: {live}")
+
+
+def test_the_chord_example_forms_its_ring_over_eight_daemons(bed):
+    from examples import checkers
+    app = os.path.join(ROOT, "examples", "chord.py")
+    # Arguments after -- reach every node's sys.argv (demo=0: the checks below are made from here).
+    result = splay_cli(bed, "submit", app, "-n", 40, "--factor", 1, "--json",
+                       "--", "period=0.2", "demo=0")
+    assert result.returncode == 0, result.stderr
+    job = json.loads(result.stdout)
+    assert job["state"] == "RUNNING" and job["settings"]["app_args"] == ["period=0.2", "demo=0"]
+    assert len({i["daemon"] for i in job["instances"]}) == 8
+    nodes = [{"ip": i["ip"], "port": i["port"]}
+             for i in sorted(job["instances"], key=lambda i: i["position"])]
+
+    def converge():
+        ring = checkers.wait_for(lambda: checkers.chord_ring_problems(nodes), timeout=90)
+        lookups, hops = ([], []) if ring else checkers.chord_lookup_problems(nodes, samples=20)
+        return ring, lookups, hops
+    ring, lookups, hops = checkers.run(converge)
+    assert ring == [] and lookups == []
+    assert all(0 <= h <= 40 for h in hops)
+    assert bed.client().post(f"/api/jobs/{job['id']}/kill")["killed"] is True
+    wait_for(lambda: job_processes(job["ref"]) == [], 30, "no process of the job")

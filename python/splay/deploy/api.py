@@ -7,7 +7,7 @@ Every ``/api/`` request needs ``Authorization: Bearer TOKEN``. Errors come back 
   GET  /api/daemons                       daemons, their limits, state and instance count
   GET  /api/jobs                          jobs, newest first
   POST /api/jobs                          submit {name, code, nodes, list_size, list_type,
-                                          max_time, factor, memory, settings,
+                                          max_time, factor, memory, settings, args,
                                           churn: {trace, speed}} -> the job (201)
   GET  /api/jobs/ID                       a job (ID or ref) with its instances
   POST /api/jobs/ID/kill                  kill it -> {"killed": bool, "job": ...}
@@ -71,6 +71,11 @@ def validate_submission(body):
     if not isinstance(settings, dict):
         raise BadRequest("'settings' must be an object")
     validate_shaping(settings)
+    args = body.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise BadRequest("'args' must be a list of strings (the nodes' command-line arguments)")
+    if args:
+        settings = dict(settings, app_args=args)      # the daemons put them in sys.argv
     name = body.get("name") or "job"
     if not isinstance(name, str):
         raise BadRequest("'name' must be a string")

@@ -193,8 +193,15 @@ def progress_line(job):
 # -- subcommands -------------------------------------------------------------------------------
 
 def submit(argv):
-    """``splay submit APP.py -n N ...``: submit a job and follow it until it runs."""
-    p = parser("submit", "Submit an application to the controller and wait until it runs.")
+    """``splay submit APP.py -n N ... [-- ARGS...]``: submit a job and follow it until it runs;
+    ARGS go to every node's ``sys.argv``."""
+    argv = list(argv)
+    app_args = []
+    if "--" in argv:                # everything after it belongs to the application
+        cut = argv.index("--")
+        argv, app_args = argv[:cut], argv[cut + 1:]
+    p = parser("submit", "Submit an application to the controller and wait until it runs "
+                         "(arguments after -- go to every node's sys.argv).")
     p.add_argument("app", help="the application's Python file")
     p.add_argument("-n", "--nodes", type=int, help="number of nodes (with --churn: the trace's)")
     p.add_argument("--list-size", type=int, help="size of each node's list (default: all nodes)")
@@ -239,6 +246,8 @@ def submit(argv):
             request["settings"] = {"topology_text": topology_text(args, request.get("nodes"))}
             if args.shaping == "kernel":
                 request["settings"]["shaping"] = "kernel"
+        if app_args:
+            request["args"] = app_args
         if args.list_size is not None:
             request["list_size"] = args.list_size
         if args.max_time is not None:

@@ -393,7 +393,8 @@ class InstanceManager:
         # The node list is encoded once per job (head lists) and spliced in.
         env = dict(base_env, SPLAY_JOB=encoded.replace(json.dumps(NODES_MARK), view, 1))
         runner = "splay.launch.churn_replay" if gated else "splay.launch.node"
-        argv = [sys.executable, "-m", runner, own_app]
+        argv = [sys.executable, "-m", runner, own_app,
+                *map(str, (job.get("settings") or {}).get("app_args", []))]
         if SETPRIV:
             argv[:0] = [SETPRIV, "--pdeathsig", "KILL", "--"]
         loop = asyncio.get_running_loop()
