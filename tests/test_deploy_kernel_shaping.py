@@ -80,6 +80,13 @@ def namespace_tc(bed, index):
                            "dev", "eth0"], capture_output=True, text=True, timeout=20).stdout
 
 
+def wait_unshaped(bed, *indexes):
+    """Wait until the daemons ``indexes`` have removed their htb root (their shaping)."""
+    for index in indexes:
+        wait_for(lambda: "htb" not in namespace_tc(bed, index), 30,
+                 f"daemon {index} to remove its shaping")
+
+
 @pytest.fixture(scope="module")
 def netns_bed(tmp_path_factory):
     kernel_shaping_or_skip()
@@ -139,9 +146,7 @@ def test_kernel_shaping_limits_the_rate_between_deployed_nodes_and_is_removed(ne
     # The limit counts whole packets, headers too: TCP payload gets about 95 % of it.
     assert 0.85 * RATE <= rate <= 1.15 * RATE, f"{rate * 8 / 1e6:.3f} Mbit/s"
     print(f"\n2 Mbit/s shaped by the daemons' hosts: {rate * 8 / 1e6:.3f} Mbit/s of TCP payload")
-    for index in range(2):
-        wait_for(lambda: "htb" not in namespace_tc(netns_bed, index), 30,
-                 f"daemon {index} to remove its shaping")
+    wait_unshaped(netns_bed, 0, 1)
 
 
 def test_one_kernel_shaped_job_at_a_time_and_a_kill_removes_the_shaping(netns_bed, tmp_path):
@@ -158,9 +163,7 @@ def test_one_kernel_shaped_job_at_a_time_and_a_kill_removes_the_shaping(netns_be
     assert "one job at a time" in second["reason"]
     assert netns_bed.client().post(f"/api/jobs/{first['id']}/kill")["killed"] is True
     assert final(netns_bed, first)["state"] == "KILLED"
-    for index in range(2):
-        wait_for(lambda: "htb" not in namespace_tc(netns_bed, index), 30,
-                 f"daemon {index} to remove its shaping")
+    wait_unshaped(netns_bed, 0, 1)
 
 
 def test_a_daemon_that_stops_removes_its_shaping_first(netns_bed, tmp_path):
@@ -174,7 +177,7 @@ def test_a_daemon_that_stops_removes_its_shaping_first(netns_bed, tmp_path):
     netns_bed.wait_daemons()
     netns_bed.client().post(f"/api/jobs/{job['id']}/kill")
     assert final(netns_bed, job)["state"] == "KILLED"
-    wait_for(lambda: "htb" not in namespace_tc(netns_bed, 0), 30, "daemon 0 to remove its shaping")
+    wait_unshaped(netns_bed, 0)
 
 
 def test_a_delay_without_netem_fails_the_job_naming_netem(netns_bed, tmp_path):
@@ -206,9 +209,7 @@ def test_a_churn_job_is_shaped_while_it_runs_and_the_shaping_goes_with_its_last_
     for index in range(2):                          # installed before the replay began
         assert "qdisc htb 1: root" in namespace_tc(netns_bed, index)
     assert final(netns_bed, job)["state"] == "ENDED"
-    for index in range(2):
-        wait_for(lambda: "htb" not in namespace_tc(netns_bed, index), 30,
-                 f"daemon {index} to remove its shaping")
+    wait_unshaped(netns_bed, 0, 1)
 
 
 def test_nodes_leave_a_kernel_shaped_topology_to_the_kernel():
