@@ -17,7 +17,7 @@ line, never an exception that would end a server.
 from libc.stdint cimport uint64_t
 from libc.string cimport memchr
 
-from splayc.tcp cimport TCP, tcp_new, WANT_BYTES, HIGH_WATER, R_WOKEN, R_TIMEOUT, R_BUSY
+from splayc.tcp cimport TCP, tcp_new, WANT_BYTES, R_WOKEN, R_TIMEOUT, R_BUSY
 from splayc.sockbase cimport deadline_after, remaining
 from splayc.hub cimport Hub, Task, get_hub
 from splayc.benc cimport encode_framed_c, decode_c
@@ -30,16 +30,6 @@ cdef enum:
 
 #: Largest request or reply block accepted by default on rpc and rpcq connections (64 MiB).
 DEFAULT_MAX_LENGTH = 64 * 1024 * 1024
-
-
-cdef inline void _consume(TCP s, size_t n):
-    s.rstart += n
-    s.scan_from = 0
-    if s.rstart == s.rend:
-        s.rstart = 0
-        s.rend = 0
-    if not s.reading and s.rend - s.rstart < HIGH_WATER:
-        s._start_reading()
 
 
 cdef object _read_failure(TCP s, int r, int* status):
@@ -96,10 +86,10 @@ cdef object read_block_value(TCP s, Py_ssize_t max_length, uint64_t deadline, in
                     try:
                         value = decode_c(p + header, length, False, False)
                     except DecodeError as exc:
-                        _consume(s, header + <size_t>length)
+                        s.consume(header + <size_t>length)
                         status[0] = READ_UNDECODABLE
                         return f"undecodable block: {exc}"
-                    _consume(s, header + <size_t>length)
+                    s.consume(header + <size_t>length)
                     status[0] = READ_OK
                     return value
                 r = s._wait_read(WANT_BYTES, header + <size_t>length, deadline)

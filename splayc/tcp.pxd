@@ -13,8 +13,8 @@
 #     s.close_c()                                 # (from SocketBase, splayc/sockbase.pxd)
 #
 # Lower level (what splayc/rpc_fast.pyx uses to decode straight from the receive buffer): the
-# unread bytes are rbuf[rstart:rend]; consume n of them with `rstart += n` (reset both to 0 when
-# equal, and call _start_reading() if `not reading` and less than HIGH_WATER remains);
+# unread bytes are rbuf[rstart:rend]; `s.consume(n)` drops n of them once they are used (and
+# reads again when the buffer is below HIGH_WATER);
 # `r = s._wait_read(WANT_BYTES, n, deadline)` waits until n bytes are buffered (deadline: an
 # absolute uv_hrtime() in ns, 0 for none) and returns one of the R_* codes below.
 #
@@ -90,6 +90,7 @@ cdef class TCP(SocketBase):
     cdef Py_ssize_t _send(self, object data, Py_ssize_t start, Py_ssize_t stop,
                           uint64_t deadline) except -2
     cdef bytes _take(self, size_t n)
+    cdef void consume(self, size_t n)
     cdef bytes _take_line(self, size_t length, bint strip_cr)
     cdef object _fail_read(self, int status, bint strip_cr)
     cdef object _recv_exact(self, Py_ssize_t n, uint64_t deadline)

@@ -378,6 +378,12 @@ cdef class TCP(SocketBase):
 
     cdef bytes _take(self, size_t n):
         cdef bytes out = PyBytes_FromStringAndSize(self.rbuf + self.rstart, n)
+        self.consume(n)
+        return out
+
+    cdef void consume(self, size_t n):
+        """Drop the first ``n`` buffered bytes (the reader has used them in place), and read
+        again once the buffer is below its high-water mark."""
         self.rstart += n
         self.scan_from = self.scan_from - n if self.scan_from > n else 0
         if self.rstart == self.rend:
@@ -388,7 +394,6 @@ cdef class TCP(SocketBase):
                 self.rcap = 0
         if not self.reading and self.rend - self.rstart < HIGH_WATER:
             self._start_reading()
-        return out
 
     cdef bytes _take_line(self, size_t length, bint consume_lf):
         """The first ``length`` buffered bytes without their CR characters (LuaSocket's "*l"
