@@ -31,9 +31,17 @@
 #
 # Every module that cimports this file depends on its layout: after changing it, rebuild them all
 # (python setup.py build_ext --inplace), or they fail at import with "Hub size changed".
+cimport cython
 from libc.stdint cimport uint64_t
+from cpython.ref cimport PyObject
 from splayc.uv cimport uv_loop_t, uv_timer_t, uv_poll_t
 from splayc.greenlet_capi cimport greenlet
+
+ctypedef struct TimerEntry:     # one entry of the hub's timer heap
+    uint64_t deadline           # absolute uv_hrtime() ns
+    uint64_t seq                # arming order: equal deadlines fire first armed, first woken
+    PyObject* task              # owned reference to the blocked Task
+
 
 cdef enum TaskState:
     T_NEW = 0        # created, waits for its first turn
@@ -43,15 +51,17 @@ cdef enum TaskState:
     T_DEAD = 4
 
 
-cdef class Worker(greenlet):
+@cython.final
+cdef class Worker:
+    cdef greenlet glet           # runs Worker._loop; a plain greenlet, not a subclass (see hub.pyx)
     cdef Hub hub
     cdef Task task               # the task this worker runs now (None while parked)
-    cdef uv_timer_t* timer       # per-worker timer for sleep and block timeouts (lazily created)
 
+    cdef object _loop(self)
     cdef void _finish(self, Task t)
-    cdef void _close_timer(self)
 
 
+@cython.final
 cdef class Task:
     cdef readonly Hub hub
     cdef readonly unsigned long id
@@ -70,24 +80,40 @@ cdef class Task:
     cdef public object exception        # the uncaught exception that ended it, if any
     cdef public object result           # the return value of fn
     cdef Worker worker
-    cdef uint64_t deadline_ns           # absolute uv_hrtime() deadline of the running timer
+    cdef uint64_t deadline_ns           # absolute uv_hrtime() deadline of the running timer (0: none)
+    cdef Py_ssize_t timer_index         # its position in Hub.timers (-1: none)
     cdef list held_locks                # Locks held, for secure release at death
+    cdef Task alive_prev, alive_next    # Hub's list of live tasks (intrusive: no set add/discard)
+    cdef bint listed                    # in that list
     cdef list joiners                   # (Task, token) waiting for this task's end
 
     cdef void _on_death(self)
 
 
+@cython.final
+cdef class Slot:                # the state of one event name (see EventSlots in hub.pyx)
+    cdef object args         # the pending fire's args tuple this round (None: no pending fire)
+    cdef object waiters      # None, the waiting Task, or a list of them (in wait order)
+
+
+@cython.final
 cdef class EventSlots:
     cdef Hub hub
-    cdef dict fired          # name -> args tuple, fired this round, not yet delivered
-    cdef dict spare          # the other fired dict (they take turns: no allocation per round)
-    cdef dict waiters        # name -> list of (Task, token), in wait order
+    cdef dict slots          # name -> Slot
+    cdef Py_ssize_t sweep_at # sweep the empty Slots when len(slots) exceeds this
+    cdef PyObject** fired    # Slots fired this round, in fire order (owned references)
+    cdef Py_ssize_t n_fired, fired_cap
 
-    cdef bint fire(self, object name, tuple args)
+    cdef Slot _slot(self, object name)
+    cdef bint fire(self, object name, tuple args) except -1
     cdef object wait(self, object name, double timeout)
+    cdef int _forget(self, object name, Task t) except -1
     cdef void deliver(self)
+    cdef void clear(self)
+    cdef Py_ssize_t n_waiting(self)
 
 
+@cython.final
 cdef class Hub:
     cdef uv_loop_t* loop
     cdef greenlet glet               # the hub greenlet of the current run() (None when not running)
@@ -95,12 +121,27 @@ cdef class Hub:
     cdef readonly Task current       # the task running now (None: the hub itself or outside run)
     cdef list new_tasks              # phase 0, FIFO; tasks spawned during the phase run in it too
     cdef Py_ssize_t new_pos          # new_tasks[:new_pos] already started
-    cdef list batch                  # phase 1: woken before this round began
-    cdef Py_ssize_t batch_pos        # batch[:batch_pos] already run
-    cdef list ready_next             # woken during this round (the next round's batch)
+    # Woken tasks, in wake order: a ring of owned Task references. Positions only grow (index =
+    # position & (ready_cap - 1)). [ready_head, ready_batch_end) is phase 1's batch (woken before
+    # this round began); [ready_batch_end, ready_tail) was woken during this round (the next batch).
+    cdef PyObject** ready
+    cdef Py_ssize_t ready_cap        # a power of two
+    cdef Py_ssize_t ready_head
+    cdef Py_ssize_t ready_batch_end
+    cdef Py_ssize_t ready_tail
+    # Timeouts (sleep, wait, socket timeouts ...): one libuv timer for the whole hub, due at the
+    # earliest deadline of a binary min-heap of TimerEntry (one per blocked task with a timeout).
+    cdef uv_timer_t* timer
+    cdef uint64_t timer_due_ms       # loop ms at which `timer` is armed to fire (0: stopped)
+    cdef TimerEntry* timers
+    cdef Py_ssize_t timer_count, timer_cap
+    cdef uint64_t timer_seq
     cdef list unwinding              # killed tasks to unwind before anything else
     cdef list idle                   # parked Workers for reuse
-    cdef set alive                   # every task not yet dead: the hub owns them (see CORE-NOTES 7)
+    # Every task not yet dead, oldest first: the hub owns them (see CORE-NOTES 7). A doubly-linked
+    # list through Task.alive_prev/alive_next.
+    cdef Task alive_head, alive_tail
+    cdef Py_ssize_t n_alive
     cdef readonly EventSlots slots
     cdef dict tracked                # node -> {id(obj): obj} closeables to close at exit
     cdef object fatal                # KeyboardInterrupt/SystemExit to re-raise from run()
@@ -119,10 +160,14 @@ cdef class Hub:
     cdef object sig_sock_r, sig_sock_w, old_wakeup_fd
 
     cdef Task spawn(self, object fn, tuple args)
+    cdef void _unlist(self, Task t)
+    cdef list _alive_tasks(self)
     cdef Task begin_block(self)
     cdef object block(self, Task t, double timeout)
     cdef void wake(self, Task t, unsigned long token, object value)
     cdef void make_ready(self, Task t)
+    cdef int _push_ready(self, Task t) except -1
+    cdef void _clear_ready(self)
     cdef object yield_now(self)
     cdef object sleep(self, double seconds)
     cdef void track(self, object obj)
@@ -131,8 +176,13 @@ cdef class Hub:
     cdef int _leave(self, Task t) except -1
     cdef Task _next(self)
     cdef Worker _get_worker(self)
-    cdef void _arm_timer(self, Task t, double timeout) except *
+    cdef int _arm_timer(self, Task t, double timeout) except -1
     cdef void _stop_timer(self, Task t)
+    cdef void _arm_uv_timer(self, uint64_t deadline)
+    cdef void _timer_remove(self, Py_ssize_t i)
+    cdef Py_ssize_t _timer_up(self, Py_ssize_t i)
+    cdef void _timer_down(self, Py_ssize_t i)
+    cdef void _fire_timers(self)
     cpdef object kill(self, Task t)
 
 

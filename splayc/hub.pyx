@@ -16,11 +16,17 @@ nothing can run without a blocking poll does control go to the hub greenlet, whi
 libuv callbacks never switch greenlets: they only put tasks on the ready list (``Hub.wake``), so no
 Python exception ever has to cross libuv's C frames. Every wait carries a *token* (``Task.token``)
 and a waker must present it, so a late callback can never wake a task for the wrong reason.
+
+The hot paths avoid Python containers (every instruction here is paid per switch or per round):
+woken threads wait in a ring of C pointers (``Hub.ready``); timeouts sit in a C binary heap under
+one libuv timer per hub (``Hub.timers``); each event name has a ``Slot`` (one dict lookup per fire
+or wait, none per delivery); live threads are a linked list (``Hub.alive_head``), not a set.
 """
-from cpython.ref cimport PyObject
+cimport cython
+from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
+from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport uint64_t
-from libc.math cimport ceil
 
 from splayc.uv cimport *
 from splayc.greenlet_capi cimport (greenlet, _PyGreenlet_API, PyGreenlet_Import,
@@ -31,11 +37,27 @@ from splayc.greenlet_capi cimport (greenlet, _PyGreenlet_API, PyGreenlet_Import,
 cdef extern from "Python.h":
     int PyErr_CheckSignals() except -1
     unsigned long PyThread_get_thread_ident()
+    Py_ssize_t PyDict_GET_SIZE(object d)
+    PyObject* PyDict_GetItemWithError(object d, object key)
+    PyObject* PyErr_Occurred()
+    object PyContext_CopyCurrent()
+
+# Raw forms (no automatic error check) for the worker loop, which handles errors itself.
+cdef extern from "Python.h":
+    PyObject* _call "PyObject_Call"(object fn, object args, PyObject* kwargs)
+    PyObject* _call_noargs "PyObject_CallNoArgs"(object fn)
+    int _context_enter "PyContext_Enter"(object ctx)
+    int _context_exit "PyContext_Exit"(object ctx)
+    int PyErr_ExceptionMatches(object exc)
+    void PyErr_Clear()
+    void Py_XDECREF(PyObject* o)
+
+cdef extern from "greenlet.h":
+    PyObject* _switch_raw "PyGreenlet_Switch"(greenlet g, PyObject* args, PyObject* kwargs)
 
 cdef extern from "small_arena.h":
     int splay_install_small_arena()
 
-import contextvars
 import os
 import signal
 import socket as _pysocket
@@ -54,7 +76,6 @@ if _PyGreenlet_API == NULL:
 if not os.environ.get("SPLAY_NO_SMALL_ARENA"):
     splay_install_small_arena()
 
-cdef object _copy_context = contextvars.copy_context
 cdef object GreenletExit = <object>PyExc_GreenletExit
 
 # Parked workers kept for reuse: starting a fresh greenlet costs ~11 us (CORE-NOTES, pitfall 1).
@@ -97,36 +118,33 @@ cdef void _report_error(Task t, object exc):
 
 # --------------------------------------------------------------------------------------- workers
 
-cdef class Worker(greenlet):
-    """A greenlet that runs tasks one after the other; parked in ``Hub.idle`` between tasks."""
+cdef class Worker:
+    """A greenlet (``glet``) that runs tasks one after the other; parked in ``Hub.idle`` between tasks.
 
-    def run(self):
+    ``glet`` is a plain greenlet running ``_worker_main`` (which calls ``Worker._loop``), not a greenlet
+    subclass: greenlet checks the type of every greenlet it touches, and for a subclass each check
+    walks the MRO (``PyType_IsSubtype``), which cost ~100 instructions per switch.
+    """
+
+    cdef object _loop(self):
+        # No try/except in here: this frame sits on the worker's C stack under the task's code, and
+        # greenlet copies that stack out and back at every switch. Cython's exception bookkeeping
+        # made it ~370 bytes; the error handling lives in _task_failed instead.
         cdef Hub hub = self.hub
         cdef Task t, nxt
+        cdef Worker w
+        cdef PyObject* r
         while True:
             t = self.task
-            try:
-                if t.args:
-                    t.result = t.context.run(t.fn, *t.args)
-                else:
-                    t.result = t.context.run(t.fn)
-            except TaskKilled:
-                pass
-            except GreenletExit:
-                # Thrown by greenlet itself (never by us): this greenlet is being destroyed.
-                self._finish(t)
-                raise
-            except (KeyboardInterrupt, SystemExit) as e:
-                # Ends the whole loop; events.run() re-raises it (after unwinding the threads).
-                if hub.fatal is None:
-                    hub.fatal = e
-            except BaseException as e:
-                t.errored = True
-                t.exception = e
-                _report_error(t, e)
+            if _run_task(t) < 0:
+                if PyErr_ExceptionMatches(GreenletExit):
+                    # Thrown by greenlet itself (never by us): this greenlet is being destroyed.
+                    self._finish(t)
+                    _reraise()
+                _on_task_failed(hub, t)
             self._finish(t)
+            t = None                 # a parked worker must not keep its last task alive
             if hub.stopping or len(hub.idle) >= MAX_IDLE_WORKERS:
-                self._close_timer()
                 hub.current = None
                 return None          # the greenlet ends; control goes back to the hub
             nxt = hub._next()
@@ -138,40 +156,84 @@ cdef class Worker(greenlet):
                 nxt.state = T_RUNNING
                 continue
             hub.idle.append(self)
-            try:
-                if nxt is None:
-                    hub.current = None
-                    PyGreenlet_Switch(hub.glet, NULL, NULL)
-                else:
-                    hub._switch_to(nxt)
-            except GreenletExit:
-                self._close_timer()
-                return None
+            if nxt is None:
+                hub.current = None
+                r = _switch_raw(hub.glet, NULL, NULL)
+            else:
+                w = nxt.worker
+                hub.current = nxt
+                nxt.state = T_RUNNING
+                r = _switch_raw(w.glet, NULL, NULL)
+            if r == NULL:
+                if PyErr_ExceptionMatches(GreenletExit):
+                    PyErr_Clear()
+                    return None
+                _reraise()
+            Py_XDECREF(r)
             # resumed by _switch_to() with a new task in self.task, or by the hub's shutdown
             # with none: then end by returning (cheaper than being thrown GreenletExit)
             if self.task is None:
-                self._close_timer()
                 return None
 
     cdef void _finish(self, Task t):
         self.task = None
         t.worker = None
         if t.deadline_ns:
-            uv_timer_stop(self.timer)
-            t.deadline_ns = 0
+            self.hub._stop_timer(t)
         t._on_death()
 
-    cdef void _close_timer(self):
-        if self.timer != NULL:
-            self.timer.data = NULL
-            uv_close(<uv_handle_t*>self.timer, _free_handle_cb)
-            self.timer = NULL
 
-    def __dealloc__(self):
-        if self.timer != NULL:
-            self.timer.data = NULL
-            uv_close(<uv_handle_t*>self.timer, _free_handle_cb)
-            self.timer = NULL
+cdef int _run_task(Task t) noexcept:
+    """Run ``t.fn(*t.args)`` in the task's own contextvars copy (what Context.run() does, without
+    its frame): 0, or -1 with the exception set."""
+    cdef PyObject* r
+    if _context_enter(t.context) < 0:
+        return -1
+    if t.args:
+        r = _call(t.fn, t.args, NULL)
+    else:
+        r = _call_noargs(t.fn)
+    if _context_exit(t.context) < 0:
+        Py_XDECREF(r)
+        return -1
+    if r == NULL:
+        return -1
+    t.result = <object>r
+    Py_XDECREF(r)
+    return 0
+
+
+cdef int _reraise() except -1:
+    return -1           # the caller's failed C call left its exception set: let Cython raise it
+
+
+cdef void _task_failed(Hub hub, Task t):
+    """A task's function raised (the exception is set): consume and record it."""
+    try:
+        _reraise()
+    except TaskKilled:
+        pass
+    except (KeyboardInterrupt, SystemExit) as e:
+        # Ends the whole loop; events.run() re-raises it (after unwinding the threads).
+        if hub.fatal is None:
+            hub.fatal = e
+    except BaseException as e:
+        t.errored = True
+        t.exception = e
+        _report_error(t, e)
+
+
+# Worker._loop calls _task_failed through this pointer: the compiler then cannot inline it (and the
+# error reporting it contains) into the loop, whose C frame must stay small (see Worker._loop).
+ctypedef void (*task_failed_fn)(Hub hub, Task t)
+cdef task_failed_fn _on_task_failed = _task_failed
+
+
+@cython.binding(False)
+def _worker_main():
+    """Body of every worker greenlet. One callable shared by all of them (no bound method per
+    worker): the hub makes the task a new worker starts with ``current`` before the first switch."""
+    (<Task>get_hub().current).worker._loop()
 
 
 cdef void _free_handle_cb(uv_handle_t* handle) noexcept with gil:
@@ -186,13 +248,14 @@ cdef class Task:
     def __cinit__(self):
         self.held_locks = None
         self.joiners = None
+        self.timer_index = -1
 
     cdef void _on_death(self):
         """Bookkeeping when the thread's function has returned or raised."""
         cdef Hub hub = self.hub
         cdef Task j
         self.state = T_DEAD
-        hub.alive.discard(self)
+        hub._unlist(self)
         if self.held_locks:
             locks, self.held_locks = self.held_locks, None
             for lock in locks:
@@ -247,84 +310,164 @@ cdef class Task:
 
 # ----------------------------------------------------------------------------------- event slots
 
+cdef class Slot:
+    """The state of one event name: its pending fire (if any) and its waiters."""
+
+
 cdef class EventSlots:
-    """SPLAY's named events: one pending fire per name per round, delivered to every waiter."""
+    """SPLAY's named events: one pending fire per name per round, delivered to every waiter.
+
+    Each name has a Slot (its pending fire and its waiters), so ``fire`` and ``wait`` cost one dict
+    lookup and delivering a round's fires none: the fired Slots are listed in a C array. Slots left
+    empty are swept from the dict once it has grown to twice its last live size.
+
+    A Slot's waiters are a Task, or a list of them (in wait order) once a second task waits: most
+    names have a single waiter. They carry no wake token: a task is a waiter only while it is
+    blocked in that very wait (``wait`` removes it after a timeout or a kill), and ``Hub.wake``
+    ignores a task that is not blocked, so the task's current token is the right one at delivery.
+    """
 
     def __cinit__(self, Hub hub):
         self.hub = hub
-        self.fired = {}
-        self.spare = {}
-        self.waiters = {}
+        self.slots = {}
+        self.sweep_at = 64
+        self.fired_cap = 16
+        self.fired = <PyObject**>PyMem_Malloc(self.fired_cap * sizeof(PyObject*))
+        if self.fired == NULL:
+            raise MemoryError()
 
-    cdef bint fire(self, object name, tuple args):
-        if name in self.fired:
-            return False
-        self.fired[name] = args
+    def __dealloc__(self):
+        if self.fired != NULL:
+            self.clear()
+            PyMem_Free(self.fired)
+            self.fired = NULL
+
+    cdef Slot _slot(self, object name):
+        """The Slot of ``name``, created if needed."""
+        cdef PyObject* found = PyDict_GetItemWithError(self.slots, name)
+        cdef Slot slot
+        cdef list empty
+        if found != NULL:
+            return <Slot>found
+        if PyErr_Occurred():                 # an unhashable name
+            _reraise()
+        if PyDict_GET_SIZE(self.slots) >= self.sweep_at:
+            empty = [k for k, v in self.slots.items()
+                     if (<Slot>v).args is None and (<Slot>v).waiters is None]
+            for k in empty:
+                del self.slots[k]
+            self.sweep_at = 2 * PyDict_GET_SIZE(self.slots) + 64
+        slot = Slot.__new__(Slot)
+        slot.args = None
+        slot.waiters = None
+        self.slots[name] = slot
+        return slot
+
+    cdef bint fire(self, object name, tuple args) except -1:
+        cdef Slot slot = self._slot(name)
+        cdef PyObject** bigger
+        if slot.args is not None:
+            return False                     # an earlier fire of this round is still pending
+        if self.n_fired == self.fired_cap:
+            bigger = <PyObject**>PyMem_Realloc(self.fired, 2 * self.fired_cap * sizeof(PyObject*))
+            if bigger == NULL:
+                raise MemoryError()
+            self.fired = bigger
+            self.fired_cap *= 2
+        slot.args = args if args is not None else ()   # None means "no pending fire"
+        Py_INCREF(slot)
+        self.fired[self.n_fired] = <PyObject*>slot
+        self.n_fired += 1
         return True
 
     cdef object wait(self, object name, double timeout):
         cdef Hub hub = self.hub
         cdef Task t = hub.begin_block()
-        cdef list ws = self.waiters.get(name)
-        cdef tuple entry = (t, t.token)
-        if ws is None:
-            self.waiters[name] = [entry]
+        cdef Slot slot = self._slot(name)
+        cdef object first = slot.waiters
+        if first is None:
+            slot.waiters = t
+        elif type(first) is list:
+            (<list>first).append(t)
         else:
-            ws.append(entry)
+            slot.waiters = [first, t]
         try:
-            return hub.block(t, timeout)
-        finally:
-            # Woken by a fire: deliver() already took the whole list. Still registered after a
-            # timeout or a kill: remove the entry, so waiting in a loop with a timeout on a name
-            # that never fires does not grow the table.
-            ws = self.waiters.get(name)
-            if ws is not None:
-                try:
-                    ws.remove(entry)
-                except ValueError:
-                    pass
-                if not ws:
-                    del self.waiters[name]
+            value = hub.block(t, timeout)
+        except BaseException:
+            self._forget(name, t)          # killed: still registered
+            raise
+        if t.timed_out:
+            self._forget(name, t)          # woken by its timer: still registered
+        # Woken by a fire: deliver() already took the Slot's waiters.
+        return value
+
+    cdef int _forget(self, object name, Task t) except -1:
+        """Drop ``t`` from the waiters of ``name``."""
+        cdef object found = self.slots.get(name)
+        cdef Slot slot
+        if found is None:
+            return 0
+        slot = <Slot>found
+        if slot.waiters is t:
+            slot.waiters = None
+        elif type(slot.waiters) is list:
+            try:
+                (<list>slot.waiters).remove(t)
+            except ValueError:
+                pass
+            if not slot.waiters:
+                slot.waiters = None
+        return 0
 
     cdef void deliver(self):
         cdef Hub hub = self.hub
-        cdef list ws
-        cdef tuple entry
-        cdef dict fired = self.fired
-        if not fired:
-            return
-        # Two dicts take turns, so a round allocates none.
-        self.fired = self.spare
-        for name, args in fired.items():
-            ws = self.waiters.pop(name, None)
+        cdef Py_ssize_t i, n = self.n_fired
+        cdef Slot slot
+        cdef object args, ws
+        cdef Task t
+        self.n_fired = 0
+        for i in range(n):
+            slot = <Slot>self.fired[i]
+            Py_DECREF(slot)                  # the array's reference (`slot` holds its own)
+            args = slot.args
+            slot.args = None                 # fired or not, the fire ends with the round
+            ws = slot.waiters
             if ws is None:
-                continue          # nobody waits: the fire is dropped at the end of the round
-            for entry in ws:
-                hub.wake(<Task>entry[0], entry[1], args)
-        fired.clear()
-        self.spare = fired
+                continue
+            slot.waiters = None
+            if type(ws) is list:
+                for t in <list>ws:
+                    hub.wake(t, t.token, args)
+            else:
+                t = <Task>ws
+                hub.wake(t, t.token, args)
+
+    cdef void clear(self):
+        """Forget every pending fire and waiter (the loop stopped)."""
+        cdef Py_ssize_t i
+        for i in range(self.n_fired):
+            Py_DECREF(<object>self.fired[i])
+        self.n_fired = 0
+        self.slots.clear()
+        self.sweep_at = 64
+
+    cdef Py_ssize_t n_waiting(self):
+        cdef Py_ssize_t n = 0
+        for v in self.slots.values():
+            w = (<Slot>v).waiters
+            if w is not None:
+                n += len(<list>w) if type(w) is list else 1
+        return n
 
 
 # -------------------------------------------------------------------------------------- timers
 
-cdef void _timer_cb(uv_timer_t* timer) noexcept with gil:
-    cdef Task t
-    cdef uint64_t now
+cdef void _hub_timer_cb(uv_timer_t* timer) noexcept with gil:
+    cdef Hub hub
     if timer.data == NULL:
         return
-    t = <Task>timer.data
-    try:
-        now = uv_hrtime()
-        if t.deadline_ns and now < t.deadline_ns:
-            # libuv's clock is in whole ms: never wake early (CORE-NOTES, pitfall 5).
-            uv_timer_start(timer, _timer_cb, 1, 0)
-            return
-        t.deadline_ns = 0
-        if t.state == T_BLOCKED:
-            t.timed_out = True
-            t.hub.wake(t, t.token, None)
-    except BaseException as e:
-        t.hub.callback_error = e
+    hub = <Hub>timer.data
+    hub._fire_timers()
 
 
 # -------------------------------------------------------------------------------------- signals
@@ -367,11 +510,19 @@ cdef class Hub:
             raise OSError(f"libuv: cannot create a loop: {uv_strerror(err).decode()}")
         self.loop.data = <void*>self
         self.new_tasks = []
-        self.batch = []
-        self.ready_next = []
+        self.ready_cap = 64
+        self.ready = <PyObject**>PyMem_Malloc(self.ready_cap * sizeof(PyObject*))
+        if self.ready == NULL:
+            raise MemoryError()
+        self.timer_cap = 64
+        self.timers = <TimerEntry*>PyMem_Malloc(self.timer_cap * sizeof(TimerEntry))
+        self.timer = <uv_timer_t*>malloc(sizeof(uv_timer_t))
+        if self.timers == NULL or self.timer == NULL:
+            raise MemoryError()
+        uv_timer_init(self.loop, self.timer)
+        self.timer.data = <void*>self
         self.unwinding = []
         self.idle = []
-        self.alive = set()
         self.slots = EventSlots(self)
         self.tracked = {}
         self.release_gil = True
@@ -389,21 +540,57 @@ cdef class Hub:
         self.next_id += 1
         t.fn = fn
         t.args = args
-        t.context = _copy_context()
+        t.context = PyContext_CopyCurrent()
         t.node = self.current.node if self.current is not None else self.default_node
         t.state = T_NEW
         self.new_tasks.append(t)
-        self.alive.add(t)
+        t.alive_prev = self.alive_tail             # append to the list of live tasks
+        if self.alive_tail is None:
+            self.alive_head = t
+        else:
+            self.alive_tail.alive_next = t
+        self.alive_tail = t
+        t.listed = True
+        self.n_alive += 1
         self.n_created += 1
         return t
+
+    cdef void _unlist(self, Task t):
+        """Take ``t`` off the list of live tasks (no-op if it is not on it)."""
+        if not t.listed:
+            return
+        t.listed = False
+        if t.alive_prev is None:
+            self.alive_head = t.alive_next
+        else:
+            t.alive_prev.alive_next = t.alive_next
+        if t.alive_next is None:
+            self.alive_tail = t.alive_prev
+        else:
+            t.alive_next.alive_prev = t.alive_prev
+        t.alive_prev = t.alive_next = None
+        self.n_alive -= 1
+
+    cdef list _alive_tasks(self):
+        """The live tasks, oldest first (a snapshot: safe to iterate while killing)."""
+        cdef list out = []
+        cdef Task t = self.alive_head
+        while t is not None:
+            out.append(t)
+            t = t.alive_next
+        return out
 
     cdef Worker _get_worker(self):
         cdef Worker w
         if self.idle:
             return <Worker>self.idle.pop()
         w = Worker.__new__(Worker)
-        PyGreenlet_SetParent(w, self.glet)
         w.hub = self
+        # Not PyGreenlet_New(run, parent): it builds a kwargs dict with freshly made key strings
+        # (~1.5k instructions per worker). The type's tp_new and two setters do the same.
+        w.glet = greenlet.__new__(greenlet)
+        w.glet.run = _worker_main
+        PyGreenlet_SetParent(w.glet, self.glet)
         return w
 
     cdef int _switch_to(self, Task t) except -1:
@@ -415,7 +602,7 @@ cdef class Hub:
             t.worker = w
         self.current = t
         t.state = T_RUNNING
-        PyGreenlet_Switch(w, NULL, NULL)
+        PyGreenlet_Switch(w.glet, NULL, NULL)
         return 0
 
     cdef int _leave(self, Task t) except -1:
@@ -476,14 +663,38 @@ cdef class Hub:
         t.wake_value = value
         t.state = T_READY
         if t.deadline_ns:
-            t.deadline_ns = 0
-            if t.worker is not None and t.worker.timer != NULL:
-                uv_timer_stop(t.worker.timer)
-        self.ready_next.append(t)
+            self._stop_timer(t)
+        self._push_ready(t)
 
     cdef void make_ready(self, Task t):
         t.state = T_READY
-        self.ready_next.append(t)
+        self._push_ready(t)
+
+    cdef int _push_ready(self, Task t) except -1:
+        """Append ``t`` to the ready ring (a C array: no list append or clear per round)."""
+        cdef Py_ssize_t cap = self.ready_cap, p
+        cdef PyObject** bigger
+        if self.ready_tail - self.ready_head == cap:
+            bigger = <PyObject**>PyMem_Malloc(2 * cap * sizeof(PyObject*))
+            if bigger == NULL:
+                raise MemoryError()
+            for p in range(self.ready_head, self.ready_tail):
+                bigger[p & (2 * cap - 1)] = self.ready[p & (cap - 1)]
+            PyMem_Free(self.ready)
+            self.ready = bigger
+            self.ready_cap = cap = 2 * cap
+        Py_INCREF(t)
+        self.ready[self.ready_tail & (cap - 1)] = <PyObject*>t
+        self.ready_tail += 1
+        return 0
+
+    cdef void _clear_ready(self):
+        cdef PyObject* p
+        while self.ready_head < self.ready_tail:
+            p = self.ready[self.ready_head & (self.ready_cap - 1)]
+            self.ready_head += 1
+            Py_DECREF(<object>p)
+        self.ready_head = self.ready_batch_end = self.ready_tail = 0
 
     cdef object yield_now(self):
         cdef Task t = self.begin_block()
@@ -505,29 +716,124 @@ cdef class Hub:
         self.block(t, seconds)
         return True
 
-    cdef void _arm_timer(self, Task t, double timeout) except *:
-        cdef Worker w = t.worker
-        cdef int err
-        if w.timer == NULL:
-            w.timer = <uv_timer_t*>malloc(sizeof(uv_timer_t))
-            if w.timer == NULL:
+    cdef int _arm_timer(self, Task t, double timeout) except -1:
+        """Wake ``t`` (timed out) after ``timeout`` seconds unless something else wakes it first."""
+        cdef Py_ssize_t i
+        cdef TimerEntry* bigger
+        if t.timer_index >= 0:
+            self._stop_timer(t)
+        if self.timer_count == self.timer_cap:
+            bigger = <TimerEntry*>PyMem_Realloc(self.timers, 2 * self.timer_cap * sizeof(TimerEntry))
+            if bigger == NULL:
                 raise MemoryError()
-            err = uv_timer_init(self.loop, w.timer)
-            if err < 0:
-                free(w.timer)
-                w.timer = NULL
-                raise OSError(f"libuv: cannot create a timer: {uv_strerror(err).decode()}")
-        w.timer.data = <void*>t
+            self.timers = bigger
+            self.timer_cap *= 2
+        if timeout > 1e9:
+            timeout = 1e9                       # ~30 years: keeps the ns deadline in range
         uv_update_time(self.loop)
         t.deadline_ns = uv_hrtime() + <uint64_t>(timeout * 1e9)
         if t.deadline_ns == 0:
             t.deadline_ns = 1
-        uv_timer_start(w.timer, _timer_cb, <uint64_t>ceil(timeout * 1000.0), 0)
+        i = self.timer_count
+        self.timer_count += 1
+        self.timers[i].deadline = t.deadline_ns
+        self.timers[i].seq = self.timer_seq
+        self.timer_seq += 1
+        self.timers[i].task = <PyObject*>t
+        Py_INCREF(t)
+        t.timer_index = i
+        if self._timer_up(i) == 0:
+            self._arm_uv_timer(t.deadline_ns)       # the new earliest deadline
+        return 0
+
+    cdef void _arm_uv_timer(self, uint64_t deadline):
+        """Have the hub's libuv timer fire by ``deadline`` (it may already be due earlier)."""
+        # libuv counts whole ms of its loop clock (the same monotonic clock, truncated): fire at the
+        # first loop ms at or after the deadline, so a timeout never ends early.
+        cdef uint64_t due_ms = (deadline + 999999) // 1000000
+        cdef uint64_t now_ms
+        if self.timer_due_ms != 0 and self.timer_due_ms <= due_ms:
+            return                              # already due by then: no need to re-arm
+        now_ms = uv_now(self.loop)
+        uv_timer_start(self.timer, _hub_timer_cb, due_ms - now_ms if due_ms > now_ms else 0, 0)
+        self.timer_due_ms = due_ms
 
     cdef void _stop_timer(self, Task t):
-        if t.deadline_ns and t.worker is not None and t.worker.timer != NULL:
-            uv_timer_stop(t.worker.timer)
         t.deadline_ns = 0
+        if t.timer_index < 0:
+            return
+        self._timer_remove(t.timer_index)
+        if self.timer_count == 0 and self.timer_due_ms != 0:
+            # No deadline left: the idle timer must not keep the loop alive. (With deadlines left,
+            # an earlier due time is harmless: _fire_timers re-arms for the earliest one.)
+            uv_timer_stop(self.timer)
+            self.timer_due_ms = 0
+
+    cdef void _fire_timers(self):
+        """libuv callback: wake every task whose deadline has passed, re-arm for the next one."""
+        cdef uint64_t now = uv_hrtime()
+        cdef Task t
+        self.timer_due_ms = 0                   # libuv stopped it before calling us
+        while self.timer_count and self.timers[0].deadline <= now:
+            t = <Task>self.timers[0].task
+            self._timer_remove(0)
+            t.deadline_ns = 0
+            if t.state == T_BLOCKED:
+                t.timed_out = True
+                self.wake(t, t.token, None)
+        if self.timer_count:
+            self._arm_uv_timer(self.timers[0].deadline)
+
+    # The heap: timers[0] has the earliest (deadline, seq); every entry's task knows its index.
+
+    cdef void _timer_remove(self, Py_ssize_t i):
+        cdef PyObject* gone = self.timers[i].task
+        cdef Py_ssize_t last
+        self.timer_count -= 1
+        last = self.timer_count
+        if i != last:
+            self.timers[i] = self.timers[last]
+            (<Task>self.timers[i].task).timer_index = i
+            if self._timer_up(i) == i:
+                self._timer_down(i)
+        (<Task>gone).timer_index = -1
+        Py_DECREF(<object>gone)
+
+    cdef Py_ssize_t _timer_up(self, Py_ssize_t i):
+        """Sift entry ``i`` towards the root; returns where it ends."""
+        cdef TimerEntry e = self.timers[i]
+        cdef Py_ssize_t parent
+        while i > 0:
+            parent = (i - 1) >> 1
+            if (self.timers[parent].deadline < e.deadline or
+                    (self.timers[parent].deadline == e.deadline and self.timers[parent].seq < e.seq)):
+                break
+            self.timers[i] = self.timers[parent]
+            (<Task>self.timers[i].task).timer_index = i
+            i = parent
+        self.timers[i] = e
+        (<Task>e.task).timer_index = i
+        return i
+
+    cdef void _timer_down(self, Py_ssize_t i):
+        cdef TimerEntry e = self.timers[i]
+        cdef Py_ssize_t child, n = self.timer_count
+        while True:
+            child = 2 * i + 1
+            if child >= n:
+                break
+            if child + 1 < n and (self.timers[child + 1].deadline < self.timers[child].deadline or
+                                  (self.timers[child + 1].deadline == self.timers[child].deadline and
+                                   self.timers[child + 1].seq < self.timers[child].seq)):
+                child += 1
+            if (e.deadline < self.timers[child].deadline or
+                    (e.deadline == self.timers[child].deadline and e.seq < self.timers[child].seq)):
+                break
+            self.timers[i] = self.timers[child]
+            (<Task>self.timers[i].task).timer_index = i
+            i = child
+        self.timers[i] = e
+        (<Task>e.task).timer_index = i
 
     # ----- objects to close when their node exits
 
@@ -563,7 +869,7 @@ cdef class Hub:
         """The next task to run, advancing through the round's phases; None when the hub must
         take over (nothing runnable without a blocking poll, or the loop must stop)."""
         cdef Task t
-        cdef list tmp
+        cdef PyObject* p
         if self.fatal is not None or self.exit_requested or self.callback_error is not None:
             return None
         while True:
@@ -581,25 +887,25 @@ cdef class Hub:
                 del self.new_tasks[:self.new_pos]
                 self.new_pos = 0
             # phase 1: threads woken before this round began
-            while self.batch_pos < len(self.batch):
-                t = self.batch[self.batch_pos]
-                self.batch_pos += 1
+            while self.ready_head < self.ready_batch_end:
+                p = self.ready[self.ready_head & (self.ready_cap - 1)]
+                self.ready_head += 1
+                t = <Task>p
+                Py_DECREF(t)                             # the ring's reference
                 if t.state == T_READY:
                     return t
-            self.batch.clear()
-            self.batch_pos = 0
             # phase 2: deliver this round's fires
             self.slots.deliver()
             self.n_rounds += 1
-            if not self.ready_next:
+            if self.ready_tail == self.ready_batch_end:
                 return None                              # phase 3 needs a blocking poll: the hub
-            # phase 3 without blocking, then the next round starts with what was woken so far
-            uv_run(self.loop, UV_RUN_NOWAIT)
-            if self.callback_error is not None:
-                return None
-            tmp = self.batch
-            self.batch = self.ready_next
-            self.ready_next = tmp
+            # phase 3 without blocking, then the next round starts with what was woken so far.
+            # A loop with no active handle has nothing to report: skip the poll (and its clock read).
+            if uv_loop_alive(self.loop):
+                uv_run(self.loop, UV_RUN_NOWAIT)
+                if self.callback_error is not None:
+                    return None
+            self.ready_batch_end = self.ready_tail       # the next round's batch
 
     def _rounds(self):
         """The hub greenlet's loop: run tasks until nothing can ever run again, or a stop."""
@@ -621,17 +927,15 @@ cdef class Hub:
             # Look without blocking first: on loopback the answer is often already there, and
             # releasing and taking back the GIL costs more than this poll (~2k instructions).
             uv_run(self.loop, UV_RUN_NOWAIT)
-            if not self.ready_next and self.callback_error is None:
+            if self.ready_tail == self.ready_batch_end and self.callback_error is None:
                 if self.release_gil:
                     with nogil:
                         uv_run(self.loop, UV_RUN_ONCE)
                 else:
                     uv_run(self.loop, UV_RUN_ONCE)
             PyErr_CheckSignals()
-            if self.ready_next and not self.batch:
-                tmp = self.batch
-                self.batch = self.ready_next
-                self.ready_next = tmp
+            if self.ready_head == self.ready_batch_end:  # the batch is done: start the next one
+                self.ready_batch_end = self.ready_tail
 
     def _shutdown(self):
         """Unwind every thread left (their finally blocks run), close tracked objects."""
@@ -639,18 +943,18 @@ cdef class Hub:
         cdef Worker w
         self.stopping = True
         self.blocked_at_end = []
-        for t in self.alive:
+        for t in self._alive_tasks():
             if t.state == T_BLOCKED:
                 self.blocked_at_end.append(t)
         try:
-            while self.alive:
-                for t in list(self.alive):
+            while self.alive_head is not None:
+                for t in self._alive_tasks():
                     if t.state == T_DEAD:
-                        self.alive.discard(t)
+                        self._unlist(t)
                     elif t.worker is None:             # never started
                         t.killed = True
                         t.state = T_DEAD
-                        self.alive.discard(t)
+                        self._unlist(t)
                     else:
                         t.killed = True
                         t.pending_throw = TaskKilled("the loop is stopping")
@@ -658,22 +962,27 @@ cdef class Hub:
                         self._switch_to(t)
             for node in list(self.tracked):
                 self._close_tracked(node)
+            # End the parked workers (resumed without a task, a worker returns) in one chain: each
+            # one's parent becomes the next one, so a worker that ends hands control straight to the
+            # next (one switch per worker, not two); the last one returns to us.
             idle, self.idle = self.idle, []
-            for w in idle:
-                if PyGreenlet_ACTIVE(w):
-                    w.task = None
-                    PyGreenlet_Switch(w, NULL, NULL)      # it returns, back to us
+            parked = [w for w in idle if PyGreenlet_ACTIVE(w.glet)]
+            for i, w in enumerate(parked):
+                w.task = None
+                if i + 1 < len(parked):
+                    PyGreenlet_SetParent(w.glet, (<Worker>parked[i + 1]).glet)
+            if parked:
+                PyGreenlet_Switch((<Worker>parked[0]).glet, NULL, NULL)
             # let libuv run the close callbacks of what was just closed
             uv_run(self.loop, UV_RUN_NOWAIT)
         finally:
             self.new_tasks = []
             self.new_pos = 0
-            self.batch = []
-            self.batch_pos = 0
-            self.ready_next = []
+            self._clear_ready()
             self.unwinding = []
-            self.slots.fired.clear()
-            self.slots.waiters.clear()
+            self.slots.clear()
+            while self.timer_count:              # (every thread's timer is stopped by now)
+                self._stop_timer(<Task>self.timers[self.timer_count - 1].task)
             self.current = None
 
     def _close_tracked(self, node):
@@ -721,7 +1030,7 @@ cdef class Hub:
         if node is _NO_EXIT or not self.running:
             self.exit_requested = True
             return
-        for t in list(self.alive):
+        for t in self._alive_tasks():
             if t.node is node and t is not self.current:
                 self.kill(t)
         self._close_tracked(node)
@@ -738,7 +1047,7 @@ cdef class Hub:
             raise TaskKilled("killed by itself")
         if t.state == T_NEW:
             t.state = T_DEAD
-            self.alive.discard(t)
+            self._unlist(t)
             return True
         t.pending_throw = TaskKilled("killed")
         if t.state == T_BLOCKED:
@@ -799,19 +1108,20 @@ cdef class Hub:
         """Counters as a dict (``events.stats()`` formats them)."""
         cdef Task t
         cdef Py_ssize_t blocked = 0
-        for t in self.alive:
+        for t in self._alive_tasks():
             if t.state == T_BLOCKED:
                 blocked += 1
         return {
-            "alive": len(self.alive),
+            "alive": self.n_alive,
             "created": self.n_created,
             "killed": self.n_killed,
             "rounds": self.n_rounds,
             "sleeps": self.n_timers,
             "blocked": blocked,
-            "ready": len(self.ready_next) + len(self.batch) - self.batch_pos
+            "ready": self.ready_tail - self.ready_head
                      + len(self.new_tasks) - self.new_pos,
-            "waiting_events": sum(len(w) for w in self.slots.waiters.values()),
+            "waiting_events": self.slots.n_waiting(),
+            "event_names": len(self.slots.slots),
             "idle_workers": len(self.idle),
         }
 
@@ -823,6 +1133,17 @@ cdef class Hub:
         # The loop is kept for the thread's lifetime; closing it needs every handle closed.
         if self.loop != NULL:
             self.loop.data = NULL
+        if self.ready != NULL:
+            self._clear_ready()
+            PyMem_Free(self.ready)
+            self.ready = NULL
+        if self.timer != NULL:
+            self.timer.data = NULL             # the loop (and this handle) outlive the hub
+        if self.timers != NULL:
+            while self.timer_count:
+                self._timer_remove(self.timer_count - 1)
+            PyMem_Free(self.timers)
+            self.timers = NULL
 
 
 # ------------------------------------------------------------------ per-thread hubs, module API
@@ -885,6 +1206,16 @@ def spawn(fn, *args):
     return get_hub().spawn(fn, args)
 
 
+@cython.binding(False)
+def thread(f):
+    """Create a thread running ``f()`` (or one per function of a list); it starts at the next
+    scheduling point. Returns the :class:`Task` (or the list of them)."""
+    cdef Hub h = get_hub()
+    if isinstance(f, (list, tuple)):
+        return [h.spawn(g, ()) for g in f]
+    return h.spawn(f, ())
+
+
 def spawn_in_node(node, fn, *args):
     """Create a thread that belongs to ``node`` (the per-node identity of ``--in-process`` runs)."""
     cdef Task t = get_hub().spawn(fn, args)
@@ -910,6 +1241,7 @@ def current_node():
     return h.default_node
 
 
+@cython.binding(False)
 def sleep(seconds):
     """Suspend the calling thread for ``seconds``; returns True. ``0`` or less is a plain yield."""
     cdef Hub h = get_hub()
@@ -919,6 +1251,7 @@ def sleep(seconds):
     return h.sleep(float(seconds))
 
 
+@cython.binding(False)
 def yield_():
     """Give the other threads a turn; returns True."""
     cdef Hub h = get_hub()
@@ -928,11 +1261,13 @@ def yield_():
     return h.yield_now()
 
 
+@cython.binding(False)
 def fire(name, *args):
     """Fire event ``name``: True, or False when its slot is already taken this round."""
     return get_hub().slots.fire(name, args)
 
 
+@cython.binding(False)
 def wait(name, timeout=None):
     """Wait for a fire of ``name``: its args, or with a timeout ``(True, *args)`` / ``(False, "timeout")``."""
     cdef Hub h = get_hub()

@@ -503,3 +503,124 @@ def test_context_vars_do_not_leak_between_threads():
             events.thread(reader)     # may run on the same reused greenlet
             events.yield_()
     assert run_collect(main) == ["unset"] * 3
+
+
+# ------------------------------------------------------------------ scheduler structures at scale
+# The hub keeps woken threads in a ring, timeouts in a heap under one libuv timer, and one Slot per
+# event name: these tests hold them to the same rules as a handful of threads.
+
+def test_hundreds_of_yielding_threads_keep_round_robin_order():
+    def main(out):
+        def worker(i):
+            for r in range(3):
+                out.append((r, i))
+                events.yield_()
+        events.thread([lambda i=i: worker(i) for i in range(500)])
+    out = run_collect(main)
+    assert out == [(r, i) for r in range(3) for i in range(500)]
+
+
+def test_equal_timeouts_wake_in_the_order_they_were_armed():
+    def main(out):
+        for i in range(200):
+            events.thread(lambda i=i: (events.sleep(0.02), out.append(i)))
+    assert run_collect(main) == list(range(200))
+
+
+def test_a_satisfied_long_timeout_does_not_keep_run_alive():
+    def main(out):
+        events.thread(lambda: out.append(events.wait("ev", 30)))
+        events.thread(lambda: (events.sleep(0.01), out.append("short")))
+        events.yield_()
+        events.fire("ev", "now")
+    t0 = time.monotonic()
+    assert run_collect(main) == [(True, "now"), "short"]
+    assert time.monotonic() - t0 < 5, "an idle timer kept the loop alive"
+
+
+def test_endless_sleep_can_be_killed_and_huge_timeouts_work():
+    def main(out):
+        sleeper = events.thread(lambda: events.sleep(float("inf")))
+        events.thread(lambda: out.append(events.wait("ev", 1e12)))
+        events.yield_()
+        events.fire("ev", 1)
+        events.sleep(0.01)
+        out.append(events.kill(sleeper))
+    t0 = time.monotonic()
+    assert run_collect(main) == [(True, 1), True]
+    assert time.monotonic() - t0 < 5
+
+
+def test_timed_out_waiter_among_several_leaves_the_others_waiting():
+    def main(out):
+        events.thread(lambda: out.append(("a", events.wait("ev"))))
+        events.thread(lambda: out.append(("b", events.wait("ev", 0.01))))
+        events.thread(lambda: out.append(("c", events.wait("ev"))))
+        events.sleep(0.05)
+        events.fire("ev", "x")
+        events.sleep(0.01)
+        out.append(events.stats().split("waiting on events: ")[1])
+    assert run_collect(main) == [("b", (False, "timeout")), ("a", ("x",)), ("c", ("x",)), "0"]
+
+
+def test_killed_waiter_among_several_leaves_the_others_waiting():
+    def main(out):
+        events.thread(lambda: out.append(("a", events.wait("ev"))))
+        b = events.thread(lambda: out.append(("b", events.wait("ev"))))
+        events.thread(lambda: out.append(("c", events.wait("ev"))))
+        events.yield_()
+        events.kill(b)
+        events.fire("ev", 2)
+        events.sleep(0.01)
+    assert run_collect(main) == [("a", (2,)), ("c", (2,))]
+
+
+def test_many_event_names_do_not_grow_the_table():
+    from splayc import hub
+
+    def main(out):
+        for i in range(5000):
+            events.fire(f"name-{i}", i)      # nobody waits: dropped at the end of the round
+            if i % 100 == 99:
+                events.yield_()
+        events.yield_()
+        out.append(hub.hub().stats()["event_names"])
+    names = run_collect(main)[0]
+    assert names < 1000
+
+
+def test_unhashable_event_name_is_a_type_error_and_the_loop_goes_on():
+    def main(out):
+        with pytest.raises(TypeError):
+            events.fire(["not", "hashable"])
+        with pytest.raises(TypeError):
+            events.wait({}, 0.01)
+        events.thread(lambda: out.append(events.wait("ok")))
+        events.yield_()
+        out.append(events.fire("ok", "still working"))
+    assert run_collect(main) == [True, ("still working",)]
+
+
+def test_parked_workers_end_with_run():
+    import gc
+    import greenlet
+    from splayc import hub
+
+    def main(out):
+        events.thread([lambda: events.sleep(0.01) for _ in range(300)])
+    run_collect(main)
+    assert hub.hub().stats()["idle_workers"] == 0
+    alive = [g for g in gc.get_objects()
+             if isinstance(g, greenlet.greenlet) and g and g is not greenlet.getcurrent()]
+    assert alive == []
+    assert run_collect(lambda out: (events.sleep(0.01), out.append("again"))) == ["again"]
+
+
+def test_failing_threads_do_not_stop_the_worker_that_ran_them(capfd):
+    def main(out):
+        for i in range(5):
+            events.thread(lambda i=i: 1 / 0 if i % 2 else out.append(i))
+            events.yield_()
+    assert run_collect(main) == [0, 2, 4]
+    text = "".join(capfd.readouterr())
+    assert text.count("ZeroDivisionError") >= 2

@@ -12,7 +12,8 @@ network and timers.
 from splayc import hub as _hub
 from splayc.errors import NotInThread
 from splayc.hub import TaskKilled, Task
-from splayc.hub import current_node, fire, kill as _kill_one, sleep, wait, yield_
+# The hot calls are the compiled core's own functions (no Python-level wrapper to go through).
+from splayc.hub import current_node, fire, kill as _kill_one, sleep, thread, wait, yield_
 from splayc.locks import Lock, Semaphore
 
 from . import log as _log  # noqa: E402
@@ -76,12 +77,6 @@ def exit():
     else:
         h.request_exit(node)
     _kill_one(me)                   # raises TaskKilled in the caller: exit() does not return
-
-
-def thread(f):
-    """Create a thread running ``f()`` (or one per function of a list); it starts at the next
-    scheduling point. Returns the :class:`Task` (or the list of them)."""
-    return _spawn_all(f)
 
 
 def kill(t):
