@@ -333,15 +333,17 @@ def test_kill_a_list_of_threads():
     assert run_collect(main) == [True, [True, True]]
 
 
-def test_killed_waiter_does_not_consume_the_event():
+# One other waiter (the slot's single-waiter form) and several (its list form).
+@pytest.mark.parametrize("names, killed", [("ab", "a"), ("abc", "b")])
+def test_killed_waiter_does_not_consume_the_event(names, killed):
     def main(out):
-        a = events.thread(lambda: out.append(("a", events.wait("ev"))))
-        events.thread(lambda: out.append(("b", events.wait("ev"))))
+        threads = {name: events.thread(lambda name=name: out.append((name, events.wait("ev"))))
+                   for name in names}
         events.yield_()
-        events.kill(a)
+        events.kill(threads[killed])
         events.fire("ev", 1)
         events.sleep(0.01)
-    assert run_collect(main) == [("b", (1,))]
+    assert run_collect(main) == [(name, (1,)) for name in names if name != killed]
 
 
 # ------------------------------------------------------------------ errors
@@ -561,18 +563,6 @@ def test_timed_out_waiter_among_several_leaves_the_others_waiting():
         events.sleep(0.01)
         out.append(events.stats().split("waiting on events: ")[1])
     assert run_collect(main) == [("b", (False, "timeout")), ("a", ("x",)), ("c", ("x",)), "0"]
-
-
-def test_killed_waiter_among_several_leaves_the_others_waiting():
-    def main(out):
-        events.thread(lambda: out.append(("a", events.wait("ev"))))
-        b = events.thread(lambda: out.append(("b", events.wait("ev"))))
-        events.thread(lambda: out.append(("c", events.wait("ev"))))
-        events.yield_()
-        events.kill(b)
-        events.fire("ev", 2)
-        events.sleep(0.01)
-    assert run_collect(main) == [("a", (2,)), ("c", (2,))]
 
 
 def test_many_event_names_do_not_grow_the_table():
