@@ -2,7 +2,7 @@
 
 Real node processes under ``splay run``; crashes are SIGKILLs of node processes (no goodbye).
 Worst case for successor lists of length R: R-1 nodes adjacent on the ring die at once.
-Lookups made while the ring repairs must answer the right live node or a node that just died
+Lookups made while the ring repairs must answer the right live node or a node that died
 (never another live node); once repaired, the ring and every sampled lookup must be exact.
 """
 import random
@@ -26,11 +26,15 @@ def crash_and_check(nodes, rng):
     rounds = [by_id[start:start + R - 1],                      # R-1 adjacent nodes at once
               rng.sample([n for n in by_id if n not in by_id[start:start + R - 1]], 2)]
     report["during"], report["after"], report["lookups"] = [], [], []
+    # Every node killed so far: the ring check before a round looks at successors and
+    # predecessors only, and the deeper entries of a successor list (copied from the successor's
+    # list once per period) may still name a node of an earlier round when the next one starts.
+    dead = set()
     for victims in rounds:
         pids = checkers.call_all(victims, "pid")
         for pid in pids:
             checkers.crash_node(pid)
-        dead = {checkers.chord_key(v) for v in victims}
+        dead |= {checkers.chord_key(v) for v in victims}
         alive = [n for n in alive if n not in victims]
         ids = sorted(checkers.chord_key(n) for n in alive)
         for _ in range(10):                                    # lookups while the ring repairs
