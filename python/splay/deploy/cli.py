@@ -284,22 +284,25 @@ def submit(argv):
     return run(p, argv, body)
 
 
-def jobs(argv):
-    """``splay jobs``: list jobs, newest first."""
-    p = parser("jobs", "List jobs, newest first.")
+def list_command(argv, name, description, path, columns):
+    """A listing subcommand: GET ``path`` and print it as a table of ``columns`` (or as JSON)."""
+    p = parser(name, description)
     p.add_argument("--json", action="store_true", help="print JSON")
 
     def body(args, client):
-        rows = client.get("/api/jobs")
-        if args.json:
-            print(json.dumps(rows, indent=1))
-            return OK
-        print(table(rows, [("ID", "id"), ("REF", "ref"), ("NAME", "name"), ("STATE", "state"),
-                           ("NODES", "nb_nodes"), ("LIST", lambda r: f"{r['list_type']}:{r['list_size']}"),
-                           ("CREATED", lambda r: when(r["created_at"])), ("REASON", "reason")]))
+        rows = client.get(path)
+        print(json.dumps(rows, indent=1) if args.json else table(rows, columns))
         return OK
 
     return run(p, argv, body)
+
+
+def jobs(argv):
+    """``splay jobs``: list jobs, newest first."""
+    return list_command(argv, "jobs", "List jobs, newest first.", "/api/jobs", [
+        ("ID", "id"), ("REF", "ref"), ("NAME", "name"), ("STATE", "state"),
+        ("NODES", "nb_nodes"), ("LIST", lambda r: f"{r['list_type']}:{r['list_size']}"),
+        ("CREATED", lambda r: when(r["created_at"])), ("REASON", "reason")])
 
 
 def job(argv):
@@ -394,20 +397,10 @@ def logs(argv):
 
 def daemons(argv):
     """``splay daemons``: list the daemons the controller knows."""
-    p = parser("daemons", "List daemons, their limits and how busy they are.")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    def body(args, client):
-        rows = client.get("/api/daemons")
-        if args.json:
-            print(json.dumps(rows, indent=1))
-            return OK
-        print(table(rows, [
-            ("ID", "id"), ("NAME", "name"), ("IP", "ip"), ("STATE", "state"),
-            ("INSTANCES", lambda d: f"{d['instances']}/{d['limits']['max_instances']}"),
-            ("MEMORY", lambda d: f"{d['limits']['max_memory'] // 2**20}M"),
-            ("PORTS", lambda d: f"{d['limits']['start_port']}-{d['limits']['end_port']}"),
-            ("RTT_MS", "rtt_ms"), ("LAST_SEEN", lambda d: when(d["last_seen"]))]))
-        return OK
-
-    return run(p, argv, body)
+    return list_command(argv, "daemons", "List daemons, their limits and how busy they are.",
+                        "/api/daemons", [
+        ("ID", "id"), ("NAME", "name"), ("IP", "ip"), ("STATE", "state"),
+        ("INSTANCES", lambda d: f"{d['instances']}/{d['limits']['max_instances']}"),
+        ("MEMORY", lambda d: f"{d['limits']['max_memory'] // 2**20}M"),
+        ("PORTS", lambda d: f"{d['limits']['start_port']}-{d['limits']['end_port']}"),
+        ("RTT_MS", "rtt_ms"), ("LAST_SEEN", lambda d: when(d["last_seen"]))])
