@@ -7,7 +7,7 @@ import sys
 
 
 from splay.deploy.instances import InstanceManager, Limits
-from splay.deploy.testbed import free_port_range
+from splay.deploy.testbed import alive, free_port_range
 from test_deploy_support import PYTHONPATH
 
 # Starts a grandchild (a sleeping process) and reports both pids, then waits.
@@ -33,14 +33,6 @@ def manager(tmp_path, **limits):
 def port_range(count):
     start = free_port_range(count)
     return {"start_port": start, "end_port": start + count - 1}
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_register_refuses_with_reasons_and_skips_busy_ports(tmp_path):

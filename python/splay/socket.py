@@ -50,8 +50,13 @@ def tcp():
 
     None with :data:`last_error` ``"restricted"`` when restricted sockets allow no more sockets.
     """
+    return _new_socket(TCP)
+
+
+def _new_socket(kind):
+    """A new ``kind`` socket, or None (with :data:`last_error`) when restricted sockets refuse it."""
     global last_error
-    s = TCP()
+    s = kind()
     if s.error == "restricted":
         last_error = s.error
         return None
@@ -63,12 +68,7 @@ def udp():
 
     None with :data:`last_error` ``"restricted"`` when restricted sockets allow no more sockets.
     """
-    global last_error
-    s = UDP()
-    if s.error == "restricted":
-        last_error = s.error
-        return None
-    return s
+    return _new_socket(UDP)
 
 
 def bind(address, port=None, backlog=32):

@@ -141,18 +141,11 @@ class Database:
             for version, statements in MIGRATIONS:
                 if version in done:
                     continue
-                cursor = self.conn.cursor()
-                try:
+                with self._transaction() as cursor:     # one migration, all or nothing
                     for statement in statements:
                         cursor.execute(statement.format(**self.types))
                     cursor.execute(self._sql("INSERT INTO schema_migrations VALUES (?, ?)"),
                                    (version, time.time()))
-                    self.conn.commit()
-                except BaseException:
-                    self.conn.rollback()
-                    raise
-                finally:
-                    cursor.close()
 
     def schema_version(self):
         """The highest migration applied."""

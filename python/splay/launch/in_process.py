@@ -319,13 +319,7 @@ def main(argv=None):
     for node in nodes:
         hub.set_default_node(node)
         try:
-            _execute_app(app_path, source, node)
-        except SystemExit as e:
-            status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            if status:
-                _report_failure(out, node, app_path, None, status)
-        except BaseException as e:
-            _report_failure(out, node, app_path, e, 1)
+            _run_module(out, node, app_path, source)
         finally:
             hub.set_default_node(None)
     try:
