@@ -15,6 +15,8 @@ SUBCOMMANDS = {
     "kill": ("splay.deploy.cli", "kill", "kill a job"),
     "logs": ("splay.deploy.cli", "logs", "print (or follow) a job's logs"),
     "daemons": ("splay.deploy.cli", "daemons", "list daemons"),
+    "check": ("splay.check.cli", "main", "check a history of operations against a model"),
+    "history": ("splay.check.cli", "history_main", "extract a job's or a log's operation history"),
     "testbed": ("splay.deploy.testbed", "main", "start or stop a controller and daemons on this machine"),
 }
 

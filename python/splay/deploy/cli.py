@@ -361,6 +361,18 @@ def kill(argv):
     return run(p, argv, body)
 
 
+def log_rows(client, job):
+    """Every log row of ``job`` so far, in time order (fetched page by page)."""
+    path = f"/api/jobs/{job}/logs"
+    after_time, after = -1.0, 0
+    while True:
+        page = client.get(f"{path}?after_time={after_time!r}&after={after}&limit=20000")
+        yield from page["lines"]
+        if len(page["lines"]) < 20000:
+            return
+        after_time, after = page["lines"][-1]["ts"], page["lines"][-1]["id"]
+
+
 def logs(argv):
     """``splay logs ID [-f]``: print a job's log in time order; -f follows it live."""
     p = parser("logs", "Print a job's log lines (all nodes, controller time order).")
@@ -373,14 +385,9 @@ def logs(argv):
         show = (lambda r: r["line"]) if args.raw else format_line
         path = f"/api/jobs/{args.id}/logs"
         if not args.follow:
-            after_time, after = -1.0, 0
-            while True:
-                page = client.get(f"{path}?after_time={after_time!r}&after={after}&limit=20000")
-                for row in page["lines"]:
-                    print(show(row))
-                if len(page["lines"]) < 20000:
-                    return OK
-                after_time, after = page["lines"][-1]["ts"], page["lines"][-1]["id"]
+            for row in log_rows(client, args.id):
+                print(show(row))
+            return OK
         after = 0
         while True:
             page = client.get(f"{path}?after={after}&limit=20000&wait=5")

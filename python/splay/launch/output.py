@@ -13,6 +13,10 @@ import os
 import sys
 import time
 
+#: splay.history.MARKER: node lines that start with it are operation records, kept out of the
+#: console echo and the failure tails (tests/test_history.py checks the two stay equal).
+HISTORY_MARKER = "[history]"
+
 __all__ = ["Clock", "OutputMux", "TAIL_LINES"]
 
 #: How many of a node's last lines a crash report shows.
@@ -180,9 +184,11 @@ class OutputMux:
     def node_line(self, index, raw):
         """One line of node ``index`` (bytes, without newline): echo it and log it."""
         text = raw.decode("utf-8", errors="replace").rstrip("\r")
-        self.streams.setdefault(index, _Stream()).tail.append(text)
         prefix = f"[node {index}] " if isinstance(index, int) else f"[{index}] "
         self._log(prefix + text)
+        if text.startswith(HISTORY_MARKER):
+            return      # operation records (splay.history) go to the log, not the console
+        self.streams.setdefault(index, _Stream()).tail.append(text)
         if self.echo is not None:
             self._write(self.echo, prefix + text + "\n")
 

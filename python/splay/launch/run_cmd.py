@@ -129,9 +129,26 @@ class Launcher:
             self._restore_signal_handlers(saved)
             if self.mux is not None:
                 self.mux.close()
+                self._write_history()
             if self.sel is not None:
                 self.sel.close()
             shutil.rmtree(tmpdir, ignore_errors=True)
+
+    def _write_history(self):
+        # The nodes' [history] records (splay.history), gathered from the merged log into
+        # history.jsonl beside it, ready for `splay check MODEL history.jsonl`.
+        from splay.history import extract, write_jsonl
+        path = os.path.join(os.path.dirname(self.opts.log), "history.jsonl")
+        try:
+            with open(self.opts.log, encoding="utf-8", errors="replace") as f:
+                records = extract(f)
+        except (OSError, ValueError) as e:
+            print(f"[splay] no history written: {e}", file=self.stderr)
+            return
+        if records:
+            write_jsonl(records, path)
+            if not self.opts.quiet:
+                print(f"[splay] {len(records)} history records: {path}", file=self.stderr)
 
     def _run(self, tmpdir):
         o = self.opts
