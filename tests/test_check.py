@@ -148,6 +148,13 @@ def test_counters_reads_within_bounds():
              (2, "invoke", "read", None), (2, "ok", "read", 5), (1, "info", "add", 3),
              (2, "invoke", "read", None), (2, "ok", "read", 2)]
     assert check.check("g-counter", history(*steps)).valid == "valid"
+    assert check.check("counter", history(*steps)).valid == "valid"
+    stale_then_right = [(0, "invoke", "add", 2), (0, "ok", "add", 2),
+                        (1, "invoke", "read", None), (1, "ok", "read", 0),   # not yet gossiped
+                        (1, "invoke", "read", None), (1, "ok", "read", 2)]
+    r = check.check("g-counter", history(*stale_then_right))
+    assert r.valid == "valid" and r.details["stale reads"] == 1
+    assert check.check("counter", history(*stale_then_right)).valid == "invalid"
     r = check.check("g-counter", history((0, "invoke", "add", 2), (0, "ok", "add", 2),
                                          (1, "invoke", "read", None), (1, "ok", "read", 1)))
     assert r.valid == "invalid"

@@ -10,9 +10,12 @@ model          what is checked
 register       linearizability of one read/write/cas register
 kv, lin-kv     linearizability of a map of registers, key by key
 set, broadcast every acknowledged element read by all at the end; nothing invented
-g-counter      every read within the bounds of the adds around it (adds never negative)
+counter        every read within the bounds of the adds around it
+g-counter      each node's final read within those bounds (adds never negative)
 pn-counter     the same, adds of any sign
 log, kafka     offsets unique, no acknowledged write lost, one order agreed
+echo           every answer repeats its request
+unique-ids     no identifier handed out twice
 ============== ==============================================================================
 
 The answer is a :class:`~splay.check.result.Result`: ``valid`` is ``"valid"``, ``"invalid"`` or
@@ -20,7 +23,7 @@ The answer is a :class:`~splay.check.result.Result`: ``valid`` is ``"valid"``, `
 percentiles per operation, anomalies and, for linearizability, a reduced counterexample;
 ``result.text()`` reports it for people and :func:`splay.check.timeline.write` draws it.
 """
-from . import counters, linearizable, log_order, sets
+from . import counters, linearizable, log_order, sets, simple
 from .ops import HistoryError, Op, load
 from .result import INVALID, UNKNOWN, VALID, Result
 
@@ -32,10 +35,13 @@ MODELS = {
     "lin-kv": lambda ops, **kw: linearizable.check(ops, "lin-kv", **kw),
     "set": lambda ops, **kw: sets.check(ops, "set"),
     "broadcast": lambda ops, **kw: sets.check(ops, "broadcast"),
+    "counter": lambda ops, **kw: counters.check(ops, "counter"),
     "g-counter": lambda ops, **kw: counters.check(ops, "g-counter"),
     "pn-counter": lambda ops, **kw: counters.check(ops, "pn-counter"),
     "log": lambda ops, **kw: log_order.check(ops, "log"),
     "kafka": lambda ops, **kw: log_order.check(ops, "kafka"),
+    "echo": lambda ops, **kw: simple.echo(ops),
+    "unique-ids": lambda ops, **kw: simple.unique_ids(ops),
 }
 
 

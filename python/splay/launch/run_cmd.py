@@ -461,6 +461,9 @@ class Launcher:
 def main(argv=None):
     """Entry point of ``splay run``; returns its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--maelstrom" or a.startswith("--maelstrom=") for a in argv):
+        from splay.maelstrom.run_cmd import main as maelstrom_main
+        return maelstrom_main(argv)
     try:
         opts = options.parse(argv)
         return Launcher(opts, fd_limit=raise_fd_limit()).run()

@@ -1,0 +1,296 @@
+"""The pysplay application that hosts one Maelstrom node (run by ``splay run --maelstrom``).
+
+Node ``i`` of the job is Maelstrom node ``n<i>`` and hosts client ``c<i>``. It starts the
+program (``bin=``, stdin and stdout on a loopback connection, stderr into the node's log) or
+loads a :class:`splay.maelstrom.Node` application (``app=``), then routes every message:
+
+* the program's messages to ``n<j>`` travel over pysplay's network (``rpcq``) to node ``j``'s
+  adapter, which writes them to its program -- so partitions and topologies act on them; a
+  message that cannot be delivered is dropped and counted, as Maelstrom's network drops it;
+* messages to ``lin-kv``, ``seq-kv`` and ``lww-kv`` go to the services on node 0;
+* messages to ``c<i>`` answer this node's client.
+
+The clients follow one schedule: every node initialises its program and reports ready to node
+0, which gives them all the same start time; each client then runs the workload for
+``time=`` seconds at ``rate=`` operations per second in all, waits ``recovery=`` seconds and,
+for workloads that need it, reads a final time; the nodes end together.
+"""
+import json
+import os
+import runpy
+import shlex
+import socket as pysocket
+import subprocess
+import sys
+
+from splay.base import events, job, log, misc, socket
+from splay import history, rpcq
+from splay.maelstrom import messages as M
+from splay.maelstrom import services, workloads
+from splay.maelstrom.node import Node
+
+opts = dict(arg.split("=", 1) for arg in sys.argv[1:] if "=" in arg)
+WORKLOAD = workloads.get(opts["workload"], opts)
+RATE, DURATION = float(opts.get("rate", 10)), float(opts.get("time", 10))
+RECOVERY, TIMEOUT = float(opts.get("recovery", 3)), float(opts.get("timeout", 1))
+INIT_TIMEOUT = float(opts.get("init_timeout", 10))
+SEED = opts.get("seed", "0")
+PEERS = job.nodes()
+N = len(PEERS)
+ME = job.position
+NODE_ID, CLIENT_ID = f"n{ME}", f"c{ME}"
+NODE_IDS = [f"n{j}" for j in range(N)]
+
+program = None                 # the subprocess, or the Node application
+to_program_conn = None
+write_lock = events.lock()
+inited = False
+held = []                      # messages that arrived before the program answered init
+replies = {}                   # the client's msg_id -> reply body (None while waiting)
+dropped = {"undeliverable": 0, "bad": 0}
+kv_services = {name: services.KeyValueService(name) for name in services.NAMES} if ME == 0 else {}
+ready_nodes = set()
+start_at = []
+
+
+def peer_of(dest):
+    """The position of the node hosting ``dest`` (a node, a client or a service), or None."""
+    if dest in kv_services or (dest in services.NAMES):
+        return 0
+    if dest[:1] in ("n", "c") and dest[1:].isdigit() and int(dest[1:]) < N:
+        return int(dest[1:])
+    return None
+
+
+def route(message):
+    """Send ``message`` towards its destination (here or over the network)."""
+    where = peer_of(message["dest"])
+    if where is None:
+        dropped["undeliverable"] += 1
+        log.warning(f"maelstrom: dropped a message to unknown destination {message['dest']!r}")
+        return
+    if where == ME:
+        arrive(message)
+        return
+    line = M.dump(message)
+
+    def send():
+        ok, _ = rpcq.acall(PEERS[where], ["deliver", line], TIMEOUT * 2)
+        if not ok:
+            dropped["undeliverable"] += 1
+    events.thread(send)
+
+
+def deliver(line):
+    """RPC entry point: a message from another node's adapter."""
+    try:
+        message = M.parse(line)
+    except M.BadMessage as e:
+        dropped["bad"] += 1
+        log.warning(f"maelstrom: refused a message from the network: {e}")
+        return False
+    arrive(message)
+    return True
+
+
+def arrive(message):
+    """A message for something hosted here: the program, the client or a service."""
+    dest = message["dest"]
+    if dest == CLIENT_ID:
+        answer = message["body"].get("in_reply_to")
+        if answer in replies:
+            replies[answer] = message["body"]
+            events.fire(f"maelstrom reply {CLIENT_ID} {answer}")
+        return
+    if dest in kv_services:
+        reply = kv_services[dest].handle(message["body"])
+        route({"src": dest, "dest": message["src"], "body": reply})
+        return
+    if dest != NODE_ID:
+        dropped["undeliverable"] += 1
+        return
+    if not inited and message["src"] != CLIENT_ID:
+        held.append(message)
+        return
+    to_program(message)
+
+
+def to_program(message):
+    if isinstance(program, Node):
+        program.handle(message)
+        return
+    with write_lock:
+        if to_program_conn.send(M.dump(message) + "\n") is None:
+            log.error(f"maelstrom: the program of {NODE_ID} stopped reading its input")
+
+
+def read_program(conn):
+    """Every line the program writes is a message to route."""
+    while True:
+        line = conn.receive("*l")
+        if line is None:
+            if conn.error != "timeout":
+                return
+            continue
+        try:
+            message = M.parse(line)
+        except M.BadMessage as e:
+            dropped["bad"] += 1
+            log.warning(f"maelstrom: {NODE_ID} wrote a line that is not a message: {e}")
+            continue
+        route(message)
+
+
+def relay_stderr(conn):
+    while True:
+        line = conn.receive("*l")
+        if line is None:
+            if conn.error != "timeout":
+                return
+            continue
+        log.print(f"[{NODE_ID}] {line.decode('utf-8', 'replace')}")
+
+
+def start_program():
+    """Start the program with its stdin/stdout and stderr on loopback connections."""
+    global program, to_program_conn
+    if "app" in opts:
+        namespace = runpy.run_path(opts["app"], run_name="maelstrom_app")
+        nodes = [v for v in namespace.values() if isinstance(v, Node)]
+        if len(nodes) != 1:
+            raise RuntimeError(f"{opts['app']} must create exactly one splay.maelstrom.Node "
+                               f"(found {len(nodes)})")
+        program = nodes[0]
+        program.out = route
+        return
+    server = socket.bind("127.0.0.1", 0)
+    port = server.getsockname()[1]
+    stdio = pysocket.create_connection(("127.0.0.1", port))
+    conn = server.accept()
+    errors = pysocket.create_connection(("127.0.0.1", port))
+    conn_err = server.accept()
+    server.close()
+    argv = shlex.split(opts["bin"])
+    try:
+        program = subprocess.Popen(argv, stdin=stdio.fileno(), stdout=stdio.fileno(),
+                                   stderr=errors.fileno(), close_fds=True, cwd=os.getcwd())
+    except OSError as e:
+        raise RuntimeError(f"cannot start the Maelstrom program {opts['bin']!r}: {e}") from None
+    finally:
+        stdio.close()
+        errors.close()
+    for c in (conn, conn_err):
+        c.settimeout(None)
+    to_program_conn = conn
+    events.thread(lambda: read_program(conn))
+    events.thread(lambda: relay_stderr(conn_err))
+
+
+def request(body, timeout):
+    """Send ``body`` from this node's client to its node; the reply body, or None (timeout)."""
+    request.next_id = getattr(request, "next_id", 0) + 1
+    msg_id = request.next_id
+    replies[msg_id] = None
+    arrive({"src": CLIENT_ID, "dest": NODE_ID, "body": dict(body, msg_id=msg_id)})
+    if replies[msg_id] is None:
+        events.wait(f"maelstrom reply {CLIENT_ID} {msg_id}", timeout)
+    return replies.pop(msg_id)
+
+
+def ready(position):
+    """RPC on node 0: ``position`` is ready; returns the common start time once all are."""
+    ready_nodes.add(position)
+    if len(ready_nodes) == N:
+        start_at.append(misc.time() + 0.5)
+        events.fire("maelstrom all ready")
+    while not start_at:
+        events.wait("maelstrom all ready")
+    return start_at[0]
+
+
+def abort(position):
+    """RPC on node 0: node ``position`` could not start its program; every node stops."""
+    if not start_at:
+        start_at.append(None)
+        events.fire("maelstrom all ready")
+    return True
+
+
+def perform(f, value, body):
+    op = history.invoke(f, value)
+    reply = request(body, TIMEOUT)
+    if reply is None:
+        op.info("timeout")
+        return
+    kind, result = WORKLOAD.outcome(f, value, reply)
+    if kind == "ok":
+        op.ok(result)
+    elif kind == "fail":
+        op.fail(result)
+    else:
+        op.info(result)
+
+
+def sleep_until(t):
+    if t > misc.time():
+        events.sleep(t - misc.time())
+
+
+def main():
+    global inited
+    rpcq.server(job.me)
+    start_program()
+    reply = request({"type": "init", "node_id": NODE_ID, "node_ids": NODE_IDS}, INIT_TIMEOUT)
+    if reply is None or reply.get("type") != "init_ok":
+        log.error(f"maelstrom: the program of {NODE_ID} did not answer init with init_ok "
+                  f"within {INIT_TIMEOUT:g} s (got {reply!r}); stopping the run")
+        rpcq.acall(PEERS[0], ["abort", ME], 5)
+        finish()
+        return
+    inited = True
+    for message in held:
+        to_program(message)
+    held.clear()
+    for body in WORKLOAD.setup(NODE_ID, NODE_IDS):
+        request(body, TIMEOUT * 5)
+    ok, answer = rpcq.acall(PEERS[0], ["ready", ME], 120)
+    t0 = answer[0] if ok and answer else None
+    if t0 is None:
+        log.error(f"maelstrom: another node's program failed to start ({answer if not ok else 'aborted'}); "
+                  f"{NODE_ID} stops")
+        finish()
+        return
+    rng = workloads.rng_for(SEED, ME)
+    per_client = RATE / N
+    sleep_until(t0)
+    seq, end = 0, t0 + DURATION
+    while misc.time() < end:
+        perform(*WORKLOAD.operation(rng, ME, seq))
+        seq += 1
+        events.sleep(min(rng.expovariate(per_client), max(0.0, end - misc.time())))
+    if WORKLOAD.final_read:
+        sleep_until(end + RECOVERY)
+        perform(*WORKLOAD.final())
+        end += RECOVERY
+    sleep_until(end + TIMEOUT + 0.2)   # the other nodes' last operations may still need us
+    if sum(dropped.values()):
+        log.print(f"maelstrom: {NODE_ID} dropped {dropped['undeliverable']} undeliverable and "
+                  f"{dropped['bad']} malformed messages")
+    finish()
+
+
+def finish():
+    """Stop the program and end this node."""
+    if isinstance(program, subprocess.Popen):
+        program.terminate()
+        for _ in range(20):            # waiting without blocking the other nodes' threads
+            if program.poll() is not None:
+                break
+            events.sleep(0.1)
+        else:
+            program.kill()
+            program.wait()
+    events.exit()
+
+
+events.run(main)

@@ -1,0 +1,181 @@
+"""The workloads: what the clients ask of the nodes, how each answer becomes a history record,
+and which checker judges the history. Each is Maelstrom's workload of the same name.
+
+========== ======================================== ======================================
+workload   operations (request bodies)              checker (``splay check`` model)
+========== ======================================== ======================================
+echo       echo {echo}                              echo: every answer echoes its request
+unique-ids generate                                 unique-ids: no id given twice
+broadcast  topology once; broadcast {message}; read broadcast: every acknowledged message
+                                                    read by every node at the end
+g-counter  add {delta >= 0}; read                   g-counter: reads within the adds' bounds
+pn-counter add {delta}; read                        pn-counter
+lin-kv     read/write/cas {key, value, from, to}    lin-kv: linearizable, key by key
+========== ======================================== ======================================
+"""
+import random
+
+from .messages import definite
+
+
+class Workload:
+    """The common part: an error reply completes the operation as ``fail`` when its code is
+    definite, else ``info``; a missing reply (timeout) as ``info``."""
+    name = model = None
+    final_read = False           # a read by every client once the faults are over
+
+    def __init__(self, options):
+        self.options = options
+
+    def setup(self, node_id, node_ids):
+        """Request bodies each client sends its node before the operations (answers unused)."""
+        return []
+
+    def operation(self, rng, client_index, seq):
+        """``(f, value, request body)`` of the next operation."""
+        raise LookupError(self.name)    # every workload below defines it
+
+    def final(self):
+        """``(f, value, request body)`` of the final read."""
+        return "read", None, {"type": "read"}
+
+    def outcome(self, f, value, reply):
+        """``(type, value or error)`` of a completed operation from the reply body."""
+        if reply.get("type") == "error":
+            code = reply.get("code")
+            kind = "fail" if definite(code) else "info"
+            return kind, f"error {code}: {reply.get('text', '')}"
+        return "ok", self.result(f, value, reply)
+
+    def result(self, f, value, reply):
+        return value
+
+
+class Echo(Workload):
+    name = model = "echo"
+
+    def operation(self, rng, client_index, seq):
+        text = f"please echo {client_index}.{seq} {rng.randrange(10**6)}"
+        return "echo", text, {"type": "echo", "echo": text}
+
+    def result(self, f, value, reply):
+        return reply.get("echo")
+
+
+class UniqueIds(Workload):
+    name = model = "unique-ids"
+
+    def operation(self, rng, client_index, seq):
+        return "generate", None, {"type": "generate"}
+
+    def result(self, f, value, reply):
+        return reply.get("id")
+
+
+def topology(shape, node_ids):
+    """Neighbours of each node: ``grid`` (Maelstrom's default), ``line``, ``tree4`` or ``total``."""
+    n = len(node_ids)
+    if shape == "total":
+        return {a: [b for b in node_ids if b != a] for a in node_ids}
+    if shape == "line":
+        return {a: [node_ids[j] for j in (i - 1, i + 1) if 0 <= j < n] for i, a in enumerate(node_ids)}
+    if shape == "tree4":
+        out = {a: [] for a in node_ids}
+        for i in range(1, n):
+            parent = (i - 1) // 4
+            out[node_ids[i]].append(node_ids[parent])
+            out[node_ids[parent]].append(node_ids[i])
+        return out
+    if shape == "grid":
+        side = max(1, int(round(n ** 0.5)))
+        out = {}
+        for i, a in enumerate(node_ids):
+            row, col = divmod(i, side)
+            near = []
+            for r, c in ((row - 1, col), (row + 1, col), (row, col - 1), (row, col + 1)):
+                j = r * side + c
+                if 0 <= c < side and 0 <= j < n and r >= 0:
+                    near.append(node_ids[j])
+            out[a] = near
+        return out
+    raise ValueError(f"unknown topology shape {shape!r}: use grid, line, tree4 or total")
+
+
+class Broadcast(Workload):
+    name = model = "broadcast"
+    final_read = True
+
+    def setup(self, node_id, node_ids):
+        return [{"type": "topology",
+                 "topology": topology(self.options.get("topology", "grid"), node_ids)}]
+
+    def operation(self, rng, client_index, seq):
+        if rng.random() < 0.5:
+            message = client_index * 1_000_000 + seq
+            return "broadcast", message, {"type": "broadcast", "message": message}
+        return "read", None, {"type": "read"}
+
+    def result(self, f, value, reply):
+        return sorted(reply.get("messages", [])) if f == "read" else value
+
+
+class GCounter(Workload):
+    name = model = "g-counter"
+    final_read = True
+    low = 0
+
+    def operation(self, rng, client_index, seq):
+        if rng.random() < 0.5:
+            delta = rng.randint(self.low, 5)
+            return "add", delta, {"type": "add", "delta": delta}
+        return "read", None, {"type": "read"}
+
+    def result(self, f, value, reply):
+        return reply.get("value") if f == "read" else value
+
+
+class PNCounter(GCounter):
+    name = model = "pn-counter"
+    low = -5
+
+
+class LinKV(Workload):
+    name = model = "lin-kv"
+
+    def operation(self, rng, client_index, seq):
+        key = rng.randrange(int(self.options.get("keys", 3)))
+        kind = rng.choice(("read", "write", "cas"))
+        if kind == "read":
+            return "read", {"key": key}, {"type": "read", "key": key}
+        if kind == "write":
+            value = rng.randrange(5)
+            return "write", {"key": key, "value": value}, {"type": "write", "key": key, "value": value}
+        old, new = rng.randrange(5), rng.randrange(5)
+        return "cas", {"key": key, "from": old, "to": new}, \
+            {"type": "cas", "key": key, "from": old, "to": new}
+
+    def outcome(self, f, value, reply):
+        if f == "read" and reply.get("type") == "error" and reply.get("code") == 20:
+            return "ok", {"key": value["key"], "value": None}    # a missing key reads as empty
+        return super().outcome(f, value, reply)
+
+    def result(self, f, value, reply):
+        if f == "read":
+            return {"key": value["key"], "value": reply.get("value")}
+        return value
+
+
+WORKLOADS = {w.name: w for w in (Echo, UniqueIds, Broadcast, GCounter, PNCounter, LinKV)}
+
+
+def get(name, options=None):
+    """The workload called ``name``; ValueError names the known ones."""
+    if name not in WORKLOADS:
+        raise ValueError(f"unknown Maelstrom workload {name!r}: use one of "
+                         f"{', '.join(sorted(WORKLOADS))}")
+    return WORKLOADS[name](options or {})
+
+
+def rng_for(seed, index):
+    """The random generator of client ``index`` (reproducible from ``seed``)."""
+    return random.Random(f"{seed}/{index}")
