@@ -129,12 +129,23 @@ class _Search:
 
 
 def _register_ops(model, ops):
-    """The operations that matter to a register search (failed ones never happened)."""
-    kept = []
+    """The operations that matter to a register search: failed ones never happened, and an
+    operation of unknown outcome that writes a value nobody reads (nor expects in a cas) may be
+    taken as never having happened -- any order that includes it stays valid without it, since
+    nothing between it and the next change observes its value."""
     for op in ops:
         model.check_op(op)
-        if op.status != "fail" and model.constrains(op):
-            kept.append(op)
+    observed = {M.freeze(op.result) for op in ops if op.f == "read" and op.status == "ok"}
+    observed |= {M.freeze(op.value[0]) for op in ops if op.f == "cas" and op.status != "fail"}
+    kept = []
+    for op in ops:
+        if op.status == "fail" or not model.constrains(op):
+            continue
+        if op.status == "info" and op.f != "read":
+            written = op.value if op.f == "write" else op.value[1]
+            if M.freeze(written) not in observed:
+                continue
+        kept.append(op)
     return kept
 
 

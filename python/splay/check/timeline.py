@@ -84,7 +84,7 @@ th {{ background: #f4f4f4; }} td:first-child {{ text-align: left; }}
 svg text.lane {{ font: 12px monospace; fill: #555; }}
 svg text.op {{ font: 11px monospace; fill: #fff; pointer-events: none; }}
 .key {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; }}
-pre {{ background: #f8f8f8; padding: 8px; overflow-x: auto; }}
+pre {{ background: #f8f8f8; padding: 8px; white-space: pre-wrap; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p class="verdict" id="verdict">{html.escape(result.valid.upper())}</p>
