@@ -72,24 +72,46 @@ def route(message):
     if where == ME:
         arrive(message)
         return
-    line = M.dump(message)
+    queue = outboxes.get(where)
+    if queue is None:
+        queue = outboxes[where] = []
+        events.thread(lambda: sender(where, queue))
+    queue.append(M.dump(message))
+    if len(queue) == 1:
+        events.fire(f"maelstrom outbox {NODE_ID} {where}")
 
-    def send():
-        ok, _ = rpcq.acall(PEERS[where], ["deliver", line], TIMEOUT * 2)
+
+outboxes = {}                  # peer position -> lines waiting to be sent
+
+
+def sender(where, queue):
+    """One thread per peer: sends what queued up since its last call in one RPC; what cannot be
+    delivered is dropped (and counted), as Maelstrom's network drops it."""
+    while True:
+        if not queue:
+            events.wait(f"maelstrom outbox {NODE_ID} {where}")
+            continue
+        batch = queue[:]
+        del queue[:]
+        ok, _ = rpcq.acall(PEERS[where], ["deliver", batch], TIMEOUT * 2)
         if not ok:
-            dropped["undeliverable"] += 1
-    events.thread(send)
+            dropped["undeliverable"] += len(batch)
 
 
-def deliver(line):
-    """RPC entry point: a message from another node's adapter."""
-    try:
-        message = M.parse(line)
-    except M.BadMessage as e:
+def deliver(lines):
+    """RPC entry point: messages from another node's adapter (a list of JSON lines)."""
+    if not isinstance(lines, list):
         dropped["bad"] += 1
-        log.warning(f"maelstrom: refused a message from the network: {e}")
+        log.warning(f"maelstrom: refused a delivery that is not a list of messages")
         return False
-    arrive(message)
+    for line in lines:
+        try:
+            message = M.parse(line)
+        except (M.BadMessage, TypeError) as e:
+            dropped["bad"] += 1
+            log.warning(f"maelstrom: refused a message from the network: {e}")
+            continue
+        arrive(message)
     return True
 
 
