@@ -411,7 +411,11 @@ def test_sandbox_options_reach_the_job(tmp_path):
     opts = options.parse([str(app), "-n", "2", "--sandbox", "--max-memory", "268435456",
                           "--max-cpu", "2.5", "--sandbox-opt", "no_std=true", "--sandbox-opt", "tag=x1"])
     kw = options.sandbox_limits(opts)
-    assert kw == {"max_memory": 268435456, "max_cpu": 2.5, "no_std": True, "tag": "x1"}
+    assert kw == {"max_memory": 268435456, "max_cpu": 2.5, "no_std": True, "tag": "x1",
+                  "max_files": options.SANDBOX_DEFAULTS["max_files"],
+                  "max_disk": options.SANDBOX_DEFAULTS["max_disk"], "bind_ports": [20000, 20001]}
+    assert opts.net_settings == {**options.SANDBOX_NET_DEFAULTS, "start_port": 20000,
+                                 "end_port": 20001}
     assert opts.node_dirs == os.path.join(os.getcwd(), "splay-run-nodes")
     plan = JobPlan(2, 20000, sandbox=kw, node_dirs=str(tmp_path / "nodes"))
     job = plan.job(1).to_dict()

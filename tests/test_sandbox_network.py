@@ -1,0 +1,134 @@
+"""splay.sandbox.network: the kernel's network walls, which hold without the Python layers.
+
+The hostile job here runs in a process with no audit hook and no restricted socket layer (as a
+job whose hook was switched off would be): only the kernel walls of
+``splay.sandbox.network.confine_network`` stand, and they stop it binding outside its ports,
+connecting to a port it was not given, and opening netlink, packet or raw sockets, while the
+sockets a job needs (TCP and UDP in its range, unix sockets) keep working. The last test runs a
+job through ``python -m splay.sandbox.run --ports`` and checks both layers and the report.
+"""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from splay.sandbox import kernel, network
+
+pytestmark = pytest.mark.timeout(60)
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), str(ROOT)]))
+ABI = kernel.landlock_abi()
+needs_kernel = pytest.mark.skipif(kernel.unavailable() is not None,
+                                  reason=f"no kernel walls here: {kernel.unavailable()}")
+needs_landlock_net = pytest.mark.skipif(ABI < 4, reason=f"Landlock network rules need ABI 4 "
+                                                        f"(Linux 6.7); this kernel has ABI {ABI}")
+
+HOSTILE = """
+import errno, json, socket, sys
+from splay.sandbox import kernel, network
+kernel.set_no_new_privs()
+active, reasons = network.confine_network((41620, 41621), [(41620, 41621)])
+print(json.dumps([active, reasons]), flush=True)
+
+def attempt(name, make):
+    try:
+        make()
+        print(name, "allowed")
+    except OSError as error:
+        print(name, "refused", errno.errorcode[error.errno])
+
+def bind(port, kind=socket.SOCK_STREAM):
+    s = socket.socket(socket.AF_INET, kind)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    return s
+
+server = bind(41620)
+server.listen()
+attempt("bind in range", lambda: bind(41621))
+attempt("bind ephemeral", lambda: bind(0))
+attempt("bind another slot", lambda: bind(41630))
+attempt("connect given port", lambda: socket.create_connection(("127.0.0.1", 41620)))
+attempt("connect other port", lambda: socket.create_connection(("127.0.0.1", int(sys.argv[1]))))
+attempt("netlink", lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0))
+attempt("packet", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0))
+attempt("raw ip", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+attempt("raw ip6", lambda: socket.socket(socket.AF_INET6, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 58))
+attempt("inet socketpair", lambda: socket.socketpair(socket.AF_INET))
+attempt("udp", lambda: bind(41700, socket.SOCK_DGRAM))
+attempt("unix", lambda: socket.socketpair())
+print("resolves", socket.getaddrinfo("localhost", 80, socket.AF_INET)[0][4][0])
+"""
+
+
+@needs_kernel
+@needs_landlock_net
+def test_a_job_without_its_python_layers_is_stopped_by_the_kernel(tmp_path):
+    import socket
+    with socket.socket() as outside:          # a port the job was not given, with a listener
+        outside.bind(("127.0.0.1", 0))
+        outside.listen()
+        app = tmp_path / "hostile.py"
+        app.write_text(textwrap.dedent(HOSTILE))
+        out = subprocess.run([sys.executable, str(app), str(outside.getsockname()[1])], env=ENV,
+                             capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    active, reasons = json.loads(lines[0])
+    assert active["socket_families"] is True and reasons == {}
+    assert active["tcp_ports"]["bind"] == [41620, 41621]
+    assert lines[1:] == [
+        "bind in range allowed", "bind ephemeral allowed", "bind another slot refused EACCES",
+        "connect given port allowed", "connect other port refused EACCES",
+        "netlink refused EAFNOSUPPORT", "packet refused EAFNOSUPPORT", "raw ip refused EPERM",
+        "raw ip6 refused EPERM", "inet socketpair refused EAFNOSUPPORT", "udp allowed",
+        "unix allowed", "resolves 127.0.0.1"], out.stdout + out.stderr
+
+
+def test_the_socket_filter_is_well_formed_classic_bpf():
+    program = network.socket_filter_program()
+    assert program[-3:] == [(0x06, 0, 0, 0x7FFF0000), (0x06, 0, 0, 0x50000 | 97),
+                            (0x06, 0, 0, 0x50000 | 1)]
+    for index, (code, jt, jf, k) in enumerate(program):
+        if code & 0x07 == 0x05:               # a jump stays inside the program
+            assert index + 1 + max(jt, jf) < len(program)
+
+
+@pytest.mark.parametrize("bind_ports, connect_ports", [
+    ((0, 10), None), ((20, 10), None), ((1, 70000), None), ("1-2", None), ((1, 2), [(5,)])])
+def test_bad_port_ranges_are_refused_before_anything_changes(bind_ports, connect_ports):
+    with pytest.raises(ValueError, match="bind_ports must be"):
+        network.check(bind_ports, connect_ports)
+
+
+@needs_kernel
+@needs_landlock_net
+def test_sandbox_run_ports_are_the_restricted_layers_and_the_kernels(tmp_path):
+    app = tmp_path / "job.py"
+    app.write_text(textwrap.dedent("""
+        from splay.base import *
+        print("limits", socket.limits())
+        print("inside", socket.bind("127.0.0.1", 41641) is not None)
+        print("outside", socket.bind("127.0.0.1", 41650), socket.last_error)
+    """))
+    out = subprocess.run([sys.executable, "-m", "splay.sandbox.run", "--dir", str(tmp_path / "d"),
+                          "--ports", "41640-41641", "--max-sockets", "8", "--report", str(app)],
+                         env=ENV, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stderr.split("splay.sandbox: ", 1)[1].splitlines()[0])
+    assert report["network"] == {"socket_families": True, "tcp_ports": {
+        "abi": ABI, "bind": [41640, 41641], "connect": "any"}}
+    assert out.stdout.splitlines() == [
+        "limits (1073741824, 1073741824, 8, 41640, 41641, None)", "inside True",
+        "outside None restricted"]
+
+
+def test_landlock_net_port_rule_refuses_a_port_past_65535():
+    from splayc import syscalls
+    with pytest.raises(ValueError, match="port must be 0-65535"):
+        syscalls.landlock_add_rule_net_port(-1, syscalls.LANDLOCK_ACCESS_NET_BIND_TCP, 65536)
