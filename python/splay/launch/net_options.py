@@ -69,10 +69,11 @@ def _count(text):
     return value
 
 
-def add_to(parser, *, when="", defaults=None):
+def add_to(parser, *, when="", defaults=None, ports=True):
     """Add the network-limit options to ``parser``. ``when`` prefixes each help text (e.g.
     ``"with --sandbox: "``); ``defaults`` maps setting names (``max_send``...) to the defaults
-    applied when the option is absent (shown in ``--help``)."""
+    applied when the option is absent (shown in ``--help``). ``ports=False`` leaves ``--ports``
+    out (``splay submit``: a daemon gives each node its own port)."""
     defaults = defaults or {}
 
     def shown(name):
@@ -90,8 +91,9 @@ def add_to(parser, *, when="", defaults=None):
     group.add_argument("--max-sockets", type=_count, metavar="N",
                        help=f"{when}TCP + UDP sockets each node may have open at once"
                             f"{shown('max_sockets')}")
-    group.add_argument("--ports", type=parse_ports, metavar="A-B",
-                       help=f"{when}the ports each node may bind (inclusive){shown('ports')}")
+    if ports:
+        group.add_argument("--ports", type=parse_ports, metavar="A-B",
+                           help=f"{when}the ports each node may bind (inclusive){shown('ports')}")
     group.add_argument("--blacklist", action="append", default=[], metavar="HOST[,HOST]",
                        help=f"{when}hosts the nodes may not connect or send to: names, *.suffix, "
                             f"10.0.*, 10.0.0.0/8, IPv6 (repeatable)")
