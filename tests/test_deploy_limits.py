@@ -158,3 +158,46 @@ def test_node_settings_cap_the_jobs_network_limits_at_the_daemons():
         "max_disk": DEFAULTS["max_disk"], "max_files": DEFAULTS["max_files"]}
     with pytest.raises(ValueError, match="max_cpu must be a positive number"):
         Limits(max_cpu=0)
+
+
+DEFAULT_LIMITS_JOB = '''
+import resource
+from splay.base import *
+print("rlimits", [resource.getrlimit(r)[1] for r in (resource.RLIMIT_AS, resource.RLIMIT_NOFILE,
+                                                      resource.RLIMIT_FSIZE)], flush=True)
+print("cpu", resource.getrlimit(resource.RLIMIT_CPU)[0] >= %d, flush=True)
+print("net", socket.limits()[:3], socket.limits()[3] == socket.limits()[4] == job.me.port,
+      flush=True)
+socks = [socket.udp() for _ in range(%d)]
+print("sockets refused after", socks.index(None), socket.last_error, flush=True)
+'''
+
+
+def test_a_daemon_with_its_default_options_confines_and_limits_every_job(tmp_path_factory, tmp_path):
+    assert DEFAULTS["max_sockets"] < DEFAULTS["max_files"]     # sockets fit in the descriptors
+    bed = start_bed(tmp_path_factory, "defaults", 1, ports_per_daemon=2, daemon_args=[])
+    try:
+        app = write_app(tmp_path, "defaults.py",
+                        DEFAULT_LIMITS_JOB % (DEFAULTS["max_cpu"], DEFAULTS["max_sockets"] + 1))
+        job = submit(bed, app, "-n", 1)
+        wait_for(lambda: len(lines_of(bed, job)) >= 4, 60, "the job's report of its limits")
+        assert [r["line"] for r in lines_of(bed, job)] == [
+            f"rlimits {[DEFAULTS['max_memory'], DEFAULTS['max_files'], DEFAULTS['max_disk']]}",
+            "cpu True",
+            f"net ({DEFAULTS['max_send']}, {DEFAULTS['max_receive']}, {DEFAULTS['max_sockets']}) True",
+            f"sockets refused after {DEFAULTS['max_sockets']} restricted"]
+    finally:
+        bed.down()
+
+
+def test_bad_network_limits_are_refused_before_submission_and_by_the_api(bed, tmp_path):
+    from splay.deploy.cli import CommandError
+    app = write_app(tmp_path, "quiet.py", "print('ran')\n")
+    refused = splay_cli(bed, "submit", app, "-n", 1, "--blacklist", "*")
+    assert refused.returncode == 2 and "every host" in refused.stderr
+    refused = splay_cli(bed, "submit", app, "-n", 1, "--max-send", "lots")
+    assert refused.returncode == 2 and "not a size" in refused.stderr
+    with pytest.raises(CommandError, match="max_sockets") as error:
+        bed.client().post("/api/jobs", {"code": "print(1)", "nodes": 1,
+                                        "settings": {"max_sockets": -2}})
+    assert error.value.status == 2

@@ -584,3 +584,18 @@ def test_node_process_can_be_stopped_and_started_again(tmp_path):
         assert node.poll() and node.reap() == -signal.SIGTERM
         assert node.state == "ended" and not node.failed
         node.close_output()
+
+
+def test_network_options_limit_every_node_and_are_final(tmp_path):
+    app = write_app(tmp_path, "from splay.base import *\nfrom splay import Restricted, restricted_socket\n"
+                              "try:\n    restricted_socket.init({'max_sockets': 99})\n"
+                              "except Restricted:\n    print('final', socket.limits())\n")
+    out = splay_run(tmp_path, app, "-n", 2, "--max-send", "64k", "--max-sockets", "3",
+                    "--ports", "41800-41809", "--blacklist", "10.*,evil.net")
+    assert out.returncode == 0, out.stderr
+    for node in (0, 1):
+        assert f"[node {node}] final (65536, None, 3, 41800, 41809, None)" in out.stdout
+    bad = splay_run(tmp_path, app, "--ports", "9-2")
+    assert bad.returncode == 2 and "--ports" in bad.stderr and "9-2" in bad.stderr
+    bad = splay_run(tmp_path, app, "--blacklist", "*")
+    assert bad.returncode == 2 and "--blacklist" in bad.stderr and "every host" in bad.stderr

@@ -132,3 +132,52 @@ def test_landlock_net_port_rule_refuses_a_port_past_65535():
     from splayc import syscalls
     with pytest.raises(ValueError, match="port must be 0-65535"):
         syscalls.landlock_add_rule_net_port(-1, syscalls.LANDLOCK_ACCESS_NET_BIND_TCP, 65536)
+
+
+DEFAULTS_JOB = """
+import resource, sys
+from splay.base import *
+what = sys.argv[1]
+if what == "limits":
+    print("rlimits", [resource.getrlimit(r)[1] for r in (resource.RLIMIT_AS, resource.RLIMIT_CPU,
+                                                          resource.RLIMIT_NOFILE, resource.RLIMIT_FSIZE)])
+    print("net", socket.limits())
+elif what == "memory":
+    block = bytearray(2 << 30)
+elif what == "disk":
+    with open("big", "wb") as f:
+        for _ in range(257):
+            f.write(bytes(1 << 20))
+elif what == "sockets":
+    socks = [socket.udp() for _ in range(300)]
+    print("sockets refused after", socks.index(None), socket.last_error)
+elif what == "files":
+    files = []
+    try:
+        while len(files) < 1000:
+            files.append(open("/dev/null"))
+    except OSError as e:
+        print("files refused after", len(files), e.strerror)
+"""
+
+
+@pytest.mark.parametrize("what, status, expected", [
+    ("limits", 0, None), ("memory", 4, "out of memory"), ("disk", 3, "disk limit"),
+    ("sockets", 0, "sockets refused after 128 restricted"), ("files", 0, "Too many open files")])
+def test_sandbox_run_defaults_bound_a_job_given_no_limits(tmp_path, what, status, expected):
+    from splay.sandbox import run
+    app = tmp_path / "job.py"
+    app.write_text(textwrap.dedent(DEFAULTS_JOB))
+    out = subprocess.run([sys.executable, "-m", "splay.sandbox.run", "--dir", str(tmp_path / "d"),
+                          str(app), what], env=ENV, capture_output=True, text=True, timeout=60)
+    assert out.returncode == status, out.stdout + out.stderr
+    if what == "limits":
+        rlimits, net = out.stdout.splitlines()
+        values = json.loads(rlimits.split(" ", 1)[1])
+        assert values[0] == run.DEFAULTS["max_memory"] and values[2] == run.DEFAULTS["max_files"]
+        assert values[3] == run.DEFAULTS["max_disk"]
+        assert values[1] >= run.DEFAULTS["max_cpu"]              # used + 600 s, + the grace
+        assert net == (f"net ({run.NET_DEFAULTS['max_send']}, {run.NET_DEFAULTS['max_receive']}, "
+                       f"{run.NET_DEFAULTS['max_sockets']}, None, None, None)")
+    else:
+        assert expected in out.stdout + out.stderr

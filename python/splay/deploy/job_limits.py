@@ -16,7 +16,7 @@ __all__ = ["Limits", "node_settings", "node_sandbox", "NET_LIMITS", "DEFAULTS"]
 #: splayd's defaults, also shown by ``splayd --help``.
 DEFAULTS = {"max_instances": 64, "max_memory": 512 << 20, "start_port": 20000, "end_port": 20999,
             "max_bandwidth": 0, "max_cpu": 3600.0, "max_disk": 1 << 30, "max_files": 1024,
-            "max_send": 4 << 30, "max_receive": 4 << 30, "max_sockets": 1024,
+            "max_send": 4 << 30, "max_receive": 4 << 30, "max_sockets": 512,
             "log_node_bytes": 10 << 20, "log_job_bytes": 100 << 20, "log_node_rate": 1 << 20}
 
 #: the restricted-socket settings a daemon caps

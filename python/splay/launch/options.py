@@ -34,7 +34,7 @@ SANDBOX_LIMITS = {
 # run's own (FIRST_PORT to FIRST_PORT+N-1).
 SANDBOX_DEFAULTS = {"max_memory": 1 << 30, "max_cpu": 3600.0, "max_files": 1024,
                     "max_disk": 1 << 30}
-SANDBOX_NET_DEFAULTS = {"max_send": 8 << 30, "max_receive": 8 << 30, "max_sockets": 1024}
+SANDBOX_NET_DEFAULTS = {"max_send": 8 << 30, "max_receive": 8 << 30, "max_sockets": 512}
 
 
 class UsageError(Exception):

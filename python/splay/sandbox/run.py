@@ -33,7 +33,7 @@ EXIT_OUT_OF_MEMORY = 4
 # The limits of a job when the command line does not give them ("sane defaults": a stray job
 # cannot take the machine's memory, CPU, descriptors, disk or network).
 DEFAULTS = {"max_memory": 1 << 30, "max_cpu": 600.0, "max_files": 256, "max_disk": 256 << 20}
-NET_DEFAULTS = {"max_send": 1 << 30, "max_receive": 1 << 30, "max_sockets": 256}
+NET_DEFAULTS = {"max_send": 1 << 30, "max_receive": 1 << 30, "max_sockets": 128}
 
 
 def _size(text):
