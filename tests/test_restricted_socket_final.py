@@ -108,3 +108,24 @@ def test_sealing_needs_a_policy_and_a_sealed_policy_only_tightens():
     if accounting.default_policy() is None:
         with pytest.raises(ValueError, match="no process-wide policy"):
             restricted_socket.seal()
+
+
+def test_in_process_nodes_cannot_lift_their_limits_either(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text(textwrap.dedent("""
+        from splay.base import *
+        from splay import Restricted, restricted_socket
+        try:
+            restricted_socket.init({"max_sockets": 50})
+            print("lifted")
+        except Restricted:
+            restricted_socket.init({"max_sockets": 1})
+            print("node", job.position, "kept", socket.limits()[2])
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), str(ROOT)]))
+    out = subprocess.run([sys.executable, "-m", "splay.cli", "run", str(app), "-n", "2",
+                          "--in-process", "--max-sockets", "4", "--first-port", "41560",
+                          "--log-dir", str(tmp_path)],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "[node 0] node 0 kept 1" in out.stdout and "[node 1] node 1 kept 1" in out.stdout, out.stdout

@@ -183,6 +183,17 @@ def new_policy(settings):
     return p
 
 
+def _tighten(sealed, settings):
+    """Apply the keys of ``settings`` over the ``sealed`` policy's limits (each must be at least
+    as strict: the policy raises Restricted otherwise; blacklist entries are added)."""
+    given = _validated(settings)            # ValueError for a bad setting, before anything else
+    merged = settings_of(sealed)
+    merged.update((k, settings[k]) for k in SETTINGS if settings.get(k) is not None)
+    if settings.get("blacklist") is not None:
+        merged["blacklist"] = [*merged["blacklist"], *given["blacklist"]]
+    sealed.configure(**_validated(merged))
+
+
 def init(settings=None, node=None):
     """Restrict the sockets created from now on by the calling node (see the module docstring).
 
@@ -194,17 +205,15 @@ def init(settings=None, node=None):
     """
     settings = {} if settings is None else settings
     if _accounting.is_sealed():
-        given = _validated(settings)       # ValueError for a bad setting, before anything else
-        merged = settings_of(_accounting.default_policy())
-        merged.update((k, settings[k]) for k in SETTINGS if settings.get(k) is not None)
-        if settings.get("blacklist") is not None:
-            merged["blacklist"] = [*merged["blacklist"], *given["blacklist"]]
-        _accounting.default_policy().configure(**_validated(merged))
+        _tighten(_accounting.default_policy(), settings)
         return
     limits = _validated(settings)
     target = _current_node() if node is None else node
     if target is not None:
         current = getattr(target, "net_policy", None)
+        if current is not None and current.sealed:
+            _tighten(current, settings)
+            return
         if current is None:
             current = _accounting.NetPolicy()
             try:
