@@ -11,7 +11,10 @@ one script. What a confined job gets:
   the environment (``environ``), files outside its directory, and Python sockets;
   ctypes is never loaded in a job process: the kernel walls use the compiled ``splayc.syscalls``;
 * the kernel walls this machine offers (``kernel``): no_new_privs, dropped capabilities, a
-  seccomp filter and Landlock, each reported as active or not, with the reason.
+  seccomp filter and Landlock, each reported as active or not, with the reason;
+* the kernel's network walls (``network``): TCP bind confined to ``bind_ports`` (and connect to
+  ``connect_ports`` when given) by Landlock, socket families other than unix/IPv4/IPv6 and raw
+  sockets refused by seccomp.
 
 A refused action raises :class:`splay.Restricted` naming the action and the limit, in the thread
 that tried it; the job's other threads keep running. docs/sandbox.md says what is guaranteed.
