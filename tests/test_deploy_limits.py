@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(180)
 
 PORTS = 4
 DAEMON_LIMITS = ["--max-send", "2000", "--max-sockets", "4", "--log-node-limit", "1M",
-                 "--log-rate", "64M"]
+                 "--log-rate", "64M", "--log-job-rate", "64M"]
 
 HOSTILE = '''
 from splay.base import *

@@ -282,6 +282,9 @@ def build_parser():
     limits.add_argument("--log-rate", default="1M", metavar="SIZE",
                         help="output bytes per second per instance, in bursts of up to 4 s "
                              "(default %(default)s)")
+    limits.add_argument("--log-job-rate", default="4M", metavar="SIZE",
+                        help="output bytes per second per job from this daemon, in bursts of up "
+                             "to 4 s (default %(default)s)")
     p.add_argument("--dir", help="working directory (default ./splayd-NAME)")
     p.add_argument("--tls", action="store_true", help="connect with TLS")
     p.add_argument("--tls-ca", help="PEM CA that signed the controller's certificate")
@@ -336,7 +339,8 @@ def main(argv=None):
                         max_sockets=args.max_sockets or None,
                         log_node_bytes=parse_size(args.log_node_limit) or None,
                         log_job_bytes=parse_size(args.log_job_limit) or None,
-                        log_node_rate=parse_size(args.log_rate) or None)
+                        log_node_rate=parse_size(args.log_rate) or None,
+                        log_job_rate=parse_size(args.log_job_rate) or None)
         host, _, port = args.controller.rpartition(":")
         port = int(port)
         if args.shaping_device is not None:

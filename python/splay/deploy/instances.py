@@ -141,7 +141,7 @@ class InstanceManager:
         # daemon then removes the job's kernel shaping, see host_shaping.py).
         self.on_job_end = on_job_end
         self.log_limits = LogLimiter(limits.log_node_bytes, limits.log_job_bytes,
-                                     limits.log_node_rate)
+                                     limits.log_node_rate, limits.log_job_rate)
 
     # -- reservations ----------------------------------------------------------------------
     def live(self):

@@ -17,7 +17,8 @@ __all__ = ["Limits", "node_settings", "node_sandbox", "NET_LIMITS", "DEFAULTS"]
 DEFAULTS = {"max_instances": 64, "max_memory": 512 << 20, "start_port": 20000, "end_port": 20999,
             "max_bandwidth": 0, "max_cpu": 3600.0, "max_disk": 1 << 30, "max_files": 1024,
             "max_send": 4 << 30, "max_receive": 4 << 30, "max_sockets": 512,
-            "log_node_bytes": 10 << 20, "log_job_bytes": 100 << 20, "log_node_rate": 1 << 20}
+            "log_node_bytes": 10 << 20, "log_job_bytes": 100 << 20, "log_node_rate": 1 << 20,
+            "log_job_rate": 4 << 20}
 
 #: the restricted-socket settings a daemon caps
 NET_LIMITS = ("max_send", "max_receive", "max_sockets")
@@ -26,7 +27,7 @@ NET_LIMITS = ("max_send", "max_receive", "max_sockets")
 class Limits:
     """What a daemon offers and imposes: instance slots, memory, ports, bandwidth, and the limits
     each instance runs under (CPU seconds, disk and open files, network bytes and sockets, and
-    log bytes per node, per job and per second). ``None`` for a limit means none."""
+    log bytes per node and per job, in all and per second). ``None`` for a limit means none."""
 
     def __init__(self, max_instances=DEFAULTS["max_instances"], max_memory=DEFAULTS["max_memory"],
                  start_port=DEFAULTS["start_port"], end_port=DEFAULTS["end_port"],
@@ -34,13 +35,15 @@ class Limits:
                  max_disk=DEFAULTS["max_disk"], max_files=DEFAULTS["max_files"],
                  max_send=DEFAULTS["max_send"], max_receive=DEFAULTS["max_receive"],
                  max_sockets=DEFAULTS["max_sockets"], log_node_bytes=DEFAULTS["log_node_bytes"],
-                 log_job_bytes=DEFAULTS["log_job_bytes"], log_node_rate=DEFAULTS["log_node_rate"]):
+                 log_job_bytes=DEFAULTS["log_job_bytes"], log_node_rate=DEFAULTS["log_node_rate"],
+                 log_job_rate=DEFAULTS["log_job_rate"]):
         if end_port < start_port:
             raise ValueError(f"empty port range {start_port}-{end_port}")
         for name, value in (("max_cpu", max_cpu), ("max_disk", max_disk), ("max_files", max_files),
                             ("max_send", max_send), ("max_receive", max_receive),
                             ("max_sockets", max_sockets), ("log_node_bytes", log_node_bytes),
-                            ("log_job_bytes", log_job_bytes), ("log_node_rate", log_node_rate)):
+                            ("log_job_bytes", log_job_bytes), ("log_node_rate", log_node_rate),
+                            ("log_job_rate", log_job_rate)):
             if value is not None and (isinstance(value, bool) or value <= 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         self.max_instances = max_instances
@@ -57,6 +60,7 @@ class Limits:
         self.log_node_bytes = log_node_bytes
         self.log_job_bytes = log_job_bytes
         self.log_node_rate = log_node_rate
+        self.log_job_rate = log_job_rate
 
     def as_dict(self):
         """The limits as advertised to the controller."""

@@ -1,12 +1,13 @@
 """Output limits at the daemon: one job cannot flood the controller or fill its database.
 
 Every output line of an instance passes :meth:`LogLimiter.admit` before it is queued for the
-controller. Three limits, from ``splayd``'s options (:class:`splay.deploy.job_limits.Limits`):
+controller. Four limits, from ``splayd``'s options (:class:`splay.deploy.job_limits.Limits`):
 
 * ``log_node_bytes``: bytes forwarded per instance in all (default 10 MiB);
 * ``log_job_bytes``: bytes forwarded per job from this daemon in all (default 100 MiB);
 * ``log_node_rate``: bytes per second per instance, as a token bucket holding up to
-  :data:`BURST_SECONDS` seconds of it (default 1 MiB/s).
+  :data:`BURST_SECONDS` seconds of it (default 1 MiB/s);
+* ``log_job_rate``: bytes per second per job from this daemon, the same way (default 4 MiB/s).
 
 A line past a limit is dropped and counted. The count reaches the controller as a marker line
 on the stream ``"splay"``, e.g. ``[splay] node 3: 12345 lines dropped (log limit 10 MiB per
@@ -58,14 +59,17 @@ class LogLimiter:
     """Per-instance and per-job output limits (see the module docstring). ``None`` disables a
     limit. ``clock``: seconds, monotonic (tests may pass their own)."""
 
-    def __init__(self, node_bytes=None, job_bytes=None, node_rate=None, clock=time.monotonic):
+    def __init__(self, node_bytes=None, job_bytes=None, node_rate=None, job_rate=None,
+                 clock=time.monotonic):
         self.node_bytes = node_bytes
         self.job_bytes = job_bytes
         self.node_rate = node_rate
+        self.job_rate = job_rate
         self.burst = None if node_rate is None else node_rate * BURST_SECONDS
         self.clock = clock
         self.nodes = {}            # instance id -> _NodeLog
         self.jobs = {}             # job ref -> bytes forwarded
+        self.job_buckets = {}      # job ref -> [tokens, last refill] of log_job_rate
 
     def _node(self, instance_id, name):
         node = self.nodes.get(instance_id)
@@ -100,14 +104,24 @@ class LogLimiter:
             markers.append(f"[splay] node {name}: {total} reached: its further lines are "
                            f"dropped and counted")
             return False, markers
+        now = self.clock()
         if self.node_rate is not None:
-            now = self.clock()
             node.tokens = min(self.burst, node.tokens + (now - node.last) * self.node_rate)
             node.last = now
             if node.tokens < size:
                 node.pending += 1
                 node.reason = f"log rate limit {_size(self.node_rate)}/s per node"
                 return False, markers
+        if self.job_rate is not None:
+            bucket = self.job_buckets.setdefault(job_ref, [self.job_rate * BURST_SECONDS, now])
+            bucket[0] = min(self.job_rate * BURST_SECONDS, bucket[0] + (now - bucket[1]) * self.job_rate)
+            bucket[1] = now
+            if bucket[0] < size:
+                node.pending += 1
+                node.reason = f"log rate limit {_size(self.job_rate)}/s per job on this daemon"
+                return False, markers
+            bucket[0] -= size
+        if self.node_rate is not None:
             node.tokens -= size
         if node.pending:
             markers.append(self._marker(node))
@@ -126,5 +140,6 @@ class LogLimiter:
     def forget_job(self, job_ref, instance_ids):
         """Drop the accounting of a job that ended here."""
         self.jobs.pop(job_ref, None)
+        self.job_buckets.pop(job_ref, None)
         for instance_id in instance_ids:
             self.nodes.pop(instance_id, None)
