@@ -114,6 +114,7 @@ class Instance:
         self.ended_at = None
         self.announced = asyncio.Event()   # set once the controller was told it started
         self.churn = None                  # its InstanceChurn, in a churn job
+        self.position = None               # its job position once spawned (names it in log markers)
 
 
 class InstanceManager:
@@ -197,14 +198,15 @@ class InstanceManager:
                 self.instance_ended(instance.job_ref)
 
     def instance_ended(self, job_ref):
-        """An instance of ``job_ref`` ended (or was dropped): call ``on_job_end`` when it was the
-        job's last one holding a slot on this daemon."""
-        if self.on_job_end is None:
-            return
+        """An instance of ``job_ref`` ended (or was dropped): when it was the job's last one
+        holding a slot on this daemon, forget the job's log accounting and call ``on_job_end``."""
         if any(i.job_ref == job_ref and i.state in ("REGISTERED", "RUNNING", "DOWN")
                for i in self.instances.values()):
             return
-        self.on_job_end(job_ref)
+        self.log_limits.forget_job(job_ref, [i.id for i in self.instances.values()
+                                             if i.job_ref == job_ref])
+        if self.on_job_end is not None:
+            self.on_job_end(job_ref)
 
     # -- processes -------------------------------------------------------------------------
     def job_dir(self, job_ref):
@@ -362,7 +364,7 @@ class InstanceManager:
         own_app = os.path.join(directory, "app.py")
         if alive is not None:
             _write_json(nodes_file, alive)
-        instance.position = position                      # names the node in log markers
+        instance.position = position
         for source, target in ((shared, nodes_file), (app, own_app)):
             if not os.path.exists(target):
                 os.link(source, target)
@@ -425,8 +427,8 @@ class InstanceManager:
                 return
             stamp = self.clock()
             admitted, markers = self.log_limits.admit(
-                instance.id, getattr(instance, "position", instance.id), instance.job_ref,
-                len(line))
+                instance.id, instance.id if instance.position is None else instance.position,
+                instance.job_ref, len(line))
             for marker in markers:
                 self.log_line(instance.id, stamp, MARKER_STREAM, marker)
             if admitted:
@@ -501,7 +503,6 @@ class InstanceManager:
         for instance in list(self.instances.values()):
             if instance.ended_at is not None and now - instance.ended_at > KEEP_FINISHED:
                 del self.instances[instance.id]
-                self.log_limits.nodes.pop(instance.id, None)
                 shutil.rmtree(os.path.join(self.job_dir(instance.job_ref), str(instance.id)),
                               ignore_errors=True)
         return [{"id": i.id, "state": i.state, "exit_code": i.exit_code}
