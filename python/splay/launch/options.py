@@ -114,8 +114,10 @@ def build_parser():
     p.add_argument("--sandbox-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="with --sandbox: another keyword argument of splay.sandbox.confine "
                         "(VALUE read as JSON when it parses, else as a string); repeatable")
-    net_options.add_to(p, defaults={**SANDBOX_NET_DEFAULTS, "ports": "with --sandbox: the run's "
-                                    "own ports; otherwise unlimited"})
+    net_options.add_to(p, defaults={
+        **{key: f"with --sandbox: {value}; otherwise unlimited"
+           for key, value in SANDBOX_NET_DEFAULTS.items()},
+        "ports": "with --sandbox: the run's own ports; otherwise unlimited"})
     return p
 
 
