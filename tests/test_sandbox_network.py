@@ -16,6 +16,7 @@ import textwrap
 
 import pytest
 
+from splay.deploy.testbed import free_port_range
 from splay.sandbox import kernel, network
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,8 +32,9 @@ needs_landlock_net = pytest.mark.skipif(ABI < 4, reason=f"Landlock network rules
 HOSTILE = """
 import errno, json, socket, sys
 from splay.sandbox import kernel, network
+first, outside = int(sys.argv[1]), int(sys.argv[2])       # ports first..first+2 are free
 kernel.set_no_new_privs()
-active, reasons = network.confine_network((41620, 41621), [(41620, 41621)])
+active, reasons = network.confine_network((first, first + 1), [(first, first + 1)])
 print(json.dumps([active, reasons]), flush=True)
 
 def attempt(name, make):
@@ -48,19 +50,19 @@ def bind(port, kind=socket.SOCK_STREAM):
     s.bind(("127.0.0.1", port))
     return s
 
-server = bind(41620)
+server = bind(first)
 server.listen()
-attempt("bind in range", lambda: bind(41621))
+attempt("bind in range", lambda: bind(first + 1))
 attempt("bind ephemeral", lambda: bind(0))
-attempt("bind another slot", lambda: bind(41630))
-attempt("connect given port", lambda: socket.create_connection(("127.0.0.1", 41620)))
-attempt("connect other port", lambda: socket.create_connection(("127.0.0.1", int(sys.argv[1]))))
+attempt("bind another slot", lambda: bind(first + 2))
+attempt("connect given port", lambda: socket.create_connection(("127.0.0.1", first)))
+attempt("connect other port", lambda: socket.create_connection(("127.0.0.1", outside)))
 attempt("netlink", lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0))
 attempt("packet", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0))
 attempt("raw ip", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
 attempt("raw ip6", lambda: socket.socket(socket.AF_INET6, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 58))
 attempt("inet socketpair", lambda: socket.socketpair(socket.AF_INET))
-attempt("udp", lambda: bind(41700, socket.SOCK_DGRAM))
+attempt("udp", lambda: bind(first + 2, socket.SOCK_DGRAM))
 attempt("unix", lambda: socket.socketpair())
 print("resolves", socket.getaddrinfo("localhost", 80, socket.AF_INET)[0][4][0])
 """
@@ -75,13 +77,14 @@ def test_a_job_without_its_python_layers_is_stopped_by_the_kernel(tmp_path):
         outside.listen()
         app = tmp_path / "hostile.py"
         app.write_text(textwrap.dedent(HOSTILE))
-        out = subprocess.run([sys.executable, str(app), str(outside.getsockname()[1])], env=ENV,
-                             capture_output=True, text=True, timeout=60)
+        first = free_port_range(3)
+        out = subprocess.run([sys.executable, str(app), str(first), str(outside.getsockname()[1])],
+                             env=ENV, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     active, reasons = json.loads(lines[0])
     assert active["socket_families"] is True and reasons == {}
-    assert active["tcp_ports"]["bind"] == [41620, 41621]
+    assert active["tcp_ports"]["bind"] == [first, first + 1]
     assert lines[1:] == [
         "bind in range allowed", "bind ephemeral allowed", "bind another slot refused EACCES",
         "connect given port allowed", "connect other port refused EACCES",
@@ -111,21 +114,24 @@ def test_bad_port_ranges_are_refused_before_anything_changes(bind_ports, connect
 def test_sandbox_run_ports_are_the_restricted_layers_and_the_kernels(tmp_path):
     app = tmp_path / "job.py"
     app.write_text(textwrap.dedent("""
+        import sys
         from splay.base import *
-        print("limits", socket.limits())
-        print("inside", socket.bind("127.0.0.1", 41641) is not None)
-        print("outside", socket.bind("127.0.0.1", 41650), socket.last_error)
+        first = int(sys.argv[1])
+        print("limits", socket.limits()[2:])
+        print("inside", socket.bind("127.0.0.1", first + 1) is not None)
+        print("outside", socket.bind("127.0.0.1", first + 2), socket.last_error)
     """))
+    first = free_port_range(3)
     out = subprocess.run([sys.executable, "-m", "splay.sandbox.run", "--dir", str(tmp_path / "d"),
-                          "--ports", "41640-41641", "--max-sockets", "8", "--report", str(app)],
+                          "--ports", f"{first}-{first + 1}", "--max-sockets", "8", "--report",
+                          str(app), str(first)],
                          env=ENV, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stderr.split("splay.sandbox: ", 1)[1].splitlines()[0])
     assert report["network"] == {"socket_families": True, "tcp_ports": {
-        "abi": ABI, "bind": [41640, 41641], "connect": "any"}}
+        "abi": ABI, "bind": [first, first + 1], "connect": "any"}}
     assert out.stdout.splitlines() == [
-        "limits (1073741824, 1073741824, 8, 41640, 41641, None)", "inside True",
-        "outside None restricted"]
+        f"limits (8, {first}, {first + 1}, None)", "inside True", "outside None restricted"]
 
 
 def test_landlock_net_port_rule_refuses_a_port_past_65535():
