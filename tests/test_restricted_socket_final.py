@@ -105,6 +105,13 @@ def test_sealing_needs_a_policy_and_a_sealed_policy_only_tightens():
         with pytest.raises(Restricted, match="final"):
             policy.configure(**args)
     assert policy.limits()[:5] == (50, None, None, 40002, 40005)
+    for field, value in (("sealed", False), ("max_send", -1), ("start_port", 0),
+                         ("blacklist", ()), ("tcp_sockets", -100)):
+        with pytest.raises(AttributeError, match="not writable"):
+            setattr(policy, field, value)
+    with pytest.raises(TypeError):
+        policy.__setstate__((None,))            # no pickling path rewrites the C fields either
+    assert policy.sealed and policy.limits()[:5] == (50, None, None, 40002, 40005)
     if accounting.default_policy() is None:
         with pytest.raises(ValueError, match="no process-wide policy"):
             restricted_socket.seal()
