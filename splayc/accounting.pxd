@@ -21,6 +21,7 @@ cdef class NetPolicy:
     cdef readonly unsigned long long total_sent, total_received
     cdef readonly long long tcp_sockets, udp_sockets
     cdef readonly unsigned long long refused   # operations refused with "restricted"
+    cdef readonly bint sealed                 # set by the launcher: limits may only tighten now
     # the blacklist, compiled
     cdef bint has_blacklist
     cdef frozenset bl_exact                   # lower-case host names and IP literals

@@ -11,12 +11,20 @@ counted. A check that refuses changes no counter.
 
 Validation of user settings is done in Python by ``splay.restricted_socket``; ``configure`` takes
 already-checked values.
+
+Final limits: the launcher (node runner, ``python -m splay.sandbox.run``) installs the policy and
+then calls :func:`seal_default` before the application runs. From then on, the limits live here,
+in C fields no Python code can write: ``configure`` only accepts limits at least as strict as the
+sealed ones, ``install_default`` is refused, and a node object's ``net_policy`` attribute is
+ignored (the sealed default applies to every socket of the process). Each refusal raises
+``splay.Restricted`` saying which limit the application tried to lift.
 """
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
 
 from splayc.uv cimport sockaddr, sockaddr_in, sockaddr_in6, AF_INET, AF_INET6
 from splayc.addr cimport sockaddr_to_tuple, fill_sockaddr
+from splayc.errors import Restricted
 
 import ipaddress as _ipaddress
 import os as _os
@@ -56,6 +64,9 @@ cdef class NetPolicy:
         """
         cdef list nets = []
         cdef int i
+        if self.sealed:
+            self._check_tighter(max_send, max_receive, max_sockets, start_port, end_port, local_ip,
+                                blacklist, udp_drop_ratio)
         self.max_send = -1 if max_send is None else max_send
         self.max_receive = -1 if max_receive is None else max_receive
         self.max_sockets = -1 if max_sockets is None else max_sockets
@@ -96,8 +107,38 @@ cdef class NetPolicy:
         self.bl_v6_prefixes = tuple(v6)
         self.has_blacklist = len(self.blacklist) > 0
 
+    def _check_tighter(self, max_send, max_receive, max_sockets, start_port, end_port, local_ip,
+                       blacklist, udp_drop_ratio):
+        """Raise Restricted unless every new limit is at least as strict as the sealed one."""
+        for name, new, old in (("max_send", max_send, self.max_send),
+                               ("max_receive", max_receive, self.max_receive),
+                               ("max_sockets", max_sockets, self.max_sockets)):
+            if old >= 0 and (new is None or new > old):
+                _refuse_lift(name, old, new)
+        if self.start_port:
+            low = 1 if start_port is None and end_port is not None else start_port
+            high = 65535 if end_port is None and start_port is not None else end_port
+            if low is None or high is None or low < self.start_port or high > self.end_port:
+                _refuse_lift("start_port-end_port", f"{self.start_port}-{self.end_port}",
+                             "any" if low is None and high is None else f"{low}-{high}")
+        if self.local_ip is not None and local_ip != self.local_ip:
+            _refuse_lift("local_ip", self.local_ip, local_ip)
+        missing = set(self.blacklist) - set(blacklist or ())
+        if missing:
+            _refuse_lift("blacklist", list(self.blacklist), list(blacklist or ()),
+                         f"entries {sorted(missing)} would be removed")
+        if float(udp_drop_ratio or 0.0) < self.udp_drop_ratio:
+            _refuse_lift("udp_drop_ratio", self.udp_drop_ratio, udp_drop_ratio)
+
+    def seal(self):
+        """Make these limits final: from now on ``configure`` only tightens them (irreversible)."""
+        self.sealed = True
+
     def seed(self, value):
         """Seed the generator that decides which datagrams ``udp_drop_ratio`` drops (tests)."""
+        if self.sealed:
+            raise Restricted("restricted_socket: the launcher's network limits are final; the "
+                             "UDP drop generator cannot be reseeded")
         self.rng = (int(value) & 0xFFFFFFFFFFFFFFFF) | 1
 
     # ------------------------------------------------------------------ checks (the hot path)
@@ -254,10 +295,19 @@ cdef object _ipv4_network(str entry):
     return None
 
 
+def _refuse_lift(name, old, new, detail=None):
+    raise Restricted(f"restricted_socket: the network limit {name}={old} was set by the launcher "
+                     f"(splay run, splay.sandbox.run or the daemon) and is final: the application "
+                     f"may only tighten it, not change it to {new}"
+                     + (f" ({detail})" if detail else "")
+                     + "; ask for more with the launcher's options (--max-send, --ports, ...)")
+
+
 cdef NetPolicy policy_for(object node):
-    """The policy of sockets created by ``node``: its ``net_policy``, else the process default."""
+    """The policy of sockets created by ``node``: its ``net_policy``, else the process default.
+    Once the default is sealed it applies to every node of the process."""
     cdef object p
-    if node is not None:
+    if node is not None and (_default is None or not _default.sealed):
         p = getattr(node, "net_policy", None)
         if p is not None:
             return <NetPolicy?>p
@@ -265,9 +315,34 @@ cdef NetPolicy policy_for(object node):
 
 
 def install_default(NetPolicy policy):
-    """Make ``policy`` the process-wide default (sockets created from now on use it); None: off."""
+    """Make ``policy`` the process-wide default (sockets created from now on use it); None: off.
+
+    Raises Restricted once the default is sealed (:func:`seal_default`)."""
     global _default
+    if _default is not None and _default.sealed:
+        if policy is _default:
+            return
+        raise Restricted("restricted_socket: the network limits were set by the launcher (splay "
+                         "run, splay.sandbox.run or the daemon) and are final: the process-wide "
+                         "policy cannot be replaced or removed; tighten it with "
+                         "restricted_socket.init({...}) instead")
     _default = policy
+
+
+def seal_default():
+    """Make the process-wide policy final (irreversible): the launcher calls it once it has
+    installed the job's limits, before the application runs. Afterwards ``install_default`` is
+    refused, ``configure`` only tightens, and node objects' own ``net_policy`` are ignored.
+    ValueError when no default policy is installed."""
+    if _default is None:
+        raise ValueError("seal_default: no process-wide policy is installed (call "
+                         "restricted_socket.init first)")
+    _default.sealed = True
+
+
+def is_sealed():
+    """True when the process-wide policy is final (see :func:`seal_default`)."""
+    return _default is not None and _default.sealed
 
 
 def default_policy():

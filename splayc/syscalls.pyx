@@ -87,6 +87,10 @@ cdef packed struct landlock_path_beneath_attr:
     uint64_t allowed_access
     int32_t parent_fd
 
+cdef packed struct landlock_net_port_attr:   # ABI 4+: a TCP port the ruleset allows
+    uint64_t allowed_access
+    uint64_t port
+
 
 # The values callers need (same names as in the kernel headers).
 SECCOMP_SET_MODE_FILTER = 1
@@ -97,6 +101,9 @@ LINUX_CAPABILITY_VERSION_1 = 0x19980330     # one 32-bit word per capability set
 LINUX_CAPABILITY_VERSION_3 = 0x20080522     # two words per set (capabilities 0..63)
 LANDLOCK_CREATE_RULESET_VERSION = 1
 LANDLOCK_RULE_PATH_BENEATH = 1
+LANDLOCK_RULE_NET_PORT = 2
+LANDLOCK_ACCESS_NET_BIND_TCP = 1 << 0
+LANDLOCK_ACCESS_NET_CONNECT_TCP = 1 << 1
 LANDLOCK_RULESET_ATTR_SIZES = (8, 16, 24)   # the struct as ABI 1-3, 4-5 and 6+ know it
 
 assert sizeof(landlock_path_beneath_attr) == 12 and sizeof(landlock_ruleset_attr) == 24
@@ -232,3 +239,18 @@ def landlock_restrict_self(int ruleset_fd, unsigned int flags=0):
     no_new_privs or CAP_SYS_ADMIN). Irreversible. Returns 0."""
     PySys_Audit(b"splayc.syscalls.landlock_restrict_self", b"iI", ruleset_fd, flags)
     return checked(splay_syscall(SYS_landlock_restrict_self, <long>ruleset_fd, <long>flags))
+
+
+def landlock_add_rule_net_port(int ruleset_fd, uint64_t allowed_access, unsigned int port):
+    """Allow ``allowed_access`` (LANDLOCK_ACCESS_NET_BIND_TCP, LANDLOCK_ACCESS_NET_CONNECT_TCP)
+    on the TCP ``port`` (0-65535; binding port 0 asks the kernel for an ephemeral one) in the
+    ruleset ``ruleset_fd`` (Landlock ABI 4+). Returns 0."""
+    cdef landlock_net_port_attr rule
+    if port > 65535:
+        raise ValueError(f"landlock_add_rule_net_port: port must be 0-65535, got {port}")
+    PySys_Audit(b"splayc.syscalls.landlock_add_rule_net_port", b"iKI", ruleset_fd,
+                <unsigned long long>allowed_access, port)
+    rule.allowed_access = allowed_access
+    rule.port = port
+    return checked(splay_syscall(SYS_landlock_add_rule, <long>ruleset_fd, <long>LANDLOCK_RULE_NET_PORT,
+                                 <long>&rule, <long>0))

@@ -411,7 +411,11 @@ def test_sandbox_options_reach_the_job(tmp_path):
     opts = options.parse([str(app), "-n", "2", "--sandbox", "--max-memory", "268435456",
                           "--max-cpu", "2.5", "--sandbox-opt", "no_std=true", "--sandbox-opt", "tag=x1"])
     kw = options.sandbox_limits(opts)
-    assert kw == {"max_memory": 268435456, "max_cpu": 2.5, "no_std": True, "tag": "x1"}
+    assert kw == {"max_memory": 268435456, "max_cpu": 2.5, "no_std": True, "tag": "x1",
+                  "max_files": options.SANDBOX_DEFAULTS["max_files"],
+                  "max_disk": options.SANDBOX_DEFAULTS["max_disk"], "bind_ports": [20000, 20001]}
+    assert opts.net_settings == {**options.SANDBOX_NET_DEFAULTS, "start_port": 20000,
+                                 "end_port": 20001}
     assert opts.node_dirs == os.path.join(os.getcwd(), "splay-run-nodes")
     plan = JobPlan(2, 20000, sandbox=kw, node_dirs=str(tmp_path / "nodes"))
     job = plan.job(1).to_dict()
@@ -580,3 +584,18 @@ def test_node_process_can_be_stopped_and_started_again(tmp_path):
         assert node.poll() and node.reap() == -signal.SIGTERM
         assert node.state == "ended" and not node.failed
         node.close_output()
+
+
+def test_network_options_limit_every_node_and_are_final(tmp_path):
+    app = write_app(tmp_path, "from splay.base import *\nfrom splay import Restricted, restricted_socket\n"
+                              "try:\n    restricted_socket.init({'max_sockets': 99})\n"
+                              "except Restricted:\n    print('final', socket.limits())\n")
+    out = splay_run(tmp_path, app, "-n", 2, "--max-send", "64k", "--max-sockets", "3",
+                    "--ports", "41800-41809", "--blacklist", "10.*,evil.net")
+    assert out.returncode == 0, out.stderr
+    for node in (0, 1):
+        assert f"[node {node}] final (65536, None, 3, 41800, 41809, None)" in out.stdout
+    bad = splay_run(tmp_path, app, "--ports", "9-2")
+    assert bad.returncode == 2 and "--ports" in bad.stderr and "9-2" in bad.stderr
+    bad = splay_run(tmp_path, app, "--blacklist", "*")
+    assert bad.returncode == 2 and "--blacklist" in bad.stderr and "every host" in bad.stderr

@@ -37,6 +37,14 @@ Which sockets: a socket takes its node's policy when it is created. In a process
 ``--in-process`` run (or any thread whose node object accepts attributes), it sets that node's own
 ``net_policy``, so every in-process node has its own counters. Sockets created before ``init``
 are not accounted: call it first (the node runner does, from the job's settings).
+
+Final limits: a launcher (the node runner of ``splay run`` and of the daemons,
+``python -m splay.sandbox.run``) calls :func:`seal` after installing the job's limits and before
+the application runs. The application may then still call ``init`` to *tighten* them (the keys
+it gives must be at least as strict; the others are kept), but any attempt to lift one --
+``init`` with a looser value, ``policy().configure(...)``, replacing the policy with
+``splayc.accounting.install_default`` or a node's ``net_policy`` -- raises ``splay.Restricted``.
+The limits are C fields of the compiled policy, which Python code cannot write.
 """
 import ipaddress
 import math
@@ -44,7 +52,8 @@ import math
 from splayc import accounting as _accounting
 from splayc.hub import current_node as _current_node
 
-__all__ = ["init", "policy", "SETTINGS", "new_policy", "has_settings"]
+__all__ = ["init", "policy", "seal", "is_sealed", "SETTINGS", "new_policy", "has_settings",
+           "settings_of"]
 
 #: The setting names ``init`` reads.
 SETTINGS = ("max_send", "max_receive", "max_sockets", "start_port", "end_port", "local_ip",
@@ -159,6 +168,14 @@ def _validated(settings):
                 udp_drop_ratio=float(drop or 0.0))
 
 
+def settings_of(policy):
+    """The settings dict that reproduces ``policy``'s limits (for tightening a sealed policy)."""
+    max_send, max_receive, max_sockets, start, end, local_ip = policy.limits()
+    return {"max_send": max_send, "max_receive": max_receive, "max_sockets": max_sockets,
+            "start_port": start, "end_port": end, "local_ip": local_ip,
+            "blacklist": list(policy.blacklist), "udp_drop_ratio": policy.udp_drop_ratio}
+
+
 def new_policy(settings):
     """A new ``NetPolicy`` configured from ``settings`` (for launchers giving a node its own)."""
     p = _accounting.NetPolicy()
@@ -166,17 +183,37 @@ def new_policy(settings):
     return p
 
 
+def _tighten(sealed, settings):
+    """Apply the keys of ``settings`` over the ``sealed`` policy's limits (each must be at least
+    as strict: the policy raises Restricted otherwise; blacklist entries are added)."""
+    given = _validated(settings)            # ValueError for a bad setting, before anything else
+    merged = settings_of(sealed)
+    merged.update((k, settings[k]) for k in SETTINGS if settings.get(k) is not None)
+    if settings.get("blacklist") is not None:
+        merged["blacklist"] = [*merged["blacklist"], *given["blacklist"]]
+    sealed.configure(**_validated(merged))
+
+
 def init(settings=None, node=None):
     """Restrict the sockets created from now on by the calling node (see the module docstring).
 
     ``node``: the node object to restrict (default: the current one; the whole process when there
     is none). Calling ``init`` again changes the limits and keeps the counters. Raises
-    ``ValueError`` naming the bad setting.
+    ``ValueError`` naming the bad setting. Once the launcher sealed the limits (:func:`seal`),
+    only the keys given change, each must be at least as strict, and a looser one raises
+    ``splay.Restricted``.
     """
-    limits = _validated({} if settings is None else settings)
+    settings = {} if settings is None else settings
+    if _accounting.is_sealed():
+        _tighten(_accounting.default_policy(), settings)
+        return
+    limits = _validated(settings)
     target = _current_node() if node is None else node
     if target is not None:
         current = getattr(target, "net_policy", None)
+        if current is not None and current.sealed:
+            _tighten(current, settings)
+            return
         if current is None:
             current = _accounting.NetPolicy()
             try:
@@ -191,6 +228,20 @@ def init(settings=None, node=None):
         current = _accounting.NetPolicy()
     current.configure(**limits)
     _accounting.install_default(current)
+
+
+def seal():
+    """Make the process-wide limits final (the launcher calls it before the application runs).
+
+    Irreversible: afterwards the limits can only be tightened (see the module docstring).
+    ValueError when :func:`init` has not installed a process-wide policy.
+    """
+    _accounting.seal_default()
+
+
+def is_sealed():
+    """True when the launcher has made this process's network limits final."""
+    return _accounting.is_sealed()
 
 
 def policy(node=None):

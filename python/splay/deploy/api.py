@@ -71,6 +71,7 @@ def validate_submission(body):
     if not isinstance(settings, dict):
         raise BadRequest("'settings' must be an object")
     validate_shaping(settings)
+    validate_network_limits(settings)
     args = body.get("args", [])
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise BadRequest("'args' must be a list of strings (the nodes' command-line arguments)")
@@ -84,6 +85,17 @@ def validate_submission(body):
             "list_type": list_type, "factor": number("factor", 1.25, float, 1.0),
             "max_time": number("max_time", None, float, 0.001),
             "memory": number("memory", 0, int, 0), "settings": settings, "churn": churn}
+
+
+def validate_network_limits(settings):
+    """The restricted-socket limits among ``settings`` (``max_send``, ``blacklist``...) must be
+    valid; the daemons lower them to their own and give each node its slot's port."""
+    from splay import restricted_socket
+    if restricted_socket.has_settings(settings):
+        try:
+            restricted_socket.new_policy(settings)
+        except ValueError as e:
+            raise BadRequest(f"'settings': {e}") from None
 
 
 def validate_shaping(settings):
@@ -189,6 +201,7 @@ class API:
         for instance in instances:
             counts[instance["state"]] = counts.get(instance["state"], 0) + 1
         job["counts"] = counts
+        job["log_lines_dropped"] = self.controller.logs.dropped.get(job["id"], 0)
         if job["churn"] is not None:
             job["churn"] = self.controller.churn_summary(job)
         return job

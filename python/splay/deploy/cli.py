@@ -20,6 +20,8 @@ import time
 import urllib.error
 import urllib.request
 
+from splay.launch import net_options
+
 from . import models as m
 from .logs import format_line
 
@@ -226,11 +228,18 @@ def submit(argv):
                    help="with --topology: core (default) emulates it in every node's sockets; "
                         "kernel has each daemon shape its host's traffic with tc (daemons "
                         "started with --shaping-device, as root)")
+    # No --ports: a daemon lets each node bind only its own port (its slot).
+    net_options.add_to(p, defaults={"max_send": "the daemon's", "max_receive": "the daemon's",
+                                    "max_sockets": "the daemon's"}, ports=False)
 
     def body(args, client):
         if args.shaping is not None and args.topology is None:
             raise CommandError(f"--shaping {args.shaping} says how to emulate a topology: give "
                                "the topology too (--topology FILE)", USAGE)
+        try:
+            net = net_options.settings(args)
+        except ValueError as e:
+            raise CommandError(str(e), USAGE) from None
         code = read_text(args.app, "the application")
         request = {"name": args.name or os.path.basename(args.app), "code": code,
                    "nodes": args.nodes, "list_type": "random" if args.random else "head",
@@ -246,6 +255,8 @@ def submit(argv):
             request["settings"] = {"topology_text": topology_text(args, request.get("nodes"))}
             if args.shaping == "kernel":
                 request["settings"]["shaping"] = "kernel"
+        if net:
+            request["settings"] = {**request.get("settings", {}), **net}
         if app_args:
             request["args"] = app_args
         if args.list_size is not None:
@@ -324,6 +335,8 @@ def job(argv):
         print(f"  created {when(info['created_at'])}, running {when(info['running_at'])}, "
               f"ended {when(info['ended_at'])}")
         print("  instances: " + ", ".join(f"{k} {v}" for k, v in sorted(info["counts"].items())))
+        if info.get("log_lines_dropped"):
+            print(f"  output lines dropped by the daemons' log limits: {info['log_lines_dropped']}")
         print(table(sorted(info["instances"], key=lambda i: (i["position"] is None, i["position"] or 0)),
                     [("POS", "position"), ("INSTANCE", "id"), ("DAEMON", "daemon"),
                      ("ADDRESS", lambda i: f"{i['ip']}:{i['port']}" if i["port"] else ""),

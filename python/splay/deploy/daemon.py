@@ -19,7 +19,8 @@ import sys
 import time
 
 from .host_shaping import HostShaping, check_device_name, wants_kernel_shaping
-from .instances import InstanceManager, Limits
+from .instances import InstanceManager
+from .job_limits import DEFAULTS, Limits
 from .protocol import CONTROLLER_MESSAGES, MAX_LINE, Channel, ProtocolError, client_tls, decode
 
 log = logging.getLogger("splay.daemon")
@@ -249,10 +250,41 @@ def build_parser():
     p.add_argument("--key-file", help="file whose first line is the daemon key")
     p.add_argument("--name", help="unique name of this daemon (default HOSTNAME-STARTPORT)")
     p.add_argument("--ip", default="127.0.0.1", help="address the nodes of this daemon listen on")
-    p.add_argument("--max-instances", type=int, default=64, help="job instances at once")
-    p.add_argument("--max-memory", default="512M", help="memory per instance (e.g. 512M, 2G)")
-    p.add_argument("--ports", default="20000-20999", help="port range START-END for instances")
+    p.add_argument("--max-instances", type=int, default=DEFAULTS["max_instances"],
+                   help="job instances at once (default %(default)s)")
+    p.add_argument("--max-memory", default="512M",
+                   help="memory (address space) per instance (e.g. 512M, 2G; default %(default)s)")
+    p.add_argument("--ports", default="20000-20999",
+                   help="port range START-END for instances; each instance may bind only its own "
+                        "port of it (default %(default)s)")
     p.add_argument("--max-bandwidth", default="0", help="bytes/s per instance (0: unlimited)")
+    limits = p.add_argument_group(
+        "limits of every instance", "applied to every job whatever it asks (a job may ask for "
+        "less, never more); 0 means no limit. Sizes take K/M/G suffixes.")
+    limits.add_argument("--max-cpu", type=float, default=DEFAULTS["max_cpu"], metavar="SECONDS",
+                        help="CPU time per instance (with the sandbox; default %(default)s)")
+    limits.add_argument("--max-disk", default="1G", metavar="SIZE",
+                        help="disk space of an instance's directory (with the sandbox; "
+                             "default %(default)s)")
+    limits.add_argument("--max-files", type=int, default=DEFAULTS["max_files"], metavar="N",
+                        help="open descriptors per instance (with the sandbox; default %(default)s)")
+    limits.add_argument("--max-send", default="4G", metavar="SIZE",
+                        help="bytes an instance may send in all (default %(default)s)")
+    limits.add_argument("--max-receive", default="4G", metavar="SIZE",
+                        help="bytes an instance may receive in all (default %(default)s)")
+    limits.add_argument("--max-sockets", type=int, default=DEFAULTS["max_sockets"], metavar="N",
+                        help="sockets an instance may have open at once (default %(default)s)")
+    limits.add_argument("--log-node-limit", default="10M", metavar="SIZE",
+                        help="output bytes forwarded per instance; later lines are dropped and "
+                             "counted (default %(default)s)")
+    limits.add_argument("--log-job-limit", default="100M", metavar="SIZE",
+                        help="output bytes forwarded per job from this daemon (default %(default)s)")
+    limits.add_argument("--log-rate", default="1M", metavar="SIZE",
+                        help="output bytes per second per instance, in bursts of up to 4 s "
+                             "(default %(default)s)")
+    limits.add_argument("--log-job-rate", default="4M", metavar="SIZE",
+                        help="output bytes per second per job from this daemon, in bursts of up "
+                             "to 4 s (default %(default)s)")
     p.add_argument("--dir", help="working directory (default ./splayd-NAME)")
     p.add_argument("--tls", action="store_true", help="connect with TLS")
     p.add_argument("--tls-ca", help="PEM CA that signed the controller's certificate")
@@ -300,7 +332,15 @@ def main(argv=None):
     try:
         start, _, end = args.ports.partition("-")
         limits = Limits(args.max_instances, parse_size(args.max_memory), int(start), int(end),
-                        parse_size(args.max_bandwidth))
+                        parse_size(args.max_bandwidth), max_cpu=args.max_cpu or None,
+                        max_disk=parse_size(args.max_disk) or None, max_files=args.max_files or None,
+                        max_send=parse_size(args.max_send) or None,
+                        max_receive=parse_size(args.max_receive) or None,
+                        max_sockets=args.max_sockets or None,
+                        log_node_bytes=parse_size(args.log_node_limit) or None,
+                        log_job_bytes=parse_size(args.log_job_limit) or None,
+                        log_node_rate=parse_size(args.log_rate) or None,
+                        log_job_rate=parse_size(args.log_job_rate) or None)
         host, _, port = args.controller.rpartition(":")
         port = int(port)
         if args.shaping_device is not None:

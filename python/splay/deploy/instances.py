@@ -20,6 +20,9 @@ import subprocess
 import sys
 import time
 
+from .job_limits import Limits, node_sandbox, node_settings
+from .log_limits import MARKER_STREAM, LogLimiter
+
 log = logging.getLogger("splay.daemon")
 
 PR_SET_PDEATHSIG = 1
@@ -96,24 +99,6 @@ def release(pids):
             pass
 
 
-class Limits:
-    """What a daemon offers: instance slots, memory per instance, a port range, bandwidth."""
-
-    def __init__(self, max_instances=64, max_memory=512 * 2**20, start_port=20000, end_port=20999,
-                 max_bandwidth=0):
-        if end_port < start_port:
-            raise ValueError(f"empty port range {start_port}-{end_port}")
-        self.max_instances = max_instances
-        self.max_memory = max_memory
-        self.start_port = start_port
-        self.end_port = end_port
-        self.max_bandwidth = max_bandwidth
-
-    def as_dict(self):
-        """The limits as advertised to the controller."""
-        return dict(vars(self))
-
-
 class Instance:
     """One reserved slot, then (once started) one process."""
 
@@ -129,6 +114,7 @@ class Instance:
         self.ended_at = None
         self.announced = asyncio.Event()   # set once the controller was told it started
         self.churn = None                  # its InstanceChurn, in a churn job
+        self.position = None               # its job position once spawned (names it in log markers)
 
 
 class InstanceManager:
@@ -155,6 +141,8 @@ class InstanceManager:
         # Called with a job's ref once none of its instances holds a slot here any more (the
         # daemon then removes the job's kernel shaping, see host_shaping.py).
         self.on_job_end = on_job_end
+        self.log_limits = LogLimiter(limits.log_node_bytes, limits.log_job_bytes,
+                                     limits.log_node_rate, limits.log_job_rate)
 
     # -- reservations ----------------------------------------------------------------------
     def live(self):
@@ -210,14 +198,15 @@ class InstanceManager:
                 self.instance_ended(instance.job_ref)
 
     def instance_ended(self, job_ref):
-        """An instance of ``job_ref`` ended (or was dropped): call ``on_job_end`` when it was the
-        job's last one holding a slot on this daemon."""
-        if self.on_job_end is None:
-            return
+        """An instance of ``job_ref`` ended (or was dropped): when it was the job's last one
+        holding a slot on this daemon, forget the job's log accounting and call ``on_job_end``."""
         if any(i.job_ref == job_ref and i.state in ("REGISTERED", "RUNNING", "DOWN")
                for i in self.instances.values()):
             return
-        self.on_job_end(job_ref)
+        self.log_limits.forget_job(job_ref, [i.id for i in self.instances.values()
+                                             if i.job_ref == job_ref])
+        if self.on_job_end is not None:
+            self.on_job_end(job_ref)
 
     # -- processes -------------------------------------------------------------------------
     def job_dir(self, job_ref):
@@ -279,6 +268,7 @@ class InstanceManager:
         """Forward one churn life's output; returns its exit status once it ended."""
         await asyncio.gather(self._read(instance, process.out, "stdout"),
                              self._read(instance, process.err, "stderr"))
+        self._output_ended(instance)
         code = await _exit_status(process)
         self._signal_group(process.pid, signal.SIGKILL)   # whatever it left in its group
         return code
@@ -374,6 +364,7 @@ class InstanceManager:
         own_app = os.path.join(directory, "app.py")
         if alive is not None:
             _write_json(nodes_file, alive)
+        instance.position = position
         for source, target in ((shared, nodes_file), (app, own_app)):
             if not os.path.exists(target):
                 os.link(source, target)
@@ -382,9 +373,9 @@ class InstanceManager:
                      "me": {"ip": self.ip, "port": instance.port}, "position": position,
                      "list_type": job["list_type"], "list_size": job["list_size"],
                      "nodes": NODES_MARK, "nodes_file": nodes_file, "dir": directory,
-                     "settings": job.get("settings") or {}}
+                     "settings": node_settings(job.get("settings"), self.limits, instance.port)}
         if self.sandbox:
-            splay_job["sandbox"] = {"max_memory": memory}
+            splay_job["sandbox"] = node_sandbox(self.limits, memory, instance.port)
         encoded = json.dumps(splay_job)
         if len(encoded) + len(view) > MAX_JOB_VARIABLE:
             # Linux refuses an environment string over 128 KiB: a very long list stays in the
@@ -413,6 +404,7 @@ class InstanceManager:
         process = instance.process
         await asyncio.gather(self._read(instance, process.out, "stdout"),
                              self._read(instance, process.err, "stderr"))
+        self._output_ended(instance)
         code = await _exit_status(process)
         instance.exit_code = code
         instance.state = "KILLED" if instance.stop_requested else "EXITED"
@@ -425,6 +417,7 @@ class InstanceManager:
                    "state": instance.state, "time": self.clock()})
 
     async def _read(self, instance, stream, name):
+        """Forward the lines of one output stream, within the daemon's log limits."""
         while True:
             try:
                 line = await stream.readline()
@@ -432,8 +425,21 @@ class InstanceManager:
                 line = await stream.read(65536)
             if not line:
                 return
-            self.log_line(instance.id, self.clock(), name,
-                          line.rstrip(b"\n").decode("utf-8", "replace"))
+            stamp = self.clock()
+            admitted, markers = self.log_limits.admit(
+                instance.id, instance.id if instance.position is None else instance.position,
+                instance.job_ref, len(line))
+            for marker in markers:
+                self.log_line(instance.id, stamp, MARKER_STREAM, marker)
+            if admitted:
+                self.log_line(instance.id, stamp, name,
+                              line.rstrip(b"\n").decode("utf-8", "replace"))
+
+    def _output_ended(self, instance):
+        """Both output streams of an instance ended: forward its last drop marker, if any."""
+        marker = self.log_limits.end(instance.id)
+        if marker is not None:
+            self.log_line(instance.id, self.clock(), MARKER_STREAM, marker)
 
     def _signal_group(self, pid, signum):
         try:

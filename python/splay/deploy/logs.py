@@ -7,6 +7,8 @@ of different hosts sort by the controller's clock. Within one node, times never 
 import threading
 import time
 
+from .log_limits import dropped_in_marker
+
 
 class LogHub:
     """Stores log lines and wakes readers waiting for new lines of a job."""
@@ -16,6 +18,7 @@ class LogHub:
         self.changed = threading.Condition()
         self.last_time = {}      # instance id -> last stored time, to keep each node monotonic
         self.ingested = 0        # lines stored since start (for figures)
+        self.dropped = {}        # job id -> output lines the daemons dropped (their markers' sum)
 
     def ingest(self, job_of, offset, lines):
         """Store ``lines`` ([instance_id, daemon_time, stream, text]) from a daemon whose clock is
@@ -32,6 +35,9 @@ class LogHub:
                 at = previous + 1e-6
             self.last_time[instance_id] = at
             rows.append((job_id, instance_id, at, stream, text))
+            dropped = dropped_in_marker(stream, text)
+            if dropped:
+                self.dropped[job_id] = self.dropped.get(job_id, 0) + dropped
         if rows:
             self.database.add_logs(rows)
             self.ingested += len(rows)

@@ -70,6 +70,7 @@ class InProcessNode:
         from splay import restricted_socket
         if restricted_socket.has_settings(job.settings):
             self.net_policy = restricted_socket.new_policy(job.settings)
+            self.net_policy.seal()     # the launcher's limits: the node may only tighten them
         from splay.emulation import apply_job, has_emulation
         if has_emulation(job.settings):
             self.emulation = apply_job(job, node=self)   # one shared model for all nodes

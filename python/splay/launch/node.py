@@ -7,7 +7,8 @@ It is what ``splay run`` and the daemon start for each node, and what a user may
 2. sets ``splay.job`` (which ``splay.base`` exports as ``job``);
 3. changes into the job's directory when it has one;
 4. when the job's ``settings`` hold restricted-socket limits (``max_send``, ``max_sockets``, ...),
-   calls ``splay.restricted_socket.init(job.settings)``, so every socket of the node is restricted;
+   calls ``splay.restricted_socket.init(job.settings)`` and seals it (the application cannot lift
+   those limits), so every socket of the node is restricted;
    with a ``topology`` or ``partitions`` setting (``splay run --topology/--partition``, ``splay
    submit --topology``), applies it (``splay.emulation.apply_job``), except a topology the
    daemons shape in the kernel (``splay submit --shaping kernel``: only partitions apply here);
@@ -81,7 +82,9 @@ def confine(job):
 
 
 def restrict_sockets(job):
-    """``splay.restricted_socket.init(job.settings)`` when the settings hold socket limits."""
+    """``splay.restricted_socket.init(job.settings)`` when the settings hold socket limits, then
+    ``restricted_socket.seal()``: the limits are the launcher's, final for the application (it
+    may tighten them, never lift them)."""
     from splay import restricted_socket
     if not restricted_socket.has_settings(job.settings):
         return
@@ -89,6 +92,7 @@ def restrict_sockets(job):
         restricted_socket.init(job.settings)
     except ValueError as e:
         raise RunnerError(f"the job's settings are not valid restricted-socket limits: {e}") from None
+    restricted_socket.seal()
 
 
 def emulate_network(job):

@@ -11,7 +11,10 @@ import sys
 
 from splay.churn import ChurnError, read_trace
 
-__all__ = ["parse", "UsageError", "build_parser", "sandbox_limits"]
+from . import net_options
+
+__all__ = ["parse", "UsageError", "build_parser", "sandbox_limits", "SANDBOX_DEFAULTS",
+           "SANDBOX_NET_DEFAULTS"]
 
 DEFAULT_LOG = "splay-run.log"
 
@@ -24,6 +27,14 @@ SANDBOX_LIMITS = {
     "max_processes": (int, "maximum processes (and threads) of each node"),
     "max_disk": (int, "maximum disk space of each node's files, in bytes"),
 }
+
+
+# What --sandbox applies to each node when the command line does not say otherwise: enough for
+# an experiment, bounded so that one node cannot take the machine. The ports default to the
+# run's own (FIRST_PORT to FIRST_PORT+N-1).
+SANDBOX_DEFAULTS = {"max_memory": 1 << 30, "max_cpu": 3600.0, "max_files": 1024,
+                    "max_disk": 1 << 30}
+SANDBOX_NET_DEFAULTS = {"max_send": 8 << 30, "max_receive": 8 << 30, "max_sockets": 512}
 
 
 class UsageError(Exception):
@@ -97,11 +108,16 @@ def build_parser():
                    help="confine each node with splay.sandbox.confine in its own directory "
                         "(--node-dirs, default ./splay-run-nodes)")
     for key, (kind, text) in SANDBOX_LIMITS.items():
+        default = f" (default {SANDBOX_DEFAULTS[key]})" if key in SANDBOX_DEFAULTS else ""
         p.add_argument("--" + key.replace("_", "-"), type=kind, default=None, metavar="N",
-                       help=f"with --sandbox: {text}")
+                       help=f"with --sandbox: {text}{default}")
     p.add_argument("--sandbox-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="with --sandbox: another keyword argument of splay.sandbox.confine "
                         "(VALUE read as JSON when it parses, else as a string); repeatable")
+    net_options.add_to(p, defaults={
+        **{key: f"with --sandbox: {value}; otherwise unlimited"
+           for key, value in SANDBOX_NET_DEFAULTS.items()},
+        "ports": "with --sandbox: the run's own ports; otherwise unlimited"})
     return p
 
 
@@ -111,8 +127,13 @@ def _check(cond, message):
 
 
 def sandbox_limits(opts):
-    """The keyword arguments for ``splay.sandbox.confine`` given by ``--max-...`` and ``--sandbox-opt``."""
-    kw = {k: getattr(opts, k) for k in SANDBOX_LIMITS if getattr(opts, k) is not None}
+    """The keyword arguments for ``splay.sandbox.confine`` given by ``--max-...`` and
+    ``--sandbox-opt``, over :data:`SANDBOX_DEFAULTS`; the kernel's bind wall gets the nodes'
+    port range (``--ports``)."""
+    kw = dict(SANDBOX_DEFAULTS)
+    kw.update({k: getattr(opts, k) for k in SANDBOX_LIMITS if getattr(opts, k) is not None})
+    if opts.net_settings.get("start_port") is not None:
+        kw["bind_ports"] = [opts.net_settings["start_port"], opts.net_settings["end_port"]]
     kw.update(opts.sandbox_kwargs)
     return kw
 
@@ -125,6 +146,19 @@ def _sandbox_opt(text):
         return key, json.loads(value)
     except ValueError:
         return key, value
+
+
+def _net_settings(opts, n):
+    """The nodes' restricted-socket settings from the network options (with --sandbox, over
+    :data:`SANDBOX_NET_DEFAULTS` and the run's own ports); ``{}`` when nothing is limited."""
+    defaults = None
+    if opts.sandbox:
+        defaults = dict(SANDBOX_NET_DEFAULTS, start_port=opts.first_port,
+                        end_port=opts.first_port + n - 1)
+    try:
+        return net_options.settings(opts, defaults)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _churn(opts):
@@ -213,6 +247,7 @@ def parse(argv):
                    f"--partition {text!r} leaves no node on the other side")
             opts.partitions.append(spec)
     opts.sandbox_kwargs = dict(_sandbox_opt(t) for t in opts.sandbox_opt)
+    opts.net_settings = _net_settings(opts, n)
 
     python = shutil.which(opts.python)
     _check(python is not None, f"--python {opts.python!r}: no such executable interpreter")

@@ -164,7 +164,7 @@ class Launcher:
         plan = JobPlan(n, o.first_port, o.list_size, o.random, o.name,
                        nodes_file=self.nodes_file.path, node_dirs=o.node_dirs, sandbox=sandbox,
                        inline_limit=0 if o.in_process else MAX_INLINE_NODES,
-                       settings=emulation_settings(o, n))
+                       settings={**(emulation_settings(o, n) or {}), **o.net_settings} or None)
         self.plan = plan
         if o.node_dirs is not None:
             for i in range(n):

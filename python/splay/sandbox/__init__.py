@@ -11,7 +11,10 @@ one script. What a confined job gets:
   the environment (``environ``), files outside its directory, and Python sockets;
   ctypes is never loaded in a job process: the kernel walls use the compiled ``splayc.syscalls``;
 * the kernel walls this machine offers (``kernel``): no_new_privs, dropped capabilities, a
-  seccomp filter and Landlock, each reported as active or not, with the reason.
+  seccomp filter and Landlock, each reported as active or not, with the reason;
+* the kernel's network walls (``network``): TCP bind confined to ``bind_ports`` (and connect to
+  ``connect_ports`` when given) by Landlock, socket families other than unix/IPv4/IPv6 and raw
+  sockets refused by seccomp.
 
 A refused action raises :class:`splay.Restricted` naming the action and the limit, in the thread
 that tried it; the job's other threads keep running. docs/sandbox.md says what is guaranteed.
@@ -34,6 +37,7 @@ import splay
 
 from . import audit, environ, limits
 from . import kernel as kernel_walls
+from . import network as network_walls
 
 __all__ = ["confine", "current", "Restricted", "RestrictedFileAccess"]
 
@@ -80,7 +84,7 @@ def _forget_native_modules():
 
 
 def confine(directory, *, max_memory=None, max_cpu=None, max_files=None, max_processes=None,
-            max_disk=None, allowed_read_paths=(), kernel=True):
+            max_disk=None, allowed_read_paths=(), kernel=True, bind_ports=None, connect_ports=None):
     """Confine the current process, irreversibly, to a job sandbox rooted at ``directory``.
 
     ``directory`` (created if missing) becomes the working directory and the only writable
@@ -92,6 +96,9 @@ def confine(directory, *, max_memory=None, max_cpu=None, max_files=None, max_pro
     exact total). ``allowed_read_paths``: more files or directories the job may read (the job's
     own script when it lives elsewhere); the Python files among them, like those in the
     directory, are the job's code. ``kernel=False`` skips the kernel walls (tests, debugging).
+    ``bind_ports``: ``(low, high)``, the only TCP ports the kernel lets the job bind (besides
+    port 0); ``connect_ports``: ranges of the only TCP ports it may connect to (default: any).
+    See :mod:`splay.sandbox.network`.
 
     Returns a report dict: ``rlimits`` (what was set), ``audit_hook``, ``environment_hidden``,
     ``no_new_privs``, ``capabilities_dropped``, ``seccomp``, ``landlock`` (False, or its ABI and
@@ -103,6 +110,7 @@ def confine(directory, *, max_memory=None, max_cpu=None, max_files=None, max_pro
     if _current is not None:
         raise Restricted(f"this process is already confined to {_current['directory']}")
     limits.check(max_memory, max_cpu, max_files, max_processes, max_disk)   # before changing anything
+    network_walls.check(bind_ports, connect_ports)
     directory = os.path.realpath(os.fsdecode(directory))
     os.makedirs(directory, exist_ok=True)
     allowed = [os.path.realpath(os.fsdecode(path)) for path in allowed_read_paths]
@@ -127,8 +135,12 @@ def confine(directory, *, max_memory=None, max_cpu=None, max_files=None, max_pro
         active, reasons = kernel_walls.confine_kernel(
             directory, read_paths=[*allowed, *kernel_walls.SYSTEM_READ_FILES],
             exec_paths=[*roots, os.path.realpath(sys.base_prefix), *kernel_walls.SYSTEM_LIBRARY_DIRS])
+        net_active, net_reasons = network_walls.confine_network(bind_ports, connect_ports)
+        active["network"] = net_active
+        reasons.update(("network." + name, why) for name, why in net_reasons.items())
     else:
-        active = dict.fromkeys(("no_new_privs", "capabilities_dropped", "seccomp", "landlock", "namespaces"), False)
+        active = dict.fromkeys(("no_new_privs", "capabilities_dropped", "seccomp", "landlock", "namespaces",
+                                "network"), False)
         reasons = dict.fromkeys(active, "kernel=False: kernel mechanisms skipped")
     rlimits = limits.apply(max_memory=max_memory, max_cpu=max_cpu, max_files=max_files,
                            max_processes=max_processes, max_disk=max_disk)
