@@ -4,7 +4,7 @@ Confines this process with :func:`splay.sandbox.confine` (the script itself is a
 readable paths), then runs APP.py as ``__main__`` with ``sys.argv = [APP.py, *ARGS]``.
 
 Exit status: the script's own, 3 when it was stopped by a refusal of the sandbox
-(:class:`splay.Restricted`, including the CPU time limit, or a file reaching ``--max-disk``), 4 when it ran out of its memory limit;
+(:class:`splay.Restricted`, including the CPU time limit, or a write reaching ``--max-disk``), 4 when it ran out of its memory limit;
 a process killed by the CPU hard limit dies of SIGKILL. The reason is printed on stderr, with
 the traceback. ``--report`` prints what the confinement activated (JSON) on stderr first.
 """
@@ -103,7 +103,7 @@ def main(argv=None):
     except OSError as error:
         if error.errno != errno.EFBIG:
             raise
-        return _stopped(f"a file reached the disk limit (max_disk={options.max_disk} bytes per file)",
+        return _stopped(f"the job directory reached its disk limit (max_disk={options.max_disk} bytes)",
                         EXIT_RESTRICTED)
     except SystemExit as done:
         return done.code
