@@ -191,7 +191,11 @@ cdef class AuditHook:
             links += 1
             if links > 40:
                 self.refuse_path("resolving", full, "too many levels of symbolic links")
-            target = str.__add__("", self.readlink(candidate))
+            try:
+                target = str.__add__("", self.readlink(candidate))
+            except OSError:             # a link the kernel will not show (/proc/N/exe of another user)
+                resolved = candidate
+                continue
             if target.startswith("/"):
                 resolved = ""
             more = target.split("/")
@@ -425,6 +429,8 @@ cdef class AuditHook:
 
     cdef check_import(self, args):
         name = str.__add__("", args[0]) if isinstance(args[0], str) else ""
+        if name == "posix":
+            self.refuse("importing posix again", "its functions are guarded by the sandbox")
         if name.partition(".")[0] in self.denied_imports or name.rpartition(".")[2] in self.denied_native:
             self.refuse(f"importing {name}", "the module runs new code or reaches native memory")
         # An extension module (its file is the second argument) is native code: only trusted
@@ -526,3 +532,73 @@ cdef class AuditHook:
         else:
             action, why = self.refusals[event]
             self.refuse(action, why)
+
+
+cdef class GuardedPathCall:
+    """A file-metadata function (``os.stat``, ``os.access``...) that looks only where the job may read.
+
+    These functions raise no audit event, so the sandbox replaces them, in ``os`` and ``posix``,
+    by this wrapper: a path outside the readable paths is refused with the hook's file refusal (a
+    ``PermissionError``, so ``os.path.exists`` answers False), a descriptor passes. The wrapped
+    function is a C field: the job cannot take the original back from the wrapper.
+    """
+    cdef object call
+    cdef AuditHook hook
+    cdef str name
+
+    def __init__(self, call, AuditHook hook, name):
+        self.call, self.hook, self.name = call, hook, str(name)
+
+    def __call__(self, *args, **kwargs):
+        path = args[0] if args else kwargs.get("path")
+        if path is not None and not isinstance(path, int):
+            target = self.hook.as_text(path)
+            dir_fd = kwargs.get("dir_fd")
+            if dir_fd is not None and not target.startswith("/"):
+                if not isinstance(dir_fd, int):
+                    self.hook.refuse(f"{self.name} with dir_fd={dir_fd!r}", "dir_fd must be a descriptor")
+                base = str.__add__("", self.hook.readlink(f"/proc/self/fd/{int.__add__(0, dir_fd)}"))
+                target = base + "/" + target
+            resolved = self.hook.resolve(target)
+            if not self.hook.inside(resolved, self.hook.read_roots):
+                self.hook.refuse_path(f"looking at ({self.name})", resolved,
+                                      f"a job sees only its directory {self.hook.directory} and its readable paths")
+        return self.call(*args, **kwargs)
+
+    def __repr__(self):
+        return f"<{self.name}, guarded by the sandbox>"
+
+
+cdef class RefusedCall:
+    """A function a confined job may not call (it raises no audit event): always refuses."""
+    cdef AuditHook hook
+    cdef str action, why
+
+    def __init__(self, AuditHook hook, action, why):
+        self.hook, self.action, self.why = hook, str(action), str(why)
+
+    def __call__(self, *args, **kwargs):
+        self.hook.refuse(self.action, self.why)
+
+    def __repr__(self):
+        return f"<refused by the sandbox: {self.action}>"
+
+
+def guard_module_functions(AuditHook hook, modules, metadata_names, refused):
+    """Replace, in each of ``modules``, the ``metadata_names`` functions by :class:`GuardedPathCall`
+    and each ``refused`` name (``{name: (action, why)}``) by :class:`RefusedCall`. Irreversible
+    for the job: re-importing ``posix`` (which would give the originals back) is refused by the hook.
+    """
+    originals = {}
+    for module in modules:
+        for name in metadata_names:
+            original = getattr(module, name, None)
+            if original is not None and not isinstance(original, GuardedPathCall):
+                originals.setdefault(name, original)
+    for module in modules:
+        for name in metadata_names:
+            if name in originals and hasattr(module, name):
+                setattr(module, name, GuardedPathCall(originals[name], hook, name))
+        for name, (action, why) in refused.items():
+            if hasattr(module, name):
+                setattr(module, name, RefusedCall(hook, action, why))

@@ -358,6 +358,22 @@ def test_seccomp_filter_alone_refuses_fork_and_exec_but_not_threads():
                                        "exec refused: Operation not permitted", "thread ran"]
 
 
+@needs_x86_64
+def test_seccomp_filter_alone_refuses_memory_outside_the_address_space():
+    job = run_python("""\
+        import os
+        from splay.sandbox import kernel
+        kernel.set_no_new_privs()
+        kernel.install_seccomp()
+        try:
+            os.memfd_create("hog")
+        except PermissionError as error:
+            print("memfd refused:", error.strerror)
+        """)
+    assert job.returncode == 0, job.stderr
+    assert job.stdout == "memfd refused: Operation not permitted\n"
+
+
 @needs_landlock
 def test_landlock_alone_confines_files_to_the_job_directory(tmp_path):
     job_dir = tmp_path / "job"

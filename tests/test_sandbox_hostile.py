@@ -54,6 +54,8 @@ REFUSED = [
     ("fill_disk_restricted_io.py", (), "over the limit max_size=1048576"),
     ("cpu_spin.py", ("--max-cpu", "1"), "CPU time limit reached: the job used its max_cpu=1.0 s"),
     ("walk_frames.py", (), "sandbox refused tracing the interpreter (sys.settrace)"),
+    ("memfd_hog.py", ("--max-memory", "256m"), "sandbox refused creating a memfd (os.memfd_create)"),
+    ("look_outside.py", (), "restricted_io: changing max_size refused: the limits of a confined job are fixed"),
 ]
 
 
@@ -104,6 +106,25 @@ def test_frames_and_tracing_are_refused_to_the_job(tmp_path):
     assert 'File "splayc/audit_hook.pyx"' in job.stderr           # the traceback still prints
 
 
+@pytest.mark.parametrize("options", [(), ("--no-kernel",)], ids=["kernel", "no-kernel"])
+def test_metadata_outside_the_job_and_other_processes_are_hidden(tmp_path, options):
+    job = run_job("look_outside.py", tmp_path / "job", options=options)
+    assert job.returncode == EXIT_RESTRICTED, job.stderr
+    assert job.stdout.splitlines() == [
+        "stat /etc/passwd refused: sandbox refused looking at (stat) '/etc/passwd'",
+        "lstat /etc/shadow refused: sandbox refused looking at (lstat) '/etc/shadow'",
+        "access /etc/passwd refused: sandbox refused looking at (access) '/etc/passwd'",
+        "exists /proc/1 -> False",
+        "pathlib exists /etc/passwd refused: sandbox refused looking at (stat) '/etc/passwd'",
+        "getsize /etc/passwd refused: sandbox refused looking at (stat) '/etc/passwd'",
+        "readlink /proc/1/exe refused: sandbox refused looking at (readlink) '/proc/1/exe'",
+        "memfd refused: sandbox refused creating a memfd (os.memfd_create)",
+        "re-import posix refused: sandbox refused importing posix again",
+        "own file: True True",
+    ]
+    assert "restricted_io: changing max_size refused" in job.stderr
+
+
 def test_writing_outside_the_job_directory_leaves_nothing_there(tmp_path):
     target = tmp_path / "outside.txt"
     job = run_job("write_outside.py", tmp_path / "job", target)
@@ -118,6 +139,26 @@ def test_fill_disk_stops_near_the_limit(tmp_path):
     used = sum(f.stat().st_size for f in (tmp_path / "job").iterdir())
     # the last writer may only fill what is left: the limit is reached, never passed
     assert 2 * 1024 * 1024 - DISK_MARGIN <= used <= 2 * 1024 * 1024
+
+
+def disk_charge(directory):
+    """What max_disk counts for ``directory``: every entry under it, at least one 4 KiB block each."""
+    charge = 0
+    for top, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(top, name))
+            charge += max(st.st_size, st.st_blocks * 512, 4096)
+    return charge
+
+
+@pytest.mark.parametrize("trick", ["writers", "directories", "symlinks"])
+def test_max_disk_is_a_total_of_every_byte_and_entry(tmp_path, trick):
+    job = run_job("fill_disk_tricks.py", tmp_path / "job", trick, options=("--max-disk", "2m"))
+    assert job.returncode == EXIT_RESTRICTED, job.stderr
+    assert "ESCAPED" not in job.stdout
+    assert "max_disk=2097152 bytes" in job.stderr.splitlines()[-1]
+    # at most one partly written block per open writer beyond the limit
+    assert 2 * 1024 * 1024 - DISK_MARGIN <= disk_charge(tmp_path / "job") <= 2 * 1024 * 1024 + 64 * 4096
 
 
 def test_memory_hog_stops_at_the_memory_limit(tmp_path):

@@ -49,7 +49,7 @@ import pathlib
 import posix
 import sys
 
-from splayc.audit_hook import AuditHook
+from splayc.audit_hook import AuditHook, guard_module_functions
 from splayc.errors import Restricted
 
 
@@ -192,6 +192,18 @@ def make_hook(directory, read_roots, code_roots, code_files, max_disk=None):
         is_link=_stat.S_ISLNK, fs_encoding=sys.getfilesystemencoding(), max_disk=max_disk)
 
 
+# File-metadata functions that raise no audit event: replaced in os and posix by wrappers that
+# look only where the job may read (a size, mode or mere existence outside is not the job's).
+METADATA_FUNCTIONS = ("stat", "lstat", "access", "readlink", "statvfs", "pathconf", "getxattr", "listxattr")
+# Functions that raise no audit event and that the job may not call at all.
+REFUSED_FUNCTIONS = {
+    "memfd_create": ("creating a memfd (os.memfd_create)",
+                     "memory in a memfd is outside the address space limited by max_memory"),
+}
+
+
 def install(hook):
-    """Add ``hook`` to this process for good (PEP 578 hooks cannot be removed)."""
+    """Add ``hook`` to this process for good (PEP 578 hooks cannot be removed) and guard the
+    functions that raise no audit event (:data:`METADATA_FUNCTIONS`, :data:`REFUSED_FUNCTIONS`)."""
+    guard_module_functions(hook, (posix, os), METADATA_FUNCTIONS, REFUSED_FUNCTIONS)
     sys.addaudithook(hook)
