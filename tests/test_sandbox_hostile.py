@@ -7,10 +7,11 @@ program run). A witness job runs through the whole suite and must still answer a
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 
-from hostile.runner import ROOT, job_env, run_job, sandbox_command
+from hostile.runner import ROOT, job_env, run_job, sandbox_command, splay_run_job
 from splay.sandbox import kernel as kernel_walls
 
 # CPU-limit jobs need seconds of CPU time, which a loaded machine hands out slowly: their wall-clock
@@ -261,3 +262,81 @@ def test_other_jobs_keep_running_while_hostile_ones_are_stopped(tmp_path):
         if witness.poll() is None:
             witness.kill()
             witness.communicate()
+
+
+LAUNCHER_SECRETS = {"SPLAY_TOKEN": "launcher-token", "SPLAY_CONTROLLER": "https://10.9.8.7:1",
+                    "HOME": "/home/secret", "AWS_SECRET_ACCESS_KEY": "hunter2"}
+
+
+def initial_environment(pid):
+    """The environment strings process ``pid`` was started with, read from outside."""
+    with open(f"/proc/{pid}/environ", "rb") as environ:
+        return dict(item.split(b"=", 1) for item in environ.read().split(b"\0") if item)
+
+
+def test_sandbox_run_starts_the_job_without_the_callers_environment(tmp_path):
+    command = sandbox_command("initial_environment.py", tmp_path / "job")
+    job = subprocess.Popen(command, cwd=ROOT, env={**job_env(), **LAUNCHER_SECRETS}, stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pid = int(job.stdout.readline().split()[1])
+        assert pid == job.pid                                 # the same process, started again
+        seen = initial_environment(pid)
+        job.communicate("done\n", timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.communicate()
+    assert job.returncode == 0
+    assert not {key.encode() for key in [*LAUNCHER_SECRETS, "SPLAY_TEST_SECRET"]} & set(seen)
+    assert b"PYTHONPATH" in seen and b"PATH" in seen
+
+
+@pytest.mark.parametrize("mode", [("--sandbox",), ("--in-process",)], ids=["sandbox", "in-process"])
+def test_splay_run_starts_nodes_without_the_launchers_environment(tmp_path, mode):
+    launcher = subprocess.Popen([sys.executable, "-m", "splay.cli", "run", os.path.join(ROOT, "tests", "hostile",
+                                 "initial_environment.py"), *mode], cwd=tmp_path,
+                                env={**job_env(), **LAUNCHER_SECRETS}, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = launcher.stdout.readline()
+        assert "pid " in line, line + launcher.stderr.read()
+        seen = initial_environment(int(line.split("pid ")[1]))
+    finally:
+        launcher.terminate()
+        launcher.communicate(timeout=60)
+    assert not {key.encode() for key in [*LAUNCHER_SECRETS, "SPLAY_TEST_SECRET"]} & set(seen)
+    assert b"PYTHONPATH" in seen
+
+
+# The same attacks through `splay run --sandbox` (the node runner confines the node).
+SPLAY_RUN_REFUSED = [
+    ("switch_off_the_hook.py", (), (), "[node 0] import ctypes refused: sandbox refused importing ctypes"),
+    ("walk_frames.py", (), (), "[node 0] sys._getframe refused: sandbox refused reaching a stack frame"),
+    ("look_outside.py", (), (), "[node 0] stat /etc/passwd refused: sandbox refused looking at (stat) '/etc/passwd'"),
+    ("memfd_hog.py", ("--max-memory", str(256 << 20)), (), "sandbox refused creating a memfd (os.memfd_create)"),
+    ("fill_disk_tricks.py", ("--max-disk", str(2 << 20)), ("writers",), "OSError: [Errno 27] File too large"),
+    ("fill_disk_tricks.py", ("--max-disk", str(2 << 20)), ("directories",), "max_disk=2097152 bytes"),
+    ("fill_disk_tricks.py", ("--max-disk", str(2 << 20)), ("symlinks",), "max_disk=2097152 bytes"),
+]
+
+
+@pytest.mark.parametrize("script, options, args, message", SPLAY_RUN_REFUSED,
+                         ids=[f"{case[0][:-3]}{'-' + case[2][0] if case[2] else ''}" for case in SPLAY_RUN_REFUSED])
+def test_hostile_node_of_splay_run_is_stopped(tmp_path, script, options, args, message):
+    run = splay_run_job(script, tmp_path, *args, options=options)
+    assert message in run.stdout, run.stdout + run.stderr
+    assert "ESCAPED" not in run.stdout and "ALLOWED" not in run.stdout and "->" not in run.stdout.replace(
+        "exists /proc/1 -> False", "")
+    assert disk_charge(tmp_path / "splay-run-nodes" / "node-0") <= 2 * 1024 * 1024 + 64 * 4096
+
+
+def test_splay_run_sandbox_exposes_only_the_application_file(tmp_path):
+    app = tmp_path / "read_beside_the_app.py"
+    app.write_text(open(os.path.join(ROOT, "tests", "hostile", "read_beside_the_app.py")).read())
+    (tmp_path / "secret.txt").write_text("TOPSECRET")
+    run = splay_run_job(str(app), tmp_path)
+    assert f"[node 0] secret.txt refused: sandbox refused reading '{tmp_path / 'secret.txt'}'" in run.stdout, \
+        run.stdout + run.stderr
+    assert f"[node 0] . refused: sandbox refused listing (os.listdir) '{tmp_path}'" in run.stdout
+    assert "TOPSECRET" not in run.stdout and "LEAKED" not in run.stdout
