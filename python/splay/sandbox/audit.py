@@ -24,20 +24,27 @@ What is refused, by audit event:
   unshare), made before the hook is installed.
 * files: opening, listing, creating, renaming or deleting anything outside the job directory;
   reading is also allowed in the Python installation, pysplay's packages and the confinement's
-  ``allowed_read_paths``. Paths are resolved (symbolic links followed) before the check. When
-  ``max_disk`` is set, opening a file for writing is refused once the job directory holds
-  ``max_disk`` bytes.
+  ``allowed_read_paths``. Paths are resolved (symbolic links followed) before the check. The
+  metadata functions that raise no audit event (:data:`METADATA_FUNCTIONS`: ``os.stat``,
+  ``os.access``...) are replaced by compiled wrappers that look only where the job may read.
+  When ``max_disk`` is set, it is a total of the job directory (every byte, at least one block
+  per entry) and the soft RLIMIT_FSIZE keeps the files open for writing within what is left.
 * environment: ``os.putenv``/``os.unsetenv`` (reads are refused by :mod:`splay.sandbox.environ`).
 * sockets: creating a Python ``socket.socket`` other than a unix socket; the job talks to the
   network through splay's restricted socket layer, which lives in the compiled core on libuv and
   makes no Python sockets. Unix sockets stay for in-process use (the scheduler's signal wake-up
   is a ``socketpair``); their addresses must be paths inside the job directory.
+* frames and tracing (the manual's ``debug.*``): ``sys._getframe`` and ``tb_frame``/``gi_frame``
+  /``cr_frame``/``ag_frame`` read by the job's own code, ``sys.settrace``, ``sys.setprofile``.
+* memory outside max_memory: ``os.memfd_create`` (:data:`REFUSED_FUNCTIONS`).
 * self-defence: ``sys.addaudithook``, ``sys._current_frames``, ``gc.get_objects`` /
   ``get_referrers`` / ``get_referents``, ``resource.setrlimit`` / ``prlimit``, unpickling
   globals other than a short list of plain data types (``pickle.find_class``).
 
-This is defence in depth, not a security boundary: Python code in the same process can
-corrupt memory through bugs or reach objects the hook does not see. The rlimits and kernel
+The hook is compiled (:mod:`splayc.audit_hook`): the tables below are copied into C fields of
+the hook when the job is confined, so nothing reachable from Python (frames of a refusal,
+closures, this module's globals) changes what it decides. This is still defence in depth, not a
+security boundary: native code or a memory-corruption bug in the same process is past it. The rlimits and kernel
 mechanisms (seccomp, Landlock, dropped capabilities) are the walls; see docs/sandbox.md.
 """
 import _io
