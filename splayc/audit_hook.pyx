@@ -49,6 +49,10 @@ cdef enum:
 _AF_UNIX = 1
 _PYCF_ONLY_AST = 0x400
 
+# One hook per process, made by confine() before the job runs: a job building its own instance
+# could otherwise call it to recompute the disk accounting under a limit of its choosing.
+cdef bint _hook_made = False
+
 
 cdef object _frame_code(PyFrameObject *frame):
     """The code object of ``frame`` (no audit event, unlike ``frame.f_code``)."""
@@ -63,7 +67,7 @@ cdef class AuditHook:
 
     Built once by :func:`splay.sandbox.audit.make_hook` from the confinement's settings; every
     table is copied into C fields here, so nothing the job can reach changes what it decides.
-    ``account_disk()`` recomputes the disk accounting (see :meth:`account_disk`).
+    Only one may be made per process (a second one raises ``restricted``).
     """
     cdef str directory
     cdef tuple write_roots, read_roots, code_roots
@@ -88,6 +92,10 @@ cdef class AuditHook:
                  own_pid, path_like, restricted, file_restricted, sha256, open_file, lstat, readlink,
                  getcwd, fspath, is_link, fs_encoding, max_disk=None):
         cdef struct_stat st
+        global _hook_made
+        if _hook_made:
+            raise restricted("sandbox refused making another audit hook: this process has its hook already")
+        _hook_made = True
         self.directory = str(directory)
         self.write_roots = (self.directory,)
         self.read_roots = tuple(read_roots)
@@ -162,7 +170,7 @@ cdef class AuditHook:
             return bytes.decode(path, self.fs_encoding, "surrogateescape")
         return str.__add__("", path)
 
-    cpdef str resolve(self, path):
+    cdef str resolve(self, path):
         """Absolute path of ``path`` with every symbolic link followed (like os.path.realpath)."""
         cdef str full = self.as_text(path)
         cdef str resolved = "", name, candidate, target
@@ -230,10 +238,6 @@ cdef class AuditHook:
             return None
         code = _frame_code(frame)
         return (code.co_filename, code.co_name, <object><PyObject *>frame)
-
-    cpdef bint readable(self, path):
-        """True when the job may read (or look at) ``path``."""
-        return self.inside(self.resolve(path), self.read_roots)
 
     # ---- disk accounting ----
 
@@ -306,7 +310,7 @@ cdef class AuditHook:
             closedir(listing)
         return sizes
 
-    cpdef object account_disk(self, int new_entries=0, object new_writer_size=None):
+    cdef object account_disk(self, int new_entries=0, object new_writer_size=None):
         """Check ``max_disk`` and set the per-file size limit so that open writers cannot pass it.
 
         Usage is everything under the job directory (each file, directory and link charged its
