@@ -13,6 +13,7 @@
 # The policy (which events, which paths, which modules) is built by splay.sandbox.audit and
 # handed over once, at construction; see that module for what is refused and why.
 from libc.errno cimport errno
+from libc.string cimport strerror
 from libc.stdint cimport int64_t
 from posix.fcntl cimport O_RDONLY, O_DIRECTORY, O_CLOEXEC, O_WRONLY, O_RDWR, O_ACCMODE
 from posix.fcntl cimport openat, fcntl, F_GETFL
@@ -268,8 +269,12 @@ cdef class AuditHook:
                 total += charge
                 if S_ISDIR(st.st_mode):
                     child = openat(dirfd, entry.d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                    if child >= 0:
-                        total += self.usage_of_tree(child, seen)
+                    if child < 0:       # fail closed: an uncounted subtree could hold anything
+                        self.refuse_path("writing", self.directory,
+                                         f"the job directory cannot be accounted for max_disk "
+                                         f"(a directory cannot be opened: {strerror(errno).decode()}; "
+                                         f"too deep for the descriptor limit?)")
+                    total += self.usage_of_tree(child, seen)
         finally:
             closedir(listing)
         return total
