@@ -352,3 +352,39 @@ def test_splay_run_sandbox_exposes_only_the_application_file(tmp_path):
         run.stdout + run.stderr
     assert f"[node 0] . refused: sandbox refused listing (os.listdir) '{tmp_path}'" in run.stdout
     assert "TOPSECRET" not in run.stdout and "LEAKED" not in run.stdout
+
+
+def test_daemon_starts_jobs_without_its_environment(tmp_path):
+    """A daemon of a testbed started with secrets in its environment hands none of them to a job."""
+    from splay.deploy.testbed import free_port_range
+
+    daemon_secrets = {"HOME": "/home/secret", "AWS_SECRET_ACCESS_KEY": "hunter2"}
+    env = {**job_env(), **daemon_secrets, "SPLAY_HOME": str(tmp_path / "home")}
+    for name in ("SPLAY_TOKEN", "SPLAY_CONTROLLER"):     # the client finds the testbed through client.json
+        env.pop(name, None)
+
+    def splay(*args):
+        return subprocess.run([sys.executable, "-m", "splay.cli", *map(str, args)], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+    up = splay("testbed", "up", "--daemons", 1, "--first-port", free_port_range(20), "--ports-per-daemon", 20)
+    assert up.returncode == 0, up.stderr + up.stdout
+    logs, seen = None, None
+    try:
+        submitted = splay("submit", os.path.join(ROOT, "tests", "hostile", "initial_environment.py"), "-n", 1)
+        assert submitted.returncode == 0, submitted.stderr
+        job_id = submitted.stderr.split("job ", 1)[1].split()[0]
+        logs = subprocess.Popen([sys.executable, "-m", "splay.cli", "logs", job_id, "-f", "--raw"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in logs.stdout:
+            if "pid " in line:
+                seen = initial_environment(int(line.split("pid ")[1].split()[0]))
+                break
+    finally:
+        if logs is not None:
+            logs.kill()
+            logs.communicate()
+        splay("testbed", "down")
+    assert seen is not None, "the job never printed its pid"
+    assert not {key.encode() for key in [*daemon_secrets, "SPLAY_TEST_SECRET", "SPLAY_TOKEN"]} & set(seen)
+    assert b"SPLAY_JOB" in seen and b"PYTHONPATH" in seen
