@@ -50,6 +50,7 @@ def test_testbed_up_runs_a_job_and_down_stops_everything(tmp_path, netns):
         assert len(live_pids(directory)) == 4
         again = splay(home, "testbed", "up", "--daemons", 3)
         assert again.returncode == 1 and "already runs" in again.stderr
+        assert os.stat(directory / "client.json").st_mode & 0o777 == 0o600     # it holds the API token
         daemons = splay(home, "daemons")          # found through $SPLAY_HOME/testbed/client.json
         assert daemons.returncode == 0 and daemons.stdout.count("CONNECTED") == 3
         app = write_app(tmp_path, "where.py", SPLAY_JOB_APP)

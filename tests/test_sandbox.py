@@ -320,6 +320,21 @@ def test_confine_twice_is_refused_and_bad_limits_are_rejected(tmp_path):
     ]
 
 
+def test_a_job_cannot_make_an_audit_hook_of_its_own(tmp_path):
+    """A second hook, with limits of the job's choosing, could be called to redo the disk accounting."""
+    app = write_job(tmp_path, """\
+        import splay
+        from splay.sandbox import audit
+        try:
+            audit.make_hook(".", read_roots=["/"], code_roots=["/"], code_files=(), max_disk=1 << 40)
+        except splay.Restricted as error:
+            print("refused:", error)
+        """)
+    job = run_job(str(app), tmp_path / "job", options=("--max-disk", "1m"))
+    assert job.returncode == 0, job.stderr
+    assert job.stdout == "refused: sandbox refused making another audit hook: this process has its hook already\n"
+
+
 def test_runner_command_line_errors_are_clear(tmp_path):
     missing = run_job(str(tmp_path / "nope.py"), tmp_path / "job")
     assert missing.returncode == 2
@@ -356,6 +371,22 @@ def test_seccomp_filter_alone_refuses_fork_and_exec_but_not_threads():
     assert job.returncode == 0, job.stderr
     assert job.stdout.splitlines() == ["fork refused: Operation not permitted",
                                        "exec refused: Operation not permitted", "thread ran"]
+
+
+@needs_x86_64
+def test_seccomp_filter_alone_refuses_memory_outside_the_address_space():
+    job = run_python("""\
+        import os
+        from splay.sandbox import kernel
+        kernel.set_no_new_privs()
+        kernel.install_seccomp()
+        try:
+            os.memfd_create("hog")
+        except PermissionError as error:
+            print("memfd refused:", error.strerror)
+        """)
+    assert job.returncode == 0, job.stderr
+    assert job.stdout == "memfd refused: Operation not permitted\n"
 
 
 @needs_landlock

@@ -60,7 +60,19 @@ class _Entry:
 
 
 class _FileSystem:
-    """The state behind the module functions: directory, limits and exact usage counters."""
+    """The state behind the module functions: directory, limits and exact usage counters.
+
+    In a confined job the directory and limits are fixed once set: assigning them raises
+    Restricted (the confinement's max_disk, kept by the compiled audit hook, stays the wall).
+    """
+
+    _FIXED = frozenset({"directory", "max_file_descriptors", "max_size", "max_files", "keep_popen"})
+
+    def __setattr__(self, name, value):
+        if name in self._FIXED and name in self.__dict__ and _ceilings() is not None:
+            raise Restricted(f"restricted_io: changing {name} refused: the limits of a confined job are "
+                             f"fixed once set (call init() again; its limits are capped by the confinement)")
+        object.__setattr__(self, name, value)
 
     def __init__(self, directory, max_file_descriptors, max_size, max_files, keep_popen):
         self.directory = directory

@@ -32,3 +32,17 @@ def run_job(script, directory, *args, options=(), pass_fds=(), timeout=JOB_TIMEO
     return subprocess.run(sandbox_command(script, directory, *args, options=options), cwd=ROOT,
                           env=job_env(), capture_output=True, text=True, timeout=timeout,
                           pass_fds=pass_fds, stdin=subprocess.DEVNULL)
+
+
+def splay_run_job(script, workdir, *args, options=(), timeout=JOB_TIMEOUT):
+    """Run ``script`` as the one node of ``splay run --sandbox`` started in ``workdir``.
+
+    The node's directory is ``workdir/splay-run-nodes/node-0``; its output lines come prefixed
+    with ``[node 0] ``. Returns the CompletedProcess of the launcher.
+    """
+    path = script if os.path.isabs(script) else os.path.join(HOSTILE, script)
+    command = [sys.executable, "-m", "splay.cli", "run", path, "--sandbox", *options]
+    if args:
+        command += ["--", *map(str, args)]
+    return subprocess.run(command, cwd=workdir, env=job_env(), capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)

@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+from splay.sandbox.environ import job_environment
+
 from .job_limits import Limits, node_sandbox, node_settings
 from .log_limits import MARKER_STREAM, LogLimiter
 
@@ -51,7 +53,6 @@ def _prepare_child():
 NODE_NICE = os.getpriority(os.PRIO_PROCESS, 0)
 STARTING_PROCESS = object()     # Instance.process while its process is being spawned
 NODES_MARK = "\x00nodes\x00"    # stands for the node list in SPLAY_JOB until it is spliced in
-PASSED_ENV = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "HOME", "TMPDIR")   # what nodes inherit
 
 
 async def _stream(loop, pipe):
@@ -226,9 +227,7 @@ class InstanceManager:
 
     @staticmethod
     def _base_env():
-        env = {k: v for k, v in os.environ.items() if k in PASSED_ENV}
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
+        return job_environment(PYTHONUNBUFFERED="1")     # the daemon's own secrets stay with it
 
     def schedule(self, job, nodes, entries, churn):
         """Replay the churn trace of ``job``'s listed instances (see :mod:`.instance_churn`);

@@ -235,7 +235,10 @@ class Testbed:
         for index in range(self.n):
             self.start_daemon(index, self.daemon_extra.get(index, ()))
         self.wait_daemons()
-        with open(self.path("client.json"), "w") as f:
+        # the API token: readable by its owner only, even when the file already existed
+        descriptor = os.open(self.path("client.json"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)
+        with open(descriptor, "w") as f:
             json.dump({"url": self.url, "token": self.token}, f)
         return self
 

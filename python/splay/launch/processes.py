@@ -19,6 +19,7 @@ import time
 
 import splay
 from splay.job import ENV_VAR
+from splay.sandbox.environ import job_environment
 
 __all__ = ["NodeProcess", "NodesFile", "Watchdog", "node_environment", "raise_fd_limit", "describe_status"]
 
@@ -94,10 +95,11 @@ def _source_dirs():
 def node_environment(base=None):
     """The environment of node processes: ``base`` (default ``os.environ``) plus what nodes need.
 
-    Output unbuffered (so lines reach the launcher when printed, in order, with a true
+    Only the allowed variables of ``base`` (:func:`splay.sandbox.environ.job_environment`),
+    output unbuffered (so lines reach the launcher when printed, in order, with a true
     timestamp), and ``splay`` importable from the same place as in the launcher.
     """
-    env = dict(os.environ if base is None else base)
+    env = job_environment(os.environ if base is None else base)     # no launcher secrets (SPLAY_TOKEN...)
     env.pop(ENV_VAR, None)
     env["PYTHONUNBUFFERED"] = "1"
     path = [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]

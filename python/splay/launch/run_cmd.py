@@ -52,6 +52,15 @@ MAX_INLINE_NODES = 2000
 POLL_INTERVAL = 0.1
 
 
+
+def sandbox_read_paths(app):
+    """What a sandboxed node may read besides its own directory and the Python installation.
+
+    The one place these are decided. A single-file application exposes only that file, never its
+    directory (which may be a home directory with keys and tokens, or hold other nodes' files).
+    """
+    return [os.path.realpath(app)]
+
 class JobPlan:
     """The jobs of one run: node ``i`` is ``127.0.0.1:first_port + i``, position ``i``."""
 
@@ -156,9 +165,7 @@ class Launcher:
         self.nodes_file = NodesFile(os.path.join(tmpdir, "nodes.json"))
         sandbox = None
         if o.sandbox:
-            # The application file lives outside the nodes' directories: let them read its
-            # directory (its code and modules beside it), as a daemon does with the job's files.
-            sandbox = {"allowed_read_paths": [os.path.dirname(o.app)], **options.sandbox_limits(o)}
+            sandbox = {"allowed_read_paths": sandbox_read_paths(o.app), **options.sandbox_limits(o)}
         # --in-process: the jobs file would hold N lists of N nodes; the nodes read the nodes
         # file instead (and share what they read, see splay.job).
         plan = JobPlan(n, o.first_port, o.list_size, o.random, o.name,

@@ -19,7 +19,8 @@ What each wall does:
 * ``seccomp``: a filter on every thread (TSYNC) refusing with EPERM: process creation (fork,
   vfork, clone without CLONE_THREAD; clone3 answers ENOSYS so the C library falls back to clone),
   exec, ptrace and other processes' memory, namespaces and mounts, kernel modules, kexec, bpf,
-  perf, keyrings, io_uring, clock setting, reboot, file handles (open_by_handle_at). Threads
+  perf, keyrings, io_uring, clock setting, reboot, file handles (open_by_handle_at), and memory
+  that RLIMIT_AS does not count (memfd_create, memfd_secret, System V shmget). Threads
   keep working. 32-bit and x32 system calls are refused as a whole.
 * ``landlock``: the file system as seen by the job: read/write/create/delete inside the job
   directory; read (and execute, for shared libraries) in the Python installation, site-packages,
@@ -56,6 +57,9 @@ _SYSCALLS = {
     "adjtimex": 159, "clock_adjtime": 305, "sethostname": 170, "setdomainname": 171, "iopl": 172,
     "ioperm": 173, "quotactl": 179, "syslog": 103, "uselib": 134, "vhangup": 153,
     "lookup_dcookie": 212, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+    # Memory outside the address space (RLIMIT_AS): an anonymous memfd or a System V segment holds
+    # pages without mapping them. Without a cgroup memory limit per job they would escape max_memory.
+    "memfd_create": 319, "memfd_secret": 447, "shmget": 29,
 }
 _DENIED = [name for name in _SYSCALLS if name not in ("clone", "clone3")]
 

@@ -9,9 +9,13 @@ without options is still bounded. The network limits (``--max-send``, ``--ports`
 the script runs, and ``--ports`` is also the kernel's TCP bind wall.
 
 Exit status: the script's own, 3 when it was stopped by a refusal of the sandbox
-(:class:`splay.Restricted`, including the CPU time limit, or a file reaching ``--max-disk``), 4 when it ran out of its memory limit;
+(:class:`splay.Restricted`, including the CPU time limit, or a write reaching ``--max-disk``), 4 when it ran out of its memory limit;
 a process killed by the CPU hard limit dies of SIGKILL. The reason is printed on stderr, with
 the traceback. ``--report`` prints what the confinement activated (JSON) on stderr first.
+
+Started as a command, it first replaces itself (same pid) by the same command with only the job's
+environment (:func:`splay.sandbox.environ.job_environment`), so that no variable of the caller
+is ever in the job's process.
 """
 import argparse
 import errno
@@ -26,6 +30,7 @@ from splayc.errors import Restricted
 
 from splay.launch import net_options
 from splay.sandbox import confine
+from splay.sandbox.environ import job_environment
 
 EXIT_RESTRICTED = 3
 EXIT_OUT_OF_MEMORY = 4
@@ -136,12 +141,25 @@ def main(argv=None):
     except OSError as error:
         if error.errno != errno.EFBIG:
             raise
-        return _stopped(f"a file reached the disk limit (max_disk={options.max_disk} bytes per file)",
+        return _stopped(f"the job directory reached its disk limit (max_disk={options.max_disk} bytes)",
                         EXIT_RESTRICTED)
     except SystemExit as done:
         return done.code
     return 0
 
 
+def restart_with_job_environment():
+    """Start this command again (same process, same pid) with only the job's environment.
+
+    The strings a process starts with stay on its initial stack for its whole life, whatever
+    :func:`splay.sandbox.environ.hide` empties later: the caller's secrets must not be there
+    at all. Does nothing when the environment is already the job's.
+    """
+    env = job_environment()
+    if env != dict(os.environ):
+        os.execve(sys.executable, sys.orig_argv, env)
+
+
 if __name__ == "__main__":
+    restart_with_job_environment()
     sys.exit(main())
