@@ -217,10 +217,15 @@ def chord_walk(start, limit):
 
 def chord_demo(nodes, period):
     """The end of ``make demo``, run by node 0 of examples/chord.py: wait until the ring holds
-    every node, let the fingers settle, print the ring and five lookups with their hop counts,
+    every node (saying how many have joined, at most once a second), let the fingers settle, print the ring and five lookups with their hop counts,
     then stop every other node and this one."""
-    while len(chord_walk(nodes[0], len(nodes))) != len(nodes):
+    reported, last = -1, 0.0
+    while (joined := len(chord_walk(nodes[0], len(nodes)))) != len(nodes):
+        if joined != reported and time.monotonic() - last >= 1.0:   # progress, not silence
+            print(f"ring forming: {joined} of {len(nodes)} nodes joined", flush=True)
+            reported, last = joined, time.monotonic()
         events.sleep(period)
+    print(f"ring whole: {len(nodes)} nodes; letting the fingers settle", flush=True)
     events.sleep(period * 8)
     ring = chord_walk(nodes[0], len(nodes))
     print("ring of", len(ring), "nodes:", " -> ".join(f"{n['id']:08x}" for n in ring))

@@ -22,7 +22,9 @@ import socket
 import sys
 import tempfile
 import time
+import zipfile
 
+from splay import app_files
 from splay.job import Job
 from splay.utils import local_nodes
 
@@ -137,11 +139,16 @@ class Launcher:
         o = self.opts
         n = o.nodes
         self.nodes_file = NodesFile(os.path.join(tmpdir, "nodes.json"))
+        read_paths = app_files.local_read_paths(o.app_origin, o.app_files)
+        if zipfile.is_zipfile(o.app_origin) and not os.path.isdir(o.app_origin):
+            # The nodes import the application's modules from files: unpack the archive.
+            o.app = app_files.unpack(o.app_files, os.path.join(tmpdir, "app"))
+            read_paths = [os.path.dirname(o.app)]
         sandbox = None
         if o.sandbox:
-            # The application file lives outside the nodes' directories: let them read its
-            # directory (its code and modules beside it), as a daemon does with the job's files.
-            sandbox = {"allowed_read_paths": [os.path.dirname(o.app)], **options.sandbox_limits(o)}
+            # The application's files live outside the nodes' directories: let the nodes read
+            # them (and only them), as a daemon does with the job's own copy.
+            sandbox = {"allowed_read_paths": read_paths, **options.sandbox_limits(o)}
         # --in-process: the jobs file would hold N lists of N nodes; the nodes read the nodes
         # file instead (and share what they read, see splay.job).
         plan = JobPlan(n, o.first_port, o.list_size, o.random, o.name,
@@ -189,7 +196,7 @@ class Launcher:
         self.sel.register(self._wakeup_r, selectors.EVENT_READ, lambda: self._drain_wakeup())
         # Under churn nobody is alive before the trace's first up time.
         self.nodes_file.write(plan.nodes if self.churn is None else [])
-        self.mux.note(f"running {n} node(s) of {o.app} on ports {o.first_port}-{o.first_port + n - 1}"
+        self.mux.note(f"running {n} node(s) of {o.app_origin} on ports {o.first_port}-{o.first_port + n - 1}"
                       f"{' in one process' if o.in_process else ''}, job ref {plan.ref}; log: {o.log}; "
                       f"open-file limit {self.fd_limit}", show=False)
 
