@@ -114,13 +114,12 @@ class Cluster:
             specs = [parse_partition(p) for p in partitions]
             settings = {"topology_nodes": n, "partition_epoch": time.time(),
                         "partitions": [s.as_dict() for s in specs]}
-        from splay.launch.processes import node_environment
+        from splay.launch.processes import NodesFile, node_environment
         from splay.launch.run_cmd import JobPlan
         self.plan = JobPlan(n, free_ports(n), name=os.path.basename(origin), settings=settings,
                             nodes_file=os.path.join(self.workdir, "nodes.json"),
                             inline_limit=0 if mode == "in-process" else 1000)
-        with open(self.plan.nodes_file, "w") as f:
-            json.dump(self.plan.nodes, f)
+        NodesFile(self.plan.nodes_file).write(self.plan.nodes)
         self.env = node_environment()
         self.lines = [[] for _ in range(n)]
         self.changed = threading.Condition()
@@ -132,7 +131,7 @@ class Cluster:
     @property
     def addresses(self):
         """The nodes' addresses, ``{"ip": ..., "port": ...}`` by position."""
-        return [dict(node) for node in self.plan.nodes]
+        return [{"ip": node.ip, "port": node.port} for node in self.plan.nodes]
 
     def call(self, i, name, *args, timeout=10.0):
         """Call ``name(*args)`` on node ``i`` over RPC (a function, or a variable's value, of the
@@ -186,6 +185,19 @@ class Cluster:
         """Whether node ``i``'s process runs."""
         proc = self.procs[0 if self.mode == "in-process" else i]
         return proc is not None and proc.poll() is None
+
+    def wait(self, timeout=30.0):
+        """Wait until every process of the cluster ended (the nodes stopped by themselves);
+        returns their exit statuses (one per node, or the one host process of "in-process").
+        Raises ClusterError after ``timeout`` seconds naming those still running."""
+        deadline = time.monotonic() + timeout
+        for index, proc in enumerate(self.procs):
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise ClusterError(f"{'the host process' if self.mode == 'in-process' else f'node {index}'}"
+                                   f" still runs after {timeout:g} s") from None
+        return [proc.returncode for proc in self.procs]
 
     def kill(self, i):
         """Kill node ``i`` at once (SIGKILL), as a crash would."""
