@@ -3,6 +3,7 @@ stores it, the daemons unpack it and the nodes import its modules (loopback test
 import base64
 import json
 import os
+import re
 
 import pytest
 
@@ -68,3 +69,23 @@ def test_a_bundle_too_big_or_broken_is_refused_and_the_controller_keeps_serving(
     # `splay submit` says the same before sending anything
     missing = splay_cli(bed, "submit", tmp_path / "nothere", "-n", 1)
     assert missing.returncode != 0 and "not found" in missing.stderr
+
+
+@pytest.mark.parametrize("example, says, ends", [
+    ("epidemic.py", r"^m4: delivered by 6/6 nodes", True),      # node 0 stops every node
+    ("cyclon.py", r"^in-degree min \d+ max \d+ stdev", False),  # keeps shuffling, reports
+    ("chord_ft.py", r"^ring of \d+ nodes; lookups matching that ring", False),
+])
+def test_every_example_says_what_it_does_when_deployed(bed, example, says, ends):
+    result = splay_cli(bed, "submit", os.path.join(ROOT, "examples", example), "-n", 6, "--json")
+    assert result.returncode == 0, result.stderr
+    job = json.loads(result.stdout)
+    lines = node_lines(bed, job["id"], lambda found: any(re.search(says, l) for l in found))
+    assert not any("Traceback" in line for line in lines)
+    client = bed.client()
+    if ends:
+        wait_for(lambda: client.get(f"/api/jobs/{job['id']}")["state"] not in ("RUNNING", "STARTING"),
+                 60, f"the {example} job to end")
+    else:
+        assert client.get(f"/api/jobs/{job['id']}")["state"] == "RUNNING"
+        assert client.post(f"/api/jobs/{job['id']}/kill")["killed"] is True
