@@ -53,9 +53,9 @@ def test_a_file_that_does_not_parse_is_shipped_for_the_node_to_report(tmp_path):
     assert list(app_files.load(str(tmp_path / "app.py")).files) == ["app.py"]
 
 
-def test_the_chord_example_ships_its_checkers():
+def test_the_chord_example_ships_its_demo_module():
     app = app_files.load(os.path.join(ROOT, "examples", "chord.py"))
-    assert sorted(app.files) == ["checkers.py", "chord.py"]
+    assert sorted(app.files) == ["chord.py", "chord_demo.py"]
 
 
 def test_a_directory_and_a_zip_ship_every_file_and_round_trip(tmp_path):
@@ -125,3 +125,11 @@ def test_splay_run_runs_a_two_file_application(tmp_path, mode, form):
     assert result.returncode == 0, result.stderr
     for i in range(2):
         assert f"[node {i}] hello from node {i} ARG" in result.stdout
+
+
+def test_a_sandboxed_node_imports_the_modules_shipped_with_its_file(tmp_path):
+    directory = two_file_app(tmp_path / "app", "app.py")
+    result = splay_run(os.path.join(directory, "app.py"), "-n", 2, "--sandbox",
+                       "--node-dirs", tmp_path / "nodes", "--log", tmp_path / "run.log")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[node 1] hello from node 1" in result.stdout

@@ -167,15 +167,6 @@ def load(path):
     return app
 
 
-def local_read_paths(path, app):
-    """What a sandboxed node of ``splay run`` may read of the application at ``path``: its
-    directory when it is one, else each of its files where they are."""
-    if os.path.isdir(path):
-        return [os.path.abspath(path)]
-    directory = os.path.dirname(os.path.abspath(path))
-    return [os.path.join(directory, _safe_name(name)) for name in sorted(app.files)]
-
-
 def _safe_name(name):
     parts = name.split("/")
     if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):

@@ -139,16 +139,17 @@ class Launcher:
         o = self.opts
         n = o.nodes
         self.nodes_file = NodesFile(os.path.join(tmpdir, "nodes.json"))
-        read_paths = app_files.local_read_paths(o.app_origin, o.app_files)
-        if zipfile.is_zipfile(o.app_origin) and not os.path.isdir(o.app_origin):
-            # The nodes import the application's modules from files: unpack the archive.
+        if not os.path.isdir(o.app_origin) and (o.sandbox or zipfile.is_zipfile(o.app_origin)):
+            # The nodes import the application's modules from files: a zip archive is unpacked.
+            # So is, under --sandbox, a file with the modules it ships: the nodes then read a
+            # directory holding the application's own copy and nothing else (importing lists the
+            # directory, so allowing single files would not do).
             o.app = app_files.unpack(o.app_files, os.path.join(tmpdir, "app"))
-            read_paths = [os.path.dirname(o.app)]
         sandbox = None
         if o.sandbox:
             # The application's files live outside the nodes' directories: let the nodes read
             # them (and only them), as a daemon does with the job's own copy.
-            sandbox = {"allowed_read_paths": read_paths, **options.sandbox_limits(o)}
+            sandbox = {"allowed_read_paths": [os.path.dirname(o.app)], **options.sandbox_limits(o)}
         # --in-process: the jobs file would hold N lists of N nodes; the nodes read the nodes
         # file instead (and share what they read, see splay.job).
         plan = JobPlan(n, o.first_port, o.list_size, o.random, o.name,
