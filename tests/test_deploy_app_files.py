@@ -89,3 +89,19 @@ def test_every_example_says_what_it_does_when_deployed(bed, example, says, ends)
     else:
         assert client.get(f"/api/jobs/{job['id']}")["state"] == "RUNNING"
         assert client.post(f"/api/jobs/{job['id']}/kill")["killed"] is True
+
+
+def test_sandboxed_nodes_read_their_jobs_own_copy(tmp_path_factory):
+    from splay.deploy.daemon import sandbox_available
+    if not sandbox_available():
+        pytest.skip("splay.sandbox is not available in this installation")
+    bed = start_bed(tmp_path_factory, "appfiles-sandbox", 1, daemon_args=["--sandbox", "on"])
+    try:
+        app = os.path.join(ROOT, "examples", "chord.py")
+        result = splay_cli(bed, "submit", app, "-n", 4, "--json")
+        assert result.returncode == 0, result.stderr
+        job = json.loads(result.stdout)
+        lines = node_lines(bed, job["id"], lambda found: sum("lookup" in l for l in found) >= 5)
+        assert any(line.startswith("ring of 4 nodes:") for line in lines)
+    finally:
+        bed.down()
