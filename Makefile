@@ -21,7 +21,7 @@ test:                       ## the whole test suite (what CI runs)
 bench: setup                ## benchmarks against gevent, asyncio, uvloop and the codec libraries
 	$(PY) -m pytest bench -q -p no:cacheprovider --benchmark-columns=median,ops --benchmark-sort=name
 
-wheel:                      ## a manylinux wheel with libuv bundled (auditwheel), in wheelhouse/
+wheel:                      ## manylinux wheels for CPython 3.11-3.13 with libuv bundled (auditwheel), in wheelhouse/
 	bash scripts/wheel.sh
 	bash scripts/check_wheel.sh
 
