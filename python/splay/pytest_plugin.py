@@ -3,21 +3,21 @@
 Installed with pysplay (entry point ``pytest11``), so a test only asks for the fixture::
 
     def test_ring(splay_cluster):
-        cluster = splay_cluster("examples/chord.py", n=8, args=["demo=0"])
-        cluster.wait_for_log(0, "ring", timeout=30)
-        assert cluster.call(0, "predecessor") is not None
+        cluster = splay_cluster("examples/chord.py", n=8)
+        cluster.wait_for_log(0, r"^ring of 8 nodes", timeout=60)     # node 0's demo
+        assert cluster.call(1, "predecessor") is not None              # a node's variable
 
-``cluster.wait_until(condition, timeout)`` polls a condition of the test's (a node not answering
-yet counts as false). ``splay_cluster(app, n=5, mode="processes", args=(), partitions=())`` starts ``n`` nodes of
+``splay_cluster(app, n=5, mode="processes", args=(), partitions=())`` starts ``n`` nodes of
 ``app`` (a file, a directory or a zip archive, as ``splay run`` takes) on free loopback ports
 and returns a :class:`Cluster`: the nodes' ``addresses``, RPC calls into any node
 (:meth:`Cluster.call`), each node's output lines (:meth:`Cluster.logs`,
-:meth:`Cluster.wait_for_log`), :meth:`Cluster.kill` and :meth:`Cluster.restart` of a node, and
-partitions on a schedule (``partitions=["0,1|2,3@5-10"]``, the syntax of ``splay run
---partition``, seconds counted from the cluster's start). ``mode="in-process"`` hosts every node
-in one process (``splay run --in-process``): kill and restart are then refused. Every process
-the fixture started is killed when the test ends, passes or fails or times out; a process whose
-test session dies is killed by the kernel (parent-death signal).
+:meth:`Cluster.wait_for_log`), :meth:`Cluster.wait_until` for a condition of the test's own,
+:meth:`Cluster.kill` and :meth:`Cluster.restart` of a node, and partitions on a schedule
+(``partitions=["0,1|2,3@5-10"]``, the syntax of ``splay run --partition``, seconds counted from
+the cluster's start). ``mode="in-process"`` hosts every node in one process (``splay run
+--in-process``): kill and restart are then refused. Every process the fixture started is killed
+when the test ends, passes or fails or times out; a process whose test session dies is killed by
+the kernel (parent-death signal). docs/testing.md has a complete example.
 """
 import json
 import os
@@ -272,8 +272,7 @@ class Cluster:
 
 @pytest.fixture
 def splay_cluster(tmp_path):
-    """A factory of clusters: ``cluster.wait_until(condition, timeout)`` polls a condition of the test's (a node not answering
-yet counts as false). ``splay_cluster(app, n=5, mode="processes", args=(),
+    """A factory of clusters: ``splay_cluster(app, n=5, mode="processes", args=(),
     partitions=())`` returns a started :class:`Cluster`; every cluster is stopped when the test
     ends, however it ends."""
     clusters = []
