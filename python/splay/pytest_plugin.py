@@ -3,9 +3,9 @@
 Installed with pysplay (entry point ``pytest11``), so a test only asks for the fixture::
 
     def test_ring(splay_cluster):
-        cluster = splay_cluster("examples/chord.py", n=8)
-        cluster.wait_for_log(0, r"^ring of 8 nodes", timeout=60)     # node 0's demo
-        assert cluster.call(1, "predecessor") is not None              # a node's variable
+        cluster = splay_cluster("examples/chord.py", n=8, args=["demo=0"])
+        cluster.wait_until(lambda: cluster.call(1, "predecessor"), timeout=60)  # its variable
+        assert cluster.call(0, "find_successor", 0)[0]["id"] >= 0               # a function
 
 ``splay_cluster(app, n=5, mode="processes", args=(), partitions=())`` starts ``n`` nodes of
 ``app`` (a file, a directory or a zip archive, as ``splay run`` takes) on free loopback ports
