@@ -25,6 +25,8 @@ from splay import events, rpc
 from splay.node import address
 from splay.utils import local_nodes
 
+from .chord_demo import chord_demo, chord_walk     # node 0's demo, also used by the tests
+
 __all__ = ["ROOT", "ENV", "local_nodes", "free_port_range", "start_run", "run", "wait_for",
            "chord_key", "chord_owner", "chord_ring_problems", "chord_lookup_problems",
            "chord_walk", "chord_demo", "cyclon_view_problems", "cyclon_in_degrees", "epidemic_problems", "call_all",
@@ -202,34 +204,6 @@ def chord_lookup_problems(nodes, samples=20, call="find_successor", rng=random):
         else:
             hops.append(found[1])
     return problems, hops
-
-
-def chord_walk(start, limit):
-    """The ring seen from ``start`` along the ``successor`` pointers (nodes as the nodes hold
-    them), or [] while the walk does not come back to ``start`` within ``limit`` steps."""
-    first = rpc.call(start, "me")
-    ring, n = [first], rpc.call(start, "successor")
-    while isinstance(n, dict) and first and n["id"] != first["id"] and len(ring) <= limit:
-        ring.append(n)
-        n = rpc.call(n, "successor")
-    return ring if isinstance(n, dict) and first and n["id"] == first["id"] else []
-
-
-def chord_demo(nodes, period):
-    """The end of ``make demo``, run by node 0 of examples/chord.py: wait until the ring holds
-    every node, let the fingers settle, print the ring and five lookups with their hop counts,
-    then stop every other node and this one."""
-    while len(chord_walk(nodes[0], len(nodes))) != len(nodes):
-        events.sleep(period)
-    events.sleep(period * 8)
-    ring = chord_walk(nodes[0], len(nodes))
-    print("ring of", len(ring), "nodes:", " -> ".join(f"{n['id']:08x}" for n in ring))
-    for key in random.sample(range(2 ** M), 5):
-        owner, hops = rpc.call(nodes[0], ["find_successor", key])
-        print(f"lookup {key:08x}: node {owner['id']:08x} (port {owner['port']}), {hops} hops")
-    for n in nodes[1:]:
-        rpc.call(n, "stop")
-    events.exit()
 
 
 # ---- Cyclon ---------------------------------------------------------------------------------

@@ -87,7 +87,7 @@ def main():
             events.sleep(PERIOD)
     events.periodic(PERIOD, maintain)
     if job.position == 0 and opts.get("demo", "1") != "0":
-        from checkers import chord_demo                      # examples/checkers.py: prints the
+        from chord_demo import chord_demo                    # examples/chord_demo.py: prints the
         chord_demo(job.nodes(), PERIOD)                      # ring and lookups, stops all
 
 events.run(main)

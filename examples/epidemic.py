@@ -56,6 +56,7 @@ def demo():                            # node 0: five broadcasts, then who got t
     nodes = job.nodes()
     while any(rpc.ping(n, PERIOD) is None for n in nodes):
         events.sleep(PERIOD)                      # until every node is up
+    print(f"all {len(nodes)} nodes up: broadcasting five messages", flush=True)
     for i in range(5):
         broadcast(f"m{i}", f"message {i} from node 0")
     events.sleep(PERIOD * 5)

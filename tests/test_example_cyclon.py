@@ -1,13 +1,14 @@
 """examples/cyclon.py: from a skewed start, the views converge to a random-like overlay.
 
-All nodes in one process (``splay run --in-process``). The check reads every node's view over
+All nodes in one process (``splay run --in-process``), started by the splay_cluster fixture. The check reads every node's view over
 RPC: no node in its own view, no duplicates, full views, every node in some view, and an
 in-degree standard deviation that fell from the skewed start to below MAX_STDEV.
 """
+import os
 import statistics
 
 from examples import checkers
-from examples.checkers import local_nodes, run, wait_for
+from examples.checkers import ROOT, run, wait_for
 
 LIVENESS = 90       # seconds: generous, only a stuck overlay ever waits this long
 C = 8               # view size
@@ -25,16 +26,10 @@ def converge(nodes):
     return start_spread, problems
 
 
-def test_views_converge(tmp_path):
-    n = 40
-    first = checkers.free_port_range(n)
-    proc = checkers.start_run("cyclon.py", n, first, ["period=0.5", f"view={C}", "demo=0"],
-                              in_process=True, time_limit=LIVENESS + 30, log=tmp_path / "run.log")
-    try:
-        start_spread, problems = run(converge, local_nodes(n, first))
-        out, _ = proc.communicate(timeout=LIVENESS)
-    finally:
-        proc.kill()
+def test_views_converge(splay_cluster):
+    cluster = splay_cluster(os.path.join(ROOT, "examples", "cyclon.py"), n=40, mode="in-process",
+                            args=["period=0.5", f"view={C}", "demo=0"])
+    start_spread, problems = run(converge, cluster.addresses)
     assert start_spread > MAX_STDEV                # the start was skewed: convergence happened
     assert problems == []
-    assert proc.returncode == 0, out
+    assert cluster.wait(LIVENESS) == [0], cluster.logs(0)

@@ -26,8 +26,18 @@ def usage():
     for name, (_, _, text) in SUBCOMMANDS.items():
         lines.append(f"  {name:<9} {text}")
     lines.append("")
-    lines.append("'splay COMMAND --help' tells more about one command.")
+    lines.append("'splay COMMAND --help' tells more about one command; 'splay --version' the version.")
     return "\n".join(lines)
+
+
+def version():
+    """``pysplay X.Y.Z`` as installed (pip's metadata), with the Python that runs it."""
+    from importlib import metadata
+    try:
+        number = metadata.version("pysplay")
+    except metadata.PackageNotFoundError:
+        number = "(not installed: run 'make setup' or 'pip install .')"
+    return f"pysplay {number} (Python {sys.version.split()[0]})"
 
 
 def main(argv=None):
@@ -35,6 +45,9 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(version())
         return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:

@@ -8,7 +8,9 @@ Every ``/api/`` request needs ``Authorization: Bearer TOKEN``. Errors come back 
   GET  /api/jobs                          jobs, newest first
   POST /api/jobs                          submit {name, code, nodes, list_size, list_type,
                                           max_time, factor, memory, settings, args,
-                                          churn: {trace, speed}} -> the job (201)
+                                          churn: {trace, speed}, bundle, main} -> the job (201)
+                                          (bundle: the application's files, a base64 zip, see
+                                          splay.app_files; main: the file each node runs)
   GET  /api/jobs/ID                       a job (ID or ref) with its instances
   POST /api/jobs/ID/kill                  kill it -> {"killed": bool, "job": ...}
   GET  /api/jobs/ID/logs?after=&limit=&wait=[&after_time=]   its log lines (see Database.logs)
@@ -54,7 +56,9 @@ def validate_submission(body):
             raise BadRequest(f"'{name}' must be at least {low} (got {value})")
         return kind(value)
 
-    code = body.get("code")
+    bundle = validate_bundle(body)
+    # With files, 'code' is the main file's text (what the controller checks for syntax errors).
+    code = body.get("code") if bundle is None else bundle.main_source()
     if not isinstance(code, str):
         raise BadRequest("'code' (the application's source text) is missing")
     churn = validate_churn(body.get("churn"))
@@ -77,6 +81,8 @@ def validate_submission(body):
         raise BadRequest("'args' must be a list of strings (the nodes' command-line arguments)")
     if args:
         settings = dict(settings, app_args=args)      # the daemons put them in sys.argv
+    if bundle is not None:                            # the daemons unpack it for the nodes
+        settings = dict(settings, app_bundle={"archive": body["bundle"], "main": bundle.main})
     name = body.get("name") or "job"
     if not isinstance(name, str):
         raise BadRequest("'name' must be a string")
@@ -96,6 +102,22 @@ def validate_network_limits(settings):
             restricted_socket.new_policy(settings)
         except ValueError as e:
             raise BadRequest(f"'settings': {e}") from None
+
+
+def validate_bundle(body):
+    """The application's files of a submission (``bundle``: a base64 zip archive, ``main``: the
+    file each node runs), as a :class:`splay.app_files.App`, or None when the submission gives
+    only ``code``; BadRequest saying what is wrong (too big, no such main file, ...)."""
+    if "bundle" not in body:
+        return None
+    from splay import app_files
+    try:
+        app = app_files.decode(body["bundle"], body.get("main"))
+        app.main_source()
+        return app
+    except app_files.AppError as e:
+        raise BadRequest(f"bad application files: {e}", 413 if "more than" in str(e) else 400) \
+            from None
 
 
 def validate_shaping(settings):
@@ -194,6 +216,9 @@ class API:
         """A job (without its code) with its instances and their counts by state."""
         job = self.find_job(str(key))
         job.pop("code")
+        bundle = job["settings"].pop("app_bundle", None)
+        if bundle is not None:
+            job["settings"]["app_main"] = bundle["main"]
         instances = self.db.instances(job["id"])
         job["instances"] = [{k: i[k] for k in ("id", "position", "daemon", "ip", "port", "state",
                                                 "exit_code", "pid", "reason")} for i in instances]

@@ -153,6 +153,18 @@ def read_text(path, what):
         raise CommandError(f"cannot read {what} {path}: {e}", USAGE) from None
 
 
+def read_app(path):
+    """The application at ``path`` as submission fields: ``code`` (the main file's text, which
+    the controller checks), ``bundle`` (every file, a base64 zip) and ``main`` (the file each
+    node runs); CommandError (usage) when it cannot be read or is too big."""
+    from splay import app_files
+    try:
+        app = app_files.load(os.path.abspath(path))
+        return {"code": app.main_source(), "bundle": app.encoded(), "main": app.main}
+    except (app_files.AppError, OSError) as e:
+        raise CommandError(f"cannot read the application: {e}", USAGE) from None
+
+
 def churn_trace(args):
     """The text of ``--churn``'s trace, checked here first (errors name the file and line)."""
     from splay.churn.errors import TraceError
@@ -204,7 +216,8 @@ def submit(argv):
         argv, app_args = argv[:cut], argv[cut + 1:]
     p = parser("submit", "Submit an application to the controller and wait until it runs "
                          "(arguments after -- go to every node's sys.argv).")
-    p.add_argument("app", help="the application's Python file")
+    p.add_argument("app", help="the application: a Python file (shipped with the modules beside "
+                               "it that it imports), a directory or a zip archive with __main__.py")
     p.add_argument("-n", "--nodes", type=int, help="number of nodes (with --churn: the trace's)")
     p.add_argument("--list-size", type=int, help="size of each node's list (default: all nodes)")
     p.add_argument("--random", action="store_true", help="random lists instead of the head")
@@ -240,8 +253,8 @@ def submit(argv):
             net = net_options.settings(args)
         except ValueError as e:
             raise CommandError(str(e), USAGE) from None
-        code = read_text(args.app, "the application")
-        request = {"name": args.name or os.path.basename(args.app), "code": code,
+        request = {"name": args.name or os.path.basename(os.path.abspath(args.app)),
+                   **read_app(args.app),
                    "nodes": args.nodes, "list_type": "random" if args.random else "head",
                    "factor": args.factor, "memory": args.memory}
         if args.churn is not None:

@@ -62,6 +62,19 @@ async def _stream(loop, pipe):
     return reader
 
 
+def _unpack_app(job_dir, bundle):
+    """Unpack a job's application files (``{"archive": base64 zip, "main": path}``, checked by
+    the controller) into ``JOB_DIR/app`` once; returns the main file's path."""
+    from splay import app_files
+    target = os.path.join(job_dir, "app")
+    if not os.path.isdir(target):
+        staging = target + ".tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        app_files.unpack(app_files.decode(bundle["archive"], bundle["main"]), staging)
+        os.replace(staging, target)
+    return os.path.join(target, bundle["main"])
+
+
 async def _exit_status(process):
     """Wait (without a thread) until ``process`` ends; returns its exit status."""
     loop = asyncio.get_running_loop()
@@ -218,6 +231,9 @@ class InstanceManager:
         """The job's directory and application file (written once); returns the file's path."""
         job_dir = self.job_dir(job["ref"])
         os.makedirs(job_dir, exist_ok=True)
+        bundle = (job.get("settings") or {}).get("app_bundle")
+        if bundle is not None:
+            return _unpack_app(job_dir, bundle)
         app = os.path.join(job_dir, "app.py")
         if not os.path.exists(app):
             with open(app + ".tmp", "w") as f:
@@ -360,7 +376,10 @@ class InstanceManager:
             with open(shared + ".tmp", "w") as f:
                 json.dump(nodes, f)
             os.replace(shared + ".tmp", shared)
-        own_app = os.path.join(directory, "app.py")
+        settings = dict(job.get("settings") or {})
+        shipped = settings.pop("app_bundle", None) is not None
+        # A job of several files runs from its one unpacked copy, which its nodes may read.
+        own_app = app if shipped else os.path.join(directory, "app.py")
         if alive is not None:
             _write_json(nodes_file, alive)
         instance.position = position
@@ -372,9 +391,11 @@ class InstanceManager:
                      "me": {"ip": self.ip, "port": instance.port}, "position": position,
                      "list_type": job["list_type"], "list_size": job["list_size"],
                      "nodes": NODES_MARK, "nodes_file": nodes_file, "dir": directory,
-                     "settings": node_settings(job.get("settings"), self.limits, instance.port)}
+                     "settings": node_settings(settings, self.limits, instance.port)}
         if self.sandbox:
             splay_job["sandbox"] = node_sandbox(self.limits, memory, instance.port)
+            if shipped:
+                splay_job["sandbox"]["allowed_read_paths"] = [os.path.dirname(app)]
         encoded = json.dumps(splay_job)
         if len(encoded) + len(view) > MAX_JOB_VARIABLE:
             # Linux refuses an environment string over 128 KiB: a very long list stays in the

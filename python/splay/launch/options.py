@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 
+from splay import app_files
 from splay.churn import ChurnError, read_trace
 
 from . import net_options
@@ -57,7 +58,8 @@ def build_parser():
         epilog="Arguments after the application file (and all after --) are passed to every node's "
                "sys.argv. Output lines are shown as '[node i] ...' and merged, time-ordered, into "
                "the log file. Ctrl-C stops every node.")
-    p.add_argument("app", help="the application file (a Python script)")
+    p.add_argument("app", help="the application: a Python file (shipped with the modules beside "
+                               "it that it imports), a directory or a zip archive with __main__.py")
     p.add_argument("app_args", nargs="*", metavar="ARG",
                    help="arguments passed to the application (put those starting with '-' after --)")
     p.add_argument("-n", "--nodes", type=int, default=None, metavar="N",
@@ -200,8 +202,14 @@ def parse(argv):
     opts = build_parser().parse_intermixed_args(argv)
     opts.app_args = list(opts.app_args) + after
 
-    opts.app = os.path.abspath(opts.app)
-    _check(os.path.isfile(opts.app), f"application file {opts.app!r} not found")
+    opts.app_origin = os.path.abspath(opts.app)
+    try:
+        opts.app_files = app_files.load(opts.app_origin)
+    except (app_files.AppError, OSError) as e:
+        raise UsageError(str(e)) from None
+    # A directory runs its __main__.py; a zip archive is unpacked by the run (see run_cmd).
+    opts.app = os.path.join(opts.app_origin, app_files.MAIN) if os.path.isdir(opts.app_origin) \
+        else opts.app_origin
     _churn(opts)
     n = opts.nodes
     _check(n >= 1, f"-n must be at least 1, got {n}")
@@ -265,5 +273,5 @@ def parse(argv):
     if opts.node_dirs is not None:
         opts.node_dirs = os.path.abspath(opts.node_dirs)
     if opts.name is None:
-        opts.name = os.path.splitext(os.path.basename(opts.app))[0]
+        opts.name = os.path.splitext(os.path.basename(opts.app_origin.rstrip(os.sep)))[0]
     return opts

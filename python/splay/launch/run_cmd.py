@@ -22,7 +22,9 @@ import socket
 import sys
 import tempfile
 import time
+import zipfile
 
+from splay import app_files
 from splay.job import Job
 from splay.utils import local_nodes
 
@@ -56,10 +58,13 @@ POLL_INTERVAL = 0.1
 def sandbox_read_paths(app):
     """What a sandboxed node may read besides its own directory and the Python installation.
 
-    The one place these are decided. A single-file application exposes only that file, never its
-    directory (which may be a home directory with keys and tokens, or hold other nodes' files).
+    The one place these are decided. ``app`` is the main file of the application's unpacked copy
+    in the run's own temporary directory (splay.app_files: the file and the modules it imports,
+    or the shipped tree): the nodes read that copy, never the directory the user's file lives
+    in (which may be a home directory with keys and tokens, or hold other nodes' files).
     """
-    return [os.path.realpath(app)]
+    return [os.path.dirname(os.path.realpath(app))]
+
 
 class JobPlan:
     """The jobs of one run: node ``i`` is ``127.0.0.1:first_port + i``, position ``i``."""
@@ -163,8 +168,16 @@ class Launcher:
         o = self.opts
         n = o.nodes
         self.nodes_file = NodesFile(os.path.join(tmpdir, "nodes.json"))
+        if not os.path.isdir(o.app_origin) and (o.sandbox or zipfile.is_zipfile(o.app_origin)):
+            # The nodes import the application's modules from files: a zip archive is unpacked.
+            # So is, under --sandbox, a file with the modules it ships: the nodes then read a
+            # directory holding the application's own copy and nothing else (importing lists the
+            # directory, so allowing single files would not do).
+            o.app = app_files.unpack(o.app_files, os.path.join(tmpdir, "app"))
         sandbox = None
         if o.sandbox:
+            # The application's files are an unpacked copy in the run's own directory: the
+            # nodes may read that copy (and only it), as a daemon's nodes read the job's copy.
             sandbox = {"allowed_read_paths": sandbox_read_paths(o.app), **options.sandbox_limits(o)}
         # --in-process: the jobs file would hold N lists of N nodes; the nodes read the nodes
         # file instead (and share what they read, see splay.job).
@@ -213,7 +226,7 @@ class Launcher:
         self.sel.register(self._wakeup_r, selectors.EVENT_READ, lambda: self._drain_wakeup())
         # Under churn nobody is alive before the trace's first up time.
         self.nodes_file.write(plan.nodes if self.churn is None else [])
-        self.mux.note(f"running {n} node(s) of {o.app} on ports {o.first_port}-{o.first_port + n - 1}"
+        self.mux.note(f"running {n} node(s) of {o.app_origin} on ports {o.first_port}-{o.first_port + n - 1}"
                       f"{' in one process' if o.in_process else ''}, job ref {plan.ref}; log: {o.log}; "
                       f"open-file limit {self.fd_limit}", show=False)
 
