@@ -1,9 +1,16 @@
-"""Codec benchmarks: pysplay's benc against fastbencode, bencode.py, msgpack, json and pickle.
+"""Codec benchmarks: pysplay's benc against msgspec (msgpack), orjson, fastbencode, bencode.py,
+msgpack, json and pickle.
 
-Three documents, each encoded and decoded by every library in the same run:
-  rpc      a typical RPC request and its reply (WIRE.md shapes: a call with a node and an id)
-  torrent  a ~1 MB torrent-like document (binary piece hashes, a file list)
-  dicts    a list of 10,000 small dicts (a node table)
+The documents, each encoded and decoded by every library that supports it, in the same run:
+  rpc        a typical RPC request and its reply (WIRE.md shapes: a call with a node and an id)
+  torrent    a ~1 MB torrent-like document (binary piece hashes, a file list)
+  dicts      a list of 10,000 small dicts (a node table)
+  request    issue #17: the rpcq request {"type": "call", "call": ["concat", "one", "two"], "n": 7}
+  nodes200   issue #17: 200 node dicts {ip, port, id} (a node list an RPC returns)
+  fingers32  issue #17: a 32-entry Chord finger table (a list of node dicts)
+  bytes64k   issue #17: a 64 KiB bytes value with an integer beyond 2**63
+  reply      an rpcq reply carrying a node and a hop count {"reply": [node, 4], "n": 12}
+orjson has no bytes type and is left out of the documents with binary values.
 
 Each library gets the document in the form it supports: the bencode libraries (standard bencode
 only) get byte-string keys and values; json gets the torrent's binary hashes as hex text. Decoding
@@ -13,6 +20,8 @@ data is read), so it does at least the work the others do.
 Run (see bench/RESULTS-codecs.md):
     python -m pytest bench/test_codecs.py --benchmark-only --benchmark-json=/tmp/codecs.json
     python bench/test_codecs.py /tmp/codecs.json        # prints the ratio table
+    python bench/test_codecs.py --msgspec /tmp/codecs.json # issue #17: msgspec ÷ pysplay
+    python bench/test_codecs.py --callgrind                # issue #17 in instructions per call
 Instruction counts (noise-free), one operation repeated N times, minus N=0:
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \
         python bench/test_codecs.py --one encode dicts pysplay 10
@@ -29,8 +38,10 @@ try:
     import bencode as bencode_py
     import fastbencode
     import msgpack
+    import msgspec
+    import orjson
 except ImportError:       # the bench extra: pip install pysplay[bench]
-    pytest.skip("needs fastbencode, bencode.py and msgpack", allow_module_level=True)
+    pytest.skip("needs fastbencode, bencode.py, msgpack, msgspec and orjson", allow_module_level=True)
 
 from splay import benc
 
@@ -77,17 +88,42 @@ def _hex_pieces(doc):
     return doc
 
 
-DOCS = {"rpc": _rpc_documents(), "torrent": _torrent_document(), "dicts": _dicts_document()}
+def _node(rng, i):
+    return {"ip": f"10.0.{i // 256}.{i % 256}", "port": 20000 + i, "id": rng.getrandbits(32)}
+
+
+def _issue17_documents():
+    rng = random.Random(17)
+    return {
+        "request": {"type": "call", "call": ["concat", "one", "two"], "n": 7},
+        "nodes200": [_node(rng, i) for i in range(200)],
+        "fingers32": [_node(rng, i) for i in range(32)],
+        "bytes64k": {"data": rng.randbytes(65536), "offset": 2 ** 64 - 12345},
+        "reply": {"reply": [_node(rng, 1), 4], "n": 12},
+    }
+
+
+DOCS = {"rpc": _rpc_documents(), "torrent": _torrent_document(), "dicts": _dicts_document(),
+        **_issue17_documents()}
+_MSGSPEC_ENCODER = msgspec.msgpack.Encoder()
+_MSGSPEC_DECODER = msgspec.msgpack.Decoder()
 
 # library -> (encode, decode, form of the document)
 LIBS = {
     "pysplay": (benc.encode, benc.decode, lambda d: d),
+    "msgspec": (_MSGSPEC_ENCODER.encode, _MSGSPEC_DECODER.decode, lambda d: d),
+    "orjson": (orjson.dumps, orjson.loads, lambda d: d),
     "fastbencode": (fastbencode.bencode, fastbencode.bdecode, _to_bytes),
     "bencode.py": (bencode_py.encode, bencode_py.decode, _to_bytes),
     "msgpack": (msgpack.packb, msgpack.unpackb, lambda d: d),
     "json": (lambda v: json.dumps(v).encode(), json.loads, lambda d: d),
     "pickle": (lambda v: pickle.dumps(v, protocol=5), pickle.loads, lambda d: d),
 }
+
+
+def _supported(lib, case):
+    """orjson has no bytes type (the torrent and bytes64k documents hold binary values)."""
+    return not (lib == "orjson" and case in ("torrent", "bytes64k"))
 
 
 def _form(lib, case):
@@ -105,13 +141,16 @@ def _decoder(lib, case):
 
 def _rounds(case):
     # enough iterations per round that timer resolution does not matter for the tiny rpc case
-    return {"rpc": 2000, "torrent": 1, "dicts": 1}[case]
+    return {"rpc": 2000, "torrent": 1, "dicts": 1, "request": 2000, "reply": 2000, "fingers32": 100,
+            "nodes200": 10, "bytes64k": 50}[case]
 
 
 @pytest.mark.parametrize("lib", list(LIBS))
 @pytest.mark.parametrize("case", list(DOCS))
 def test_encode(benchmark, case, lib):
     benchmark.group = f"encode {case}"
+    if not _supported(lib, case):
+        pytest.skip(f"{lib} cannot carry the {case} document")
     encode = LIBS[lib][0]
     doc = _form(lib, case)
     n = _rounds(case)
@@ -119,7 +158,7 @@ def test_encode(benchmark, case, lib):
     def run():
         for _ in range(n):
             encode(doc)
-    benchmark.pedantic(run, rounds=30 if case != "rpc" else 20, warmup_rounds=2)
+    benchmark.pedantic(run, rounds=30 if _rounds(case) == 1 else 20, warmup_rounds=2)
     benchmark.extra_info["per_call_divisor"] = n
 
 
@@ -127,6 +166,8 @@ def test_encode(benchmark, case, lib):
 @pytest.mark.parametrize("case", list(DOCS))
 def test_decode(benchmark, case, lib):
     benchmark.group = f"decode {case}"
+    if not _supported(lib, case):
+        pytest.skip(f"{lib} cannot carry the {case} document")
     data = LIBS[lib][0](_form(lib, case))
     decode = _decoder(lib, case)
     n = _rounds(case)
@@ -135,7 +176,7 @@ def test_decode(benchmark, case, lib):
     def run():
         for _ in range(n):
             decode(data)
-    benchmark.pedantic(run, rounds=30 if case != "rpc" else 20, warmup_rounds=2)
+    benchmark.pedantic(run, rounds=30 if _rounds(case) == 1 else 20, warmup_rounds=2)
     benchmark.extra_info["per_call_divisor"] = n
 
 
@@ -143,6 +184,8 @@ def test_documents_agree():
     """Every library round-trips its form of every document (the benchmark measures real work)."""
     for case in DOCS:
         for lib, (encode, _, _) in LIBS.items():
+            if not _supported(lib, case):
+                continue
             wire = encode(_form(lib, case))
             assert encode(_decoder(lib, case)(wire)) == wire, (case, lib)
 
@@ -190,8 +233,64 @@ def run_one(op, case, lib, times):
             decode(data)
 
 
+ISSUE17_CASES = ("request", "nodes200", "fingers32", "bytes64k", "reply")
+
+
+def msgspec_table(path):
+    """Markdown table of issue #17's figure: msgspec's time ÷ pysplay's (min of rounds); 1.0 or
+    more means benc is at least as fast."""
+    with open(path) as f:
+        data = json.load(f)
+    times = {}
+    for b in data["benchmarks"]:
+        divisor = b["extra_info"].get("per_call_divisor", 1)
+        op = "encode" if b["name"].startswith("test_encode") else "decode"
+        times[(op, b["params"]["case"], b["params"]["lib"])] = b["stats"]["min"] / divisor
+    lines = ["| document | encode: benc, msgspec, ratio | decode: benc, msgspec, ratio |",
+             "|---|---|---|"]
+    for case in ISSUE17_CASES:
+        cells = []
+        for op in ("encode", "decode"):
+            mine, other = times.get((op, case, "pysplay")), times.get((op, case, "msgspec"))
+            cells.append(f"{mine * 1e6:,.2f} µs, {other * 1e6:,.2f} µs, **{other / mine:.2f}**"
+                         if mine and other else "n/a")
+        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def callgrind_table(times=200):
+    """Instructions per call (callgrind, `times` calls minus none) of pysplay and msgspec on the
+    issue #17 documents, and msgspec's count ÷ pysplay's."""
+    import re
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(root, "python"), root]))
+
+    def count(op, case, lib, n):
+        result = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+             os.path.abspath(__file__), "--one", op, case, lib, str(n)],
+            env=env, capture_output=True, text=True, check=True)
+        return int(re.search(r"refs:\s+([\d,]+)", result.stderr).group(1).replace(",", ""))
+
+    lines = ["| operation | document | pysplay | msgspec | msgspec ÷ pysplay |", "|---|---|---|---|---|"]
+    for op in ("encode", "decode"):
+        for case in ISSUE17_CASES:
+            per = {}
+            for lib in ("pysplay", "msgspec"):
+                per[lib] = (count(op, case, lib, times) - count(op, case, lib, 0)) / times
+            lines.append(f"| {op} | {case} | {per['pysplay']:,.0f} | {per['msgspec']:,.0f} | "
+                         f"{per['msgspec'] / per['pysplay']:.2f} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
         run_one(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--callgrind":
+        print(callgrind_table())
+    elif len(sys.argv) > 1 and sys.argv[1] == "--msgspec":
+        print(msgspec_table(sys.argv[2]))
     else:
         print(ratio_table(sys.argv[1] if len(sys.argv) > 1 else os.path.join("/tmp", "codecs.json")))
