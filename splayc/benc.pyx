@@ -43,35 +43,41 @@ cdef extern from "Python.h":
 MAX_DEPTH = BENC_MAX_DEPTH
 
 # ----------------------------------------------------------------------------------------------
-# Output buffer: the result bytes object itself, filled in place and grown geometrically (realloc),
-# then shrunk to its length: the encoded bytes are written once and never copied out of a scratch
-# buffer (a 64 KiB value costs one memcpy). Each encode owns its buffer, so a nested encode (from a
-# user's to_dict hook) needs no special case. Writers reserve room once (out_reserve) and then
-# store bytes directly, without a capacity check per byte.
+# Output buffer: small results are built in a C array inside `Out` (on the caller's stack) and
+# copied once into their bytes object. A larger result moves into a bytes object that is filled in
+# place, grown geometrically (realloc) and shrunk to its length at the end, so its bytes are never
+# copied out of a scratch buffer (a 64 KiB value costs one memcpy). Each encode owns its buffer, so a
+# nested encode (from a user's to_dict hook) needs no special case. Writers reserve room once
+# (out_reserve) and then store bytes directly, without a capacity check per byte.
 
 cdef enum:
-    OUT_INITIAL = 440        # + the bytes header: stays within pymalloc's small-object limit
+    OUT_STACK = 512
 
 cdef struct Out:
-    PyObject* buf        # a bytes object of size cap, owned until out_finish
+    PyObject* buf        # NULL while the data fits in `stack`, else a bytes object of size cap
     char* data
     Py_ssize_t len
     Py_ssize_t cap
+    char stack[OUT_STACK]
 
-cdef int out_init(Out* o, Py_ssize_t headroom) except -1:
-    cdef bytes b = PyBytes_FromStringAndSize(NULL, OUT_INITIAL)
-    Py_INCREF(b)
-    o.buf = <PyObject*>b
-    o.data = PyBytes_AS_STRING(b)
-    o.cap = OUT_INITIAL
+cdef inline int out_init(Out* o, Py_ssize_t headroom) noexcept:
+    o.buf = NULL
+    o.data = o.stack
+    o.cap = OUT_STACK
     o.len = headroom
     return 0
 
 cdef int out_grow(Out* o, Py_ssize_t extra) except -1:
     cdef Py_ssize_t cap = o.cap * 2
+    cdef bytes b
     while cap < o.len + extra:
         cap *= 2
-    if _PyBytes_Resize(&o.buf, cap) < 0:     # frees the buffer and sets it to NULL on failure
+    if o.buf == NULL:
+        b = PyBytes_FromStringAndSize(NULL, cap)
+        memcpy(PyBytes_AS_STRING(b), o.stack, o.len)
+        Py_INCREF(b)
+        o.buf = <PyObject*>b
+    elif _PyBytes_Resize(&o.buf, cap) < 0:     # frees the buffer and sets it to NULL on failure
         o.data = NULL
         raise MemoryError()
     o.data = PyBytes_AS_STRING(<object>o.buf)
@@ -86,10 +92,12 @@ cdef inline char* out_reserve(Out* o, Py_ssize_t n) except NULL:
 
 cdef bytes out_finish(Out* o):
     cdef bytes result
+    if o.buf == NULL:
+        return PyBytes_FromStringAndSize(o.stack, o.len)
     if _PyBytes_Resize(&o.buf, o.len) < 0:
         raise MemoryError()
     result = <bytes>o.buf
-    Py_DECREF(result)           # the reference held since out_init passes to `result`
+    Py_DECREF(result)           # the reference held since out_grow passes to `result`
     o.buf = NULL
     return result
 
@@ -799,8 +807,19 @@ cdef object dec_number(Dec* d):
     cdef long long acc = 0
     cdef char small[64]
     cdef char* text
+    cdef bint neg = False
     if q < d.end and q[0] == b'-':
+        neg = True
         q += 1
+    # Fast path: up to 18 digits then an 'e' that ends the number (not Lua's "e+20" exponent).
+    while q < d.end and is_digit(q[0]) and ndigits < 18:
+        acc = acc * 10 + (q[0] - 48)
+        ndigits += 1
+        q += 1
+    if (ndigits > 0 and q < d.end and q[0] == b'e'
+            and not (q + 2 < d.end and (q[1] == b'+' or q[1] == b'-') and is_digit(q[2]))):
+        d.p = q + 1
+        return PyLong_FromLongLong(-acc if neg else acc)
     while q < d.end and is_digit(q[0]):
         acc = acc * 10 + (q[0] - 48) if ndigits < 18 else acc
         ndigits += 1
