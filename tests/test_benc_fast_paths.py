@@ -136,3 +136,20 @@ def test_nesting_limits_both_ways():
         benc.encode([[deep]])
     with pytest.raises(DecodeError, match="nesting deeper than 1000"):
         benc.decode(b"d1:a" * 1001)
+
+
+def test_large_results_through_the_scratch_buffer():
+    big = [b"x" * 1000] * 600                      # 600 KB: beyond the in-place bytes range
+    wire = benc.encode(big)
+    assert wire == b"l" + b"1000:" + b"x" * 1000 + (b"1000:" + b"x" * 1000) * 599 + b"e"
+    assert benc.encode(big) == wire                 # the kept scratch buffer is reused
+    assert benc.encode_framed(big) == b"%d\n" % len(wire) + wire
+    with pytest.raises(TypeError, match="cannot encode set"):
+        benc.encode(big + [{1}])                    # a failure releases the scratch buffer
+    assert benc.encode(big) == wire
+
+    class Nested(tuple):                            # a hook encodes while the scratch is busy
+        def to_dict(self):
+            return {"inner": benc.encode(big)}
+    nested = benc.encode([big, Nested(), big])
+    assert nested == b"l" + wire + b"d5:inner%d:" % len(wire) + wire + b"e" + wire + b"e"
