@@ -244,15 +244,19 @@ cdef inline int put_small_int(Out* o, long long x) except -1:
     o.len += k + 1
     return 0
 
-cdef int put_int(Out* o, object v) except -1:
+cdef inline int put_int(Out* o, object v) except -1:
     cdef int overflow = 0
     cdef long long x = PyLong_AsLongLongAndOverflow(v, &overflow)
+    if not overflow:
+        return put_small_int(o, x)
+    return put_big_int(o, v, overflow)
+
+cdef int put_big_int(Out* o, object v, int overflow) except -1:
+    # An int beyond 64-bit signed range: up to 2**64-1 in C, larger ones through int.__repr__.
     cdef unsigned long long u
     cdef Py_ssize_t n, k
     cdef const char* s
     cdef char* p
-    if not overflow:
-        return put_small_int(o, x)
     if overflow > 0:
         u = PyLong_AsUnsignedLongLong(v)
         if u != <unsigned long long>-1 or PyErr_Occurred() == NULL:
@@ -528,7 +532,7 @@ cdef int put_dict(Out* o, object d, int depth) except -1:
                 put_bytes(o, e[i].kb, e[i].kl)
             else:
                 put_value(o, <object>e[i].key, depth)
-            put_value(o, <object>e[i].value, depth)
+            put_item(o, <object>e[i].value, depth)
         out_char(o, b'e')
     finally:
         for i in range(count):
@@ -544,7 +548,7 @@ cdef int put_list(Out* o, object lst, int depth) except -1:
     out_char(o, b'l')
     while i < PyList_GET_SIZE(lst):       # re-read: a user's to_dict hook could shrink the list
         item = <object>PyList_GET_ITEM(lst, i)     # a strong reference while it is encoded
-        put_value(o, item, depth)
+        put_item(o, item, depth)
         i += 1
     return out_char(o, b'e')
 
@@ -552,8 +556,18 @@ cdef int put_tuple(Out* o, object tup, int depth) except -1:
     cdef Py_ssize_t i
     out_char(o, b'l')
     for i in range(PyTuple_GET_SIZE(tup)):
-        put_value(o, <object>PyTuple_GET_ITEM(tup, i), depth)
+        put_item(o, <object>PyTuple_GET_ITEM(tup, i), depth)
     return out_char(o, b'e')
+
+cdef inline int put_item(Out* o, object v, int depth) except -1:
+    # A container's item: the two commonest types (node tables are strings and ints) without the
+    # call to the full dispatch.
+    cdef type t = type(v)
+    if t is str:
+        return put_str(o, v)
+    if t is int:
+        return put_int(o, v)
+    return put_value(o, v, depth)
 
 cdef int put_value(Out* o, object v, int depth) except -1:
     cdef type t = type(v)
