@@ -10,7 +10,8 @@ The documents, each encoded and decoded by every library that supports it, in th
   fingers32  issue #17: a 32-entry Chord finger table (a list of node dicts)
   bytes64k   issue #17: a 64 KiB bytes value with an integer beyond 2**63
   reply      an rpcq reply carrying a node and a hop count {"reply": [node, 4], "n": 12}
-orjson has no bytes type and is left out of the documents with binary values.
+orjson (and json, for bytes64k) has no bytes type and is left out of the documents with binary
+values.
 
 Each library gets the document in the form it supports: the bencode libraries (standard bencode
 only) get byte-string keys and values; json gets the torrent's binary hashes as hex text. Decoding
@@ -132,8 +133,10 @@ LIBS = {
 
 
 def _supported(lib, case):
-    """orjson has no bytes type (the torrent and bytes64k documents hold binary values)."""
-    return not (lib == "orjson" and case in ("torrent", "bytes64k"))
+    """orjson and json have no bytes type (json gets the torrent's hashes as hex text, but the
+    bytes64k document is about carrying a binary value)."""
+    return not ((lib == "orjson" and case in ("torrent", "bytes64k"))
+                or (lib == "json" and case == "bytes64k"))
 
 
 def _form(lib, case):
