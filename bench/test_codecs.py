@@ -1,9 +1,17 @@
-"""Codec benchmarks: pysplay's benc against fastbencode, bencode.py, msgpack, json and pickle.
+"""Codec benchmarks: pysplay's benc against msgspec (msgpack), orjson, fastbencode, bencode.py,
+msgpack, json and pickle.
 
-Three documents, each encoded and decoded by every library in the same run:
-  rpc      a typical RPC request and its reply (WIRE.md shapes: a call with a node and an id)
-  torrent  a ~1 MB torrent-like document (binary piece hashes, a file list)
-  dicts    a list of 10,000 small dicts (a node table)
+The documents, each encoded and decoded by every library that supports it, in the same run:
+  rpc        a typical RPC request and its reply (WIRE.md shapes: a call with a node and an id)
+  torrent    a ~1 MB torrent-like document (binary piece hashes, a file list)
+  dicts      a list of 10,000 small dicts (a node table)
+  request    issue #17: the rpcq request {"type": "call", "call": ["concat", "one", "two"], "n": 7}
+  nodes200   issue #17: 200 node dicts {ip, port, id} (a node list an RPC returns)
+  fingers32  issue #17: a 32-entry Chord finger table (a list of node dicts)
+  bytes64k   issue #17: a 64 KiB bytes value with an integer beyond 2**63
+  reply      an rpcq reply carrying a node and a hop count {"reply": [node, 4], "n": 12}
+orjson (and json, for bytes64k) has no bytes type and is left out of the documents with binary
+values.
 
 Each library gets the document in the form it supports: the bencode libraries (standard bencode
 only) get byte-string keys and values; json gets the torrent's binary hashes as hex text. Decoding
@@ -13,10 +21,13 @@ data is read), so it does at least the work the others do.
 Run (see bench/RESULTS-codecs.md):
     python -m pytest bench/test_codecs.py --benchmark-only --benchmark-json=/tmp/codecs.json
     python bench/test_codecs.py /tmp/codecs.json        # prints the ratio table
+    python bench/test_codecs.py --msgspec /tmp/codecs.json # issue #17: msgspec ÷ pysplay
+    python bench/test_codecs.py --callgrind                # issue #17 in instructions per call
 Instruction counts (noise-free), one operation repeated N times, minus N=0:
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \
         python bench/test_codecs.py --one encode dicts pysplay 10
 """
+import functools
 import json
 import os
 import pickle
@@ -29,8 +40,10 @@ try:
     import bencode as bencode_py
     import fastbencode
     import msgpack
+    import msgspec
+    import orjson
 except ImportError:       # the bench extra: pip install pysplay[bench]
-    pytest.skip("needs fastbencode, bencode.py and msgpack", allow_module_level=True)
+    pytest.skip("needs fastbencode, bencode.py, msgpack, msgspec and orjson", allow_module_level=True)
 
 from splay import benc
 
@@ -57,7 +70,7 @@ def _rpc_documents():
 
 def _torrent_document():
     rng = random.Random(7)
-    pieces = bytes(rng.getrandbits(8) for _ in range(20 * 40000))        # 800 kB of hashes
+    pieces = rng.randbytes(20 * 40000)                                  # 800 kB of hashes
     files = [{"length": rng.randrange(1, 1 << 30), "path": ["data", f"dir{i % 37}", f"file{i}.bin"]}
              for i in range(3000)]
     return {"announce": "http://tracker.example.org:6969/announce",
@@ -77,11 +90,40 @@ def _hex_pieces(doc):
     return doc
 
 
-DOCS = {"rpc": _rpc_documents(), "torrent": _torrent_document(), "dicts": _dicts_document()}
+def _node(rng, i):
+    return {"ip": f"10.0.{i // 256}.{i % 256}", "port": 20000 + i, "id": rng.getrandbits(32)}
+
+
+def _issue17_documents():
+    rng = random.Random(17)
+    return {
+        "request": {"type": "call", "call": ["concat", "one", "two"], "n": 7},
+        "nodes200": [_node(rng, i) for i in range(200)],
+        "fingers32": [_node(rng, i) for i in range(32)],
+        "bytes64k": {"data": rng.randbytes(65536), "offset": 2 ** 64 - 12345},
+        "reply": {"reply": [_node(rng, 1), 4], "n": 12},
+    }
+
+
+# Documents are built on first use, so that `--one` (under callgrind) builds only its own.
+_BUILDERS = {"rpc": _rpc_documents, "torrent": _torrent_document, "dicts": _dicts_document,
+             **{name: (lambda name=name: _issue17_documents()[name])
+                for name in ("request", "nodes200", "fingers32", "bytes64k", "reply")}}
+DOCS = list(_BUILDERS)
+
+
+@functools.cache
+def _document(case):
+    return _BUILDERS[case]()
+
+_MSGSPEC_ENCODER = msgspec.msgpack.Encoder()
+_MSGSPEC_DECODER = msgspec.msgpack.Decoder()
 
 # library -> (encode, decode, form of the document)
 LIBS = {
     "pysplay": (benc.encode, benc.decode, lambda d: d),
+    "msgspec": (_MSGSPEC_ENCODER.encode, _MSGSPEC_DECODER.decode, lambda d: d),
+    "orjson": (orjson.dumps, orjson.loads, lambda d: d),
     "fastbencode": (fastbencode.bencode, fastbencode.bdecode, _to_bytes),
     "bencode.py": (bencode_py.encode, bencode_py.decode, _to_bytes),
     "msgpack": (msgpack.packb, msgpack.unpackb, lambda d: d),
@@ -90,8 +132,15 @@ LIBS = {
 }
 
 
+def _supported(lib, case):
+    """orjson and json have no bytes type (json gets the torrent's hashes as hex text, but the
+    bytes64k document is about carrying a binary value)."""
+    return not ((lib == "orjson" and case in ("torrent", "bytes64k"))
+                or (lib == "json" and case == "bytes64k"))
+
+
 def _form(lib, case):
-    doc = DOCS[case]
+    doc = _document(case)
     if lib == "json" and case == "torrent":
         doc = _hex_pieces(doc)
     return LIBS[lib][2](doc)
@@ -105,13 +154,16 @@ def _decoder(lib, case):
 
 def _rounds(case):
     # enough iterations per round that timer resolution does not matter for the tiny rpc case
-    return {"rpc": 2000, "torrent": 1, "dicts": 1}[case]
+    return {"rpc": 2000, "torrent": 1, "dicts": 1, "request": 2000, "reply": 2000, "fingers32": 100,
+            "nodes200": 10, "bytes64k": 50}[case]
 
 
 @pytest.mark.parametrize("lib", list(LIBS))
 @pytest.mark.parametrize("case", list(DOCS))
 def test_encode(benchmark, case, lib):
     benchmark.group = f"encode {case}"
+    if not _supported(lib, case):
+        pytest.skip(f"{lib} cannot carry the {case} document")
     encode = LIBS[lib][0]
     doc = _form(lib, case)
     n = _rounds(case)
@@ -119,7 +171,7 @@ def test_encode(benchmark, case, lib):
     def run():
         for _ in range(n):
             encode(doc)
-    benchmark.pedantic(run, rounds=30 if case != "rpc" else 20, warmup_rounds=2)
+    benchmark.pedantic(run, rounds=30 if _rounds(case) == 1 else 20, warmup_rounds=2)
     benchmark.extra_info["per_call_divisor"] = n
 
 
@@ -127,6 +179,8 @@ def test_encode(benchmark, case, lib):
 @pytest.mark.parametrize("case", list(DOCS))
 def test_decode(benchmark, case, lib):
     benchmark.group = f"decode {case}"
+    if not _supported(lib, case):
+        pytest.skip(f"{lib} cannot carry the {case} document")
     data = LIBS[lib][0](_form(lib, case))
     decode = _decoder(lib, case)
     n = _rounds(case)
@@ -135,7 +189,7 @@ def test_decode(benchmark, case, lib):
     def run():
         for _ in range(n):
             decode(data)
-    benchmark.pedantic(run, rounds=30 if case != "rpc" else 20, warmup_rounds=2)
+    benchmark.pedantic(run, rounds=30 if _rounds(case) == 1 else 20, warmup_rounds=2)
     benchmark.extra_info["per_call_divisor"] = n
 
 
@@ -143,6 +197,8 @@ def test_documents_agree():
     """Every library round-trips its form of every document (the benchmark measures real work)."""
     for case in DOCS:
         for lib, (encode, _, _) in LIBS.items():
+            if not _supported(lib, case):
+                continue
             wire = encode(_form(lib, case))
             assert encode(_decoder(lib, case)(wire)) == wire, (case, lib)
 
@@ -190,8 +246,72 @@ def run_one(op, case, lib, times):
             decode(data)
 
 
+ISSUE17_CASES = ("request", "nodes200", "fingers32", "bytes64k", "reply")
+
+
+def msgspec_table(path):
+    """Markdown table of issue #17's figure: msgspec's time ÷ pysplay's (min of rounds); 1.0 or
+    more means benc is at least as fast."""
+    with open(path) as f:
+        data = json.load(f)
+    times = {}
+    for b in data["benchmarks"]:
+        divisor = b["extra_info"].get("per_call_divisor", 1)
+        op = "encode" if b["name"].startswith("test_encode") else "decode"
+        times[(op, b["params"]["case"], b["params"]["lib"])] = b["stats"]["min"] / divisor
+    lines = ["| document | encode: benc, msgspec, ratio | decode: benc, msgspec, ratio |",
+             "|---|---|---|"]
+    for case in ISSUE17_CASES:
+        cells = []
+        for op in ("encode", "decode"):
+            mine, other = times.get((op, case, "pysplay")), times.get((op, case, "msgspec"))
+            cells.append(f"{mine * 1e6:,.2f} µs, {other * 1e6:,.2f} µs, **{other / mine:.2f}**"
+                         if mine and other else "n/a")
+        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# The C entry points callgrind counts from (--toggle-collect): the cost of one encode or decode
+# call inside the library, without the Python loop around it (the same for both).
+_ENTRY_POINTS = {("pysplay", "encode"): "__pyx_pw_6splayc_4benc_*encode",
+                 ("pysplay", "decode"): "__pyx_pw_6splayc_4benc_*decode",
+                 ("msgspec", "encode"): "Encoder_encode",
+                 ("msgspec", "decode"): "Decoder_decode"}
+
+
+def callgrind_count(op, case, lib, times=200):
+    """Instructions per call of `lib`'s `op` on `case`, counted by callgrind inside the codec."""
+    import re
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(root, "python"), root]))
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+         f"--toggle-collect={_ENTRY_POINTS[(lib, op)]}", sys.executable,
+         os.path.abspath(__file__), "--one", op, case, lib, str(times)],
+        env=env, capture_output=True, text=True, check=True)
+    return int(re.search(r"refs:\s+([\d,]+)", result.stderr).group(1).replace(",", "")) / times
+
+
+def callgrind_table():
+    """Instructions per call of pysplay and msgspec on the issue #17 documents, and msgspec's
+    count ÷ pysplay's (1.0 or more: benc runs no more instructions)."""
+    lines = ["| operation | document | pysplay | msgspec | msgspec ÷ pysplay |", "|---|---|---|---|---|"]
+    for op in ("encode", "decode"):
+        for case in ISSUE17_CASES:
+            mine, other = callgrind_count(op, case, "pysplay"), callgrind_count(op, case, "msgspec")
+            lines.append(f"| {op} | {case} | {mine:,.0f} | {other:,.0f} | {other / mine:.2f} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
         run_one(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--callgrind":
+        print(callgrind_table())
+    elif len(sys.argv) > 1 and sys.argv[1] == "--callgrind-one":     # op case lib
+        print(f"{callgrind_count(sys.argv[2], sys.argv[3], sys.argv[4]):,.0f}")
+    elif len(sys.argv) > 1 and sys.argv[1] == "--msgspec":
+        print(msgspec_table(sys.argv[2]))
     else:
         print(ratio_table(sys.argv[1] if len(sys.argv) > 1 else os.path.join("/tmp", "codecs.json")))

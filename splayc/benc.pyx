@@ -1,9 +1,11 @@
 # SPLAY's extended bencoding (WIRE.md), compiled.
 #
-# Encoding writes into one reusable C buffer (no Python-level concatenation) and sorts dict keys in
-# C; decoding scans the input buffer with a pointer and shares repeated short dict keys. The path of an unencodable value ("at
-# [2]['peers']") is worked out only after a failure, by a second, slow walk (locate_failure), so the
-# fast path carries no bookkeeping.
+# Encoding writes into a stack buffer that moves into the result bytes object when it outgrows it
+# (no Python-level concatenation, one copy), dispatches on exact types first, formats integers in
+# C and sorts dict keys in C; decoding scans the input buffer with a pointer, checks UTF-8 itself
+# and shares repeated short dict keys. The path of an unencodable value ("at [2]['peers']") is
+# worked out only after a failure, by a second, slow walk (locate_failure), so the fast path
+# carries no bookkeeping.
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.dict cimport PyDict_Next, PyDict_SetItem
@@ -15,8 +17,12 @@ from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
 from cpython.object cimport PyObject_RichCompareBool, Py_LT
 from libc.string cimport memcpy, memcmp, memmove
 from libc.math cimport isfinite
+from libc.stdint cimport uint64_t
 
 from splayc.errors import DecodeError
+
+cdef extern from *:
+    int __builtin_clzll(unsigned long long x) nogil
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
@@ -28,115 +34,181 @@ cdef extern from "Python.h":
     double PyOS_string_to_double(const char* s, char** endptr, PyObject* overflow_exception) except? -1.0
     Py_ssize_t PyDict_GET_SIZE(object d)
     void PyErr_Clear()
+    PyObject* PyErr_Occurred()
+    unsigned long long PyLong_AsUnsignedLongLong(object o)
+    int _PyBytes_Resize(PyObject** b, Py_ssize_t n)
+    bint PyUnicode_IS_COMPACT_ASCII(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    void* PyUnicode_DATA(object o)
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
 
 MAX_DEPTH = BENC_MAX_DEPTH
 
 # ----------------------------------------------------------------------------------------------
-# Output buffer: one C buffer kept between calls and reused, grown by doubling; the result is one
-# copy out of it. A nested encode (from a user's to_dict hook) finds the shared buffer busy and uses
-# its own. Keeping the buffer (up to SCRATCH_KEEP) matters for large documents: allocating and
-# releasing a large buffer on every call makes glibc trim the heap and fault the pages in again
-# each time (measured: 3x slower on a 1 MB document).
+# Output buffer: small results are built in a C array inside `Out` (on the caller's stack) and
+# copied once into their bytes object. A larger result moves into a bytes object that is filled in
+# place, grown geometrically (realloc) and shrunk to its length at the end, so its bytes are never
+# copied out of a scratch buffer (a 64 KiB value costs one memcpy). Each encode owns its buffer, so a
+# nested encode (from a user's to_dict hook) needs no special case. Writers reserve room once
+# (out_reserve) and then store bytes directly, without a capacity check per byte.
+
+#
+# Results beyond SCRATCH_FROM move once more, into a module-level scratch buffer kept between calls
+# (up to SCRATCH_KEEP), and are copied out at the end: a fresh multi-megabyte block on every call
+# makes glibc trim the heap and fault the pages in again each time (measured: a 1 MB document
+# took 850 µs instead of 375 µs).
 
 cdef enum:
+    OUT_STACK = 512
+    SCRATCH_FROM = 256 * 1024
     SCRATCH_KEEP = 4 * 1024 * 1024
-    SCRATCH_REALLOC_MAX = 256 * 1024
 
 cdef char* scratch = NULL
 cdef Py_ssize_t scratch_cap = 0
 cdef bint scratch_busy = False
 
 cdef struct Out:
+    PyObject* buf        # NULL while the data fits in `stack`, else a bytes object of size cap
+    bint in_scratch      # the data is in the module's scratch buffer (buf is NULL)
     char* data
     Py_ssize_t len
     Py_ssize_t cap
-    bint shared          # data is the module's scratch buffer
+    char stack[OUT_STACK]
 
-cdef int out_init(Out* o, Py_ssize_t cap, Py_ssize_t headroom) except -1:
-    global scratch, scratch_cap, scratch_busy
-    if not scratch_busy:
-        if scratch == NULL:
-            scratch = <char*>PyMem_Malloc(4096)
-            if scratch == NULL:
-                raise MemoryError()
-            scratch_cap = 4096
-        scratch_busy = True
-        o.shared = True
-        o.data = scratch
-        o.cap = scratch_cap
-    else:
-        o.shared = False
-        o.data = <char*>PyMem_Malloc(cap)
-        if o.data == NULL:
-            raise MemoryError()
-        o.cap = cap
+cdef inline int out_init(Out* o, Py_ssize_t headroom) noexcept:
+    o.buf = NULL
+    o.in_scratch = False
+    o.data = o.stack
+    o.cap = OUT_STACK
     o.len = headroom
     return 0
 
-cdef int out_grow(Out* o, Py_ssize_t extra) except -1:
-    global scratch, scratch_cap
-    cdef Py_ssize_t cap = o.cap * 2
+cdef int out_to_scratch(Out* o, Py_ssize_t cap) except -1:
+    # Moves (or grows) the data into the scratch buffer; a separate block rather than realloc,
+    # which would extend the heap top that a later trim gives back.
+    global scratch, scratch_cap, scratch_busy
     cdef char* p
-    while cap < o.len + extra:
-        cap *= 2
-    if cap <= SCRATCH_REALLOC_MAX:
-        p = <char*>PyMem_Realloc(o.data, cap)
-        if p == NULL:
-            raise MemoryError()
-    else:
-        # A separate large block rather than realloc, which would extend the heap top (and
-        # a later trim of the heap would give those pages back, to be faulted in again).
+    if scratch_cap < cap:
         p = <char*>PyMem_Malloc(cap)
         if p == NULL:
             raise MemoryError()
         memcpy(p, o.data, o.len)
-        PyMem_Free(o.data)
-    o.data = p
-    o.cap = cap
-    if o.shared:
+        PyMem_Free(scratch)
         scratch = p
         scratch_cap = cap
+    elif not o.in_scratch:
+        memcpy(scratch, o.data, o.len)
+    scratch_busy = True
+    o.in_scratch = True
+    Py_XDECREF(o.buf)
+    o.buf = NULL
+    o.data = scratch
+    o.cap = scratch_cap
     return 0
 
-cdef void out_release(Out* o) noexcept:
+cdef int out_grow(Out* o, Py_ssize_t extra) except -1:
+    cdef Py_ssize_t cap = o.cap * 2
+    cdef bytes b
+    while cap < o.len + extra:
+        cap *= 2
+    if o.in_scratch or (cap > SCRATCH_FROM and not scratch_busy):
+        return out_to_scratch(o, cap)
+    if o.buf == NULL:
+        b = PyBytes_FromStringAndSize(NULL, cap)
+        memcpy(PyBytes_AS_STRING(b), o.stack, o.len)
+        Py_INCREF(b)
+        o.buf = <PyObject*>b
+    elif _PyBytes_Resize(&o.buf, cap) < 0:     # frees the buffer and sets it to NULL on failure
+        o.data = NULL
+        raise MemoryError()
+    o.data = PyBytes_AS_STRING(<object>o.buf)
+    o.cap = cap
+    return 0
+
+cdef inline char* out_reserve(Out* o, Py_ssize_t n) except NULL:
+    # Room for n more bytes at o.data + o.len (the caller stores them and advances o.len).
+    if o.len + n > o.cap:
+        out_grow(o, n)
+    return o.data + o.len
+
+cdef void out_release_scratch(Out* o) noexcept:
     global scratch, scratch_cap, scratch_busy
-    if o.shared:
+    if o.in_scratch:
         if scratch_cap > SCRATCH_KEEP:
             PyMem_Free(scratch)
             scratch = NULL
             scratch_cap = 0
         scratch_busy = False
-    else:
-        PyMem_Free(o.data)
-    o.data = NULL
+        o.in_scratch = False
 
 cdef bytes out_finish(Out* o):
     cdef bytes result
-    try:
-        result = PyBytes_FromStringAndSize(o.data, o.len)
-    finally:
-        out_release(o)
+    if o.in_scratch:
+        try:
+            return PyBytes_FromStringAndSize(o.data, o.len)
+        finally:
+            out_release_scratch(o)
+    if o.buf == NULL:
+        return PyBytes_FromStringAndSize(o.stack, o.len)
+    if _PyBytes_Resize(&o.buf, o.len) < 0:
+        raise MemoryError()
+    result = <bytes>o.buf
+    Py_DECREF(result)           # the reference held since out_grow passes to `result`
+    o.buf = NULL
     return result
 
 cdef void out_discard(Out* o) noexcept:
-    out_release(o)
+    out_release_scratch(o)
+    Py_XDECREF(o.buf)
+    o.buf = NULL
+    o.data = NULL
 
 cdef inline int out_put(Out* o, const char* s, Py_ssize_t n) except -1:
-    if o.len + n > o.cap:
-        out_grow(o, n)
-    memcpy(o.data + o.len, s, n)
+    memcpy(out_reserve(o, n), s, n)
     o.len += n
     return 0
 
 cdef inline int out_char(Out* o, char c) except -1:
-    if o.len + 1 > o.cap:
-        out_grow(o, 1)
-    o.data[o.len] = c
+    out_reserve(o, 1)[0] = c
     o.len += 1
     return 0
 
 # ----------------------------------------------------------------------------------------------
 # Encoding
+
+# Decimal digits two at a time: DIGIT_PAIRS[2*k], [2*k+1] are the digits of k (0..99).
+cdef const char* DIGIT_PAIRS = (b"0001020304050607080910111213141516171819202122232425262728293031323334"
+                                b"3536373839404142434445464748495051525354555657585960616263646566676869"
+                                b"707172737475767778798081828384858687888990919293949596979899")
+cdef unsigned long long POW10[20]
+POW10[0] = 1
+for _i in range(1, 20):
+    POW10[_i] = POW10[_i - 1] * 10
+
+cdef inline Py_ssize_t write_u64(char* dst, unsigned long long u) noexcept:
+    # Writes u in decimal at dst (at most 20 bytes); returns the number of digits.
+    cdef int bits = 64 - __builtin_clzll(u | 1)
+    cdef int t = (bits * 1233) >> 12          # about bits * log10(2): the digits, or one more
+    cdef int n = t + 1 - (u < POW10[t])
+    cdef unsigned long long r
+    cdef char* p
+    if n == 0:                                 # u == 0
+        n = 1
+    p = dst + n
+    while u >= 100:
+        r = (u % 100) * 2
+        u //= 100
+        p -= 2
+        p[0] = DIGIT_PAIRS[r]
+        p[1] = DIGIT_PAIRS[r + 1]
+    if u >= 10:
+        p -= 2
+        p[0] = DIGIT_PAIRS[u * 2]
+        p[1] = DIGIT_PAIRS[u * 2 + 1]
+    else:
+        p -= 1
+        p[0] = <char>(48 + u)
+    return n
 
 cdef inline char* write_digits(char* end, unsigned long long u) noexcept:
     # Writes u in decimal so that its last digit is just before `end`; returns its first digit.
@@ -147,34 +219,54 @@ cdef inline char* write_digits(char* end, unsigned long long u) noexcept:
         if u == 0:
             return end
 
-cdef inline int put_decimal(Out* o, long long v, char terminator) except -1:
-    # Writes v in decimal followed by `terminator` (':' after a length, 'e' after an integer).
-    cdef char tmp[24]
-    cdef char* start
-    cdef unsigned long long u
-    tmp[23] = terminator
-    if v < 0:
-        u = <unsigned long long>(-(v + 1)) + 1
-    else:
-        u = <unsigned long long>v
-    start = write_digits(tmp + 23, u)
-    if v < 0:
-        start -= 1
-        start[0] = b'-'
-    return out_put(o, start, tmp + 24 - start)
-
 cdef inline int put_bytes(Out* o, const char* s, Py_ssize_t n) except -1:
-    put_decimal(o, n, b':')
-    return out_put(o, s, n)
+    # <length>:<bytes>, with one capacity check
+    cdef char* p = out_reserve(o, n + 21)
+    cdef Py_ssize_t k = write_u64(p, <unsigned long long>n)
+    p[k] = b':'
+    memcpy(p + k + 1, s, n)
+    o.len += k + 1 + n
+    return 0
 
-cdef int put_int(Out* o, object v) except -1:
+cdef inline int put_small_int(Out* o, long long x) except -1:
+    cdef char* p = out_reserve(o, 22)        # i - 19 digits e
+    cdef Py_ssize_t k = 1
+    cdef unsigned long long u
+    p[0] = b'i'
+    if x < 0:
+        p[1] = b'-'
+        k = 2
+        u = <unsigned long long>(-(x + 1)) + 1
+    else:
+        u = <unsigned long long>x
+    k += write_u64(p + k, u)
+    p[k] = b'e'
+    o.len += k + 1
+    return 0
+
+cdef inline int put_int(Out* o, object v) except -1:
     cdef int overflow = 0
     cdef long long x = PyLong_AsLongLongAndOverflow(v, &overflow)
-    cdef Py_ssize_t n
-    cdef const char* s
     if not overflow:
-        out_char(o, b'i')
-        return put_decimal(o, x, b'e')
+        return put_small_int(o, x)
+    return put_big_int(o, v, overflow)
+
+cdef int put_big_int(Out* o, object v, int overflow) except -1:
+    # An int beyond 64-bit signed range: up to 2**64-1 in C, larger ones through int.__repr__.
+    cdef unsigned long long u
+    cdef Py_ssize_t n, k
+    cdef const char* s
+    cdef char* p
+    if overflow > 0:
+        u = PyLong_AsUnsignedLongLong(v)
+        if u != <unsigned long long>-1 or PyErr_Occurred() == NULL:
+            p = out_reserve(o, 22)
+            p[0] = b'i'
+            k = 1 + write_u64(p + 1, u)
+            p[k] = b'e'
+            o.len += k + 1
+            return 0
+        PyErr_Clear()
     text = int.__repr__(v)      # exact for any size (up to the interpreter's digit limit)
     s = PyUnicode_AsUTF8AndSize(text, &n)
     out_char(o, b'i')
@@ -262,9 +354,16 @@ cdef int put_float(Out* o, double x) except -1:
     buf[k] = b'e'
     return out_put(o, buf, k + 1)
 
-cdef int put_str(Out* o, object s) except -1:
+cdef inline const char* str_utf8(object s, Py_ssize_t* n) except NULL:
+    # The UTF-8 bytes of a str: a compact ASCII str is its own UTF-8, read in place.
+    if PyUnicode_IS_COMPACT_ASCII(s):
+        n[0] = PyUnicode_GET_LENGTH(s)
+        return <const char*>PyUnicode_DATA(s)
+    return PyUnicode_AsUTF8AndSize(s, n)
+
+cdef inline int put_str(Out* o, object s) except -1:
     cdef Py_ssize_t n
-    cdef const char* p = PyUnicode_AsUTF8AndSize(s, &n)
+    cdef const char* p = str_utf8(s, &n)
     return put_bytes(o, p, n)
 
 # Dict entries are sorted in C. Kinds order the key types: byte strings (str and bytes, by raw
@@ -282,17 +381,29 @@ cdef struct Entry:
     Py_ssize_t kl
     int kind
 
-cdef int entry_cmp(const Entry* a, const Entry* b) noexcept:
+cdef inline int raw_cmp(const char* a, Py_ssize_t al, const char* b, Py_ssize_t bl) noexcept:
+    # Byte-wise order of two byte strings (a prefix first). Dict keys are short and usually differ
+    # in their first bytes, so a plain loop beats a call to memcmp.
+    cdef Py_ssize_t n = al if al < bl else bl, i
+    if n > 16:
+        i = memcmp(a, b, n)
+        if i != 0:
+            return i
+    else:
+        for i in range(n):
+            if a[i] != b[i]:
+                return <int>(<unsigned char>a[i]) - <int>(<unsigned char>b[i])
+    return (al > bl) - (al < bl)
+
+cdef inline int entry_cmp(const Entry* a, const Entry* b) noexcept:
+    if a.kind == KIND_STRING and b.kind == KIND_STRING:
+        return raw_cmp(a.kb, a.kl, b.kb, b.kl)
+    return entry_cmp_mixed(a, b)
+
+cdef int entry_cmp_mixed(const Entry* a, const Entry* b) noexcept:
     cdef int c
-    cdef Py_ssize_t n
     if a.kind != b.kind:
         return a.kind - b.kind
-    if a.kind == KIND_STRING:
-        n = a.kl if a.kl < b.kl else b.kl
-        c = memcmp(a.kb, b.kb, n)
-        if c != 0:
-            return c
-        return (a.kl > b.kl) - (a.kl < b.kl)
     if a.kind == KIND_NUMBER:
         # int/float comparisons cannot fail (NaN keys are refused later, when encoded)
         c = PyObject_RichCompareBool(<object>a.key, <object>b.key, Py_LT)
@@ -361,12 +472,12 @@ cdef int sort_entries(Entry* e, Py_ssize_t n) except -1:
     PyMem_Free(scratch)
     return 0
 
-cdef int classify_key(Entry* e) except -1:
+cdef inline int classify_key(Entry* e) except -1:
     cdef object k = <object>e.key
     cdef type t = type(k)
     if t is str:
         e.kind = KIND_STRING
-        e.kb = PyUnicode_AsUTF8AndSize(k, &e.kl)
+        e.kb = str_utf8(k, &e.kl)
     elif t is bytes:
         e.kind = KIND_STRING
         e.kb = PyBytes_AS_STRING(k)
@@ -412,7 +523,7 @@ cdef int put_dict(Out* o, object d, int depth) except -1:
         sort_entries(e, count)
         for i in range(1, count):
             if (e[i].kind == KIND_STRING and e[i - 1].kind == KIND_STRING and e[i].kl == e[i - 1].kl
-                    and memcmp(e[i].kb, e[i - 1].kb, e[i].kl) == 0):
+                    and raw_cmp(e[i].kb, e[i].kl, e[i - 1].kb, e[i - 1].kl) == 0):
                 raise ValueError(f"dict keys {<object>e[i - 1].key!r} and {<object>e[i].key!r} "
                                  "encode to the same bytes")
         out_char(o, b'd')
@@ -421,7 +532,7 @@ cdef int put_dict(Out* o, object d, int depth) except -1:
                 put_bytes(o, e[i].kb, e[i].kl)
             else:
                 put_value(o, <object>e[i].key, depth)
-            put_value(o, <object>e[i].value, depth)
+            put_item(o, <object>e[i].value, depth)
         out_char(o, b'e')
     finally:
         for i in range(count):
@@ -437,7 +548,7 @@ cdef int put_list(Out* o, object lst, int depth) except -1:
     out_char(o, b'l')
     while i < PyList_GET_SIZE(lst):       # re-read: a user's to_dict hook could shrink the list
         item = <object>PyList_GET_ITEM(lst, i)     # a strong reference while it is encoded
-        put_value(o, item, depth)
+        put_item(o, item, depth)
         i += 1
     return out_char(o, b'e')
 
@@ -445,8 +556,18 @@ cdef int put_tuple(Out* o, object tup, int depth) except -1:
     cdef Py_ssize_t i
     out_char(o, b'l')
     for i in range(PyTuple_GET_SIZE(tup)):
-        put_value(o, <object>PyTuple_GET_ITEM(tup, i), depth)
+        put_item(o, <object>PyTuple_GET_ITEM(tup, i), depth)
     return out_char(o, b'e')
+
+cdef inline int put_item(Out* o, object v, int depth) except -1:
+    # A container's item: the two commonest types (node tables are strings and ints) without the
+    # call to the full dispatch.
+    cdef type t = type(v)
+    if t is str:
+        return put_str(o, v)
+    if t is int:
+        return put_int(o, v)
+    return put_value(o, v, depth)
 
 cdef int put_value(Out* o, object v, int depth) except -1:
     cdef type t = type(v)
@@ -558,7 +679,7 @@ cdef object locate_failure(object v, list path, int depth):
 cdef int encode_into(Out* o, object obj, Py_ssize_t headroom) except -1:
     # Encodes obj into a fresh buffer after `headroom` bytes left free; on failure the buffer is
     # released and the fast path's exception (which names no path) propagates.
-    out_init(o, 256, headroom)
+    out_init(o, headroom)
     try:
         put_value(o, obj, 0)
     except BaseException:
@@ -654,10 +775,83 @@ cdef int fail(Dec* d, const char* at, str message) except -1:
 cdef inline bint is_digit(char c) noexcept:
     return c >= b'0' and c <= b'9'
 
+# Byte strings become str when they are valid UTF-8. The check is done here rather than by letting
+# the UTF-8 decoder fail: a failed decode raises and builds an exception holding a copy of the input
+# (for a 64 KiB binary value that cost ten times the copy itself). Pure ASCII, the usual case, is
+# copied straight into a new str.
+
+cdef inline Py_ssize_t ascii_prefix(const unsigned char* p, Py_ssize_t n) noexcept:
+    # The length of the leading run of ASCII bytes, eight at a time.
+    cdef Py_ssize_t i = 0
+    cdef uint64_t w
+    while i + 8 <= n:
+        memcpy(&w, p + i, 8)
+        if w & 0x8080808080808080ULL:
+            break
+        i += 8
+    while i < n and p[i] < 0x80:
+        i += 1
+    return i
+
+cdef bint utf8_valid(const unsigned char* p, Py_ssize_t n) noexcept:
+    # Well-formed UTF-8 exactly as Python's strict decoder accepts it (Unicode table 3-7): no
+    # overlong forms, no surrogates (U+D800..U+DFFF), nothing beyond U+10FFFF.
+    cdef Py_ssize_t i = 0
+    cdef unsigned char c, lo, hi
+    cdef int more
+    while i < n:
+        c = p[i]
+        if c < 0x80:
+            i += 1
+            continue
+        lo, hi = 0x80, 0xBF
+        if c < 0xC2:
+            return False
+        elif c < 0xE0:
+            more = 1
+        elif c < 0xF0:
+            more = 2
+            if c == 0xE0:
+                lo = 0xA0
+            elif c == 0xED:
+                hi = 0x9F
+        elif c < 0xF5:
+            more = 3
+            if c == 0xF0:
+                lo = 0x90
+            elif c == 0xF4:
+                hi = 0x8F
+        else:
+            return False
+        if n - i <= more or p[i + 1] < lo or p[i + 1] > hi:
+            return False
+        for c in range(2, more + 1):
+            if p[i + c] < 0x80 or p[i + c] > 0xBF:
+                return False
+        i += more + 1
+    return True
+
+cdef object text_or_bytes(const char* p, Py_ssize_t n):
+    # str when p[:n] is valid UTF-8, else bytes.
+    cdef Py_ssize_t k = ascii_prefix(<const unsigned char*>p, n)
+    cdef PyObject* s
+    if k == n:
+        text = PyUnicode_New(n, 127)
+        memcpy(PyUnicode_DATA(text), p, n)
+        return text
+    if not utf8_valid(<const unsigned char*>p + k, n - k):
+        return PyBytes_FromStringAndSize(p, n)
+    s = PyUnicode_DecodeUTF8(p, n, NULL)
+    if s == NULL:            # (not expected: the check above is the decoder's own rule)
+        PyErr_Clear()
+        return PyBytes_FromStringAndSize(p, n)
+    result = <object>s
+    Py_DECREF(result)
+    return result
+
 cdef object dec_string(Dec* d, bint as_bytes):
     cdef const char* p = d.p
     cdef Py_ssize_t n = 0
-    cdef PyObject* s
     while p < d.end and is_digit(p[0]):
         if n > 100000000000000:     # 10^14: more than any buffer; stops overflow
             fail(d, d.p, "string length too large")
@@ -673,13 +867,7 @@ cdef object dec_string(Dec* d, bint as_bytes):
     d.p = p + n
     if as_bytes:
         return PyBytes_FromStringAndSize(p, n)
-    s = PyUnicode_DecodeUTF8(p, n, NULL)
-    if s == NULL:
-        PyErr_Clear()
-        return PyBytes_FromStringAndSize(p, n)
-    result = <object>s
-    Py_DECREF(result)
-    return result
+    return text_or_bytes(p, n)
 
 cdef object dec_number(Dec* d):
     # i<decimal>e: integers exactly; a '.', an exponent ('E', or Lua's 1e+20) makes it a float.
@@ -690,8 +878,19 @@ cdef object dec_number(Dec* d):
     cdef long long acc = 0
     cdef char small[64]
     cdef char* text
+    cdef bint neg = False
     if q < d.end and q[0] == b'-':
+        neg = True
         q += 1
+    # Fast path: up to 18 digits then an 'e' that ends the number (not Lua's "e+20" exponent).
+    while q < d.end and is_digit(q[0]) and ndigits < 18:
+        acc = acc * 10 + (q[0] - 48)
+        ndigits += 1
+        q += 1
+    if (ndigits > 0 and q < d.end and q[0] == b'e'
+            and not (q + 2 < d.end and (q[1] == b'+' or q[1] == b'-') and is_digit(q[2]))):
+        d.p = q + 1
+        return PyLong_FromLongLong(-acc if neg else acc)
     while q < d.end and is_digit(q[0]):
         acc = acc * 10 + (q[0] - 48) if ndigits < 18 else acc
         ndigits += 1
@@ -771,7 +970,6 @@ cdef object cached_key(const char* p, Py_ssize_t n, bint as_bytes):
     cdef PyObject* hit
     cdef const char* data
     cdef Py_ssize_t length
-    cdef PyObject* s
     if as_bytes:
         hit = key_cache_bytes[slot]
         if hit != NULL and PyBytes_GET_SIZE(<object>hit) == n and memcmp(PyBytes_AS_STRING(<object>hit), p, n) == 0:
@@ -782,16 +980,13 @@ cdef object cached_key(const char* p, Py_ssize_t n, bint as_bytes):
         key_cache_bytes[slot] = <PyObject*>key
         return key
     hit = key_cache_str[slot]
-    if hit != NULL and type(<object>hit) is str:
-        data = PyUnicode_AsUTF8AndSize(<object>hit, &length)
+    if hit != NULL:
+        data = str_utf8(<object>hit, &length)
         if length == n and memcmp(data, p, n) == 0:
             return <object>hit
-    s = PyUnicode_DecodeUTF8(p, n, NULL)
-    if s == NULL:
-        PyErr_Clear()
-        return PyBytes_FromStringAndSize(p, n)     # not UTF-8: a bytes key, not cached
-    key = <object>s
-    Py_DECREF(key)
+    key = text_or_bytes(p, n)
+    if type(key) is not str:
+        return key                     # not UTF-8: a bytes key, not cached
     Py_INCREF(key)
     Py_XDECREF(hit)
     key_cache_str[slot] = <PyObject*>key
