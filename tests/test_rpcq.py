@@ -111,8 +111,7 @@ def test_lost_connection_reconnects_and_resends(settings):
         t = events.thread(lambda: result.setdefault("r", rpcq.acall(node, ["slow", 0.2], 10)))
         events.sleep(0.05)
         rpcq.stop_server(port)            # drops the connection with the call in flight
-        events.sleep(0.2)                 # the caller retries while nothing listens
-        rpcq.server(port, namespace=ns)
+        rpcq.server(port, namespace=ns)   # a new server listens before the caller reconnects
         t.join()
         after = rpcq.call(node, ["echo", "again"])
         rpcq.stop_server(port)
@@ -214,3 +213,87 @@ def test_idle_connection_closed_by_the_server_is_reopened(settings):
         rpcq.stop_server(port)
         return first, second
     assert run(main) == ("first", (True, ["second"]))
+
+
+PEER_APP = '''
+import sys
+from splay import events, rpcq
+port = int(sys.argv[1])
+
+def echo(x):
+    return x
+
+def hang():
+    events.sleep(60)
+
+def main():
+    rpcq.server(port)
+    print("ready", flush=True)
+
+events.run(main)
+'''
+
+
+def _idle_connection_dropped(node):
+    """Wait (up to 10 s) until the pool no longer lists a connection to ``node``."""
+    for _ in range(1000):
+        if not any((c.ip, c.port) == node for c in rpcq.connections()):
+            return True
+        events.sleep(0.01)
+    return False
+
+
+def test_pooled_connection_to_a_killed_peer_fails_at_once(tmp_path):
+    port = free_port()
+    app = AppProcess(tmp_path, PEER_APP, args=(port,)).start()
+    node = ("127.0.0.1", port)
+
+    def main():
+        first = rpcq.acall(node, ["echo", 1], 20)
+        app.stop()                                  # SIGKILL: the kernel closes its sockets
+        dropped = _idle_connection_dropped(node)
+        start = time.monotonic()
+        second = rpcq.acall(node, ["echo", 2], 20)
+        return first, dropped, second, time.monotonic() - start
+    try:
+        first, dropped, second, took = run(main)
+    finally:
+        app.stop()
+    assert first == (True, [1]) and dropped
+    assert second == (False, "connection refused") and took < 5
+
+
+def test_call_in_flight_when_the_peer_is_killed_fails_at_once(tmp_path):
+    port = free_port()
+    app = AppProcess(tmp_path, PEER_APP, args=(port,)).start()
+    node = ("127.0.0.1", port)
+
+    def main():
+        result = {}
+        start = time.monotonic()
+        t = events.thread(lambda: result.setdefault("r", rpcq.acall(node, "hang", 20)))
+        events.sleep(0.2)
+        app.stop()                                  # SIGKILL with the call in flight
+        t.join()
+        return result["r"], time.monotonic() - start
+    try:
+        r, took = run(main)
+    finally:
+        app.stop()
+    assert r == (False, "connection refused") and took < 5
+
+
+def test_pooled_connection_to_a_stopped_server_fails_at_once():
+    port = free_port()
+
+    def main():
+        rpcq.server(port, namespace={"v": "here"})
+        node = ("127.0.0.1", port)
+        first = rpcq.call(node, "v")
+        rpcq.stop_server(port)                       # closes the listening socket and the peer
+        start = time.monotonic()
+        second = rpcq.acall(node, "v", 20)           # whether or not the EOF was seen yet
+        return first, second, time.monotonic() - start
+    first, second, took = run(main)
+    assert first == "here"
+    assert second == (False, "connection refused") and took < 5
