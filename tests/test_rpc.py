@@ -430,3 +430,43 @@ def test_manual_recursive_find_callback():
         return waiter["dest"]
     ok, dest = run(main)
     assert ok is True and dest == me and 0 <= ns["count"] <= 20
+
+
+def test_ip_and_port_as_two_arguments(peer):
+    mod, node = peer
+    ip, port = node["ip"], node["port"]
+
+    def main():
+        return (mod.acall(ip, port, ["concat", "one", "two"]),
+                mod.acall(ip, port, ["concat", "a", "b"], 10),
+                mod.call(ip, port, ["concat", "c", "d"], timeout=10),
+                mod.ecall(ip, port, "var"),
+                mod.ping(ip, port, 10) is not None,
+                mod.proxy(ip, port, 10).concat("e", "f"))
+    assert run(main) == ((True, ["onetwo"]), (True, ["ab"]), "cd", 5, True, "ef")
+
+
+def test_too_many_arguments_are_refused(peer):
+    mod, node = peer
+
+    def main():
+        with pytest.raises(TypeError, match="at most 2 more"):
+            mod.acall(node, "var", 10, "extra")
+        with pytest.raises(TypeError, match="needs the call"):
+            mod.acall(node["ip"], node["port"])
+        return mod.call(node, "var")                 # still served
+    assert run(main) == 5
+
+
+def test_failed_ping_logs_its_reason():
+    lines = []
+    saved = rpc.l_o.out, rpc.l_o.level
+    rpc.l_o.out, rpc.l_o.level = lines.append, 1
+
+    def main():
+        return rpc.ping("127.0.0.1", free_port(), 5)
+    try:
+        assert run(main) is None
+    finally:
+        rpc.l_o.out, rpc.l_o.level = saved
+    assert any("ping" in line and "connection refused" in line for line in lines), lines
