@@ -6,7 +6,7 @@ order, at most ``settings["window_size"]`` are in flight, and replies are matche
 number. A connection unused for ``clean_timeout`` seconds is closed; when more than
 ``max_connections`` are open, the least recently used idle one is closed first; a connection lost
 while messages remain reconnects (every ``reconnect_interval`` seconds) and sends again the
-messages that got no reply. Wire format (WIRE.md): llenc blocks of benc,
+messages that got no reply. Wire format (docs/wire.md): llenc blocks of benc,
 ``{"type": "call", "n": 1, "call": [...]}`` answered by ``{"reply": [results], "n": 1}``.
 
 >>> from splay import events, rpcq
