@@ -470,3 +470,25 @@ def test_failed_ping_logs_its_reason():
     finally:
         rpc.l_o.out, rpc.l_o.level = saved
     assert any("ping" in line and "connection refused" in line for line in lines), lines
+
+
+def test_rpc_call_to_a_killed_or_stopped_peer_fails_at_once(tmp_path):
+    app = start_rpc_app(tmp_path, "def echo(x):\n    return x\n")
+    node = ("127.0.0.1", app.rpc_port)
+    own = free_port()
+
+    def main():
+        first = rpc.acall(node, ["echo", 1], 20)
+        app.stop()                                   # SIGKILL
+        start = time.monotonic()
+        killed = rpc.acall(node, ["echo", 2], 20)
+        rpc.server(own, namespace={"v": 1})
+        rpc.stop_server(own)
+        stopped = rpc.acall(("127.0.0.1", own), "v", 20)
+        return first, killed, stopped, time.monotonic() - start
+    try:
+        first, killed, stopped, took = run(main)
+    finally:
+        app.stop()
+    assert first == (True, [1])
+    assert killed == stopped == (False, "connection refused") and took < 5

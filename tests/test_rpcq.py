@@ -1,4 +1,8 @@
 """splay.rpcq specifics: the window, message matching, idle and LRU closing, reconnection."""
+import os
+import pathlib
+import subprocess
+import sys
 import time
 
 import pytest
@@ -6,6 +10,8 @@ import pytest
 from splay import events, rpcq
 from lua_peer import AppProcess, free_port
 from support_events import restored_settings, run
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -297,3 +303,55 @@ def test_pooled_connection_to_a_stopped_server_fails_at_once():
     first, second, took = run(main)
     assert first == "here"
     assert second == (False, "connection refused") and took < 5
+
+
+PARTITION_APP = '''
+import time
+from splay import events, rpcq
+from splay.base import job
+
+def echo(x):
+    return x
+
+def main():
+    rpcq.server(job.me)
+    if job.position == 0:
+        epoch = job.settings["partition_epoch"]
+        peer = job.nodes()[1]
+        events.sleep(0.6)
+        print("before", rpcq.acall(peer, ["echo", 1], 5), flush=True)
+        events.sleep(max(0.0, 2.0 - (time.time() - epoch)))
+        start = time.monotonic()
+        r = rpcq.acall(peer, ["echo", 2], 20)           # during the cut
+        print("during", r, "%.2f" % (time.monotonic() - start), flush=True)
+        events.sleep(max(0.0, 3.5 - (time.time() - epoch)))
+        print("after", rpcq.acall(peer, ["echo", 3], 5), flush=True)
+    else:
+        events.sleep(4.5)
+    events.exit()
+
+events.run(main)
+'''
+
+
+def test_call_across_an_emulated_partition_fails_at_once_and_works_after_the_heal(tmp_path):
+    """The emulation's cut breaks the pooled connection and refuses new ones (docs/emulation.md):
+    a call during the cut fails at once with "connection refused", not after its timeout, and
+    calls work again once the cut heals."""
+    from splay.deploy.testbed import free_port_range
+    (tmp_path / "app.py").write_text(PARTITION_APP)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), str(ROOT)]))
+    out = subprocess.run([sys.executable, "-m", "splay.cli", "run", "app.py", "-n", "2",
+                          "--in-process", "--first-port", str(free_port_range(2)),
+                          "--partition", "0|1@1.5-3"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = {}
+    for line in out.stdout.splitlines():
+        words = line.split("] ", 1)[-1].split()         # lines come as "[node 0] before ..."
+        if words and words[0] in ("before", "during", "after"):
+            lines[words[0]] = " ".join(words)
+    assert "(True, [1])" in lines["before"], out.stdout
+    assert "(False, 'connection refused')" in lines["during"], out.stdout
+    assert float(lines["during"].split()[-1]) < 5
+    assert "(True, [3])" in lines["after"], out.stdout
