@@ -442,8 +442,9 @@ def test_ip_and_port_as_two_arguments(peer):
                 mod.call(ip, port, ["concat", "c", "d"], timeout=10),
                 mod.ecall(ip, port, "var"),
                 mod.ping(ip, port, 10) is not None,
-                mod.proxy(ip, port, 10).concat("e", "f"))
-    assert run(main) == ((True, ["onetwo"]), (True, ["ab"]), "cd", 5, True, "ef")
+                mod.proxy(ip, port, 10).concat("e", "f"),
+                mod.acall(node, call=["concat", "g", "h"], timeout=10))
+    assert run(main) == ((True, ["onetwo"]), (True, ["ab"]), "cd", 5, True, "ef", (True, ["gh"]))
 
 
 def test_too_many_arguments_are_refused(peer):
@@ -454,6 +455,8 @@ def test_too_many_arguments_are_refused(peer):
             mod.acall(node, "var", 10, "extra")
         with pytest.raises(TypeError, match="needs the call"):
             mod.acall(node["ip"], node["port"])
+        with pytest.raises(TypeError, match="both by position and as call="):
+            mod.call(node, "var", call="var")
         return mod.call(node, "var")                 # still served
     assert run(main) == 5
 

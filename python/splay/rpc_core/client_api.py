@@ -16,6 +16,9 @@ from .dispatch import as_call_list
 
 __all__ = ["ClientAPI", "Proxy", "results_of"]
 
+#: The default of the keyword ``call=``: the call is then the positional argument after the node.
+NO_CALL = object()
+
 
 def results_of(payload):
     """``(True, [results])`` or ``(False, message)`` from a call's reply payload.
@@ -106,11 +109,15 @@ class ClientAPI:
         finally:
             gate.unlock()
 
-    def acall(self, node, *args, timeout=None):
+    def acall(self, node, *args, call=NO_CALL, timeout=None):
         """``acall(node, call, timeout=None)`` or ``acall(ip, port, call, timeout=None)``: call
         ``call`` (``"name"`` or ``["name", args...]``) on the node:
         ``(True, [results])`` or ``(False, "message")``."""
         node, args = node_args(node, args, "acall", 2)
+        if call is not NO_CALL:
+            if args:
+                raise TypeError("acall() got the call both by position and as call=")
+            args = (call,)
         if not args:
             raise TypeError("acall() needs the call: acall(node, call, timeout=None)")
         call = args[0]
@@ -125,23 +132,24 @@ class ClientAPI:
             return False, payload
         return results_of(payload)
 
-    def call(self, node, *args, timeout=None):
+    def call(self, node, *args, call=NO_CALL, timeout=None):
         """``call(node, call, timeout=None)`` (or ``call(ip, port, ...)``): the result of the
         remote call: one value, a tuple for several, None for none or on failure (use
         :meth:`acall` to tell a failure from a None result)."""
-        ok, results = self.acall(node, *args, timeout=timeout)
+        ok, results = self.acall(node, *args, call=call, timeout=timeout)
         if not ok or not results:
             return None
         if len(results) == 1:
             return results[0]
         return tuple(results)
 
-    def ecall(self, node, *args, timeout=None):
+    def ecall(self, node, *args, call=NO_CALL, timeout=None):
         """Like :meth:`call`, but a failure raises :class:`splay.RPCError`
         (:class:`splay.RPCTimeout` for a timeout)."""
         node, args = node_args(node, args, "ecall", 2)
-        call = args[0] if args else None
-        ok, results = self.acall(node, *args, timeout=timeout)
+        ok, results = self.acall(node, *args, call=call, timeout=timeout)
+        if call is NO_CALL:
+            call = args[0] if args else None
         if not ok:
             if results == "timeout":
                 raise RPCTimeout(f"{self.mode} call {call!r:.80} to {node!r}: timeout")
