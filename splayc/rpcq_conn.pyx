@@ -16,7 +16,13 @@ driver likewise refills the window in one write once it has read every reply alr
 When the connection is lost while messages remain, the driver reconnects and sends the messages
 that had no reply again (at least once, as the original rpcq). A connect failure fails at once the
 messages that were never sent; messages that were in flight are retried every
-``reconnect_interval`` seconds until their own timeouts.
+``reconnect_interval`` seconds until their own timeouts, except when the peer refuses the
+connection (nothing listens there any more): then every message fails at once.
+
+The socket keeps reading while the connection is idle, so an end of stream or a reset from the
+peer is recorded as it arrives (:attr:`Connection.peer_gone`). A call on such a connection never
+writes to it: the connection is dropped and the call goes out on a fresh one, which fails at once
+with "connection refused" when the peer's server is gone.
 """
 from libc.stdint cimport uint64_t
 
@@ -97,6 +103,15 @@ cdef class Connection:
         """True while the TCP connection is up."""
         return self.state == CONNECTED
 
+    @property
+    def peer_gone(self):
+        """True when the peer closed or reset the open connection (seen by its idle reader)."""
+        return self._peer_gone()
+
+    cdef bint _peer_gone(self):
+        return self.state == CONNECTED and self.sock is not None and \
+            (self.sock.eof or self.sock.read_err != 0)
+
     def call(self, dict request, double timeout):
         """Send ``request`` (a dict; its ``"n"`` is set here) and wait for its reply.
 
@@ -119,6 +134,9 @@ cdef class Connection:
             return (False, f"cannot encode the call: {exc}")
         m.deadline = deadline_after(timeout)
         m.task = me
+        if not self.in_flight and self._peer_gone():
+            # The request was never written on the dead connection: it goes out on a fresh one.
+            self._lost("closed by the peer")
         self.queue.append(m)
         try:
             if self.state == CONNECTED:
@@ -294,12 +312,14 @@ cdef class Connection:
             return True
         self.state = DISCONNECTED
         error = s.error
-        # Messages never sent fail now; messages whose fate is unknown wait for a reconnection.
+        # Messages never sent fail now; messages whose fate is unknown wait for a reconnection,
+        # unless nothing listens at the peer's address any more.
+        refused = error == "connection refused"
         retry = False
         for q in list(self.queue):
             if q.done:
                 continue
-            if q.was_sent:
+            if q.was_sent and not refused:
                 retry = True
             else:
                 self.queue.remove(q)

@@ -274,6 +274,7 @@ cdef class TCP(SocketBase):
             self.in_q.clear()
         self.state = TCP_CLOSED
         self.reading = False
+        self.rstart = self.rend = self.scan_from = 0   # a closed socket returns no buffered data
         self._close_handles()              # pending writes end with ECANCELED
         return was_open
 

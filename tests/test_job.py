@@ -1,4 +1,5 @@
 """splay.job: the Job object, its JSON form (SPLAY_JOB) and the nodes file it re-reads on churn."""
+import importlib
 import json
 import os
 import time
@@ -7,6 +8,7 @@ import pytest
 
 from splay import Node
 from splay.job import ENV_VAR, Job
+from support_log import check_module_logger
 
 NODES = [Node("127.0.0.1", 20000 + i) for i in range(5)]
 
@@ -198,3 +200,7 @@ def test_start_list_older_than_the_nodes_file_is_replaced(tmp_path):
                nodes_file=str(path))
     view = rand.nodes()
     assert NODES[0] not in view and NODES[2] not in view and len(view) == 2
+
+
+def test_module_logger_l_o():
+    check_module_logger(importlib.import_module("splay.job"), "job")

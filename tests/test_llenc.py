@@ -172,6 +172,30 @@ def test_wrap_refuses_too_long_block_and_keeps_serving():
     assert _serve(handler, [too_long, fine]) == [None, b"ok:short"]
 
 
+def test_too_long_block_error_is_accurate_and_the_rest_is_not_read():
+    errors = []
+
+    def handler(conn):
+        s = llenc.wrap(conn)
+        llenc.l_o.out = lambda line: None
+        try:
+            for _ in range(2):              # the second receive must not parse the first's body
+                errors.append((s.receive(max_length=10), s.error))
+        finally:
+            llenc.l_o.out = None
+
+    def too_long(port):
+        raw = socket.connect("127.0.0.1", port)
+        raw.send(llenc.frame(b"x" * 11) + llenc.frame(b"ok"))
+        data = raw.receive(1)
+        raw.close()
+        return data
+
+    assert _serve(handler, [too_long]) == [None]
+    assert errors[0] == (None, "block too long (11 > 10)")
+    assert errors[1] == (None, "closed")
+
+
 def test_wrap_protocol_error_closes_logs_and_keeps_serving():
     from splay import log
     lines = []

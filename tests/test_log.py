@@ -113,7 +113,9 @@ def test_write_returning_none_skips_the_line(captured):
     assert captured == ["E: kept"]
 
 
-@pytest.mark.parametrize("name", ["benc", "llenc", "enc", "bits", "misc", "log"])
+@pytest.mark.parametrize("name", ["benc", "llenc", "enc", "bits", "misc", "log", "events", "socket",
+                                  "rpc", "urpc", "rpcq", "net", "out", "utils", "job",
+                                  "restricted_io", "restricted_socket"])
 def test_every_module_has_its_l_o(name, captured):
     module = importlib.import_module(f"splay.{name}")
     assert isinstance(module.l_o, log.Logger)
@@ -136,3 +138,4 @@ def test_print_output_flushes(capfd):
     f = out.print()
     f("line one")
     assert capfd.readouterr().out == "line one\n"
+

@@ -168,7 +168,8 @@ def test_initialize_returning_false_closes_the_connection():
     started = []
 
     def main():
-        net.server(port, {"initialize": lambda s: False, "receive": lambda s: started.append(1)})
+        net.server(port, {"initialize": lambda s: False, "receive": lambda s: started.append(1),
+                          "finalize": lambda s: started.append("finalize")})
         c = connect(port)
         r = c.receive()
         net.stop_server(port)
@@ -288,3 +289,28 @@ def test_exit_stops_net_servers_and_udp_helpers():
     def after():
         return socket.connect("127.0.0.1", tport), socket.last_error
     assert run(after) == (None, "connection refused")
+
+
+def test_client_accepts_ip_and_port_as_two_arguments():
+    port = free_port()
+    got = []
+
+    def main():
+        net.server(port, echo_server)
+        ok = net.client("127.0.0.1", port, {
+            "initialize": lambda s: s.send(b"two args\n") and None,
+            "receive": lambda s: got.append(s.receive())})
+        wait_until(lambda: got)
+        net.stop_server(port)
+        return ok
+    assert run(main) is True
+    assert got == [b"two args"]
+
+
+def test_client_without_handlers_is_refused():
+    def main():
+        with pytest.raises(TypeError, match="needs the handlers"):
+            net.client("127.0.0.1", free_port())
+        with pytest.raises(TypeError, match="at most 1 more"):
+            net.client(("127.0.0.1", free_port()), {}, {})
+    run(main)

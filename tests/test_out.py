@@ -3,8 +3,11 @@ import queue
 import socket as stdsocket
 import threading
 
+import pytest
+
 from splay import events, log, out
 from splay import socket as coop_socket
+from support_log import check_module_logger
 
 
 def test_file_appends_lines(tmp_path):
@@ -174,3 +177,19 @@ def test_network_inside_splay_threads_reconnects_without_losing_lines():
         server.close()
     events.run(main)
     assert received == [b"one", b"two"]
+
+
+def test_module_logger_l_o():
+    check_module_logger(out, "out")
+
+
+def test_file_with_a_bad_path_fails_at_creation(tmp_path):
+    missing = tmp_path / "no-such-dir" / "log.txt"
+    with pytest.raises(OSError, match="out.file: cannot open .*no-such-dir.*writable directory"):
+        out.file(str(missing))
+    with pytest.raises(OSError, match="cannot open"):
+        out.file(str(tmp_path))                    # a directory
+    f = out.file(str(tmp_path / "ok.txt"))         # a good path still works afterwards
+    f("line")
+    f.close()
+    assert (tmp_path / "ok.txt").read_text() == "line\n"

@@ -6,6 +6,7 @@ import pytest
 
 import splay
 from splay import restricted_io as rio
+from support_log import check_module_logger
 
 
 def disk_usage(directory):
@@ -297,3 +298,7 @@ def test_random_operations_keep_the_total_equal_to_the_disk(tmp_path):
         assert total == disk_usage(directory) <= 5000
         assert files == len(os.listdir(directory)) <= 6
     assert refused > 0                                  # the limits were really exercised
+
+
+def test_module_logger_l_o():
+    check_module_logger(rio, "restricted_io")

@@ -5,6 +5,7 @@ Each test runs its code as a thread of a small node object carrying its own poli
 process-wide default (except the one that checks ``init`` and resets it). The hostile jobs at the
 end run through the real node runner with their limits in SPLAY_JOB.
 """
+import importlib
 import json
 import os
 import pathlib
@@ -18,6 +19,7 @@ from splay import events, restricted_socket, socket
 from splay.job import ENV_VAR
 from splay import utils
 from splayc import accounting, hub
+from support_log import check_module_logger
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -709,3 +711,7 @@ def test_in_process_nodes_get_their_own_policy_from_their_jobs(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = sorted(line.split("\x1f")[-1] for line in out.stdout.splitlines() if "opened" in line)
     assert lines == ["node 0 opened 2 2", "node 1 opened 3 3"]
+
+
+def test_module_logger_l_o():
+    check_module_logger(importlib.import_module("splay.restricted_socket"), "restricted_socket")

@@ -430,3 +430,68 @@ def test_manual_recursive_find_callback():
         return waiter["dest"]
     ok, dest = run(main)
     assert ok is True and dest == me and 0 <= ns["count"] <= 20
+
+
+def test_ip_and_port_as_two_arguments(peer):
+    mod, node = peer
+    ip, port = node["ip"], node["port"]
+
+    def main():
+        return (mod.acall(ip, port, ["concat", "one", "two"]),
+                mod.acall(ip, port, ["concat", "a", "b"], 10),
+                mod.call(ip, port, ["concat", "c", "d"], timeout=10),
+                mod.ecall(ip, port, "var"),
+                mod.ping(ip, port, 10) is not None,
+                mod.proxy(ip, port, 10).concat("e", "f"),
+                mod.acall(node, call=["concat", "g", "h"], timeout=10))
+    assert run(main) == ((True, ["onetwo"]), (True, ["ab"]), "cd", 5, True, "ef", (True, ["gh"]))
+
+
+def test_too_many_arguments_are_refused(peer):
+    mod, node = peer
+
+    def main():
+        with pytest.raises(TypeError, match="at most 2 more"):
+            mod.acall(node, "var", 10, "extra")
+        with pytest.raises(TypeError, match="needs the call"):
+            mod.acall(node["ip"], node["port"])
+        with pytest.raises(TypeError, match="both by position and as call="):
+            mod.call(node, "var", call="var")
+        return mod.call(node, "var")                 # still served
+    assert run(main) == 5
+
+
+def test_failed_ping_logs_its_reason():
+    lines = []
+    saved = rpc.l_o.out, rpc.l_o.level
+    rpc.l_o.out, rpc.l_o.level = lines.append, 1
+
+    def main():
+        return rpc.ping("127.0.0.1", free_port(), 5)
+    try:
+        assert run(main) is None
+    finally:
+        rpc.l_o.out, rpc.l_o.level = saved
+    assert any("ping" in line and "connection refused" in line for line in lines), lines
+
+
+def test_rpc_call_to_a_killed_or_stopped_peer_fails_at_once(tmp_path):
+    app = start_rpc_app(tmp_path, "def echo(x):\n    return x\n")
+    node = ("127.0.0.1", app.rpc_port)
+    own = free_port()
+
+    def main():
+        first = rpc.acall(node, ["echo", 1], 20)
+        app.stop()                                   # SIGKILL
+        start = time.monotonic()
+        killed = rpc.acall(node, ["echo", 2], 20)
+        rpc.server(own, namespace={"v": 1})
+        rpc.stop_server(own)
+        stopped = rpc.acall(("127.0.0.1", own), "v", 20)
+        return first, killed, stopped, time.monotonic() - start
+    try:
+        first, killed, stopped, took = run(main)
+    finally:
+        app.stop()
+    assert first == (True, [1])
+    assert killed == stopped == (False, "connection refused") and took < 5

@@ -1,4 +1,8 @@
 """splay.rpcq specifics: the window, message matching, idle and LRU closing, reconnection."""
+import os
+import pathlib
+import subprocess
+import sys
 import time
 
 import pytest
@@ -6,6 +10,8 @@ import pytest
 from splay import events, rpcq
 from lua_peer import AppProcess, free_port
 from support_events import restored_settings, run
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -111,8 +117,7 @@ def test_lost_connection_reconnects_and_resends(settings):
         t = events.thread(lambda: result.setdefault("r", rpcq.acall(node, ["slow", 0.2], 10)))
         events.sleep(0.05)
         rpcq.stop_server(port)            # drops the connection with the call in flight
-        events.sleep(0.2)                 # the caller retries while nothing listens
-        rpcq.server(port, namespace=ns)
+        rpcq.server(port, namespace=ns)   # a new server listens before the caller reconnects
         t.join()
         after = rpcq.call(node, ["echo", "again"])
         rpcq.stop_server(port)
@@ -214,3 +219,139 @@ def test_idle_connection_closed_by_the_server_is_reopened(settings):
         rpcq.stop_server(port)
         return first, second
     assert run(main) == ("first", (True, ["second"]))
+
+
+PEER_APP = '''
+import sys
+from splay import events, rpcq
+port = int(sys.argv[1])
+
+def echo(x):
+    return x
+
+def hang():
+    events.sleep(60)
+
+def main():
+    rpcq.server(port)
+    print("ready", flush=True)
+
+events.run(main)
+'''
+
+
+def _idle_connection_dropped(node):
+    """Wait (up to 10 s) until the pool no longer lists a connection to ``node``."""
+    for _ in range(1000):
+        if not any((c.ip, c.port) == node for c in rpcq.connections()):
+            return True
+        events.sleep(0.01)
+    return False
+
+
+def test_pooled_connection_to_a_killed_peer_fails_at_once(tmp_path):
+    port = free_port()
+    app = AppProcess(tmp_path, PEER_APP, args=(port,)).start()
+    node = ("127.0.0.1", port)
+
+    def main():
+        first = rpcq.acall(node, ["echo", 1], 20)
+        app.stop()                                  # SIGKILL: the kernel closes its sockets
+        dropped = _idle_connection_dropped(node)
+        start = time.monotonic()
+        second = rpcq.acall(node, ["echo", 2], 20)
+        return first, dropped, second, time.monotonic() - start
+    try:
+        first, dropped, second, took = run(main)
+    finally:
+        app.stop()
+    assert first == (True, [1]) and dropped
+    assert second == (False, "connection refused") and took < 5
+
+
+def test_call_in_flight_when_the_peer_is_killed_fails_at_once(tmp_path):
+    port = free_port()
+    app = AppProcess(tmp_path, PEER_APP, args=(port,)).start()
+    node = ("127.0.0.1", port)
+
+    def main():
+        result = {}
+        start = time.monotonic()
+        t = events.thread(lambda: result.setdefault("r", rpcq.acall(node, "hang", 20)))
+        events.sleep(0.2)
+        app.stop()                                  # SIGKILL with the call in flight
+        t.join()
+        return result["r"], time.monotonic() - start
+    try:
+        r, took = run(main)
+    finally:
+        app.stop()
+    assert r == (False, "connection refused") and took < 5
+
+
+def test_pooled_connection_to_a_stopped_server_fails_at_once():
+    port = free_port()
+
+    def main():
+        rpcq.server(port, namespace={"v": "here"})
+        node = ("127.0.0.1", port)
+        first = rpcq.call(node, "v")
+        rpcq.stop_server(port)                       # closes the listening socket and the peer
+        start = time.monotonic()
+        second = rpcq.acall(node, "v", 20)           # whether or not the EOF was seen yet
+        return first, second, time.monotonic() - start
+    first, second, took = run(main)
+    assert first == "here"
+    assert second == (False, "connection refused") and took < 5
+
+
+PARTITION_APP = '''
+import time
+from splay import events, rpcq
+from splay.base import job
+
+def echo(x):
+    return x
+
+def main():
+    rpcq.server(job.me)
+    if job.position == 0:
+        epoch = job.settings["partition_epoch"]
+        peer = job.nodes()[1]
+        events.sleep(0.6)
+        print("before", rpcq.acall(peer, ["echo", 1], 5), flush=True)
+        events.sleep(max(0.0, 2.0 - (time.time() - epoch)))
+        start = time.monotonic()
+        r = rpcq.acall(peer, ["echo", 2], 20)           # during the cut
+        print("during", r, "%.2f" % (time.monotonic() - start), flush=True)
+        events.sleep(max(0.0, 3.5 - (time.time() - epoch)))
+        print("after", rpcq.acall(peer, ["echo", 3], 5), flush=True)
+    else:
+        events.sleep(4.5)
+    events.exit()
+
+events.run(main)
+'''
+
+
+def test_call_across_an_emulated_partition_fails_at_once_and_works_after_the_heal(tmp_path):
+    """The emulation's cut breaks the pooled connection and refuses new ones (docs/emulation.md):
+    a call during the cut fails at once with "connection refused", not after its timeout, and
+    calls work again once the cut heals."""
+    from splay.deploy.testbed import free_port_range
+    (tmp_path / "app.py").write_text(PARTITION_APP)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), str(ROOT)]))
+    out = subprocess.run([sys.executable, "-m", "splay.cli", "run", "app.py", "-n", "2",
+                          "--in-process", "--first-port", str(free_port_range(2)),
+                          "--partition", "0|1@1.5-3"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = {}
+    for line in out.stdout.splitlines():
+        words = line.split("] ", 1)[-1].split()         # lines come as "[node 0] before ..."
+        if words and words[0] in ("before", "during", "after"):
+            lines[words[0]] = " ".join(words)
+    assert "(True, [1])" in lines["before"], out.stdout
+    assert "(False, 'connection refused')" in lines["during"], out.stdout
+    assert float(lines["during"].split()[-1]) < 5
+    assert "(True, [3])" in lines["after"], out.stdout

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from splay import Node, NotInThread, events, socket
+from lua_peer import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -197,6 +198,32 @@ def test_partial_data_after_close_is_kept_on_partial():
         return b.receive(100), b.error, b.partial, b.receive(1), b.error
 
     assert run_main(main) == (None, "closed", b"only 7!", None, "closed")
+
+
+def test_closed_socket_returns_no_buffered_data():
+    def main(threads):
+        a, b = pair(threads)
+        a.send(b"one\ntwo\n")
+        first = b.receive()                 # "two" is now buffered on b
+        b.close()
+        return first, b.receive(), b.error, b.receive(3), b.error
+
+    assert run_main(main) == (b"one", None, "closed", None, "closed")
+
+
+def test_module_logger_l_o():
+    lines = []
+    saved = socket.l_o.out, socket.l_o.level
+    socket.l_o.out, socket.l_o.level = lines.append, 1
+    try:
+        def main(threads):
+            return socket.connect("127.0.0.1", free_port())
+        assert run_main(main) is None
+    finally:
+        socket.l_o.out, socket.l_o.level = saved
+    assert socket.l_o.level == 3 and socket.l_o.prefix == "[socket]"
+    assert len(lines) == 1 and lines[0].startswith("[socket] D: connect") and \
+        "connection refused" in lines[0]
 
 
 # ------------------------------------------------------------------------------------- timeouts

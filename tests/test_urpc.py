@@ -126,3 +126,20 @@ def test_calls_of_a_node_share_one_socket():
     results, n_sockets = run(main)
     assert results == list(range(200))
     assert n_sockets == 1
+
+
+def test_call_to_a_stopped_server_times_out():
+    """urpc's shared, unconnected UDP socket cannot see ICMP port unreachable (Linux reports it
+    only to connected sockets): a call to a dead peer ends at its timeout (docs/rpc.md)."""
+    port = free_port(SOCK_DGRAM)
+
+    def main():
+        urpc.server(port, namespace={"v": 1})
+        first = urpc.acall(("127.0.0.1", port), "v", 10)
+        urpc.stop_server(port)
+        start = time.monotonic()
+        second = urpc.acall(("127.0.0.1", port), "v", 1)
+        return first, second, time.monotonic() - start
+    first, second, took = run(main)
+    assert first == (True, [1])
+    assert second == (False, "timeout") and 0.9 <= took < 10

@@ -9,6 +9,7 @@ import pytest
 
 from splay import Node, utils
 from splay.job import Job
+from support_log import check_module_logger
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -114,3 +115,7 @@ def test_splay_job_stays_none_after_importing_utils():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), str(ROOT)])))
     assert out.stdout.strip() == "True", out.stderr
+
+
+def test_module_logger_l_o():
+    check_module_logger(utils, "utils")

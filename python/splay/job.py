@@ -27,9 +27,13 @@ import os
 import random as _random
 import time
 
+from . import log as _log
 from .node import as_node
 
 __all__ = ["Job", "ENV_VAR", "LIST_TYPES"]
+
+#: This module's logger (a ``splay.log`` object, level warning) that users may tune.
+l_o = _log.module_logger("job")
 
 #: The environment variable that carries a node's job (a JSON object) into its process.
 ENV_VAR = "SPLAY_JOB"

@@ -1,6 +1,6 @@
 """splay.llenc: whole blocks over a stream socket (the manual's ``splay.llenc``).
 
-A block travels as ``<decimal length>\\n<payload>`` (WIRE.md). ``wrap(sock)`` returns a socket whose
+A block travels as ``<decimal length>\\n<payload>`` (docs/wire.md). ``wrap(sock)`` returns a socket whose
 ``send`` and ``receive`` exchange whole blocks; every other attribute is the wrapped socket's::
 
     s = llenc.wrap(sock)

@@ -4,10 +4,10 @@ splay.net).
 * :func:`server` — ``handler`` is a function of the accepted socket (the socket is closed when it
   returns), or callbacks: a dict ``{"receive", "send", "initialize", "finalize"}`` (all optional)
   or a list in that order. ``initialize(s, connect)`` runs first; returning ``False`` closes the
-  connection. Then ``receive`` and ``send`` run in two threads; when one ends the other is killed.
+  connection (and ``finalize`` does not run). Then ``receive`` and ``send`` run in two threads; when one ends the other is killed.
   ``finalize(s, connect)`` runs last, before the socket is closed. ``connect`` is True on the side
   that opened the connection (:func:`client`). A callback may take only the socket.
-* :func:`client` — connect to a node and run the same callbacks with ``connect=True``.
+* :func:`client` — connect to a node (or ``client(ip, port, handlers)``) and run the same callbacks with ``connect=True``.
 * :func:`udp_helper` — a UDP socket bound to a port whose datagrams go to ``handler(data, ip,
   port)`` (a thread per datagram), or are fired as the event ``"udp:<port>"``.
 
@@ -19,7 +19,7 @@ from splayc.rpc_fast import spawn, track, untrack
 
 from . import events, socket
 from . import log as _log
-from .node import address
+from .node import address, node_args
 from .rpc_core.server import Registry, TCPServer
 
 __all__ = ["server", "client", "stop_server", "udp_helper", "UDPHelper", "l_o"]
@@ -75,12 +75,17 @@ def _callbacks(handlers):
 
 
 def _run_callbacks(s, cbs, connect):
-    """initialize, then receive and send (the first to end kills the other), then finalize."""
+    """initialize, then receive and send (the first to end kills the other), then finalize.
+
+    ``initialize`` returning False closes the socket at once: finalize does not run (as in the
+    original, finalize ends a connection that was started)."""
     threads = []
+    started = False
     try:
         init = cbs.get("initialize")
         if init is not None and init(s, connect) is False:
             return
+        started = True
         pair = [cbs[name] for name in ("receive", "send") if name in cbs]
 
         def run(cb):
@@ -100,7 +105,7 @@ def _run_callbacks(s, cbs, connect):
                 events.kill(t)
         final = cbs.get("finalize")
         try:
-            if final is not None:
+            if final is not None and started:
                 final(s, connect)
         finally:
             s.close()
@@ -131,12 +136,16 @@ def stop_server(port):
     return _servers.stop(port)
 
 
-def client(node, handlers):
-    """Connect to ``node`` and run the callbacks (``connect`` is True) in a new thread.
+def client(node, *args):
+    """``client(node, handlers)`` or ``client(ip, port, handlers)``: connect to the node and run
+    the callbacks (``connect`` is True) in a new thread.
 
     Returns True once connected, or None when the connection failed (logged with the reason).
     """
-    cbs = _callbacks(handlers)
+    node, args = node_args(node, args, "client", 1)
+    if not args:
+        raise TypeError("net.client() needs the handlers: client(node, handlers)")
+    cbs = _callbacks(args[0])
     s = socket.connect(node)
     if s is None:
         l_o.notice(f"net.client: cannot connect to {node!r}: {socket.last_error}")

@@ -6,7 +6,7 @@ node (or a port) accepts all three through :func:`address`.
 """
 from collections import namedtuple
 
-__all__ = ["Node", "address", "as_node"]
+__all__ = ["Node", "address", "as_node", "node_args"]
 
 
 class Node(namedtuple("Node", ["ip", "port"])):
@@ -81,3 +81,23 @@ def address(node_or_ip, port=None, default_ip="127.0.0.1"):
 def as_node(node_or_ip, port=None):
     """The :class:`Node` for any accepted node form."""
     return Node(*address(node_or_ip, port))
+
+
+def node_args(first, rest, function, most):
+    """SPLAY's ``<ip, port>`` argument: ``f(node, ...)`` or ``f(ip, port, ...)``.
+
+    The two-argument form is an ip (``str``) followed by a port (``int``); a lone string is never a
+    node, so the forms cannot be confused. Returns ``(node, rest)`` with the other positional
+    arguments (at most ``most`` of them; ``function`` names the call in the error).
+
+    >>> node_args("127.0.0.1", (20000, "f"), "call", 2)
+    (('127.0.0.1', 20000), ('f',))
+    >>> node_args({"ip": "127.0.0.1", "port": 20000}, ("f",), "call", 2)
+    ({'ip': '127.0.0.1', 'port': 20000}, ('f',))
+    """
+    if type(first) is str and rest and type(rest[0]) is int:
+        first, rest = (first, rest[0]), rest[1:]
+    if len(rest) > most:
+        raise TypeError(f"{function}() takes a node (or ip, port) and at most {most} more "
+                        f"arguments, got {len(rest)}")
+    return first, rest

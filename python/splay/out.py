@@ -32,10 +32,15 @@ def print():  # noqa: A001 - the manual's name
 def file(name):
     """A function that appends its argument and a newline to the file ``name``.
 
-    The file is opened at the first line and kept open; each line is flushed at once so that a
-    crash loses nothing already logged.
+    The file is opened here (a path that cannot be opened for appending raises ``OSError`` now,
+    not at the first line) and kept open; each line is flushed at once so that a crash loses
+    nothing already logged.
     """
-    handle = None
+    try:
+        handle = _builtins.open(name, "a", encoding="utf-8")
+    except OSError as exc:
+        raise OSError(exc.errno, f"out.file: cannot open {name!r} for appending: "
+                      f"{exc.strerror or exc}; give a path in a writable directory") from exc
 
     def output(line):
         nonlocal handle
@@ -198,3 +203,13 @@ def network(ip, port=None):
     if host == "localhost":
         host = "127.0.0.1"
     return NetworkOutput(host, p)
+
+
+def __getattr__(name):
+    """``out.l_o``, this module's logger, made on first use: splay.log imports this module to
+    build its default output, so the logger cannot be made while this module loads."""
+    if name == "l_o":
+        from . import log
+        globals()["l_o"] = log.module_logger("out")
+        return globals()["l_o"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

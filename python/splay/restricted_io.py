@@ -34,9 +34,14 @@ import threading
 
 from splayc.errors import Restricted
 
+from . import log as _log
+
 __all__ = ["init", "open", "close", "lines", "type", "tmpfile", "remove", "rename", "exists",
            "popen", "read", "write", "real_path", "limits", "stats", "infos",
            "stdin", "stdout", "stderr"]
+
+#: This module's logger (a ``splay.log`` object, level warning) that users may tune.
+l_o = _log.module_logger("restricted_io")
 
 # Python's builtin open, kept before this module's own ``open`` shadows it.
 _builtin_open = open

@@ -52,8 +52,13 @@ import math
 from splayc import accounting as _accounting
 from splayc.hub import current_node as _current_node
 
+from . import log as _log
+
 __all__ = ["init", "policy", "seal", "is_sealed", "SETTINGS", "new_policy", "has_settings",
            "settings_of"]
+
+#: This module's logger (a ``splay.log`` object, level warning) that users may tune.
+l_o = _log.module_logger("restricted_socket")
 
 #: The setting names ``init`` reads.
 SETTINGS = ("max_send", "max_receive", "max_sockets", "start_port", "end_port", "local_ip",

@@ -12,7 +12,7 @@ onetwo
 
 Every call connects, sends one llenc block holding the benc request
 ``{"type": "call", "call": ["concat", "one", "two"]}``, reads one block holding the result list and
-closes: the bytes of Lua SPLAY (WIRE.md), so Python and Lua nodes call each other. A failed call
+closes: the bytes of Lua SPLAY (docs/wire.md), so Python and Lua nodes call each other. A failed call
 gets ``{"error": message}`` from a Python server (a Lua caller reads it as no result); a Lua
 server closes without a reply (Python callers see "closed").
 

@@ -6,7 +6,7 @@ order, at most ``settings["window_size"]`` are in flight, and replies are matche
 number. A connection unused for ``clean_timeout`` seconds is closed; when more than
 ``max_connections`` are open, the least recently used idle one is closed first; a connection lost
 while messages remain reconnects (every ``reconnect_interval`` seconds) and sends again the
-messages that got no reply. Wire format (WIRE.md): llenc blocks of benc,
+messages that got no reply. Wire format (docs/wire.md): llenc blocks of benc,
 ``{"type": "call", "n": 1, "call": [...]}`` answered by ``{"reply": [results], "n": 1}``.
 
 >>> from splay import events, rpcq
@@ -65,9 +65,9 @@ def _node_key():
 
 
 def _clean(now):
-    """Close connections idle for longer than clean_timeout."""
+    """Close connections idle for longer than clean_timeout, and idle ones the peer closed."""
     limit = now - float(settings["clean_timeout"])
-    for conn in [c for c in _pool.values() if c.last_used < limit]:
+    for conn in [c for c in _pool.values() if c.last_used < limit or c.peer_gone]:
         conn.close_if_idle()
 
 
@@ -98,6 +98,8 @@ def _connection(ip, port):
         _clean(now)
     key = (_node_key(), ip, port)
     conn = _pool.get(key)
+    if conn is not None and conn.peer_gone and conn.close_if_idle():
+        conn = None                      # the peer closed it while it was idle
     if conn is None:
         _make_room()
         conn = Connection(ip, port, int(settings["window_size"]),
@@ -130,5 +132,9 @@ stop_server = _module.tcp_stop_server()
 
 
 def connections():
-    """The open client connections (for inspection and tests), least recently used first."""
+    """The open client connections (for inspection and tests), least recently used first.
+
+    An idle connection that its peer closed or reset is dropped here rather than listed."""
+    for conn in [c for c in _pool.values() if c.peer_gone]:
+        conn.close_if_idle()
     return list(_pool.values())

@@ -38,11 +38,16 @@ from splayc import accounting as _accounting
 from splayc.tcp import TCP, select as _select
 from splayc.udp import UDP
 
+from . import log as _log
+
 __all__ = ["tcp", "udp", "bind", "connect", "select", "gettime", "sleep", "dns", "last_error",
            "infos", "limits", "stats", "TCP", "UDP"]
 
 #: The error message of the last failed :func:`connect` or :func:`bind` (None after a success).
 last_error = None
+
+#: This module's logger (level warning); failed connects are written at debug level.
+l_o = _log.module_logger("socket")
 
 
 def tcp():
@@ -100,6 +105,8 @@ def connect(address, port=None):
         return s
     last_error = s.error
     s.close()
+    if l_o.level <= _log.DEBUG:
+        l_o.debug(f"connect {address!r}{'' if port is None else ', ' + repr(port)}: {last_error}")
     return None
 
 

@@ -17,9 +17,13 @@ import sys
 
 import splay
 
+from . import log as _log
 from .job import Job
 
 __all__ = ["generate_job", "local_nodes", "job_from_argv"]
+
+#: This module's logger (a ``splay.log`` object, level warning) that users may tune.
+l_o = _log.module_logger("utils")
 
 # Importing the submodule ``splay.job`` makes Python bind the package attribute ``splay.job`` to
 # the module object; that attribute is reserved for the process's Job (None when not launched).

@@ -10,11 +10,14 @@ import time
 from splayc.errors import RPCError, RPCTimeout
 
 from splay import events
-from splay.node import Node, address
+from splay.node import Node, address, node_args
 
 from .dispatch import as_call_list
 
 __all__ = ["ClientAPI", "Proxy", "results_of"]
+
+#: The default of the keyword ``call=``: the call is then the positional argument after the node.
+NO_CALL = object()
 
 
 def results_of(payload):
@@ -60,8 +63,9 @@ class Proxy:
 class ClientAPI:
     """The calling side of one RPC mode; its bound methods are the module's functions."""
 
-    def __init__(self, mode, settings, transport):
+    def __init__(self, mode, settings, transport, log=None):
         self.mode = mode
+        self.log = log
         self.settings = settings
         self.transport = transport
         self._gate = None
@@ -105,9 +109,20 @@ class ClientAPI:
         finally:
             gate.unlock()
 
-    def acall(self, node, call, timeout=None):
-        """Call ``call`` (``"name"`` or ``["name", args...]``) on ``node``:
+    def acall(self, node, *args, call=NO_CALL, timeout=None):
+        """``acall(node, call, timeout=None)`` or ``acall(ip, port, call, timeout=None)``: call
+        ``call`` (``"name"`` or ``["name", args...]``) on the node:
         ``(True, [results])`` or ``(False, "message")``."""
+        node, args = node_args(node, args, "acall", 2)
+        if call is not NO_CALL:
+            if args:
+                raise TypeError("acall() got the call both by position and as call=")
+            args = (call,)
+        if not args:
+            raise TypeError("acall() needs the call: acall(node, call, timeout=None)")
+        call = args[0]
+        if len(args) == 2:
+            timeout = args[1]
         try:
             call = as_call_list(list(call) if type(call) is tuple else call)
         except ValueError as exc:
@@ -117,20 +132,24 @@ class ClientAPI:
             return False, payload
         return results_of(payload)
 
-    def call(self, node, call, timeout=None):
-        """The result of the remote call: one value, a tuple for several, None for none or on
-        failure (use :meth:`acall` to tell a failure from a None result)."""
-        ok, results = self.acall(node, call, timeout)
+    def call(self, node, *args, call=NO_CALL, timeout=None):
+        """``call(node, call, timeout=None)`` (or ``call(ip, port, ...)``): the result of the
+        remote call: one value, a tuple for several, None for none or on failure (use
+        :meth:`acall` to tell a failure from a None result)."""
+        ok, results = self.acall(node, *args, call=call, timeout=timeout)
         if not ok or not results:
             return None
         if len(results) == 1:
             return results[0]
         return tuple(results)
 
-    def ecall(self, node, call, timeout=None):
+    def ecall(self, node, *args, call=NO_CALL, timeout=None):
         """Like :meth:`call`, but a failure raises :class:`splay.RPCError`
         (:class:`splay.RPCTimeout` for a timeout)."""
-        ok, results = self.acall(node, call, timeout)
+        node, args = node_args(node, args, "ecall", 2)
+        ok, results = self.acall(node, *args, call=call, timeout=timeout)
+        if call is NO_CALL:
+            call = args[0] if args else None
         if not ok:
             if results == "timeout":
                 raise RPCTimeout(f"{self.mode} call {call!r:.80} to {node!r}: timeout")
@@ -141,14 +160,27 @@ class ClientAPI:
             return results[0]
         return tuple(results)
 
-    def ping(self, node, timeout=None):
-        """The round-trip time to ``node`` in seconds, or None when it does not answer."""
+    def ping(self, node, *args, timeout=None):
+        """``ping(node, timeout=None)`` or ``ping(ip, port, timeout=None)``: the round-trip time
+        to the node in seconds, or None when it does not answer (the reason is logged at
+        notice level on the module's ``l_o``)."""
+        node, args = node_args(node, args, "ping", 1)
+        if args:
+            timeout = args[0]
         start = time.monotonic()
         ok, payload = self._exchange(node, {"type": "ping"}, timeout)
         if not ok or not payload or (isinstance(payload, dict) and "error" in payload):
+            # The API returns None here (never a truthy tuple); the reason goes to the log.
+            if self.log is not None:
+                reason = payload if not ok else f"invalid reply {payload!r:.100}"
+                self.log.notice(f"{self.mode} ping {node!r} failed: {reason}")
             return None
         return time.monotonic() - start
 
-    def proxy(self, node, timeout=None):
-        """An object whose attribute calls are :meth:`ecall`\\ s: ``proxy(n).concat("a", "b")``."""
+    def proxy(self, node, *args, timeout=None):
+        """``proxy(node, timeout=None)`` or ``proxy(ip, port, timeout=None)``: an object whose
+        attribute calls are :meth:`ecall`\\ s: ``proxy(n).concat("a", "b")``."""
+        node, args = node_args(node, args, "proxy", 1)
+        if args:
+            timeout = args[0]
         return Proxy(self, node, timeout)

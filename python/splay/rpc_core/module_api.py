@@ -50,7 +50,7 @@ class ModeModule:
     def client_functions(self, transport):
         """``(acall, call, ecall, ping, proxy)`` over ``transport(ip, port, request, timeout)``
         (see :mod:`.client_api`)."""
-        api = ClientAPI(self.mode, self.settings, transport)
+        api = ClientAPI(self.mode, self.settings, transport, self.log)
         return api.acall, api.call, api.ecall, api.ping, api.proxy
 
     def tcp_server(self, serve_connection):
