@@ -10,7 +10,7 @@ def check_module_logger(module, name):
     assert isinstance(l_o, log.Logger)
     assert l_o.level == log.WARNING and l_o.prefix == f"[{name}]"
     lines = []
-    saved = l_o.out, l_o.level
+    saved = l_o.level
     l_o.out = lines.append
     try:
         l_o.notice("hidden at the default level")
@@ -18,5 +18,5 @@ def check_module_logger(module, name):
         l_o.level = log.DEBUG
         l_o.debug("tuned")
     finally:
-        l_o.out, l_o.level = saved
+        l_o.out, l_o.level = None, saved     # None: back to following log.global_out
     assert lines == [f"[{name}] W: shown", f"[{name}] D: tuned"]

@@ -463,7 +463,7 @@ def test_too_many_arguments_are_refused(peer):
 
 def test_failed_ping_logs_its_reason():
     lines = []
-    saved = rpc.l_o.out, rpc.l_o.level
+    saved = rpc.l_o.level
     rpc.l_o.out, rpc.l_o.level = lines.append, 1
 
     def main():
@@ -471,7 +471,7 @@ def test_failed_ping_logs_its_reason():
     try:
         assert run(main) is None
     finally:
-        rpc.l_o.out, rpc.l_o.level = saved
+        rpc.l_o.out, rpc.l_o.level = None, saved     # None: follow log.global_out again
     assert any("ping" in line and "connection refused" in line for line in lines), lines
 
 

@@ -213,14 +213,14 @@ def test_closed_socket_returns_no_buffered_data():
 
 def test_module_logger_l_o():
     lines = []
-    saved = socket.l_o.out, socket.l_o.level
+    saved = socket.l_o.level
     socket.l_o.out, socket.l_o.level = lines.append, 1
     try:
         def main(threads):
             return socket.connect("127.0.0.1", free_port())
         assert run_main(main) is None
     finally:
-        socket.l_o.out, socket.l_o.level = saved
+        socket.l_o.out, socket.l_o.level = None, saved     # None: follow log.global_out again
     assert socket.l_o.level == 3 and socket.l_o.prefix == "[socket]"
     assert len(lines) == 1 and lines[0].startswith("[socket] D: connect") and \
         "connection refused" in lines[0]
