@@ -101,7 +101,7 @@ def test_job_nodes_lists_the_nodes_alive_now(bed):
 def test_a_node_that_crashes_comes_back_at_its_next_up(bed):
     job = submit_churn(bed, "0 1 1.5\n", code=CRASH_APP)
     info = final(bed, job)
-    assert info["state"] == "ENDED"
+    assert info["state"] == "FAILED"          # its last life ended with an error status
     [instance] = info["instances"]
     assert (instance["state"], instance["exit_code"]) == ("EXITED", 3)
     text = [line["line"] for line in lines(bed, job)]

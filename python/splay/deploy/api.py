@@ -183,10 +183,12 @@ class API:
         job = self.find_job(str(key))
         job.pop("code")
         instances = self.db.instances(job["id"])
-        job["instances"] = [{k: i[k] for k in ("id", "position", "daemon", "ip", "port", "state",
-                                                "exit_code", "pid", "reason")} for i in instances]
+        # A live instance of a daemon whose connection dropped shows as UNREACHABLE (models.py).
+        job["instances"] = [{**{k: i[k] for k in ("id", "position", "daemon", "ip", "port",
+                                                  "exit_code", "pid", "reason")},
+                             "state": m.shown_state(i)} for i in instances]
         counts = {}
-        for instance in instances:
+        for instance in job["instances"]:
             counts[instance["state"]] = counts.get(instance["state"], 0) + 1
         job["counts"] = counts
         if job["churn"] is not None:
