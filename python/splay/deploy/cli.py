@@ -156,14 +156,18 @@ def read_text(path, what):
 
 
 def churn_trace(args):
-    """The text of ``--churn``'s trace, checked here first (errors name the file and line)."""
-    from splay.churn.errors import TraceError
-    from splay.churn.trace import parse_trace
-    text = read_text(args.churn, "the churn trace")
+    """The text of ``--churn``'s trace, checked here first (errors name the file and line); a
+    churn script is compiled here, and its summary printed on stderr."""
+    from splay.churn.detect import load_churn
+    from splay.churn.errors import ChurnError
+    read_text(args.churn, "the churn trace")          # unreadable: a clear usage error
     try:
-        schedule = parse_trace(text, args.churn)
-    except TraceError as e:
+        loaded = load_churn(args.churn)
+    except ChurnError as e:
         raise CommandError(f"--churn: {e}", USAGE) from None
+    for note in loaded.notes:
+        print(f"splay submit: {note}", file=sys.stderr)
+    schedule, text = loaded.schedule, loaded.trace_text
     if args.nodes is not None and args.nodes != schedule.nodes:
         raise CommandError(f"-n {args.nodes} but the churn trace {args.churn} has {schedule.nodes} "
                            "node lines: the trace sets the number of nodes (leave -n out)", USAGE)
@@ -229,7 +233,8 @@ def submit(argv):
     p.add_argument("--json", action="store_true", help="print the final job as JSON")
     p.add_argument("--churn", metavar="TRACE",
                    help="start and stop the nodes as the churn trace says (one line of up/down "
-                        "times per node); the trace sets the number of nodes")
+                        "times per node), or as a churn script (docs/churn.md) compiled here "
+                        "says; the trace sets the number of nodes")
     p.add_argument("--churn-speed", type=float, default=1.0, metavar="X",
                    help="with --churn: replay the trace X times faster (default 1)")
     p.add_argument("--topology", metavar="FILE",
