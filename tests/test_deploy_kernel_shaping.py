@@ -75,8 +75,7 @@ def kernel_shaping_or_skip():
 
 def namespace_tc(bed, index):
     """``tc qdisc show dev eth0`` in daemon ``index``'s namespace."""
-    from splay.deploy.testbed import NETNS_PREFIX
-    return subprocess.run(["ip", "netns", "exec", f"{NETNS_PREFIX}{index}", "tc", "qdisc", "show",
+    return subprocess.run(["ip", "netns", "exec", bed.netns_name(index), "tc", "qdisc", "show",
                            "dev", "eth0"], capture_output=True, text=True, timeout=20).stdout
 
 
@@ -95,9 +94,8 @@ def netns_bed(tmp_path_factory):
         # One TCP segment per packet on the daemons' devices: with segmentation offload TCP hands
         # the device 64 KB packets, which htb releases whole, a quarter of a second apart at
         # 2 Mbit/s: too coarse to measure a rate over 2 s (see docs/emulation.md, "Fidelity").
-        from splay.deploy.testbed import NETNS_PREFIX
         for index in range(2):
-            subprocess.run(["ip", "-n", f"{NETNS_PREFIX}{index}", "link", "set", "eth0",
+            subprocess.run(["ip", "-n", bed.netns_name(index), "link", "set", "eth0",
                             "gso_max_segs", "1"], check=True, timeout=20)
         yield bed
     finally:
