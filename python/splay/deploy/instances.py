@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+from .daemon_cleanup import forget_process, record_process
+
 log = logging.getLogger("splay.daemon")
 
 PR_SET_PDEATHSIG = 1
@@ -281,6 +283,7 @@ class InstanceManager:
                              self._read(instance, process.err, "stderr"))
         code = await _exit_status(process)
         self._signal_group(process.pid, signal.SIGKILL)   # whatever it left in its group
+        forget_process(os.path.join(self.job_dir(instance.job_ref), str(instance.id)))
         return code
 
     def end_instance(self, instance, state, exit_code, reason):
@@ -404,6 +407,7 @@ class InstanceManager:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
             preexec_fn=None if SETPRIV else _prepare_child)
         process = await loop.run_in_executor(self.spawner, popen)
+        record_process(directory, process.pid)   # a restarted daemon kills it if still there
         process.out = await _stream(loop, process.stdout)
         process.err = await _stream(loop, process.stderr)
         return process
@@ -419,6 +423,7 @@ class InstanceManager:
         instance.ended_at = time.monotonic()
         # Kill whatever the instance left in its group (it is ours to clean up).
         self._signal_group(process.pid, signal.SIGKILL)
+        forget_process(os.path.join(self.job_dir(instance.job_ref), str(instance.id)))
         self.instance_ended(instance.job_ref)
         await instance.announced.wait()
         self.emit({"type": "exited", "id": instance.id, "exit_code": code,
