@@ -101,7 +101,7 @@ def test_job_nodes_lists_the_nodes_alive_now(bed):
 def test_a_node_that_crashes_comes_back_at_its_next_up(bed):
     job = submit_churn(bed, "0 1 1.5\n", code=CRASH_APP)
     info = final(bed, job)
-    assert info["state"] == "ENDED"
+    assert info["state"] == "FAILED"          # its last life ended with an error status
     [instance] = info["instances"]
     assert (instance["state"], instance["exit_code"]) == ("EXITED", 3)
     text = [line["line"] for line in lines(bed, job)]
@@ -201,3 +201,19 @@ def test_splay_submit_refuses_a_bad_topology_with_its_line(bed, tmp_path):
     small = write_app(tmp_path, "small.matrix", "a b\na - 10\nb 10 -\n")
     result = splay_cli(bed, "submit", app, "-n", "3", "--topology", small)
     assert result.returncode != 0 and "describes 2 nodes, fewer than the job's 3" in result.stderr
+
+
+def test_splay_submit_churn_compiles_a_churn_script(bed, tmp_path):
+    app = write_app(tmp_path, "app.py", WATCH_APP)
+    script = write_app(tmp_path, "small.churn", "at 0s join 2\nat 1s leave 1\nat 2s stop\n")
+    result = splay_cli(bed, "submit", app, "--churn", script, "--json")
+    assert result.returncode == 0, result.stderr
+    assert f"{script} is a churn script, compiled with seed 0" in result.stderr
+    assert "at 1s leave 1" in result.stderr and "2 nodes, 4 up/down events" in result.stderr
+    job = json.loads(result.stdout)
+    assert job["nb_nodes"] == 2
+    assert final(bed, job)["state"] == "ENDED"
+    typo = write_app(tmp_path, "typo.churn", "at 0s jion 2\n")
+    result = splay_cli(bed, "submit", app, "--churn", typo)
+    assert result.returncode == 2
+    assert f"{typo}:1:7" in result.stderr and f"splay churn {typo} -o {typo}.trace" in result.stderr

@@ -115,7 +115,7 @@ def test_a_job_that_does_not_parse_FAILS_with_the_reason(bed, tmp_path):
     assert job["state"] == "FAILED"
     assert "does not parse" in job["reason"] and "line 1" in job["reason"]
     shown = splay_cli(bed, "job", job["id"])
-    assert shown.returncode == 0 and "FAILED" in shown.stdout
+    assert shown.returncode == 1 and "FAILED" in shown.stdout
 
 
 def test_more_nodes_than_daemons_offer_is_NO_RESOURCES(bed, tmp_path):

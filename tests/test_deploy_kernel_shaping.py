@@ -6,6 +6,7 @@ the model has a bandwidth only). The refusals (no --shaping-device, bad --shapin
 settings) run on a loopback testbed, as any user."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -75,8 +76,7 @@ def kernel_shaping_or_skip():
 
 def namespace_tc(bed, index):
     """``tc qdisc show dev eth0`` in daemon ``index``'s namespace."""
-    from splay.deploy.testbed import NETNS_PREFIX
-    return subprocess.run(["ip", "netns", "exec", f"{NETNS_PREFIX}{index}", "tc", "qdisc", "show",
+    return subprocess.run(["ip", "netns", "exec", bed.netns_name(index), "tc", "qdisc", "show",
                            "dev", "eth0"], capture_output=True, text=True, timeout=20).stdout
 
 
@@ -95,9 +95,8 @@ def netns_bed(tmp_path_factory):
         # One TCP segment per packet on the daemons' devices: with segmentation offload TCP hands
         # the device 64 KB packets, which htb releases whole, a quarter of a second apart at
         # 2 Mbit/s: too coarse to measure a rate over 2 s (see docs/emulation.md, "Fidelity").
-        from splay.deploy.testbed import NETNS_PREFIX
         for index in range(2):
-            subprocess.run(["ip", "-n", f"{NETNS_PREFIX}{index}", "link", "set", "eth0",
+            subprocess.run(["ip", "-n", bed.netns_name(index), "link", "set", "eth0",
                             "gso_max_segs", "1"], check=True, timeout=20)
         yield bed
     finally:
@@ -176,6 +175,22 @@ def test_a_daemon_that_stops_removes_its_shaping_first(netns_bed, tmp_path):
     netns_bed.start_daemon(1)
     netns_bed.wait_daemons()
     netns_bed.client().post(f"/api/jobs/{job['id']}/kill")
+    assert final(netns_bed, job)["state"] == "KILLED"
+    wait_unshaped(netns_bed, 0)
+
+
+def test_a_daemon_killed_while_shaping_removes_its_shaping_when_it_restarts(netns_bed, tmp_path):
+    result, job = submit(netns_bed, tmp_path, SLEEP_APP, "uniform delay_ms=0 kbps=2000\n")
+    assert result.returncode == 0, result.stderr
+    assert "qdisc htb 1: root" in namespace_tc(netns_bed, 1)
+    netns_bed.stop_daemon(1, signal.SIGKILL)        # a crash: it cannot clear anything
+    assert "qdisc htb 1: root" in namespace_tc(netns_bed, 1)
+    netns_bed.client().post(f"/api/jobs/{job['id']}/kill")
+    netns_bed.start_daemon(1)                       # removes what its crashed run installed
+    netns_bed.wait_daemons()
+    assert "htb" not in namespace_tc(netns_bed, 1)
+    log = open(os.path.join(netns_bed.dir, "daemon1.log")).read()
+    assert "removed the kernel shaping a previous run left on eth0" in log
     assert final(netns_bed, job)["state"] == "KILLED"
     wait_unshaped(netns_bed, 0)
 

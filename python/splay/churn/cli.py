@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from .availability import read_availability
+from .detect import milestone_lines, schedule_line
 from .errors import ChurnError
 from .lang import compile_file, format_duration
 from .trace import read_trace
@@ -55,11 +56,7 @@ def _plot(schedule, out):
 
 
 def _summarise(schedule, out, plot):
-    events = schedule.events()
-    peak = schedule.max_population()
-    print(f"{schedule.nodes} nodes, {len(events)} up/down events, last event at "
-          f"{format_duration(schedule.end_time)} ({schedule.end_time:g} s); peak population {peak}, "
-          f"{schedule.population_at(schedule.end_time)} up at the end", file=out)
+    print(schedule_line(schedule), file=out)
     if plot:
         _plot(schedule, out)
 
@@ -110,11 +107,7 @@ def main(argv=None):
             return 2
         print(f"wrote {args.output}", file=info)
     if compiled is not None:
-        print("population after each instruction:", file=info)
-        width = max((len(m.instruction.text) for m in compiled.milestones), default=0)
-        for milestone in compiled.milestones:
-            print(f"  line {milestone.instruction.line:<4} {milestone.instruction.text:<{width}}  "
-                  f"{milestone.population:>6} up at {format_duration(milestone.time)}", file=info)
+        print("\n".join(milestone_lines(compiled)), file=info)
     else:
         print(f"converted {len(converted.node_ids)} nodes from {args.from_availability}", file=info)
     _summarise(schedule, info, args.plot_population)

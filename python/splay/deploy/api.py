@@ -220,10 +220,12 @@ class API:
         if bundle is not None:
             job["settings"]["app_main"] = bundle["main"]
         instances = self.db.instances(job["id"])
-        job["instances"] = [{k: i[k] for k in ("id", "position", "daemon", "ip", "port", "state",
-                                                "exit_code", "pid", "reason")} for i in instances]
+        # A live instance of a daemon whose connection dropped shows as UNREACHABLE (models.py).
+        job["instances"] = [{**{k: i[k] for k in ("id", "position", "daemon", "ip", "port",
+                                                  "exit_code", "pid", "reason")},
+                             "state": m.shown_state(i)} for i in instances]
         counts = {}
-        for instance in instances:
+        for instance in job["instances"]:
             counts[instance["state"]] = counts.get(instance["state"], 0) + 1
         job["counts"] = counts
         job["log_lines_dropped"] = self.controller.logs.dropped.get(job["id"], 0)

@@ -2,8 +2,9 @@
 
 Each takes its argument list and returns an exit status scripts can rely on:
 
-  0  done (submit: the job is RUNNING, or ENDED)
-  1  the job did not get where it should (FAILED, NO_RESOURCES, KILLED, timeout)
+  0  done (submit: the job is RUNNING with no node failed, or ENDED; job: no node failed)
+  1  the job did not get where it should (FAILED, NO_RESOURCES, KILLED, timeout), or a node
+     failed (exited with an error status, was lost, could not start)
   2  bad command line or input refused by the controller
   3  the controller cannot be reached, or refused the token
   4  no such job
@@ -27,6 +28,9 @@ from .logs import format_line
 
 OK, JOB_BAD, USAGE, UNREACHABLE, NOT_FOUND = 0, 1, 2, 3, 4
 DEFAULT_URL = "http://127.0.0.1:8800"
+# Seconds `splay submit` watches a RUNNING job before returning: an application that raises at
+# import fails in this time, and submit then says so instead of exiting 0.
+SETTLE = 2.0
 
 
 def splay_home():
@@ -166,14 +170,18 @@ def read_app(path):
 
 
 def churn_trace(args):
-    """The text of ``--churn``'s trace, checked here first (errors name the file and line)."""
-    from splay.churn.errors import TraceError
-    from splay.churn.trace import parse_trace
-    text = read_text(args.churn, "the churn trace")
+    """The text of ``--churn``'s trace, checked here first (errors name the file and line); a
+    churn script is compiled here, and its summary printed on stderr."""
+    from splay.churn.detect import load_churn
+    from splay.churn.errors import ChurnError
+    read_text(args.churn, "the churn trace")          # unreadable: a clear usage error
     try:
-        schedule = parse_trace(text, args.churn)
-    except TraceError as e:
+        loaded = load_churn(args.churn)
+    except ChurnError as e:
         raise CommandError(f"--churn: {e}", USAGE) from None
+    for note in loaded.notes:
+        print(f"splay submit: {note}", file=sys.stderr)
+    schedule, text = loaded.schedule, loaded.trace_text
     if args.nodes is not None and args.nodes != schedule.nodes:
         raise CommandError(f"-n {args.nodes} but the churn trace {args.churn} has {schedule.nodes} "
                            "node lines: the trace sets the number of nodes (leave -n out)", USAGE)
@@ -226,12 +234,22 @@ def submit(argv):
     p.add_argument("--factor", type=float, default=1.25,
                    help="register factor x nodes and keep the fastest (default %(default)s)")
     p.add_argument("--memory", type=parse_size, default=0, help="memory each node needs (e.g. 64M)")
-    p.add_argument("--no-wait", action="store_true", help="return once the job is queued")
-    p.add_argument("--timeout", type=float, default=300.0, help="give up waiting after SECONDS")
+    waiting = p.add_mutually_exclusive_group()
+    waiting.add_argument("--no-wait", action="store_true", help="return once the job is queued")
+    waiting.add_argument("--wait", action="store_true",
+                         help="wait until the job has ended: exit 0 only when it ENDED (every "
+                              "node exited with status 0)")
+    p.add_argument("--settle", type=float, default=SETTLE, metavar="SECONDS",
+                   help="once RUNNING, watch the nodes this long before returning: a node that "
+                        "fails meanwhile (e.g. the application raises at import) makes submit "
+                        "fail (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="give up waiting for RUNNING after SECONDS")
     p.add_argument("--json", action="store_true", help="print the final job as JSON")
     p.add_argument("--churn", metavar="TRACE",
                    help="start and stop the nodes as the churn trace says (one line of up/down "
-                        "times per node); the trace sets the number of nodes")
+                        "times per node), or as a churn script (docs/churn.md) compiled here "
+                        "says; the trace sets the number of nodes")
     p.add_argument("--churn-speed", type=float, default=1.0, metavar="X",
                    help="with --churn: replay the trace X times faster (default 1)")
     p.add_argument("--topology", metavar="FILE",
@@ -296,6 +314,9 @@ def submit(argv):
             job = client.get(f"/api/jobs/{job['id']}")
         if shown and sys.stderr.isatty():
             print(file=sys.stderr)
+        ran = job["state"] == m.RUNNING
+        if ran:
+            job = follow_running(client, job, None if args.wait else args.settle)
         if args.json:
             print(json.dumps(job, indent=1))
         else:
@@ -303,9 +324,47 @@ def submit(argv):
             detail = job["reason"] or (f"{job['counts'].get(m.I_RUNNING, 0)} nodes on {daemons} "
                                        "daemon(s)")
             print(f"job {job['id']} {job['state']}: {detail}")
-        return OK if job["state"] in (m.RUNNING, m.ENDED, m.QUEUED) else JOB_BAD
+        failures = m.failure_summary(job["instances"])
+        if job["state"] == m.RUNNING and failures:
+            print(f"splay submit: job {job['id']} runs but nodes failed ({failures}); see "
+                  f"'splay logs {job['id']}'", file=sys.stderr)
+            return JOB_BAD
+        if job["state"] in (m.FAILED, m.NO_RESOURCES) and job["reason"]:
+            print(f"splay submit: job {job['id']} {job['state']}: {job['reason']}; see "
+                  f"'splay logs {job['id']}'", file=sys.stderr)
+        return submit_status(job, ran, args.wait)
 
     return run(p, argv, body)
+
+
+def submit_status(job, ran, waited):
+    """The exit status of ``splay submit``: 0 when the job is queued (--no-wait), or it ran and
+    none of its nodes failed (with --wait: it ENDED, or was KILLED by its --max-time or on
+    request, without a failed node); 1 otherwise."""
+    if job["state"] == m.QUEUED or job["state"] == m.ENDED:
+        return OK
+    if m.failure_summary(job["instances"]) or job["state"] in (m.FAILED, m.NO_RESOURCES):
+        return JOB_BAD
+    if waited:
+        return OK if ran and job["state"] == m.KILLED else JOB_BAD
+    return OK if ran else JOB_BAD
+
+
+def follow_running(client, job, settle):
+    """Watch a RUNNING job for ``settle`` seconds or until a node fails (``settle`` None: until
+    the job has ended). Returns the job as last seen."""
+    if settle is None:
+        while job["state"] not in m.JOB_FINAL:
+            time.sleep(0.3)
+            job = client.get(f"/api/jobs/{job['id']}")
+        return job
+    deadline = time.monotonic() + settle
+    while job["state"] == m.RUNNING and not m.failure_summary(job["instances"]):
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+        job = client.get(f"/api/jobs/{job['id']}")
+    return job
 
 
 def list_command(argv, name, description, path, columns):
@@ -339,7 +398,7 @@ def job(argv):
         info = client.get(f"/api/jobs/{args.id}")
         if args.json:
             print(json.dumps(info, indent=1))
-            return OK
+            return job_status(info)
         print(f"job {info['id']} ({info['ref']}) {info['name']!r}: {info['state']}"
               + (f" - {info['reason']}" if info["reason"] else ""))
         print(f"  nodes {info['nb_nodes']}, {info['list_type']} lists of {info['list_size']}, "
@@ -355,9 +414,17 @@ def job(argv):
                      ("ADDRESS", lambda i: f"{i['ip']}:{i['port']}" if i["port"] else ""),
                      ("STATE", "state"), ("EXIT", "exit_code"), ("PID", "pid"),
                      ("REASON", "reason")]))
-        return OK
+        return job_status(info)
 
     return run(p, argv, body)
+
+
+def job_status(info):
+    """The exit status of ``splay job``: 1 when the job failed (FAILED, NO_RESOURCES) or any of
+    its nodes did (even while it still runs), else 0."""
+    if info["state"] in (m.FAILED, m.NO_RESOURCES) or m.failure_summary(info["instances"]):
+        return JOB_BAD
+    return OK
 
 
 def kill(argv):
@@ -373,9 +440,9 @@ def kill(argv):
             print(f"job {info['id']} had already ended ({info['state']})")
             return OK
         deadline = time.monotonic() + args.timeout
-        while any(i["state"] in m.INSTANCE_LIVE for i in info["instances"]):
+        while any(i["state"] in m.INSTANCE_SHOWN_LIVE for i in info["instances"]):
             if time.monotonic() > deadline:
-                live = sum(i["state"] in m.INSTANCE_LIVE for i in info["instances"])
+                live = sum(i["state"] in m.INSTANCE_SHOWN_LIVE for i in info["instances"])
                 raise CommandError(f"job {info['id']} killed but {live} node(s) not confirmed "
                                    f"stopped after {args.timeout:g} s", JOB_BAD)
             time.sleep(0.2)

@@ -412,7 +412,8 @@ class Controller:
                 "median_lag_ms": round(lags[len(lags) // 2] * 1000, 3) if lags else None}
 
     def check_job_end(self, job_id):
-        """A RUNNING job with no live instance left has ENDED."""
+        """A RUNNING job with no live instance left is over: ENDED when every node ended well
+        (status 0, or stopped by its churn trace), else FAILED with what went wrong."""
         job = self.db.job(job_id)
         if job is None or job["state"] != m.RUNNING:
             return
@@ -420,10 +421,12 @@ class Controller:
         if any(i["state"] in m.INSTANCE_LIVE for i in instances):
             self.schedule_nodes_update(job_id)
             return
-        failed = sum(1 for i in instances if i["state"] == m.I_EXITED and i["exit_code"] not in (0, None))
-        lost = sum(1 for i in instances if i["state"] == m.I_LOST)
-        reason = f"all {len(instances)} instances ended ({failed} with an error status, {lost} lost)"
-        self.finish(job_id, m.ENDED, reason)
+        failures = m.failure_summary(instances)
+        if failures:
+            self.finish(job_id, m.FAILED, f"all {len(instances)} instances ended ({failures})")
+        else:
+            self.finish(job_id, m.ENDED, f"all {len(instances)} instances ended (0 with an error "
+                                         "status, 0 lost)")
 
     def schedule_nodes_update(self, job_id):
         """Soon (coalescing bursts of ends), tell the daemons of a job which nodes are alive."""

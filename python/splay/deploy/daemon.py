@@ -19,7 +19,8 @@ import sys
 import time
 
 from .host_shaping import HostShaping, check_device_name, wants_kernel_shaping
-from .instances import InstanceManager
+from .daemon_cleanup import clean_previous_run
+from .instances import KEEP_FINISHED, InstanceManager
 from .job_limits import DEFAULTS, Limits
 from .protocol import CONTROLLER_MESSAGES, MAX_LINE, Channel, ProtocolError, client_tls, decode
 
@@ -53,7 +54,7 @@ class Daemon:
         self.gone_since = time.monotonic()
         self.lines = collections.deque(maxlen=MAX_BUFFERED_LINES)
         self.dropped_lines = 0
-        self.shaping = HostShaping(shaping_device, name)
+        self.shaping = HostShaping(shaping_device, name, base_dir)
         self.manager = InstanceManager(limits, ip, base_dir, self.emit, self.log_line, self.clock,
                                        sandbox, on_job_end=self.shaping.job_ended)
 
@@ -351,6 +352,8 @@ def main(argv=None):
     name = args.name or f"{socket.gethostname()}-{limits.start_port}"
     base_dir = os.path.abspath(args.dir or f"splayd-{name}")
     os.makedirs(base_dir, exist_ok=True)
+    # What a crashed earlier run left: its nodes' processes, its tc shaping, old job directories.
+    clean_previous_run(base_dir, KEEP_FINISHED)
     tls = client_tls(args.tls_ca, args.tls_cert, args.tls_key) if (args.tls or args.tls_ca) else None
     if args.nice < os.getpriority(os.PRIO_PROCESS, 0):
         try:

@@ -277,8 +277,8 @@ class Database:
             clauses.append("i.state IN (" + ", ".join("?" * len(states)) + ")")
             params.extend(states)
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        return self._run("SELECT i.*, d.name AS daemon FROM instances i JOIN daemons d ON "
-                         "d.id = i.daemon_id" + where + " ORDER BY i.id", tuple(params), fetch=True)
+        return self._run("SELECT i.*, d.name AS daemon, d.state AS daemon_state FROM instances i "
+                         "JOIN daemons d ON d.id = i.daemon_id" + where + " ORDER BY i.id", tuple(params), fetch=True)
 
     def instance(self, instance_id):
         """One instance by id, or None."""

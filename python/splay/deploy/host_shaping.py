@@ -20,6 +20,8 @@ import os
 
 from splay.emulation import kernel
 
+from .daemon_cleanup import forget_shaping, record_shaping
+
 log = logging.getLogger("splay.daemon")
 
 #: The values of a job's ``settings["shaping"]``: ``core`` (the default: each node's sockets
@@ -63,9 +65,12 @@ class HostShaping:
     ``install`` and ``job_ended`` are called from the daemon's event loop; the tc commands run in
     one worker thread, in the order they were asked for, so the loop keeps serving meanwhile."""
 
-    def __init__(self, device, daemon_name):
+    def __init__(self, device, daemon_name, record_dir=None):
         self.device = device
         self.daemon_name = daemon_name
+        # Where the daemon notes that it shapes the device (daemon_cleanup.py): a restarted
+        # daemon removes what a crashed run installed.
+        self.record_dir = record_dir
         self.job_ref = None                 # the job whose links are on the device (or going on)
         self.worker = concurrent.futures.ThreadPoolExecutor(1, "splayd-tc")
 
@@ -92,12 +97,16 @@ class HostShaping:
         except (KeyError, TypeError, ValueError, IndexError) as e:
             return f"{where} cannot work out its host's links from the job's topology: {e}"
         self.job_ref = ref
+        if self.record_dir is not None:
+            record_shaping(self.record_dir, self.device)
         try:
             report = await asyncio.get_running_loop().run_in_executor(self.worker, self._apply,
                                                                       links)
         except ShapingRefused as e:
             if self.job_ref == ref:
                 self.job_ref = None
+            if self.record_dir is not None:
+                forget_shaping(self.record_dir)
             return f"{where}: {e}"
         log.info("job %s: kernel shaping on %s", ref, report.describe())
         return None
@@ -155,6 +164,8 @@ class HostShaping:
             log.warning("job %s: could not remove the kernel shaping from %s: %s", ref,
                         self.device, e)
             return
+        if self.record_dir is not None:
+            forget_shaping(self.record_dir)
         log.info("job %s: kernel shaping %s %s", ref,
                  "removed from" if removed else "was already gone from", self.device)
 

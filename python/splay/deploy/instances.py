@@ -22,6 +22,7 @@ import time
 
 from splay.sandbox.environ import job_environment
 
+from .daemon_cleanup import forget_process, record_process
 from .job_limits import Limits, node_sandbox, node_settings
 from .log_limits import MARKER_STREAM, LogLimiter
 
@@ -286,6 +287,7 @@ class InstanceManager:
         self._output_ended(instance)
         code = await _exit_status(process)
         self._signal_group(process.pid, signal.SIGKILL)   # whatever it left in its group
+        forget_process(os.path.join(self.job_dir(instance.job_ref), str(instance.id)))
         return code
 
     def end_instance(self, instance, state, exit_code, reason):
@@ -415,6 +417,7 @@ class InstanceManager:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
             preexec_fn=None if SETPRIV else _prepare_child)
         process = await loop.run_in_executor(self.spawner, popen)
+        record_process(directory, process.pid)   # a restarted daemon kills it if still there
         process.out = await _stream(loop, process.stdout)
         process.err = await _stream(loop, process.stderr)
         return process
@@ -431,6 +434,7 @@ class InstanceManager:
         instance.ended_at = time.monotonic()
         # Kill whatever the instance left in its group (it is ours to clean up).
         self._signal_group(process.pid, signal.SIGKILL)
+        forget_process(os.path.join(self.job_dir(instance.job_ref), str(instance.id)))
         self.instance_ended(instance.job_ref)
         await instance.announced.wait()
         self.emit({"type": "exited", "id": instance.id, "exit_code": code,

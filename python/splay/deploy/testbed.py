@@ -1,20 +1,26 @@
 """A controller and N daemons on this machine: ``splay testbed up --daemons 8`` / ``down``.
 
 Daemons run on loopback with distinct port ranges, or, as root where ``ip netns`` works (and with
-``--netns on|auto``), each in its own network namespace with its own address on a bridge
-(10.213.0.0/16: the controller at .0.1, daemon i at .0.(i+2)), reached through the
-namespace's ``eth0``, which is then each daemon's ``--shaping-device`` (for ``splay submit
---shaping kernel``). Everything lives in one directory (default ``$SPLAY_HOME/testbed``): the
-database, the key and token, logs of every process, ``testbed.json`` (what to stop) and
-``client.json`` (read by the ``splay`` command).
+``--netns on|auto``), each in its own network namespace with its own address on a bridge, reached
+through the namespace's ``eth0``, which is then each daemon's ``--shaping-device`` (for ``splay
+submit --shaping kernel``). Names are per testbed, so several run side by side: a tag derived from
+the testbed directory names the bridge (``sptbTAG``), the namespaces (``sptbTAG-I``) and the veth
+ends (``sptbTAGvI``), and the subnet is a 10.X.0.0/16 that no interface of the host uses yet
+(the controller at .0.1, daemon i at .0.(i+2)). Everything lives in one directory (default
+``$SPLAY_HOME/testbed``): the database, the key and token, logs of every process,
+``testbed.json`` (each process's PID and command line, the network names: what to stop and how
+to restart a component) and ``client.json`` (read by the ``splay`` command).
 
 The :class:`Testbed` class is also what the tests and the benchmark use.
 """
 import argparse
+import hashlib
 import json
 import os
 import random
+import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -23,10 +29,32 @@ import sys
 import time
 
 from .cli import Client, CommandError, splay_home
+from .testbed_processes import processes_of, stop_processes_of
 
-BRIDGE = "splaytb0"
-SUBNET = "10.213"
-NETNS_PREFIX = "splaytb"
+NETNS_PREFIX = "sptb"
+SUBNET_OCTETS = range(64, 128)      # testbeds take 10.64.0.0/16 ... 10.127.0.0/16
+
+
+def network_tag(directory):
+    """Six hex digits derived from a testbed's directory: its network names carry them."""
+    return hashlib.sha1(os.path.abspath(directory).encode()).hexdigest()[:6]
+
+
+def used_subnets():
+    """The second octets X of the 10.X.0.0/16 networks some interface of this host is in."""
+    shown = _ip("-o", "-4", "addr", "show", check=False).stdout
+    return {int(x) for x in re.findall(r"inet 10\.(\d+)\.", shown)}
+
+
+def choose_subnet(tag, used):
+    """A 10.X prefix no interface uses, the first free one from the tag's own place on."""
+    start = int(tag, 16) % len(SUBNET_OCTETS)
+    for k in range(len(SUBNET_OCTETS)):
+        octet = SUBNET_OCTETS[(start + k) % len(SUBNET_OCTETS)]
+        if octet not in used:
+            return f"10.{octet}"
+    raise RuntimeError("every subnet from 10.64.0.0/16 to 10.127.0.0/16 is in use on this host: "
+                       "stop another testbed first ('splay testbed down --dir DIR')")
 
 
 def free_port(host="127.0.0.1"):
@@ -135,29 +163,60 @@ class Testbed:
         """A :class:`~splay.deploy.cli.Client` of this testbed's controller."""
         return Client(self.url, self.token)
 
+    # -- network names (per testbed) ---------------------------------------------------------
+    @property
+    def tag(self):
+        """What this testbed's network names carry (see the module docstring)."""
+        return network_tag(self.dir)
+
+    @property
+    def bridge(self):
+        """The bridge of this testbed's namespaces."""
+        return f"{NETNS_PREFIX}{self.tag}"
+
+    def netns_name(self, index):
+        """The network namespace of daemon ``index``."""
+        return f"{NETNS_PREFIX}{self.tag}-{index}"
+
+    def veth_name(self, index):
+        """The bridge's end of daemon ``index``'s veth pair (its namespace's end is eth0)."""
+        return f"{NETNS_PREFIX}{self.tag}v{index}"
+
+    @property
+    def subnet(self):
+        """This testbed's ``10.X`` prefix (chosen at ``up``)."""
+        return self.state["subnet"]
+
     def controller_address(self):
         """Where daemons reach the controller."""
-        host = f"{SUBNET}.0.1" if self.netns else "127.0.0.1"
+        host = f"{self.subnet}.0.1" if self.netns else "127.0.0.1"
         return host, self.state["daemon_port"]
 
     def daemon_ip(self, index):
         """The address daemon ``index`` gives its nodes."""
-        return f"{SUBNET}.{(index + 2) // 256}.{(index + 2) % 256}" if self.netns else "127.0.0.1"
+        if not self.netns:
+            return "127.0.0.1"
+        return f"{self.subnet}.{(index + 2) // 256}.{(index + 2) % 256}"
 
     # -- processes ---------------------------------------------------------------------------
-    def _spawn(self, argv, log_name):
+    def _spawn(self, name, argv, log_name):
+        """Start component ``name`` and record its PID and command line in testbed.json."""
         with open(self.path(log_name), "ab") as log:
-            return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=self.env, cwd=self.dir,
-                                    start_new_session=True)
+            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, env=self.env, cwd=self.dir,
+                                       start_new_session=True)
+        self.state.setdefault("processes", {})[name] = {
+            "pid": process.pid, "argv": argv, "cwd": self.dir, "log": self.path(log_name),
+            "pythonpath": self.env.get("PYTHONPATH", "")}
+        return process
 
     def start_controller(self, timeout=30.0):
         """Start (or restart) the controller; returns once its API answers."""
         ready = self.path("ready.json")
         if os.path.exists(ready):
             os.unlink(ready)
-        host = f"{SUBNET}.0.1" if self.netns else "127.0.0.1"
-        self.controller = self._spawn([
+        host = self.controller_address()[0]
+        self.controller = self._spawn("controller", [
             self.python, "-m", "splay.deploy.controller", "--db", self.db,
             "--listen", f"{host}:{self.state['daemon_port']}",
             "--api", f"127.0.0.1:{self.state['api_port']}",
@@ -189,8 +248,8 @@ class Testbed:
                 "--max-instances", str(self.max_instances), "--dir", self.path(f"daemon{index}"),
                 *shaping, *self.daemon_args, *extra]
         if self.netns:
-            argv = ["ip", "netns", "exec", f"{NETNS_PREFIX}{index}", *argv]
-        process = self._spawn(argv, f"daemon{index}.log")
+            argv = ["ip", "netns", "exec", self.netns_name(index), *argv]
+        process = self._spawn(f"daemon{index}", argv, f"daemon{index}.log")
         self.daemons[index] = process
         self.state.setdefault("daemon_pids", {})[str(index)] = process.pid
         self._save()
@@ -228,8 +287,12 @@ class Testbed:
             self.first_port = (20000 if self.netns else
                                free_port_range(self.n * self.ports_per_daemon))
         self.state = {"daemons": self.n, "netns": self.netns, "db": self.db, "daemon_pids": {},
-                      "daemon_port": free_port(), "api_port": free_port()}
+                      "daemon_port": free_port(), "api_port": free_port(), "processes": {}}
         if self.netns:
+            self.state["subnet"] = choose_subnet(self.tag, used_subnets())
+            self.state["network"] = {"bridge": self.bridge, "namespaces": [
+                self.netns_name(i) for i in range(self.n)]}
+            self._save()                  # a killed `up` leaves the names for `down`
             self._make_network()
         self.start_controller()
         for index in range(self.n):
@@ -243,7 +306,8 @@ class Testbed:
         return self
 
     def down(self):
-        """Stop every process of the testbed and remove its namespaces."""
+        """Stop every process of the testbed (the recorded ones, and any other controller, daemon
+        or node running under its directory, e.g. restarted by hand) and remove its namespaces."""
         self.load()
         pids = self.state.get("daemon_pids", {})
         for pid in pids.values():             # all at once, then wait for each
@@ -251,8 +315,8 @@ class Testbed:
         for index in list(pids):
             self.stop_daemon(int(index))
         self.stop_controller()
-        if self.state.get("netns"):
-            self._remove_network()
+        stop_processes_of(self.dir)
+        self._remove_network()
         for name in ("testbed.json", "client.json", "ready.json"):
             if os.path.exists(self.path(name)):
                 os.unlink(self.path(name))
@@ -273,24 +337,37 @@ class Testbed:
             json.dump(self.state, f)
         os.replace(self.path("testbed.json.tmp"), self.path("testbed.json"))
 
+    def running(self):
+        """PIDs of the processes of this testbed alive now (recorded or found under its dir)."""
+        recorded = [p["pid"] for p in self.state.get("processes", {}).values()]
+        return sorted(set(pid for pid in recorded if alive(pid)) | set(processes_of(self.dir)))
+
     def _make_network(self):
         self._remove_network()
-        _ip("link", "add", BRIDGE, "type", "bridge")
-        _ip("addr", "add", f"{SUBNET}.0.1/16", "dev", BRIDGE)
-        _ip("link", "set", BRIDGE, "up")
+        _ip("link", "add", self.bridge, "type", "bridge")
+        _ip("addr", "add", f"{self.subnet}.0.1/16", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
         for index in range(self.n):
-            ns, outside = f"{NETNS_PREFIX}{index}", f"{NETNS_PREFIX}v{index}"
+            ns, outside = self.netns_name(index), self.veth_name(index)
             _ip("netns", "add", ns)
             _ip("link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            _ip("link", "set", outside, "master", BRIDGE, "up")
+            _ip("link", "set", outside, "master", self.bridge, "up")
             _ip("-n", ns, "addr", "add", f"{self.daemon_ip(index)}/16", "dev", "eth0")
             _ip("-n", ns, "link", "set", "eth0", "up")
             _ip("-n", ns, "link", "set", "lo", "up")
 
     def _remove_network(self):
-        for index in range(max(self.n, self.state.get("daemons", 0))):
-            _ip("netns", "del", f"{NETNS_PREFIX}{index}", check=False)
-        _ip("link", "del", BRIDGE, check=False)
+        """Remove this testbed's namespaces and bridge (those recorded, and any other named with
+        its tag: a killed ``up`` may have made more than it recorded)."""
+        if os.geteuid() != 0 or shutil.which("ip") is None:
+            return
+        network = self.state.get("network", {})
+        names = set(network.get("namespaces", []))
+        listed = _ip("netns", "list", check=False).stdout.split()
+        names.update(n for n in listed if n.startswith(f"{NETNS_PREFIX}{self.tag}-"))
+        for name in sorted(names):
+            _ip("netns", "del", name, check=False)
+        _ip("link", "del", network.get("bridge", self.bridge), check=False)
 
 
 def _signal_group(pid, signum):
@@ -327,6 +404,29 @@ def _stop_pid(pid, signum, timeout, process=None):
         process.wait()
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def describe_processes(bed):
+    """The recorded processes of a testbed, alive or not, each with the command that (re)starts
+    it (run from the testbed directory, with the PYTHONPATH shown)."""
+    lines = []
+    for name, process in bed.state.get("processes", {}).items():
+        state = "running" if alive(process["pid"]) else "not running"
+        lines.append(f"{name}: pid {process['pid']} {state}; log {process['log']}")
+        command = shlex.join(process["argv"])
+        if process.get("pythonpath"):
+            command = f"PYTHONPATH={shlex.quote(process['pythonpath'])} {command}"
+        lines.append(f"  cd {shlex.quote(process['cwd'])} && {command}")
+    others = sorted(set(processes_of(bed.dir)) - {p["pid"] for p in
+                                                   bed.state.get("processes", {}).values()})
+    if others:
+        lines.append(f"also under {bed.dir} (started by hand, or nodes): pids "
+                     + ", ".join(map(str, others)))
+    return "\n".join(lines)
+
+
 def main(argv=None):
     """``splay testbed up|down|status``. Returns the exit status."""
     p = argparse.ArgumentParser(prog="splay testbed", description=__doc__.splitlines()[0])
@@ -347,7 +447,7 @@ def main(argv=None):
     bed = Testbed(args.dir, args.daemons, db=args.db, first_port=args.first_port,
                   ports_per_daemon=args.ports_per_daemon)
     if args.action == "down":
-        if not bed.load():
+        if not bed.load() and not processes_of(bed.dir):
             print(f"splay testbed: nothing to stop in {args.dir}", file=sys.stderr)
             return 0
         bed.down()
@@ -357,22 +457,32 @@ def main(argv=None):
         if not bed.load():
             print(f"no testbed in {args.dir}")
             return 1
+        print(describe_processes(bed))
         from .cli import daemons
         os.environ.setdefault("SPLAY_CONTROLLER", bed.url)
         os.environ.setdefault("SPLAY_TOKEN", bed.token)
         return daemons([])
-    if bed.load().get("controller_pid"):
-        print(f"splay testbed: a testbed already runs in {args.dir}; 'splay testbed down' first",
+    if bed.load() or processes_of(bed.dir):
+        finished = os.path.exists(bed.path("client.json"))   # written at the end of `up`
+        if finished and bed.running():
+            print(f"splay testbed: a testbed already runs in {args.dir}; 'splay testbed down' "
+                  "first", file=sys.stderr)
+            return 1
+        # A previous `up` was killed half-way, or its processes died: remove what they left.
+        print(f"splay testbed: removing what a previous testbed left in {args.dir}",
               file=sys.stderr)
-        return 1
+        bed.down()
+        bed.state = {}
     if args.netns == "on" and not netns_usable():
         print("splay testbed: --netns on needs root and a working 'ip netns'", file=sys.stderr)
         return 2
     bed.netns = args.netns == "on" or (args.netns == "auto" and netns_usable())
+    # SIGTERM (or Ctrl-C) during `up` stops what was started so far.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         bed.up()
-    except (RuntimeError, OSError) as e:
-        print(f"splay testbed: {e}", file=sys.stderr)
+    except (RuntimeError, OSError, KeyboardInterrupt) as e:
+        print(f"splay testbed: {e or 'interrupted'}; stopping what was started", file=sys.stderr)
         bed.down()
         return 1
     where = "own network namespaces" if bed.netns else "loopback"

@@ -10,7 +10,8 @@ import shutil
 import sys
 
 from splay import app_files
-from splay.churn import ChurnError, read_trace
+from splay.churn import ChurnError
+from splay.churn.detect import load_churn
 
 from . import net_options
 
@@ -91,7 +92,8 @@ def build_parser():
     p.add_argument("--name", default=None, help="job name (default: the application file's name)")
     p.add_argument("--churn", default=None, metavar="TRACE",
                    help="start and stop the nodes as the churn trace says (one line per node: times "
-                        "in seconds, alternately up, down, up, ...); the trace sets the number of nodes")
+                        "in seconds, alternately up, down, up, ...), or a churn script (docs/churn.md) "
+                        "compiled here; the trace sets the number of nodes")
     p.add_argument("--churn-speed", type=float, default=None, metavar="X",
                    help="with --churn: replay the trace X times faster (default 1; 0.5 is twice slower)")
     p.add_argument("--topology", default=None, metavar="FILE",
@@ -166,6 +168,7 @@ def _net_settings(opts, n):
 def _churn(opts):
     """Read the ``--churn`` trace into ``opts.schedule`` (``None`` without one); it sets ``-n``."""
     opts.schedule = None
+    opts.churn_notes = []
     if opts.churn is None:
         _check(opts.churn_speed is None, "--churn-speed scales the times of a churn trace: add --churn TRACE")
         opts.churn_speed = 1.0
@@ -176,11 +179,14 @@ def _churn(opts):
         opts.churn_speed = 1.0
     _check(opts.churn_speed > 0, f"--churn-speed must be a positive factor, got {opts.churn_speed:g}")
     try:
-        schedule = read_trace(opts.churn)
+        loaded = load_churn(opts.churn)      # a trace, or a churn script compiled here
     except ChurnError as e:
         raise UsageError(f"bad churn trace: {e}") from None
-    except OSError as e:
-        raise UsageError(f"cannot read the churn trace {opts.churn!r}: {e.strerror}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read the churn trace {opts.churn!r}: "
+                         f"{getattr(e, 'strerror', None) or e}") from None
+    schedule = loaded.schedule
+    opts.churn_notes = loaded.notes
     _check(schedule.nodes >= 1, f"the churn trace {opts.churn!r} has no node line (one line of "
                                 "up/down times per node); nothing would run")
     _check(opts.nodes is None or opts.nodes == schedule.nodes,

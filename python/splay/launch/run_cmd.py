@@ -486,6 +486,8 @@ def main(argv=None):
         return maelstrom_main(argv)
     try:
         opts = options.parse(argv)
+        for note in opts.churn_notes:         # --churn gave a churn script: what it compiled to
+            print(f"splay run: {note}", file=sys.stderr)
         return Launcher(opts, fd_limit=raise_fd_limit()).run()
     except options.UsageError as e:
         print(f"splay run: error: {e}\n(see 'splay run --help')", file=sys.stderr)
