@@ -57,8 +57,8 @@ def test_the_web_page_script_parses(tmp_path):
     node = shutil.which("node")
     if node is None:
         pytest.skip("node (JavaScript) is needed to check the page's script")
-    import splay.deploy.api as api
-    with open(f"{api.STATIC}/index.html", encoding="utf-8") as f:
+    import splay.deploy.web as web
+    with open(f"{web.STATIC}/index.html", encoding="utf-8") as f:
         page = f.read()
     script = tmp_path / "page.js"
     script.write_text(page.split("<script>", 1)[1].split("</script>", 1)[0])
