@@ -4,11 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # System packages: libuv headers (the core links libuv), PostgreSQL (the controller's optional
-# database, used by its tests), util-linux's setpriv (the daemon's spawner), valgrind (benchmarks).
+# database, used by its tests), util-linux's setpriv (the daemon's spawner), valgrind (benchmarks),
+# chromium + chromium-driver (the web page and report tests, headless).
 need=""
 [ -f /usr/include/uv.h ] || need="$need libuv1-dev"
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need="$need postgresql"
 command -v setpriv >/dev/null || need="$need util-linux"
+command -v chromium >/dev/null || need="$need chromium"
+command -v chromedriver >/dev/null || need="$need chromium-driver"
 if [ -n "$need" ] && [ "$(id -u)" = 0 ]; then
     echo "setup: installing$need (Debian)" >&2
     apt-get update -qq

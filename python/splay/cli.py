@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "kill": ("splay.deploy.cli", "kill", "kill a job"),
     "logs": ("splay.deploy.cli", "logs", "print (or follow) a job's logs"),
     "daemons": ("splay.deploy.cli", "daemons", "list daemons"),
+    "report": ("splay.observatory.report_cmd", "main", "write a run's self-contained HTML report"),
     "testbed": ("splay.deploy.testbed", "main", "start or stop a controller and daemons on this machine"),
 }
 

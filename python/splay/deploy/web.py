@@ -25,6 +25,7 @@ log = logging.getLogger("splay.api")
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 MAX_BODY = 32 * 1024 * 1024
 STREAM_PERIOD = 1.0         # how long the stream waits for new log lines before a sample check
+STREAM_GAP = 0.5           # at least this long between two updates: a busy job sends batches
 STREAM_HEARTBEAT = 15.0     # a comment line this often keeps proxies from closing a quiet stream
 WORKERS = 64                # threads for database calls; long-polls and streams each hold one
 
@@ -196,6 +197,7 @@ class LoopCalls:
                 await send_event(response, "update", doc)
                 last_log, shown, quiet = newest, states, 0.0
                 since = max(since, latest_t(doc))
+                await asyncio.sleep(STREAM_GAP)
             else:
                 quiet += STREAM_PERIOD
                 if quiet >= STREAM_HEARTBEAT:

@@ -141,7 +141,7 @@ def render(doc):
               "" if n["exit_code"] is None else n["exit_code"]) for n in doc["nodes"]]
     logs = "\n".join(f"{entry['t']:10.3f} [{'ctl' if entry['node'] is None else entry['node']:>4}] "
                      f"{entry['line']}" for entry in doc["logs"][-REPORT_LOG_LINES:])
-    data = _script(json.dumps(doc))
+    data = json.dumps(doc).replace("<", "\\u003c")    # no tag can start inside the data
     title = html.escape(f"SPLAY run {run['app']} ({run['nodes']} nodes, {started})")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>

@@ -6,6 +6,7 @@ const SplayCharts = (() => {
   const BOUNDS = Array.from({ length: 24 }, (_, i) => 1e-5 * 2 ** i);   // buckets.LATENCY_BOUNDS
   const STATE_COLORS = { running: "#2ca02c", "not started": "#c7c7c7", stopped: "#1f77b4",
                          crashed: "#d62728" };
+  const NODE_EVENTS = { node_start: "running", node_stop: "stopped", node_crash: "crashed" };
   const MARKED = { churn: "#ff7f0e", partition: "#9467bd", topology: "#8c564b", fault: "#d62728" };
 
   // The q quantile of a non-cumulative histogram (as buckets.percentile), null when empty.
@@ -71,14 +72,15 @@ const SplayCharts = (() => {
 
   // Node counts by state over time, from the node start/stop/crash events.
   function nodeStates(doc) {
+    // One point per distinct time (a stacked plot needs x to increase), from the first event.
     const state = new Map(doc.nodes.map(n => [n.node, "not started"]));
-    const points = [{ t: 0, counts: countStates(state) }];
-    for (const e of doc.events) {
-      if (e.node === null || e.node === undefined) continue;
-      const next = { node_start: "running", node_stop: "stopped", node_crash: "crashed" }[e.kind];
-      if (!next) continue;
-      state.set(e.node, next);
-      points.push({ t: e.t, counts: countStates(state) });
+    const changes = doc.events.filter(e => e.node !== null && e.node !== undefined && NODE_EVENTS[e.kind]);
+    const points = [{ t: Math.min(0, ...changes.map(e => e.t)), counts: countStates(state) }];
+    for (const e of changes) {
+      state.set(e.node, NODE_EVENTS[e.kind]);
+      const point = { t: e.t, counts: countStates(state) };
+      if (points[points.length - 1].t === e.t) points[points.length - 1] = point;
+      else points.push(point);
     }
     const end = endT(doc);
     if (end > points[points.length - 1].t) points.push({ t: end, counts: countStates(state) });
@@ -105,10 +107,21 @@ const SplayCharts = (() => {
   }
 
   const layout = (title, yTitle, extra = {}) => Object.assign({
-    title: { text: title, font: { size: 14 } }, margin: { l: 55, r: 10, t: 32, b: 36 }, height: 260,
-    xaxis: { title: { text: "seconds since start" } }, yaxis: { title: { text: yTitle }, rangemode: "tozero" },
-    legend: { orientation: "h", y: -0.25 }, hovermode: "x unified" }, extra);
-  const config = { displaylogo: false, responsive: true };
+    title: { text: title + " <span style='font-size:11px;color:#777'>(x: seconds since start)</span>",
+             font: { size: 14 } },
+    margin: { l: 55, r: 10, t: 32, b: 30 }, height: 270,
+    xaxis: { zeroline: false }, yaxis: { title: { text: yTitle }, rangemode: "tozero" },
+    legend: { orientation: "h", y: -0.14 }, hovermode: "x unified" }, extra);
+  // A plot without data says so instead of showing bare axes.
+  const noData = (traces, text) => traces.some(t => (t.y || []).some(v => v !== null)) ? [] :
+    [{ text, showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { color: "#888" } }];
+  const config = { displayModeBar: false, responsive: true };
+
+  // One plot: its traces, with the events marked, or a note when there is no data yet.
+  function plot(element, traces, title, yTitle, doc, empty) {
+    Plotly.react(element, traces, layout(title, yTitle, { shapes: eventShapes(doc),
+      annotations: noData(traces, empty) }), config);
+  }
 
   // Draw every plot of ``doc`` into the elements {states, rpc, latency, bytes, app} (ids or nodes).
   function draw(doc, el) {
@@ -125,29 +138,29 @@ const SplayCharts = (() => {
     if (marks.length) stateTraces.push({ name: "events", x: marks.map(e => e.t), y: marks.map(() => 0),
       mode: "markers", type: "scatter", marker: { symbol: "triangle-up", size: 10, color: marks.map(e => MARKED[e.kind]) },
       text: marks.map(e => `${e.kind}${e.node === null ? "" : " node " + e.node}: ${e.detail}`), hoverinfo: "text" });
-    Plotly.react(el.states, stateTraces, layout("Nodes by state", "nodes", { shapes: eventShapes(doc) }), config);
-    Plotly.react(el.rpc, [
+    plot(el.states, stateTraces, "Nodes by state", "nodes", doc, "no node yet");
+    plot(el.rpc, [
       { name: "calls made/s", x: xs, y: rows.map(r => r.made), type: "scatter", mode: "lines" },
       { name: "calls served/s", x: xs, y: rows.map(r => r.served), type: "scatter", mode: "lines" },
       { name: "errors/s", x: xs, y: rows.map(r => r.errors), type: "scatter", mode: "lines", line: { color: "#d62728" } },
-    ], layout("RPC rate", "calls/s", { shapes: eventShapes(doc) }), config);
+    ], "RPC rate", "calls/s", doc, "no metrics sample yet");
     const ms = q => rows.map(r => { const v = percentile(r.latency, q); return v === null ? null : v * 1000; });
-    Plotly.react(el.latency, [
+    plot(el.latency, [
       { name: "p50", x: xs, y: ms(0.5), type: "scatter", mode: "lines" },
       { name: "p95", x: xs, y: ms(0.95), type: "scatter", mode: "lines" },
       { name: "p99", x: xs, y: ms(0.99), type: "scatter", mode: "lines" },
-    ], layout("RPC latency (calls made)", "ms", { shapes: eventShapes(doc) }), config);
-    Plotly.react(el.bytes, [
+    ], "RPC latency (calls made)", "ms", doc, "no RPC call made yet");
+    plot(el.bytes, [
       { name: "sent/s", x: xs, y: rows.map(r => r.sent), type: "scatter", mode: "lines" },
       { name: "received/s", x: xs, y: rows.map(r => r.received), type: "scatter", mode: "lines" },
-    ], layout("Bytes", "bytes/s", { shapes: eventShapes(doc) }), config);
+    ], "Bytes", "bytes/s", doc, "no metrics sample yet");
     const appNames = [...new Set(rows.flatMap(r => Object.keys(r.app)))].sort();
     const appTraces = appNames.map(name => ({
       name, x: xs, type: "scatter", mode: "lines",
       y: rows.map(r => { const m = r.app[name]; if (!m) return null;
         return m.type === "histogram" ? percentile(m.counts, 0.5, m.bounds) : m.value; }) }));
-    Plotly.react(el.app, appTraces, layout("Application metrics (sum over nodes; histograms: median)", "value",
-      { shapes: eventShapes(doc) }), config);
+    plot(el.app, appTraces, "Application metrics (sum over nodes; histograms: median)", "value", doc,
+      "no application metric yet");
   }
 
   // Per node: its latest calls/s (made + served) and cumulative errors (made calls that failed).
