@@ -77,6 +77,7 @@ class OutputMux:
         self.notes = notes
         self.before_write = before_write
         self.on_control = on_control
+        self.on_line = None          # called with (index, text) for every node line
         self.streams = {}
 
     # -- reading node output -------------------------------------------------------------------
@@ -181,6 +182,8 @@ class OutputMux:
         """One line of node ``index`` (bytes, without newline): echo it and log it."""
         text = raw.decode("utf-8", errors="replace").rstrip("\r")
         self.streams.setdefault(index, _Stream()).tail.append(text)
+        if self.on_line is not None:
+            self.on_line(index, text)
         prefix = f"[node {index}] " if isinstance(index, int) else f"[{index}] "
         self._log(prefix + text)
         if self.echo is not None:

@@ -63,7 +63,8 @@ def _counts(where, counts, n):
             raise ValueError(f"{where} holds {c!r}; bucket counts are non-negative integers")
 
 
-def _validate_sample(where, s):
+def validate_sample(s, where="sample"):
+    """Check one sample (see the module docstring); ValueError says what is wrong."""
     _fields(where, s, _SAMPLE_FIELDS)
     for key, entry in s["rpc"].items():
         mode, sep, function = key.partition("/")
@@ -108,7 +109,7 @@ def validate(doc):
         _fields(f"nodes[{i}]", n, _NODE_FIELDS)
     last = None
     for i, s in enumerate(doc["samples"]):
-        _validate_sample(f"samples[{i}]", s)
+        validate_sample(s, f"samples[{i}]")
         if last is not None and s["t"] < last:
             raise ValueError(f"samples[{i}].t = {s['t']} goes back in time; samples are t-ascending")
         last = s["t"]
