@@ -53,16 +53,16 @@ def test_the_web_page_is_served_and_the_api_wants_the_token(tmp_path_factory):
         bed.down()
 
 
-def test_the_web_page_script_parses(tmp_path):
+def test_the_web_page_scripts_parse():
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node (JavaScript) is needed to check the page's script")
-    import splay.deploy.api as api
-    with open(f"{api.STATIC}/index.html", encoding="utf-8") as f:
+        pytest.skip("node (JavaScript) is needed to check the page's scripts")
+    import splay.deploy.web as web
+    for name in ("page.js", "charts.js"):
+        result = subprocess.run([node, "--check", f"{web.STATIC}/{name}"], capture_output=True,
+                                text=True)
+        assert result.returncode == 0, result.stderr
+    with open(f"{web.STATIC}/page.js", encoding="utf-8") as f:
         page = f.read()
-    script = tmp_path / "page.js"
-    script.write_text(page.split("<script>", 1)[1].split("</script>", 1)[0])
-    result = subprocess.run([node, "--check", str(script)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
     # The job view shows the churn figures the API gives (docs/churn.md).
     assert "job.churn.max_lag_ms" in page and "job.counts" in page

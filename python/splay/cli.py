@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "daemons": ("splay.deploy.cli", "daemons", "list daemons"),
     "check": ("splay.check.cli", "main", "check a history of operations against a model"),
     "history": ("splay.check.cli", "history_main", "extract a job's or a log's operation history"),
+    "report": ("splay.observatory.report_cmd", "main", "write a run's self-contained HTML report"),
     "testbed": ("splay.deploy.testbed", "main", "start or stop a controller and daemons on this machine"),
 }
 

@@ -19,6 +19,7 @@ server closes without a reply (Python callers see "closed").
 The API is the same in splay.rpcq and splay.urpc; see docs/rpc.md.
 """
 from splayc.rpc_fast import DEFAULT_MAX_LENGTH, rpc_call, rpc_serve_connection
+from splayc.rpcstats import MeasuredAnswer
 
 from .rpc_core.module_api import MODULE_API, ModeModule
 
@@ -46,7 +47,7 @@ def _transport(ip, port, request, timeout):
 
 
 def _serve_connection(sock, dispatcher):
-    rpc_serve_connection(sock, dispatcher.answer_rpc, float(settings["server_timeout"]),
+    rpc_serve_connection(sock, MeasuredAnswer("rpc", dispatcher.answer_rpc), float(settings["server_timeout"]),
                          settings["max_length"], l_o)
 
 

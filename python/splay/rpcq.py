@@ -24,6 +24,7 @@ from collections import OrderedDict
 
 from splayc.rpc_fast import DEFAULT_MAX_LENGTH, rpcq_serve_connection, track, untrack
 from splayc.rpcq_conn import Connection
+from splayc.rpcstats import MeasuredAnswer
 
 from . import events
 from .rpc_core.module_api import MODULE_API, ModeModule
@@ -122,7 +123,7 @@ def _transport(ip, port, request, timeout):
 
 
 def _serve_connection(sock, dispatcher):
-    rpcq_serve_connection(sock, dispatcher.answer_rpcq, settings["max_length"],
+    rpcq_serve_connection(sock, MeasuredAnswer("rpcq", dispatcher.answer_rpcq), settings["max_length"],
                           int(settings["server_max_running"]), l_o)
 
 

@@ -28,6 +28,7 @@ from collections import OrderedDict
 
 from splayc.errors import DecodeError
 from splayc.rpc_fast import spawn, track, untrack
+from splayc.rpcstats import MeasuredAnswer
 from splayc.urpc_client import Client, enlarge_receive_buffer, free_message
 
 from . import benc, events, socket
@@ -118,6 +119,7 @@ class UDPServer:
         self.ip = ip
         self.port = s.getsockname()[1]
         self.dispatcher = dispatcher
+        self.answer = MeasuredAnswer("urpc", dispatcher.answer_urpc)   # counted (splayc.rpcstats)
         self.cache = OrderedDict()       # key -> [reply datagram or None while running, time]
         self.closed = False
         self.thread = spawn(self._receive_loop)
@@ -173,7 +175,7 @@ class UDPServer:
                 self.cache.pop(key, None)
             return
         if request.get("type") == "ping":
-            self.sock.sendto(benc.encode(self.dispatcher.answer_urpc(request)), ip, port)
+            self.sock.sendto(benc.encode(self.answer(request)), ip, port)
             return
         now = time.monotonic()
         self._clean(now)
@@ -189,7 +191,7 @@ class UDPServer:
         spawn(self._run, request, ip, port, entry)
 
     def _run(self, request, ip, port, entry):
-        reply = self.dispatcher.answer_urpc(request)
+        reply = self.answer(request)
         try:
             data = benc.encode(reply)
         except (TypeError, ValueError) as exc:

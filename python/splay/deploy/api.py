@@ -14,22 +14,18 @@ Every ``/api/`` request needs ``Authorization: Bearer TOKEN``. Errors come back 
   GET  /api/jobs/ID                       a job (ID or ref) with its instances
   POST /api/jobs/ID/kill                  kill it -> {"killed": bool, "job": ...}
   GET  /api/jobs/ID/logs?after=&limit=&wait=[&after_time=]   its log lines (see Database.logs)
-  GET  /                                  the web page (static/index.html)
+  GET  /api/jobs/ID/rundata?since=T       the job's run-data document (splay.observatory)
+  GET  /api/jobs/ID/stream                Server-Sent Events: what is new in the run data
+  GET  /api/jobs/ID/report                the job's self-contained HTML report
+  GET  /metrics                           Prometheus exposition (same token)
+  GET  /                                  the web page (static/index.html, static/*.js)
+
+The server (:mod:`splay.deploy.http`) runs on the controller's asyncio loop; the calls below
+that touch the database run in its worker threads.
 """
 import concurrent.futures
-import hmac
-import json
-import logging
-import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
 
 from . import models as m
-
-log = logging.getLogger("splay.api")
-STATIC = os.path.join(os.path.dirname(__file__), "static")
-MAX_BODY = 32 * 1024 * 1024
 
 
 class BadRequest(Exception):
@@ -264,99 +260,3 @@ class API:
         return rows
 
 
-def make_handler(api):
-    """The request handler class bound to ``api``."""
-
-    class Handler(BaseHTTPRequestHandler):
-        """Routes each request to the API (see the module docstring for the calls)."""
-        server_version = "splay-controller"
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format, *args):
-            """Requests go to the debug log, not to stderr."""
-            log.debug("%s %s", self.address_string(), format % args)
-
-        def reply(self, status, payload, content_type="application/json"):
-            """Send ``payload`` (JSON-encoded unless bytes) with ``status``."""
-            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def authorised(self):
-            """True when the request carries the API token."""
-            header = self.headers.get("Authorization", "")
-            given = header[len("Bearer "):] if header.startswith("Bearer ") else ""
-            return hmac.compare_digest(given.encode(), api.token.encode())
-
-        def body(self):
-            """The request's JSON body."""
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                raise BadRequest(f"body larger than {MAX_BODY} bytes", 413)
-            try:
-                return json.loads(self.rfile.read(length) or b"null")
-            except ValueError as e:
-                raise BadRequest(f"the body is not JSON: {e}") from None
-
-        def handle_any(self, method):
-            """Serve one request; every error becomes a JSON answer."""
-            url = urlparse(self.path)
-            parts = [p for p in url.path.split("/") if p]
-            try:
-                if method == "GET" and (not parts or parts == ["index.html"]):
-                    with open(os.path.join(STATIC, "index.html"), "rb") as f:
-                        return self.reply(200, f.read(), "text/html; charset=utf-8")
-                if not parts or parts[0] != "api":
-                    raise BadRequest(f"no such page {url.path!r}", 404)
-                if not self.authorised():
-                    raise BadRequest("missing or wrong API token (Authorization: Bearer TOKEN)", 401)
-                route = (method, *parts[1:2], len(parts))
-                if route == ("GET", "status", 2):
-                    return self.reply(200, api.in_loop(api.controller.status))
-                if route == ("GET", "daemons", 2):
-                    return self.reply(200, api.daemons())
-                if route == ("GET", "jobs", 2):
-                    return self.reply(200, api.db.jobs())
-                if route == ("POST", "jobs", 2):
-                    return self.reply(201, api.submit(self.body()))
-                if route == ("GET", "jobs", 3):
-                    return self.reply(200, api.describe(parts[2]))
-                if route == ("POST", "jobs", 4) and parts[3] == "kill":
-                    return self.reply(200, api.kill(parts[2]))
-                if route == ("GET", "jobs", 4) and parts[3] == "logs":
-                    return self.reply(200, api.logs(parts[2], parse_qs(url.query)))
-                raise BadRequest(f"no such API call: {method} {url.path}", 404)
-            except BadRequest as e:
-                self.reply(e.status, {"error": str(e)})
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            except Exception as e:
-                log.exception("API %s %s failed", method, url.path)
-                self.reply(500, {"error": f"{type(e).__name__}: {e}"})
-
-        def do_GET(self):
-            """GET requests."""
-            self.handle_any("GET")
-
-        def do_POST(self):
-            """POST requests."""
-            self.handle_any("POST")
-
-    return Handler
-
-
-class APIServer(ThreadingHTTPServer):
-    """The HTTP server, with a listen backlog for many clients at once."""
-
-    request_queue_size = 128
-    daemon_threads = True
-
-
-def start_api(controller, token, host, port):
-    """Serve the API in background threads; returns the server (``.shutdown()`` stops it)."""
-    server = APIServer((host, port), make_handler(API(controller, token)))
-    threading.Thread(target=server.serve_forever, name="splay-api", daemon=True).start()
-    return server

@@ -763,24 +763,42 @@ def main(argv=None):
         database.close()
 
 
+def page_link(host, port, token):
+    """The URL that opens the web page signed in: the token rides in the fragment, which the
+    browser keeps to itself (the page moves it to sessionStorage and out of the address bar)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/#token={token}"
+
+
+def print_page_link(host, port, token):
+    """Print the signed-in page link on a terminal only: a redirected stdout may be a log file,
+    and the token must never land in a log."""
+    if sys.stdout.isatty():
+        print(f"web page (signed in): {page_link(host, port, token)}", flush=True)
+    else:
+        print(f"web page: {page_link(host, port, 'TOKEN')} (put the API token after #token=)",
+              flush=True)
+
+
 async def serve(args, database, key, token, tls, host, port, api_host, api_port):
     """Run the controller and its API until a stop signal."""
-    from .api import start_api
+    from .web import start_api
     controller = Controller(database, key, host, port, tls, args.daemon_timeout,
                             args.register_timeout, args.start_timeout, args.ping_interval)
     try:
         await controller.start()
-        api = start_api(controller, token, api_host, api_port)
+        api = await start_api(controller, token, api_host, api_port)
     except OSError as e:
         log.error("cannot listen: %s", e)
         return 1
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         controller.loop.add_signal_handler(signum, stop.set)
-    ready = {"daemon_port": controller.port, "api_port": api.server_address[1], "pid": os.getpid()}
+    ready = {"daemon_port": controller.port, "api_port": api.port, "pid": os.getpid()}
     log.info("controller ready: daemons on %s:%d (%s), API on http://%s:%d, database %s",
              host, controller.port, "TLS" if tls else "plain TCP", api_host, ready["api_port"],
              redact(args.db))
+    print_page_link(api_host, api.port, token)
     if args.ready_file:
         tmp = args.ready_file + ".tmp"
         with open(tmp, "w") as f:
@@ -788,7 +806,7 @@ async def serve(args, database, key, token, tls, host, port, api_host, api_port)
         os.replace(tmp, args.ready_file)
     await stop.wait()
     log.info("controller stopping (daemons keep their jobs and reconnect later)")
-    api.shutdown()
+    await api.close()
     controller.server.close()
     for session in list(controller.sessions.values()):
         session.channel.close()

@@ -488,5 +488,6 @@ def main(argv=None):
     where = "own network namespaces" if bed.netns else "loopback"
     print(f"testbed up: controller {bed.url} and {args.daemons} daemons ({where}) in {args.dir}")
     print(f"export SPLAY_CONTROLLER={bed.url} SPLAY_TOKEN={bed.token}")
+    print(f"web page (signed in): {bed.url}/#token={bed.token}")
     print("then: splay submit app.py -n 40; splay jobs; splay logs ID; splay testbed down")
     return 0

@@ -74,6 +74,9 @@ class InProcessNode:
         from splay.emulation import apply_job, has_emulation
         if has_emulation(job.settings):
             self.emulation = apply_job(job, node=self)   # one shared model for all nodes
+        if os.environ.get("SPLAY_METRICS_FD"):
+            from splay.observatory.sampler import attach
+            attach(self)          # its own RPC counters and application metrics
 
     def __repr__(self):
         return f"<node {self.index} {self.job.me.ip}:{self.job.me.port}>"
@@ -317,6 +320,7 @@ def main(argv=None):
     if churn_file:
         return _main_churn(out, jobs, app_path, source, churn_file, real_run)
     nodes = [InProcessNode(i, job) for i, job in enumerate(jobs)]
+    sampler = _start_metrics(lambda: [(n.index, n) for n in nodes])
     for node in nodes:
         hub.set_default_node(node)
         try:
@@ -327,7 +331,17 @@ def main(argv=None):
         real_run()
     finally:
         out.flush_all()
+        if sampler is not None:
+            sampler.stop()
     return 1 if any(node.failed for node in nodes) else 0
+
+
+def _start_metrics(nodes):
+    """Sample the metrics of ``nodes()`` into the launcher's metrics pipe, if it gave one."""
+    from splay.observatory import sampler
+    if not os.environ.get(sampler.METRICS_FD_ENV):
+        return None
+    return sampler.from_environment(nodes)
 
 
 def _main_churn(out, jobs, app_path, source, churn_file, real_run):
@@ -340,12 +354,15 @@ def _main_churn(out, jobs, app_path, source, churn_file, real_run):
         print(f"splay in-process: cannot read the churn replay {churn_file!r}: {e}", file=sys.__stderr__)
         return 2
     hub.set_default_node(None)
+    sampler = _start_metrics(lambda: sorted(host.running.items()))
     hub.spawn(churn_replay.replay_in_host, schedule, speed, host.start_node, host.stop_node,
               host.write_nodes_file, host.report)
     try:
         real_run()
     finally:
         out.flush_all()
+        if sampler is not None:
+            sampler.stop()
     return 1 if any(node.failed for node in host.every_node) else 0
 
 

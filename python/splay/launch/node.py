@@ -153,12 +153,28 @@ def main(argv=None):
         if job is not None:
             restrict_sockets(job)
             emulate_network(job)
+        # Before the sandbox closes the environment and /proc.
+        sampler = start_metrics()
         if job is not None and job.sandbox is not None:
             confine(job)
     except RunnerError as e:
         print(f"splay node: {e}", file=sys.stderr)
         return 2
-    return run_app(app_path, argv[1:])
+    try:
+        return run_app(app_path, argv[1:])
+    finally:
+        if sampler is not None:
+            sampler.stop()
+
+
+def start_metrics():
+    """Sample this node's metrics into the pipe the launcher or daemon gave it, if any
+    (:mod:`splay.observatory.sampler`); returns the sampler or None."""
+    from splay.observatory import sampler
+    if not os.environ.get(sampler.METRICS_FD_ENV):
+        return None
+    sampler.attach(None)
+    return sampler.from_environment(lambda: [(0, None)])
 
 
 if __name__ == "__main__":

@@ -106,6 +106,13 @@ def build_parser():
     p.add_argument("--in-process", action="store_true",
                    help="run all nodes in one process over one scheduler (each node with its own "
                         "namespace, job and threads) instead of one process per node")
+    p.add_argument("--no-metrics", dest="metrics", action="store_false",
+                   help="do not sample the nodes' metrics (RPC counts, latencies, bytes, threads, "
+                        "memory, CPU, application metrics) into metrics.json beside the log")
+    p.add_argument("--metrics-interval", type=float, default=1.0, metavar="SECONDS",
+                   help="seconds between two samples of each node's metrics (default 1)")
+    p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="serve the run's metrics to Prometheus on http://127.0.0.1:PORT/metrics")
     p.add_argument("--node-dirs", default=None, metavar="DIR",
                    help="give node i its own working directory DIR/node-i (job.dir)")
     p.add_argument("--sandbox", action="store_true",
@@ -262,6 +269,12 @@ def parse(argv):
             opts.partitions.append(spec)
     opts.sandbox_kwargs = dict(_sandbox_opt(t) for t in opts.sandbox_opt)
     opts.net_settings = _net_settings(opts, n)
+    _check(opts.metrics_interval > 0, f"--metrics-interval {opts.metrics_interval:g}: give a "
+                                      "positive number of seconds, e.g. 1")
+    _check(opts.metrics_port is None or 0 < opts.metrics_port < 65536,
+           f"--metrics-port {opts.metrics_port}: give a TCP port between 1 and 65535")
+    _check(opts.metrics or opts.metrics_port is None,
+           "--metrics-port serves the run's metrics: it cannot go with --no-metrics")
 
     python = shutil.which(opts.python)
     _check(python is not None, f"--python {opts.python!r}: no such executable interpreter")

@@ -81,6 +81,7 @@ class OutputMux:
         self.notes = notes
         self.before_write = before_write
         self.on_control = on_control
+        self.on_line = None          # called with (index, text) for every node line
         self.streams = {}
 
     # -- reading node output -------------------------------------------------------------------
@@ -189,6 +190,8 @@ class OutputMux:
         if text.startswith(HISTORY_MARKER):
             return      # operation records (splay.history) go to the log, not the console
         self.streams.setdefault(index, _Stream()).tail.append(text)
+        if self.on_line is not None:
+            self.on_line(index, text)
         if self.echo is not None:
             self._write(self.echo, prefix + text + "\n")
 

@@ -152,6 +152,8 @@ class NodeProcess:
         self.stop_requested = False
         self.started_at = None
         self.ended_at = None
+        self.collect_metrics = False  # give the process a metrics pipe (splay.observatory.sampler)
+        self.metrics_fd = None        # the launcher's (read) end of it while the process runs
 
     @property
     def state(self):
@@ -173,11 +175,20 @@ class NodeProcess:
         job = self.make_job()
         if job is not None:         # None: a process that hosts several nodes (--in-process)
             env[ENV_VAR] = job.to_json()
+        pass_fds = ()
+        if self.collect_metrics:
+            from splay.observatory.sampler import METRICS_FD_ENV
+            self.metrics_fd, write_end = os.pipe()
+            os.set_blocking(self.metrics_fd, False)
+            env[METRICS_FD_ENV] = str(write_end)
+            pass_fds = (write_end,)
         self.popen = subprocess.Popen(
             self.command, env=env, cwd=self.cwd, stdin=subprocess.PIPE if self.gated else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent(os.getpid(), self.niceness),
-            close_fds=True)
+            close_fds=True, pass_fds=pass_fds)
+        for fd in pass_fds:
+            os.close(fd)
         if self.watchdog is not None:
             self.watchdog.watch(self.popen.pid)
         self.stdout = self.popen.stdout.fileno()

@@ -33,6 +33,7 @@ from .output import OutputMux
 from .processes import (NodeProcess, NodesFile, Watchdog, describe_status, node_environment,
                         raise_fd_limit)
 from .progress import Progress
+from .run_metrics import LocalMetrics
 
 __all__ = ["main", "Launcher", "JobPlan"]
 
@@ -126,6 +127,7 @@ class Launcher:
         self.mux = None
         self.sel = None
         self.churn = None            # the churn replay of --churn runs
+        self.metrics = None          # the run's observatory (splay.launch.run_metrics)
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -210,6 +212,10 @@ class Launcher:
             self.procs = [NodeProcess(i, (lambda i=i: plan.job(i)), command, env, watchdog=self.watchdog,
                                       gated=o.schedule is not None)
                           for i in range(n)]
+        if o.metrics:
+            env.update(LocalMetrics.environment(o))
+            for p in self.procs:
+                p.collect_metrics = True
 
         self.progress = Progress(len(self.procs), self.stderr, force=o.progress and not o.in_process)
         self.progress.enabled &= not o.in_process and o.schedule is None
@@ -222,6 +228,12 @@ class Launcher:
         except OSError as e:
             raise options.UsageError(f"cannot write the log file {o.log!r}: {e.strerror}; "
                                      "pick another --log or --log-dir") from None
+        if o.metrics:
+            try:
+                self.metrics = LocalMetrics(o, plan, self.mux)
+            except OSError as e:
+                raise options.UsageError(str(e)) from None
+            self.mux.on_line = self.metrics.line
         self.sel = selectors.DefaultSelector()
         self.sel.register(self._wakeup_r, selectors.EVENT_READ, lambda: self._drain_wakeup())
         # Under churn nobody is alive before the trace's first up time.
@@ -289,8 +301,13 @@ class Launcher:
                         self._on_exit(p)
             self.mux.flush()
             self.progress.redraw()
+            if self.metrics is not None:
+                self.metrics.tick()
 
         self._summary(started)
+        if self.metrics is not None:
+            self.metrics.close("failed" if self.failed else
+                               ("stopped" if self.exit_status is not None else "ended"))
         if self.exit_status is not None:
             return self.exit_status
         return 1 if self.failed else 0
@@ -307,6 +324,8 @@ class Launcher:
             return False
         self.mux.add(proc.index, demux=self.opts.in_process)
         self.sel.register(proc.stdout, selectors.EVENT_READ, lambda: self._on_output(proc))
+        if self.metrics is not None:
+            self.metrics.started(proc, self.sel)
         if proc.exit_fd is not None:
             self.sel.register(proc.exit_fd, selectors.EVENT_READ, lambda: self._on_exit(proc))
         self.mux.note(f"{self._name(proc.index)} started, pid {proc.pid}", show=False)
@@ -335,6 +354,8 @@ class Launcher:
         if proc.stdout is not None:
             self.mux.drain(proc.index, proc.stdout)
             self._close_output(proc)
+        if self.metrics is not None:
+            self.metrics.ended(proc, self.sel, rc, proc.failed)
         if not self.stopping and not self.opts.in_process:
             self.write_nodes_file()
         if proc.index == HOST and rc == 1 and self.failed:
@@ -353,6 +374,8 @@ class Launcher:
         if "churn" in record:
             if self.churn is not None:
                 self.churn.on_control(record)
+            if self.metrics is not None:
+                self.metrics.churn(record)
             return
         index, status, how = record.get("node"), record.get("status"), record.get("how")
         if isinstance(index, int):
@@ -360,6 +383,8 @@ class Launcher:
             if not isinstance(how, str):
                 how = describe_status(status if isinstance(status, int) else 1)
             self._report_failure(index, how)
+            if self.metrics is not None:
+                self.metrics.node_failed(index, how)
 
     def write_nodes_file(self):
         """Rewrite the nodes file with the nodes alive now (what ``job.nodes()`` returns)."""
@@ -488,6 +513,7 @@ def main(argv=None):
         opts = options.parse(argv)
         for note in opts.churn_notes:         # --churn gave a churn script: what it compiled to
             print(f"splay run: {note}", file=sys.stderr)
+        opts.argv = argv
         return Launcher(opts, fd_limit=raise_fd_limit()).run()
     except options.UsageError as e:
         print(f"splay run: error: {e}\n(see 'splay run --help')", file=sys.stderr)

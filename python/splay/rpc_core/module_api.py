@@ -14,6 +14,8 @@ a call and the server. Each builds one :class:`ModeModule` and binds its functio
 """
 from splay import log as _log
 
+from splayc.rpcstats import MeasuredTransport
+
 from .client_api import ClientAPI
 from .dispatch import Dispatcher
 from .namespace import for_server
@@ -50,7 +52,9 @@ class ModeModule:
     def client_functions(self, transport):
         """``(acall, call, ecall, ping, proxy)`` over ``transport(ip, port, request, timeout)``
         (see :mod:`.client_api`)."""
-        api = ClientAPI(self.mode, self.settings, transport, self.log)
+        # Every call made is counted for the observatory (splayc.rpcstats), in C.
+        api = ClientAPI(self.mode, self.settings, MeasuredTransport(self.mode, transport),
+                        self.log)
         return api.acall, api.call, api.ecall, api.ping, api.proxy
 
     def tcp_server(self, serve_connection):

@@ -1,0 +1,198 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""RPC counters of a node, kept in C where the calls happen (issue #11, the observatory).
+
+Per node, per RPC mode (``rpc``, ``rpcq``, ``urpc``) and per function: calls made and served,
+errors, timeouts, and a histogram of the latency of calls made over the fixed buckets of
+:mod:`splay.observatory.buckets`. The RPC modules wrap their transport (client side) and their
+``answer`` function (server side) once, with :class:`MeasuredTransport` and
+:class:`MeasuredAnswer`: each call then costs a clock read, one dict lookup and a few C increments.
+:func:`set_enabled` turns counting off (the wrappers then only forward the call).
+
+The counters of the running thread's node are its node object's ``rpc_stats`` attribute when it
+has one (``--in-process`` nodes each get their own), else the process-wide :func:`default_stats`.
+A ping is counted under the function name ``(ping)``.
+"""
+from libc.stdint cimport uint64_t
+from splayc.hub cimport Hub, Task, get_hub
+from splayc.uv cimport uv_hrtime
+
+DEF N_BOUNDS = 24
+DEF N_BUCKETS = 25
+
+MODES = ("rpc", "rpcq", "urpc")
+PING = "(ping)"
+
+cdef double _bounds[N_BOUNDS]
+cdef int _i
+for _i in range(N_BOUNDS):
+    _bounds[_i] = 1e-5 * (2.0 ** _i)
+
+cdef bint _enabled = True
+cdef RpcStats _default
+
+
+cdef class FunctionStats:
+    """The counters of one function in one mode (read with :meth:`as_dict`)."""
+    cdef public unsigned long long made, served, errors, timeouts
+    cdef unsigned long long latency[N_BUCKETS]
+    cdef public double latency_sum
+
+
+    cdef inline void observe(self, double seconds):
+        cdef int i = 0
+        while i < N_BOUNDS and seconds > _bounds[i]:
+            i += 1
+        self.latency[i] += 1
+        self.latency_sum += seconds
+
+    def as_dict(self):
+        """``{"made", "served", "errors", "timeouts", "latency": [25 counts], "latency_sum": s}``
+        (cumulative; ``latency_sum`` is the total seconds of the calls made)."""
+        return {"made": self.made, "served": self.served, "errors": self.errors,
+                "timeouts": self.timeouts, "latency_sum": self.latency_sum,
+                "latency": [self.latency[i] for i in range(N_BUCKETS)]}
+
+
+cdef class RpcStats:
+    """The RPC counters of one node: ``mode -> function -> FunctionStats``."""
+    cdef dict tables           # one dict per mode, index = position in MODES
+
+    def __cinit__(self):
+        self.tables = {0: {}, 1: {}, 2: {}}
+
+    cdef FunctionStats get(self, int mode, object function):
+        cdef dict table = <dict>self.tables[mode]
+        cdef object f = table.get(function)
+        if f is None:
+            f = FunctionStats()
+            table[function] = f
+        return <FunctionStats>f
+
+    def snapshot(self):
+        """``{"<mode>/<function>": {...counters...}}``, cumulative, for a sample."""
+        out = {}
+        for mode, table in self.tables.items():
+            for function, f in table.items():
+                out[f"{MODES[mode]}/{function}"] = (<FunctionStats>f).as_dict()
+        return out
+
+    def function(self, mode, function):
+        """The :class:`FunctionStats` of ``function`` in ``mode`` (created at zero if new)."""
+        return self.get(MODES.index(mode), function)
+
+
+cdef RpcStats _stats_of_current():
+    cdef Hub hub = get_hub()
+    cdef Task t = hub.current
+    cdef object node, s
+    if t is None or t.node is None:
+        node = hub.default_node
+        if node is None:
+            return _default
+    else:
+        node = t.node
+    s = getattr(node, "rpc_stats", None)
+    return _default if s is None else <RpcStats>s
+
+
+cdef inline object _function_of(object request):
+    cdef object call
+    if type(request) is not dict:
+        return "(invalid)"
+    call = (<dict>request).get("call")
+    if call is None:
+        return PING
+    if type(call) is list and len(<list>call) > 0:
+        call = (<list>call)[0]
+    elif type(call) is dict:
+        call = (<dict>call).get(1)
+    if type(call) is str:
+        return call
+    return "(invalid)"
+
+
+cdef class MeasuredTransport:
+    """``transport(ip, port, request, timeout)`` of an RPC mode, counting each call it makes."""
+    cdef object transport
+    cdef int mode
+
+    def __cinit__(self, mode, transport):
+        self.mode = MODES.index(mode)
+        self.transport = transport
+
+    def __call__(self, ip, port, request, timeout):
+        if not _enabled:
+            return self.transport(ip, port, request, timeout)
+        cdef uint64_t start = uv_hrtime()
+        result = self.transport(ip, port, request, timeout)
+        cdef double elapsed = (uv_hrtime() - start) * 1e-9
+        cdef FunctionStats f = _stats_of_current().get(self.mode, _function_of(request))
+        f.made += 1
+        f.observe(elapsed)
+        ok, payload = result
+        if not ok:
+            if payload == "timeout":
+                f.timeouts += 1
+            else:
+                f.errors += 1
+        elif type(payload) is dict and "error" in <dict>payload:
+            f.errors += 1
+        return result
+
+
+cdef class MeasuredAnswer:
+    """``answer(request) -> reply`` of an RPC server, counting each call it serves."""
+    cdef object answer
+    cdef int mode
+
+    def __cinit__(self, mode, answer):
+        self.mode = MODES.index(mode)
+        self.answer = answer
+
+    def __call__(self, request):
+        reply = self.answer(request)
+        if not _enabled:
+            return reply
+        cdef FunctionStats f = _stats_of_current().get(self.mode, _function_of(request))
+        f.served += 1
+        if type(reply) is dict and "error" in <dict>reply:
+            f.errors += 1
+        return reply
+
+
+def set_enabled(bint on):
+    """Count RPCs (the default) or not; the wrappers stay in place either way."""
+    global _enabled
+    _enabled = on
+
+
+def enabled():
+    """Whether RPCs are being counted."""
+    return _enabled
+
+
+def default_stats():
+    """The counters of the process's node (used when the node object has no ``rpc_stats``)."""
+    return _default
+
+
+def stats_of(node):
+    """The counters of ``node`` (``None``: the process's node)."""
+    if node is None:
+        return _default
+    s = getattr(node, "rpc_stats", None)
+    return _default if s is None else s
+
+
+_default = RpcStats()
+
+
+def threads_by_node(Hub hub):
+    """``{node: number of live threads}`` of ``hub`` (the node of a thread outside any node is
+    ``None``); read by the observatory's sampler, which may run in another OS thread."""
+    cdef dict counts = {}
+    cdef Task t = hub.alive_head
+    while t is not None:
+        counts[t.node] = counts.get(t.node, 0) + 1
+        t = t.alive_next
+    return counts
