@@ -177,7 +177,10 @@ def test_two_netns_testbeds_run_side_by_side(tmp_path):
         downs = [splay(home, "testbed", "down") for home in homes]
     assert all(d.returncode == 0 for d in downs)
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    links = subprocess.run(["ip", "link", "show"], capture_output=True, text=True).stdout
     for state in states:
         assert not any(ns in names for ns in state["network"]["namespaces"])
-        assert state["network"]["bridge"] not in links
+        # the host ends of the veth pairs go with their namespaces, which the kernel finishes
+        # deleting a moment after `ip netns del` returns
+        wait_for(lambda: state["network"]["bridge"] not in subprocess.run(
+            ["ip", "link", "show"], capture_output=True, text=True).stdout, 15,
+            f"the links of {state['network']['bridge']} to be gone")

@@ -347,7 +347,7 @@ def test_splay_run_sandbox_exposes_only_the_application_file(tmp_path):
     app = tmp_path / "read_beside_the_app.py"
     app.write_text(open(os.path.join(ROOT, "tests", "hostile", "read_beside_the_app.py")).read())
     (tmp_path / "secret.txt").write_text("TOPSECRET")
-    run = splay_run_job(str(app), tmp_path)
+    run = splay_run_job(str(app), tmp_path, tmp_path)
     assert f"[node 0] secret.txt refused: sandbox refused reading '{tmp_path / 'secret.txt'}'" in run.stdout, \
         run.stdout + run.stderr
     assert f"[node 0] . refused: sandbox refused listing (os.listdir) '{tmp_path}'" in run.stdout

@@ -42,7 +42,10 @@ def reachable_from(error):
             if any(part in obj.f_code.co_filename for part in SANDBOX_FILES):
                 todo.append(obj.f_globals)
         elif isinstance(obj, dict):
-            todo += list(obj.values())
+            try:
+                todo += list(obj.values())
+            except Exception:           # a guarded mapping (the emptied os.environ) refuses
+                pass
         elif isinstance(obj, (list, tuple, set, frozenset)):
             todo += list(obj)
         elif isinstance(obj, types.CellType):
@@ -80,7 +83,11 @@ def sabotage(objects):
                 pass
         elif isinstance(obj, dict) and obj is not builtins.__dict__ and obj is not sys.modules \
                 and obj is not globals():
-            if any(belongs_to_sandbox(value) for value in list(obj.values())):
+            try:
+                values = list(obj.values())
+            except Exception:           # a guarded mapping (the emptied os.environ) refuses
+                continue
+            if any(belongs_to_sandbox(value) for value in values):
                 obj.clear()
                 changed["dicts"] += 1
         elif belongs_to_sandbox(obj) and hasattr(obj, "__dict__"):
