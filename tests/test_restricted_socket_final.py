@@ -15,6 +15,7 @@ import textwrap
 
 import pytest
 
+from splay.deploy.testbed import free_port_range
 from splay import Restricted, restricted_socket, utils
 from splay.job import ENV_VAR
 from splayc import accounting
@@ -131,7 +132,8 @@ def test_in_process_nodes_cannot_lift_their_limits_either(tmp_path):
     """))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), str(ROOT)]))
     out = subprocess.run([sys.executable, "-m", "splay.cli", "run", str(app), "-n", "2",
-                          "--in-process", "--max-sockets", "4", "--first-port", "41560",
+                          "--in-process", "--max-sockets", "4", "--first-port",
+                          str(free_port_range(2)),
                           "--log-dir", str(tmp_path)],
                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from splay.deploy.testbed import free_port_range
 from splay.observatory import rundata
 from splay.observatory.prometheus import DocumentSource, exposition
 
@@ -85,9 +86,9 @@ def app(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("mode,port", [([], 47310), (["--in-process"], 47320)],
-                         ids=["processes", "in-process"])
-def test_metrics_json_counts_exactly_what_the_application_did(app, mode, port):
+@pytest.mark.parametrize("mode", [[], ["--in-process"]], ids=["processes", "in-process"])
+def test_metrics_json_counts_exactly_what_the_application_did(app, mode):
+    port = free_port_range(2)       # fixed ports collide with other programs' ephemeral ones
     stop = app / "stop"
     stop.touch()
     out = subprocess.run(splay_run(app, "--first-port", port, *mode, "--", stop),
@@ -133,8 +134,8 @@ def scrape(port):
 
 
 def test_metrics_port_serves_the_live_run_to_prometheus(app):
-    stop, metrics_port = app / "stop", 47399
-    proc = subprocess.Popen(splay_run(app, "--first-port", 47330, "--metrics-port",
+    stop, metrics_port = app / "stop", free_port_range(1)
+    proc = subprocess.Popen(splay_run(app, "--first-port", free_port_range(2), "--metrics-port",
                                       metrics_port, "--metrics-interval", "0.2", "--", stop),
                             env=ENV, cwd=app, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -163,7 +164,7 @@ def test_metrics_port_serves_the_live_run_to_prometheus(app):
 def test_a_node_sending_garbage_is_cut_off_and_the_run_goes_on(app):
     stop = app / "stop"
     stop.touch()
-    out = subprocess.run(splay_run(app, "--first-port", 47340, "--", stop, "garbage"),
+    out = subprocess.run(splay_run(app, "--first-port", free_port_range(2), "--", stop, "garbage"),
                          env=ENV, cwd=app, capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stderr
     log = (app / "splay-run.log").read_text()
