@@ -20,6 +20,8 @@ from . import models as m
 from . import scheduler
 from .db import open_database, redact
 from .logs import LogHub
+from .metrics_ingest import MetricsIngest
+from .metrics_store import MetricsStore
 from .protocol import DAEMON_MESSAGES, Channel, ProtocolError, decode, server_tls
 
 log = logging.getLogger("splay.controller")
@@ -102,6 +104,8 @@ class Controller:
         self.server = None
         self.loop = None
         self.stats = {"refused_daemons": 0, "protocol_errors": 0}
+        self.metrics_store = MetricsStore(database)     # the nodes' samples and events
+        self.metrics_ingest = MetricsIngest(self.metrics_store, database)
 
     # -- start-up and recovery -----------------------------------------------------------
     async def start(self):
@@ -112,6 +116,7 @@ class Controller:
                                                  limit=2**26)
         self.port = self.server.sockets[0].getsockname()[1]
         self.loop.create_task(self.watch_daemons())
+        self.metrics_store.start(self.loop)
 
     def recover(self):
         """Continue after a restart: daemons must reconnect, unfinished deployments fail, queued
@@ -252,6 +257,7 @@ class Controller:
         """A daemon's connection ended: wait ``daemon_timeout`` for it before losing its instances."""
         self.sessions.pop(session.id, None)
         session.fail_waiters()
+        self.metrics_ingest.disconnected(session)
         self.db.update_daemon(session.id, state=m.D_DISCONNECTED, last_seen=time.time())
         log.warning("daemon %s disconnected", session.name)
         self.arm_lost_timer(session.id, session.name)
@@ -274,6 +280,7 @@ class Controller:
         reason = f"daemon {name} unreachable for more than {self.daemon_timeout:g} s"
         self.db.update_instances([i["id"] for i in live], state=m.I_LOST, reason=reason,
                                  ended_at=time.time())
+        self.metrics_store.node_events([i["id"] for i in live], "node_crash", reason)
         for job_id in sorted({i["job_id"] for i in live}):
             self.logs.note(job_id, f"{sum(i['job_id'] == job_id for i in live)} instance(s) lost: "
                                    f"{reason}")
@@ -314,6 +321,8 @@ class Controller:
             self.instances_started(session, message)
         elif kind == "churn":
             self.instance_churn(session, message)
+        elif kind == "metrics":
+            self.metrics_ingest.receive(session, message)
         elif kind == "hello":
             raise ProtocolError("hello sent twice")
 
@@ -357,6 +366,8 @@ class Controller:
                         for instance_id in message.get("scheduled", [])})
         # The daemon may report an exit (a stop that overtook the start) before this message.
         self.db.update_instances_each(updates, only_states=(m.I_REGISTERED, m.I_STARTING))
+        self.metrics_store.node_events([e["id"] for e in message.get("instances", [])],
+                                       "node_start", "started", now)
         session.resolve("started", message["job"], message)
 
     def instance_exited(self, session, instance_id, exit_code, state, reason):
@@ -370,6 +381,7 @@ class Controller:
             reason = "stopped" if state == m.I_KILLED else f"exit status {exit_code}"
         self.db.update_instances([instance_id], state=state, exit_code=exit_code, reason=reason,
                                  ended_at=time.time())
+        self.metrics_store.node_ended(instance_id, state, exit_code, reason)
         self.check_job_end(row["job_id"])
 
     def instance_churn(self, session, message):
@@ -398,6 +410,7 @@ class Controller:
             # Both times are on the daemon's clock: the lag carries no clock-offset error.
             self.churn_accuracy.setdefault(job_id, _accuracy()).record(change, at - scheduled)
         self.logs.note(job_id, note)
+        self.metrics_store.churn_event(instance_id, change, at - session.offset, note)
         self.schedule_nodes_update(job_id)
 
     def churn_summary(self, job):
@@ -727,6 +740,16 @@ def build_parser():
                    help="seconds to wait for daemons to start a job's nodes")
     p.add_argument("--ping-interval", type=float, default=5.0, help="seconds between pings")
     p.add_argument("--ready-file", help="write {daemon_port, api_port, pid} here once serving")
+    metrics = p.add_argument_group(
+        "metrics store", "the deployed jobs' node samples (see docs/observatory.md): older samples "
+        "are downsampled, and each job's share is capped (beyond, its older half is thinned)")
+    metrics.add_argument("--metrics-tiers", default="10m=10s,1h=1m,1d=10m", metavar="AGE=RES,...",
+                         help="samples older than AGE keep one per node per RES "
+                              "(default %(default)s; s, m, h, d suffixes)")
+    metrics.add_argument("--metrics-max-rows", type=int, default=1_000_000, metavar="N",
+                         help="samples (rows) one job may hold (default %(default)s)")
+    metrics.add_argument("--metrics-max-bytes", default="512M", metavar="SIZE",
+                         help="bytes of sample data one job may hold (K/M/G; default %(default)s)")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -746,6 +769,11 @@ def main(argv=None):
         print("splay-controller: give --daemon-key (or --daemon-key-file) and --token "
               "(or --token-file)", file=sys.stderr)
         return 2
+    try:
+        metrics_options = metrics_store_options(args)
+    except ValueError as e:
+        print(f"splay-controller: {e}", file=sys.stderr)
+        return 2
     if bool(args.tls_cert) != bool(args.tls_key):
         print("splay-controller: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
@@ -758,7 +786,8 @@ def main(argv=None):
     host, port = parse_address(args.listen, "127.0.0.1")
     api_host, api_port = parse_address(args.api, "127.0.0.1")
     try:
-        return asyncio.run(serve(args, database, key, token, tls, host, port, api_host, api_port))
+        return asyncio.run(serve(args, database, key, token, tls, host, port, api_host, api_port,
+                                 metrics_options))
     finally:
         database.close()
 
@@ -780,11 +809,31 @@ def print_page_link(host, port, token):
               flush=True)
 
 
-async def serve(args, database, key, token, tls, host, port, api_host, api_port):
+def metrics_store_options(args):
+    """The metrics store's options (``--metrics-*``) as MetricsStore attributes; ValueError
+    saying which is wrong."""
+    from .metrics_store import parse_size, parse_tiers
+    try:
+        tiers = parse_tiers(args.metrics_tiers)
+    except ValueError as e:
+        raise ValueError(f"--metrics-tiers {args.metrics_tiers!r}: {e}") from None
+    if args.metrics_max_rows < 1:
+        raise ValueError(f"--metrics-max-rows {args.metrics_max_rows}: give at least 1")
+    try:
+        max_bytes = parse_size(args.metrics_max_bytes)
+    except ValueError as e:
+        raise ValueError(f"--metrics-max-bytes {args.metrics_max_bytes!r}: {e}") from None
+    return {"tiers": tiers, "max_rows": args.metrics_max_rows, "max_bytes": max_bytes}
+
+
+async def serve(args, database, key, token, tls, host, port, api_host, api_port,
+                metrics_options=None):
     """Run the controller and its API until a stop signal."""
     from .web import start_api
     controller = Controller(database, key, host, port, tls, args.daemon_timeout,
                             args.register_timeout, args.start_timeout, args.ping_interval)
+    for name, value in (metrics_options or {}).items():
+        setattr(controller.metrics_store, name, value)
     try:
         await controller.start()
         api = await start_api(controller, token, api_host, api_port)
@@ -807,6 +856,7 @@ async def serve(args, database, key, token, tls, host, port, api_host, api_port)
     await stop.wait()
     log.info("controller stopping (daemons keep their jobs and reconnect later)")
     await api.close()
+    controller.metrics_store.flush()        # the samples received last
     controller.server.close()
     for session in list(controller.sessions.values()):
         session.channel.close()

@@ -20,6 +20,7 @@ import time
 
 from .host_shaping import HostShaping, check_device_name, wants_kernel_shaping
 from .daemon_cleanup import clean_previous_run
+from .daemon_metrics import SHIP_INTERVAL, MetricsRelay
 from .instances import KEEP_FINISHED, InstanceManager
 from .job_limits import DEFAULTS, Limits
 from .protocol import CONTROLLER_MESSAGES, MAX_LINE, Channel, ProtocolError, client_tls, decode
@@ -55,8 +56,10 @@ class Daemon:
         self.lines = collections.deque(maxlen=MAX_BUFFERED_LINES)
         self.dropped_lines = 0
         self.shaping = HostShaping(shaping_device, name, base_dir)
+        self.metrics = MetricsRelay()
         self.manager = InstanceManager(limits, ip, base_dir, self.emit, self.log_line, self.clock,
-                                       sandbox, on_job_end=self.shaping.job_ended)
+                                       sandbox, on_job_end=self.shaping.job_ended,
+                                       metrics=self.metrics)
 
     def clock(self):
         """This daemon's clock (``--clock-offset`` shifts it, to test the controller's correction)."""
@@ -68,6 +71,7 @@ class Daemon:
         if self.channel is not None:
             if message["type"] == "exited":
                 self.send_lines(self.channel)     # a node's last lines come before its end
+                self.send_metrics(self.channel)   # and its last samples
             self.channel.send_nowait(message)
 
     def log_line(self, instance_id, stamp, stream, text):
@@ -121,6 +125,7 @@ class Daemon:
         self.channel = channel
         self.gone_since = None
         flusher = asyncio.ensure_future(self.flush_lines(channel))
+        shipper = asyncio.ensure_future(self.ship_metrics(channel))
         try:
             while True:
                 try:
@@ -142,6 +147,7 @@ class Daemon:
                     log.exception("could not carry out a controller message; going on")
         finally:
             flusher.cancel()
+            shipper.cancel()
 
     async def handle(self, message):
         """Obey one controller message."""
@@ -222,6 +228,18 @@ class Daemon:
         while lines:
             batch = [lines.popleft() for _ in range(min(LINES_PER_MESSAGE, len(lines)))]
             channel.send_nowait({"type": "log", "lines": batch})
+
+    async def ship_metrics(self, channel):
+        """Send the nodes' samples every SHIP_INTERVAL (see daemon_metrics.py)."""
+        while True:
+            await asyncio.sleep(SHIP_INTERVAL)
+            self.send_metrics(channel)
+            await channel.writer.drain()
+
+    def send_metrics(self, channel):
+        """Queue the buffered samples of the nodes on ``channel``."""
+        for message in self.metrics.messages():
+            channel.send_nowait(message)
 
     async def watch_orphans(self):
         """Stop every instance once the controller has been away longer than ``orphan_timeout``."""

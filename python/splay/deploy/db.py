@@ -41,6 +41,21 @@ MIGRATIONS = [
         "ALTER TABLE jobs ADD COLUMN churn TEXT",
         "ALTER TABLE jobs ADD COLUMN churn_t0 {real}",
     ]),
+    # The metrics store of deployed jobs (metrics_store.py): node samples (``t``: the controller
+    # time of the sample, ``sec``: its whole second, ``res``: the seconds one row stands for
+    # after downsampling, ``received``: when it was stored), timeline events, lost samples.
+    (3, [
+        """CREATE TABLE metric_samples (id {pk}, job_id INTEGER NOT NULL, node INTEGER NOT NULL,
+           t {real} NOT NULL, sec {bigint} NOT NULL, res INTEGER NOT NULL,
+           received {real} NOT NULL, data TEXT NOT NULL)""",
+        "CREATE INDEX metric_samples_job_sec ON metric_samples(job_id, sec)",
+        "CREATE INDEX metric_samples_job_received ON metric_samples(job_id, received)",
+        """CREATE TABLE metric_events (id {pk}, job_id INTEGER NOT NULL, t {real} NOT NULL,
+           kind TEXT NOT NULL, node INTEGER, detail TEXT NOT NULL)""",
+        "CREATE INDEX metric_events_job_t ON metric_events(job_id, t)",
+        """CREATE TABLE metric_jobs (job_id INTEGER PRIMARY KEY,
+           dropped {bigint} NOT NULL DEFAULT 0)""",
+    ]),
 ]
 
 DAEMON_FIELDS = {"name", "ip", "limits", "state", "clock_offset", "connected_at", "last_seen"}
@@ -317,6 +332,84 @@ class Database:
         """The id of a job's newest line (0 when none)."""
         rows = self._run("SELECT MAX(id) AS m FROM logs WHERE job_id = ?", (job_id,), fetch=True)
         return rows[0]["m"] or 0
+
+    # -- metrics (see metrics_store.py) ------------------------------------------------------
+    def add_metric_samples(self, rows):
+        """Append samples: ``rows`` of (job_id, node, t, sec, res, received, data JSON)."""
+        if rows:
+            self._run("INSERT INTO metric_samples (job_id, node, t, sec, res, received, data) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?)", rows, many=True)
+
+    def metric_samples(self, job_id, received_after=None, ids=None):
+        """A job's samples (node, t, data), by time: all, those stored after ``received_after``,
+        or those of ``ids``."""
+        sql = "SELECT id, node, t, data FROM metric_samples WHERE job_id = ?"
+        params = [job_id]
+        if received_after is not None:
+            sql += " AND received > ?"
+            params.append(received_after)
+        if ids is not None:
+            if not ids:
+                return []
+            sql += " AND id IN (" + ", ".join("?" * len(ids)) + ")"
+            params.extend(ids)
+        return self._run(sql + " ORDER BY t, id", tuple(params), fetch=True)
+
+    def metric_sample_keys(self, job_id, first_sec, end_sec):
+        """What downsampling needs of a job's samples with ``first_sec <= sec < end_sec``:
+        (id, node, sec, res, size), in arrival order."""
+        return self._run("SELECT id, node, sec, res, LENGTH(data) AS size FROM metric_samples "
+                         "WHERE job_id = ? AND sec >= ? AND sec < ? ORDER BY id",
+                         (job_id, first_sec, end_sec), fetch=True)
+
+    def latest_metric_samples(self, job_id):
+        """The newest sample of each node of a job (node, t, data)."""
+        return self._run("SELECT node, t, data FROM metric_samples WHERE id IN "
+                         "(SELECT MAX(id) FROM metric_samples WHERE job_id = ? GROUP BY node)",
+                         (job_id,), fetch=True)
+
+    def metric_sizes(self):
+        """Per job holding samples: its rows, bytes of data, first and last second."""
+        return self._run("SELECT job_id, COUNT(*) AS n_rows, SUM(LENGTH(data)) AS n_bytes, "
+                         "MIN(sec) AS first_sec, MAX(sec) AS last_sec FROM metric_samples "
+                         "GROUP BY job_id", fetch=True)
+
+    def thin_metric_samples(self, delete_ids, coarser_ids, res):
+        """Downsampling, in one transaction: delete ``delete_ids``, mark ``coarser_ids`` as
+        standing for ``res`` seconds each."""
+        with self._transaction() as cursor:
+            for start in range(0, len(delete_ids), 500):
+                chunk = delete_ids[start:start + 500]
+                cursor.execute(self._sql("DELETE FROM metric_samples WHERE id IN (" +
+                                         ", ".join("?" * len(chunk)) + ")"), chunk)
+            for start in range(0, len(coarser_ids), 500):
+                chunk = coarser_ids[start:start + 500]
+                cursor.execute(self._sql("UPDATE metric_samples SET res = ? WHERE id IN (" +
+                                         ", ".join("?" * len(chunk)) + ")"), [res] + chunk)
+
+    def add_metric_events(self, rows):
+        """Append timeline events: ``rows`` of (job_id, t, kind, node, detail)."""
+        if rows:
+            self._run("INSERT INTO metric_events (job_id, t, kind, node, detail) "
+                      "VALUES (?, ?, ?, ?, ?)", rows, many=True)
+
+    def metric_events(self, job_id):
+        """A job's timeline events (t, kind, node, detail) by time."""
+        return self._run("SELECT t, kind, node, detail FROM metric_events WHERE job_id = ? "
+                         "ORDER BY t, id", (job_id,), fetch=True)
+
+    def add_metric_dropped(self, counts):
+        """Add lost samples to jobs' counts: ``counts`` maps job id -> samples."""
+        with self._transaction() as cursor:
+            for job_id, n in counts.items():
+                cursor.execute(self._sql(
+                    "INSERT INTO metric_jobs (job_id, dropped) VALUES (?, ?) ON CONFLICT (job_id) "
+                    "DO UPDATE SET dropped = metric_jobs.dropped + excluded.dropped"), (job_id, n))
+
+    def metric_dropped(self, job_id):
+        """Samples of a job lost before they were stored."""
+        rows = self._run("SELECT dropped FROM metric_jobs WHERE job_id = ?", (job_id,), fetch=True)
+        return rows[0]["dropped"] if rows else 0
 
 
 class SQLiteDatabase(Database):

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 
+from splay.observatory.sampler import METRICS_FD_ENV
 from splay.sandbox.environ import job_environment
 
 from .daemon_cleanup import forget_process, record_process
@@ -137,7 +138,7 @@ class InstanceManager:
     it while disconnected); ``log_line(...)`` queues an output line for forwarding."""
 
     def __init__(self, limits, ip, base_dir, emit, log_line, clock=time.time, sandbox=True,
-                 on_job_end=None):
+                 on_job_end=None, metrics=None):
         self.limits = limits
         self.sandbox = sandbox
         self.ip = ip
@@ -158,6 +159,8 @@ class InstanceManager:
         self.on_job_end = on_job_end
         self.log_limits = LogLimiter(limits.log_node_bytes, limits.log_job_bytes,
                                      limits.log_node_rate, limits.log_job_rate)
+        # Reads each node process's metrics pipe (a MetricsRelay, see daemon_metrics.py), or None.
+        self.metrics = metrics
 
     # -- reservations ----------------------------------------------------------------------
     def live(self):
@@ -285,6 +288,8 @@ class InstanceManager:
         await asyncio.gather(self._read(instance, process.out, "stdout"),
                              self._read(instance, process.err, "stderr"))
         self._output_ended(instance)
+        if self.metrics is not None:
+            await self.metrics.ended(instance.id)        # its last samples, before its end
         code = await _exit_status(process)
         self._signal_group(process.pid, signal.SIGKILL)   # whatever it left in its group
         forget_process(os.path.join(self.job_dir(instance.job_ref), str(instance.id)))
@@ -411,12 +416,21 @@ class InstanceManager:
         if SETPRIV:
             argv[:0] = [SETPRIV, "--pdeathsig", "KILL", "--"]
         loop = asyncio.get_running_loop()
+        metrics_fd = None
+        if self.metrics is not None:
+            metrics_fd = self.metrics.open(instance.id)
+            env[METRICS_FD_ENV] = str(metrics_fd)
         popen = functools.partial(
             subprocess.Popen, argv, cwd=directory, env=env,
             stdin=subprocess.PIPE if gated else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-            preexec_fn=None if SETPRIV else _prepare_child)
-        process = await loop.run_in_executor(self.spawner, popen)
+            preexec_fn=None if SETPRIV else _prepare_child,
+            pass_fds=() if metrics_fd is None else (metrics_fd,))
+        try:
+            process = await loop.run_in_executor(self.spawner, popen)
+        finally:
+            if metrics_fd is not None:
+                os.close(metrics_fd)             # the node holds the write end now
         record_process(directory, process.pid)   # a restarted daemon kills it if still there
         process.out = await _stream(loop, process.stdout)
         process.err = await _stream(loop, process.stderr)
@@ -428,6 +442,8 @@ class InstanceManager:
         await asyncio.gather(self._read(instance, process.out, "stdout"),
                              self._read(instance, process.err, "stderr"))
         self._output_ended(instance)
+        if self.metrics is not None:
+            await self.metrics.ended(instance.id)        # its last samples, before its end
         code = await _exit_status(process)
         instance.exit_code = code
         instance.state = "KILLED" if instance.stop_requested else "EXITED"

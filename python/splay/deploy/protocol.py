@@ -14,6 +14,10 @@ Every message is a JSON object with a ``"type"``. The daemon speaks first:
                 a churn replay started (up) or stopped (down) an instance, or its process ended
                 while the trace had it up (crashed); it comes up again at its next up time
     log         {lines: [[instance_id, time, stream, text], ...]}
+    metrics     {samples: [[instance_id, sample], ...], dropped: {instance_id: n}}
+                the nodes' metrics samples (splay.observatory), about once a second; dropped:
+                samples lost since the previous message (see daemon_metrics.py). Lossy: never
+                resent
   controller -> daemon
     welcome     {daemon_id, time}            or   refused {reason}  (and the connection closes)
     ping        {t0}
@@ -39,7 +43,7 @@ import ssl
 MAX_LINE = 64 * 1024 * 1024
 
 DAEMON_MESSAGES = frozenset({"hello", "pong", "registered", "started", "exited", "log",
-                             "churn"})
+                             "churn", "metrics"})
 CONTROLLER_MESSAGES = frozenset({"welcome", "refused", "ping", "register", "free", "start",
                                  "release", "nodes", "stop", "error"})
 

@@ -1,9 +1,9 @@
 """The run-data document of a deployed job, read from the controller (for the page and reports).
 
 The controller's database knows the job, its instances (node, address, daemon, state, start and
-end times) and its log lines; the node metrics (samples) come from the metrics store when the
-controller has one (``controller.metrics_store``, see splay.observatory's README). Events are
-derived from the instances' start/end times and the job's own state times.
+end times) and its log lines; the node metrics (samples) and the nodes' events (every start, stop
+and crash, churn actions) come from the controller's metrics store
+(:mod:`splay.deploy.metrics_store`). The job's states are events derived from its own times.
 """
 import hashlib
 import json
@@ -13,6 +13,7 @@ import shlex
 from splay.observatory import rundata
 
 LOG_TAIL = 2000     # log lines a document carries at most (the newest)
+NODE_EVENTS = {"node_start", "node_stop", "node_crash"}
 
 
 def job_run(job, daemons):
@@ -100,10 +101,14 @@ def run_data(controller, job_id, since=None):
     samples, dropped = [], {"samples": 0, "logs": 0}
     store = getattr(controller, "metrics_store", None)
     if store is not None:
-        stored = store.run_data(job_id, since=since)
-        samples, dropped = stored["samples"], stored.get("dropped", dropped)
-        events = sorted(events + [e for e in stored["events"] if e["kind"] not in
-                                  ("job_state", "node_start", "node_stop", "node_crash")],
+        stored = store.run_data(job_id, t0, since=since)
+        samples, dropped = stored["samples"], stored["dropped"]
+        recorded = {e["kind"] for e in stored["events"]}
+        # The store has every start and end of a node (several under churn); the instances'
+        # rows only the last ones. Jobs stored before the store existed keep the derived ones.
+        if recorded & NODE_EVENTS:
+            events = [e for e in events if e["kind"] not in NODE_EVENTS]
+        events = sorted(events + [e for e in stored["events"] if e["kind"] != "job_state"],
                         key=lambda e: e["t"])
     if since is not None:
         events = [e for e in events if e["t"] > since]
