@@ -79,11 +79,15 @@ class MetricsIngest:
         for entry in samples:
             if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict)):
                 raise Refused(f"a sample entry that is not [instance_id, sample]: {str(entry)[:80]}")
-            job_id, node = self.place(session, entry[0])
             sample = dict(entry[1])
             ts = sample.pop("ts", None)
             if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
                 raise Refused(f"a sample of instance {entry[0]} without its time 'ts'")
+            data = json.dumps(sample, separators=(",", ":"))
+            if len(data) > MAX_SAMPLE_BYTES:
+                raise Refused(f"a sample of instance {entry[0]} of {len(data)} bytes (at most "
+                              f"{MAX_SAMPLE_BYTES})")
+            job_id, node = self.place(session, entry[0])
             t = ts - session.offset
             if t > latest:
                 raise Refused(f"a sample of instance {entry[0]} from the future "
@@ -94,10 +98,6 @@ class MetricsIngest:
             except ValueError as e:
                 raise Refused(str(e)) from None
             del sample["t"], sample["node"]
-            data = json.dumps(sample, separators=(",", ":"))
-            if len(data) > MAX_SAMPLE_BYTES:
-                raise Refused(f"a sample of instance {entry[0]} of {len(data)} bytes (at most "
-                              f"{MAX_SAMPLE_BYTES})")
             accepted.append((job_id, node, t, sample, data))
         lost = {}
         for instance_id, count in dropped.items():

@@ -9,8 +9,8 @@ so keeping fewer of them loses resolution, never totals. That is how the store s
 - **downsampling** -- samples older than each tier's age keep one per node per tier resolution
   (default :data:`DEFAULT_TIERS`: 1 s for 10 min, then 10 s, 1 min after 1 h, 10 min after a day);
 - **retention** -- when a job holds more than ``max_rows`` rows or ``max_bytes`` bytes of sample
-  data, the older half of its samples is thinned to twice its resolution, until the job is back
-  under three quarters of both caps. The whole run stays visible, coarser where it is old.
+  data, all its samples are thinned to the one resolution that brings it to half of both caps
+  (new samples then come at full resolution again). The whole run stays visible, coarser.
 
 Events (node start, stop, crash, churn actions, metrics cut off) are written at once. The store
 also keeps each node's newest sample in memory for ``GET /metrics``
@@ -21,6 +21,7 @@ import asyncio
 import collections
 import json
 import logging
+import math
 import time
 
 from . import models as m
@@ -248,19 +249,20 @@ class MetricsStore:
                 break
 
     def _retention_pass(self, job_id, size):
-        """Thin the older half of a job's samples to twice their coarsest resolution."""
-        middle = size.first_sec + max(1, (size.last_sec - size.first_sec) // 2)
-        # The oldest samples are the coarsest (thinning goes from the oldest on).
-        oldest = self.db.metric_sample_keys(job_id, size.first_sec, size.first_sec + 1)
-        res = 2 * max([self.tiers[-1][1] if self.tiers else 1] + [r["res"] for r in oldest])
+        """Thin all of a job's samples to the resolution that brings it to half its caps."""
+        nodes = max(1, len(self._latest(job_id)))
+        span = size.last_sec - size.first_sec + 1
+        row_bytes = max(1.0, size.bytes / max(1, size.rows))
+        target = max(1.0, min(0.5 * self.max_rows, 0.5 * self.max_bytes / row_bytes))
+        res = max(2, math.ceil(nodes * span / target))
         self.stats["retention_passes"] += 1
-        log.info("metrics of job %s over their cap (%d rows, %d bytes): samples before second "
-                 "%d thinned to one per %d s per node", job_id, size.rows, size.bytes, middle, res)
-        yield from self._thin_range(job_id, size, size.first_sec // res * res, middle, res)
-        if size.rows > self.max_rows or size.bytes > self.max_bytes:
-            if res > size.last_sec - size.first_sec:
-                # One sample per node is left in the older half: the oldest go.
-                yield from self._drop_oldest(job_id, size, middle)
+        log.info("metrics of job %s over their cap (%d rows, %d bytes): thinned to one sample "
+                 "per %d s per node", job_id, size.rows, size.bytes, res)
+        yield from self._thin_range(job_id, size, size.first_sec // res * res,
+                                    size.last_sec + 1, res)
+        if nodes >= target:
+            # More nodes than the cap holds samples: only the newest samples can stay.
+            yield from self._drop_oldest(job_id, size, size.first_sec + span // 2)
 
     def _thin_range(self, job_id, size, start, end, res):
         """Keep the newest sample per node per ``res`` seconds among ``start <= sec < end``."""
