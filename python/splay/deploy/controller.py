@@ -21,6 +21,7 @@ from . import scheduler
 from .db import open_database, redact
 from .logs import LogHub
 from .protocol import DAEMON_MESSAGES, Channel, ProtocolError, decode, server_tls
+from splay.maelstrom import deployed as maelstrom_deployed
 
 log = logging.getLogger("splay.controller")
 
@@ -466,6 +467,7 @@ class Controller:
             self.logs.note(job_id, "churn: " + self.churn_accuracy[job_id].summary())
         log.info("job %d %s: %s", job_id, state, reason)
         self.loop.call_later(60.0, self.forget, job_id)
+        maelstrom_deployed.start_check(self, job_id)     # a Maelstrom job: judge its history
 
     def forget(self, job_id):
         """Drop the per-instance caches of an ended job (a minute later: its last lines may still
