@@ -96,6 +96,34 @@ def test_a_pysplay_node_application_serves_the_messages_itself(tmp_path):
     assert run.returncode == 0 and run.stdout.startswith("echo: VALID")
 
 
+def test_the_kafka_example_keeps_one_log_and_the_broken_one_is_caught(tmp_path):
+    run = maelstrom(tmp_path, "kafka", "--app", EXAMPLES / "kafka_node.py", "--in-process",
+                    "--rate", 40)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.startswith("kafka: VALID")
+    fs = {r["f"] for r in history(tmp_path)}
+    assert fs == {"send", "poll", "commit_offsets", "list_committed_offsets"}
+    run = maelstrom(tmp_path, "kafka", "--app", EXAMPLES / "broken_kafka_node.py", "--in-process",
+                    "--rate", 40)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "kafka: INVALID" in run.stdout and "anomaly duplicate-offset" in run.stdout
+
+
+def test_the_txn_example_is_serializable_and_the_broken_one_shows_a_cycle(tmp_path):
+    run = maelstrom(tmp_path, "txn-list-append", "--app", EXAMPLES / "txn_node.py",
+                    "--in-process", "--rate", 60, "--keys", 2)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.startswith("list-append: VALID")
+    run = maelstrom(tmp_path, "txn-list-append", "--app", EXAMPLES / "broken_txn_node.py",
+                    "--in-process", "--rate", 60, "--keys", 2, "--workload-time", 3)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "list-append: INVALID" in run.stdout
+    assert "counterexample:" in run.stdout and "a cycle of" in run.stdout
+    assert "-rw(" in run.stdout or "-wr(" in run.stdout
+    page = (tmp_path / "history.html").read_text()
+    assert "Counterexample" in page
+
+
 def test_lines_that_are_not_messages_are_counted_and_the_run_goes_on(tmp_path):
     run = maelstrom(tmp_path, "echo", "--bin", f"{NODE} --garbage", "--in-process")
     assert run.returncode == 0, run.stdout + run.stderr

@@ -14,6 +14,7 @@ counter        every read within the bounds of the adds around it
 g-counter      each node's final read within those bounds (adds never negative)
 pn-counter     the same, adds of any sign
 log, kafka     offsets unique, no acknowledged write lost, one order agreed
+list-append    transactions over lists: no G0, G1a, G1b, G1c, G2 (Elle's anomalies)
 echo           every answer repeats its request
 unique-ids     no identifier handed out twice
 ============== ==============================================================================
@@ -23,7 +24,7 @@ The answer is a :class:`~splay.check.result.Result`: ``valid`` is ``"valid"``, `
 percentiles per operation, anomalies and, for linearizability, a reduced counterexample;
 ``result.text()`` reports it for people and :func:`splay.check.timeline.write` draws it.
 """
-from . import counters, linearizable, log_order, sets, simple
+from . import counters, linearizable, list_append, log_order, sets, simple
 from .ops import HistoryError, Op, load
 from .result import INVALID, UNKNOWN, VALID, Result
 
@@ -40,6 +41,7 @@ MODELS = {
     "pn-counter": lambda ops, **kw: counters.check(ops, "pn-counter"),
     "log": lambda ops, **kw: log_order.check(ops, "log"),
     "kafka": lambda ops, **kw: log_order.check(ops, "kafka"),
+    "list-append": lambda ops, **kw: list_append.check(ops, "list-append"),
     "echo": lambda ops, **kw: simple.echo(ops),
     "unique-ids": lambda ops, **kw: simple.unique_ids(ops),
 }

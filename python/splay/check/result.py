@@ -62,11 +62,12 @@ class Result:
         c = self.counts
         lines.append(f"  {c.get('ops', 0)} operations: {c.get('ok', 0)} ok, {c.get('fail', 0)} "
                      f"failed, {c.get('info', 0)} unknown")
+        width = max([10] + [len(name) for name in self.latencies])
         for name, row in sorted(self.latencies.items()):
             if row["p50"] is None:
-                lines.append(f"  {name:<10} {row['count']:>7} ops, no completed call")
+                lines.append(f"  {name:<{width}} {row['count']:>7} ops, no completed call")
                 continue
-            lines.append(f"  {name:<10} {row['count']:>7} ops  latency p50 {_ms(row['p50'])}  "
+            lines.append(f"  {name:<{width}} {row['count']:>7} ops  latency p50 {_ms(row['p50'])}  "
                          f"p95 {_ms(row['p95'])}  p99 {_ms(row['p99'])}  max {_ms(row['max'])}")
         for key, value in sorted(self.details.items()):
             lines.append(f"  {key}: {value}")

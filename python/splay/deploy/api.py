@@ -227,6 +227,8 @@ class API:
         job["log_lines_dropped"] = self.controller.logs.dropped.get(job["id"], 0)
         if job["churn"] is not None:
             job["churn"] = self.controller.churn_summary(job)
+        from splay.maelstrom.deployed import check_of
+        job["check"] = check_of(job)       # a Maelstrom job's verdict, else None
         return job
 
     def kill(self, key):

@@ -214,10 +214,17 @@ def progress_line(job):
 
 # -- subcommands -------------------------------------------------------------------------------
 
-def submit(argv):
+def submit(argv, settings=None, finished=None):
     """``splay submit APP.py -n N ... [-- ARGS...]``: submit a job and follow it until it runs;
-    ARGS go to every node's ``sys.argv``."""
+    ARGS go to every node's ``sys.argv``. ``settings`` are added to the job's; ``finished(client,
+    job, status)`` gives the exit status once the job is followed (``splay submit --maelstrom``
+    waits for its checker there). ``--maelstrom`` submits a Maelstrom workload
+    (:mod:`splay.maelstrom.submit_cmd`)."""
     argv = list(argv)
+    if settings is None and any(a == "--maelstrom" or a.startswith("--maelstrom=")
+                                for a in argv[:argv.index("--") if "--" in argv else None]):
+        from splay.maelstrom.submit_cmd import main as maelstrom_submit
+        return maelstrom_submit(argv)
     app_args = []
     if "--" in argv:                # everything after it belongs to the application
         cut = argv.index("--")
@@ -288,6 +295,8 @@ def submit(argv):
                 request["settings"]["shaping"] = "kernel"
         if net:
             request["settings"] = {**request.get("settings", {}), **net}
+        if settings:
+            request["settings"] = {**request.get("settings", {}), **settings}
         if app_args:
             request["args"] = app_args
         if args.list_size is not None:
@@ -332,7 +341,8 @@ def submit(argv):
         if job["state"] in (m.FAILED, m.NO_RESOURCES) and job["reason"]:
             print(f"splay submit: job {job['id']} {job['state']}: {job['reason']}; see "
                   f"'splay logs {job['id']}'", file=sys.stderr)
-        return submit_status(job, ran, args.wait)
+        status = submit_status(job, ran, args.wait)
+        return status if finished is None else finished(client, job, status)
 
     return run(p, argv, body)
 
@@ -407,6 +417,9 @@ def job(argv):
         print(f"  created {when(info['created_at'])}, running {when(info['running_at'])}, "
               f"ended {when(info['ended_at'])}")
         print("  instances: " + ", ".join(f"{k} {v}" for k, v in sorted(info["counts"].items())))
+        if info.get("check"):
+            print("  check: " + info["check"].get("text", info["check"]["valid"])
+                  .replace("\n", "\n  "))
         if info.get("log_lines_dropped"):
             print(f"  output lines dropped by the daemons' log limits: {info['log_lines_dropped']}")
         print(table(sorted(info["instances"], key=lambda i: (i["position"] is None, i["position"] or 0)),

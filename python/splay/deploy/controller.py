@@ -23,6 +23,7 @@ from .logs import LogHub
 from .metrics_ingest import MetricsIngest
 from .metrics_store import MetricsStore
 from .protocol import DAEMON_MESSAGES, Channel, ProtocolError, decode, server_tls
+from splay.maelstrom import deployed as maelstrom_deployed
 
 log = logging.getLogger("splay.controller")
 
@@ -479,6 +480,7 @@ class Controller:
             self.logs.note(job_id, "churn: " + self.churn_accuracy[job_id].summary())
         log.info("job %d %s: %s", job_id, state, reason)
         self.loop.call_later(60.0, self.forget, job_id)
+        maelstrom_deployed.start_check(self, job_id)     # a Maelstrom job: judge its history
 
     def forget(self, job_id):
         """Drop the per-instance caches of an ended job (a minute later: its last lines may still

@@ -245,6 +245,11 @@ class Database:
         """Set some columns of one job."""
         self._update("jobs", JOB_FIELDS, [job_id], fields)
 
+    def update_job_settings(self, job_id, settings):
+        """Replace the settings (a JSON object) of one job: results computed for it afterwards,
+        such as a Maelstrom job's verdict."""
+        self._run("UPDATE jobs SET settings = ? WHERE id = ?", (json.dumps(settings), job_id))
+
     # -- instances ---------------------------------------------------------------------------
     def add_instances(self, job_id, daemon_ids, state):
         """Insert one instance per entry of ``daemon_ids``; returns their ids in the same order."""

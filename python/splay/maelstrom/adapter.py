@@ -28,12 +28,14 @@ from splay import history, rpcq
 from splay.maelstrom import messages as M
 from splay.maelstrom import services, workloads
 from splay.maelstrom.node import Node
+from splayc.errors import Restricted
 
 opts = dict(arg.split("=", 1) for arg in sys.argv[1:] if "=" in arg)
 WORKLOAD = workloads.get(opts["workload"], opts)
 RATE, DURATION = float(opts.get("rate", 10)), float(opts.get("time", 10))
 RECOVERY, TIMEOUT = float(opts.get("recovery", 3)), float(opts.get("timeout", 1))
 INIT_TIMEOUT = float(opts.get("init_timeout", 10))
+START_WAIT = 60.0              # how long a node tries to reach node 0 before giving up
 SEED = opts.get("seed", "0")
 PEERS = job.nodes()
 N = len(PEERS)
@@ -173,11 +175,28 @@ def relay_stderr(conn):
         log.print(f"[{NODE_ID}] {line.decode('utf-8', 'replace')}")
 
 
+def shipped(word):
+    """``word`` of ``app=``/``bin=``, as a path into the deployed job's files when it names one
+    of them (``home=`` is where ``splay submit --maelstrom`` unpacked them), else unchanged."""
+    home = opts.get("home")
+    if home and not os.path.isabs(word) and os.path.isfile(os.path.join(home, word)):
+        return os.path.join(home, word)
+    return word
+
+
+def program_argv():
+    """The program's command line, its shipped files made absolute and executable."""
+    argv = [shipped(word) for word in shlex.split(opts["bin"])]
+    if argv and os.path.isfile(argv[0]) and not os.access(argv[0], os.X_OK):
+        os.chmod(argv[0], os.stat(argv[0]).st_mode | 0o111)   # a zip archive keeps no mode bits
+    return argv
+
+
 def start_program():
     """Start the program with its stdin/stdout and stderr on loopback connections."""
     global program, to_program_conn
     if "app" in opts:
-        namespace = runpy.run_path(opts["app"], run_name="maelstrom_app")
+        namespace = runpy.run_path(shipped(opts["app"]), run_name="maelstrom_app")
         nodes = [v for v in namespace.values() if isinstance(v, Node)]
         if len(nodes) != 1:
             raise RuntimeError(f"{opts['app']} must create exactly one splay.maelstrom.Node "
@@ -185,14 +204,47 @@ def start_program():
         program = nodes[0]
         program.out = route
         return
-    server = socket.bind("127.0.0.1", 0)
-    port = server.getsockname()[1]
-    stdio = pysocket.create_connection(("127.0.0.1", port))
-    conn = server.accept()
-    errors = pysocket.create_connection(("127.0.0.1", port))
-    conn_err = server.accept()
-    server.close()
-    argv = shlex.split(opts["bin"])
+    why = "this node is confined by splay.sandbox" if confined() else None
+    if why is None:
+        try:
+            start_subprocess()
+        except Restricted as e:
+            why = str(e)
+    if why is not None:
+        raise RuntimeError(
+            f"the sandbox refused to start the Maelstrom program {opts['bin']!r} ({why}): a "
+            f"confined node may create no process (its audit hook refuses subprocess and "
+            f"os.fork, its seccomp filter fork, clone and execve). Run the daemons with "
+            f"'--sandbox off' (the program and the node then run unconfined), or serve the "
+            f"messages from a pysplay application (--app FILE)")
+
+
+def confined():
+    """True in a node confined by :mod:`splay.sandbox` (which refuses processes)."""
+    sandbox = sys.modules.get("splay.sandbox")
+    return sandbox is not None and sandbox.current() is not None
+
+
+def start_subprocess():
+    """The program's stdin/stdout and stderr are two loopback TCP connections: the listening
+    and accepted ends are plain sockets handed to the program; this node connects with its own
+    (non-blocking) sockets -- a deployed node may bind no port but its own."""
+    global program, to_program_conn
+    listener = pysocket.create_server(("127.0.0.1", 0))
+    try:
+        port = listener.getsockname()[1]
+        conn = socket.connect("127.0.0.1", port)
+        stdio = listener.accept()[0] if conn else None
+        conn_err = socket.connect("127.0.0.1", port)
+        errors = listener.accept()[0] if conn_err else None
+    finally:
+        listener.close()
+    if conn is None or conn_err is None:
+        for end in (stdio, conn):
+            if end is not None:
+                end.close()
+        raise RuntimeError(f"cannot connect to the program's loopback socket: {socket.last_error}")
+    argv = program_argv()
     try:
         program = subprocess.Popen(argv, stdin=stdio.fileno(), stdout=stdio.fileno(),
                                    stderr=errors.fileno(), close_fds=True, cwd=os.getcwd())
@@ -253,6 +305,17 @@ def perform(f, value, body):
         op.info(result)
 
 
+def call_node_0(call, timeout):
+    """``rpcq.acall`` to node 0, tried again while it cannot be reached: deployed nodes start
+    at different times, and node 0 may not serve yet. ``(ok, answer)``."""
+    deadline = misc.time() + START_WAIT
+    while True:
+        ok, answer = rpcq.acall(PEERS[0], call, timeout)
+        if ok or misc.time() > deadline:
+            return ok, answer
+        events.sleep(0.2)
+
+
 def sleep_until(t):
     if t > misc.time():
         events.sleep(t - misc.time())
@@ -261,12 +324,18 @@ def sleep_until(t):
 def main():
     global inited
     rpcq.server(job.me)
-    start_program()
+    try:
+        start_program()
+    except Exception as e:       # the other nodes must not wait for this one: stop them all
+        log.error(f"maelstrom: {NODE_ID}: {e}; stopping the run")
+        call_node_0(["abort", ME], 5)
+        finish()
+        return
     reply = request({"type": "init", "node_id": NODE_ID, "node_ids": NODE_IDS}, INIT_TIMEOUT)
     if reply is None or reply.get("type") != "init_ok":
         log.error(f"maelstrom: the program of {NODE_ID} did not answer init with init_ok "
                   f"within {INIT_TIMEOUT:g} s (got {reply!r}); stopping the run")
-        rpcq.acall(PEERS[0], ["abort", ME], 5)
+        call_node_0(["abort", ME], 5)
         finish()
         return
     inited = True
@@ -275,7 +344,7 @@ def main():
     held.clear()
     for body in WORKLOAD.setup(NODE_ID, NODE_IDS):
         request(body, TIMEOUT * 5)
-    ok, answer = rpcq.acall(PEERS[0], ["ready", ME], 120)
+    ok, answer = call_node_0(["ready", ME], 120)
     t0 = answer[0] if ok and answer else None
     if t0 is None:
         log.error(f"maelstrom: another node's program failed to start ({answer if not ok else 'aborted'}); "

@@ -47,6 +47,15 @@ def parser():
     return p
 
 
+def node_arguments(ours, code):
+    """The adapter's ``key=value`` arguments for the options ``ours`` (of :func:`parser`);
+    ``code`` is ``app=FILE`` or ``bin=COMMAND``."""
+    return [f"workload={ours.maelstrom}", f"rate={ours.rate}", f"time={ours.workload_time}",
+            f"recovery={ours.recovery}", f"timeout={ours.op_timeout}",
+            f"init_timeout={ours.init_timeout}", f"topology={ours.shape}", f"keys={ours.keys}",
+            f"seed={ours.seed}", code]
+
+
 def main(argv):
     """Entry point: ``argv`` is ``splay run``'s argument list holding ``--maelstrom``."""
     from splay.check import check, timeline
@@ -72,11 +81,7 @@ def main(argv):
             return 2
         if shutil.which(first) is None:
             ours.bin = os.path.abspath(first) + ours.bin[len(first):]
-    node_args = [f"workload={ours.maelstrom}", f"rate={ours.rate}", f"time={ours.workload_time}",
-                 f"recovery={ours.recovery}", f"timeout={ours.op_timeout}",
-                 f"init_timeout={ours.init_timeout}",
-                 f"topology={ours.shape}", f"keys={ours.keys}", f"seed={ours.seed}",
-                 f"app={ours.app}" if ours.app else f"bin={ours.bin}"]
+    node_args = node_arguments(ours, f"app={ours.app}" if ours.app else f"bin={ours.bin}")
     if "--time-limit" not in rest:
         rest += ["--time-limit", str(ours.workload_time + ours.recovery + 60)]
     if "--name" not in rest:

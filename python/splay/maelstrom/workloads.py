@@ -11,6 +11,10 @@ broadcast  topology once; broadcast {message}; read broadcast: every acknowledge
 g-counter  add {delta >= 0}; read                   g-counter: reads within the adds' bounds
 pn-counter add {delta}; read                        pn-counter
 lin-kv     read/write/cas {key, value, from, to}    lin-kv: linearizable, key by key
+kafka      send {key, msg}; poll {offsets};         kafka: offsets unique, no lost send,
+           commit_offsets; list_committed_offsets   one order per key
+txn-list-  txn {txn: [["r", k, null],               list-append: no G0, G1a, G1b, G1c, G2
+append     ["append", k, v], ...]}                  (Elle's anomalies), orders compatible
 ========== ======================================== ======================================
 """
 import random
@@ -165,7 +169,75 @@ class LinKV(Workload):
         return value
 
 
-WORKLOADS = {w.name: w for w in (Echo, UniqueIds, Broadcast, GCounter, PNCounter, LinKV)}
+class Kafka(Workload):
+    """Maelstrom's kafka: ``send`` a message to a key's log, ``poll`` each key from the offset
+    after the last one this client saw, ``commit_offsets`` of what it saw,
+    ``list_committed_offsets``; at the end every client polls every key from offset 0."""
+    name = "kafka"
+    model = "kafka"
+    final_read = True
+
+    def __init__(self, options):
+        super().__init__(options)
+        self.keys = [str(k) for k in range(int(options.get("keys", 3)))]
+        self.next_offset = {}             # key -> the offset this client polls from
+
+    def operation(self, rng, client_index, seq):
+        draw = rng.random()
+        if draw < 0.5:
+            key, msg = rng.choice(self.keys), client_index * 1_000_000 + seq
+            return "send", [key, msg], {"type": "send", "key": key, "msg": msg}
+        if draw < 0.85:
+            offsets = {key: self.next_offset.get(key, 0) for key in self.keys}
+            return "poll", offsets, {"type": "poll", "offsets": offsets}
+        if draw < 0.95:
+            offsets = {key: offset - 1 for key, offset in self.next_offset.items() if offset}
+            return "commit_offsets", offsets, {"type": "commit_offsets", "offsets": offsets}
+        return "list_committed_offsets", self.keys, \
+            {"type": "list_committed_offsets", "keys": self.keys}
+
+    def final(self):
+        offsets = {key: 0 for key in self.keys}
+        return "poll", offsets, {"type": "poll", "offsets": offsets}
+
+    def result(self, f, value, reply):
+        if f == "send":
+            return reply.get("offset")
+        if f == "poll":
+            msgs = reply.get("msgs") or {}
+            for key, pairs in msgs.items():
+                if pairs and isinstance(pairs[-1], list) and isinstance(pairs[-1][0], int):
+                    self.next_offset[key] = max(self.next_offset.get(key, 0), pairs[-1][0] + 1)
+            return msgs
+        if f == "list_committed_offsets":
+            return reply.get("offsets") or {}
+        return value
+
+
+class TxnListAppend(Workload):
+    """Maelstrom's txn-list-append: transactions of 1 to ``max_txn_length`` (4) micro-ops
+    ``["r", key, None]`` and ``["append", key, value]`` over ``keys`` keys; the ok value is the
+    transaction as the node completed it (reads filled in). Values appended are unique."""
+    name = "txn-list-append"
+    model = "list-append"
+
+    def operation(self, rng, client_index, seq):
+        keys = int(self.options.get("keys", 3))
+        txn = []
+        for index in range(rng.randint(1, int(self.options.get("max_txn_length", 4)))):
+            key = rng.randrange(keys)
+            if rng.random() < 0.5:
+                txn.append(["r", key, None])
+            else:
+                txn.append(["append", key, (client_index * 1_000_000 + seq) * 10 + index])
+        return "txn", txn, {"type": "txn", "txn": txn}
+
+    def result(self, f, value, reply):
+        return reply.get("txn")
+
+
+WORKLOADS = {w.name: w for w in (Echo, UniqueIds, Broadcast, GCounter, PNCounter, LinKV, Kafka,
+                                 TxnListAppend)}
 
 
 def get(name, options=None):

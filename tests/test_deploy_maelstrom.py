@@ -1,0 +1,90 @@
+"""Maelstrom workloads deployed with `splay submit --maelstrom` on a loopback testbed: the
+adapter and the node's code shipped as a directory application, the controller checking the
+job's history at its end (verdict in `splay job`, history with `splay history`)."""
+import json
+import os
+import sys
+
+import pytest
+
+from test_deploy_support import ROOT, splay_cli, start_bed
+
+EXAMPLES = os.path.join(ROOT, "examples", "maelstrom")
+QUICK = ["--workload-time", "2", "--recovery", "1.5", "--op-timeout", "1", "--init-timeout", "10",
+         "--settle", "0"]
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory):
+    bed = start_bed(tmp_path_factory, "maelstrom", 2)
+    yield bed
+    bed.down()
+
+
+def submit(bed, workload, *args, n=4):
+    return splay_cli(bed, "submit", "--maelstrom", workload, "-n", n, *QUICK, *map(str, args),
+                     timeout=240)
+
+
+def test_a_pysplay_broadcast_application_is_deployed_and_judged(bed, tmp_path):
+    run = submit(bed, "broadcast", "--app", os.path.join(EXAMPLES, "broadcast_node.py"),
+                 "--rate", 20)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "\nbroadcast: VALID\n" in run.stdout, run.stdout + run.stderr
+    assert "final reads: 4" in run.stdout
+    job_id = run.stderr.split("job ", 1)[1].split()[0]
+    shown = splay_cli(bed, "job", job_id, "--json")
+    job = json.loads(shown.stdout)
+    assert job["state"] == "ENDED" and job["check"]["valid"] == "valid"
+    assert job["settings"]["maelstrom"]["workload"] == "broadcast"
+    text = splay_cli(bed, "job", job_id).stdout
+    assert "check: broadcast: VALID" in text
+    out = tmp_path / "history.jsonl"
+    assert splay_cli(bed, "history", job_id, "-o", out).returncode == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["f"] for r in records} == {"broadcast", "read"}
+    assert {r["node"] for r in records} == {0, 1, 2, 3}
+    check = splay_cli(bed, "check", "broadcast", out)
+    assert check.returncode == 0 and check.stdout.startswith("broadcast: VALID")
+
+
+def test_a_maelstrom_program_runs_deployed_on_unconfined_daemons(bed):
+    program = os.path.join(ROOT, "tests", "maelstrom_node.py")
+    run = submit(bed, "unique-ids", "--bin", f"{program} --same-ids", "--rate", 20, n=3)
+    assert run.returncode == 1, run.stdout + run.stderr        # the program is caught
+    assert "unique-ids: INVALID" in run.stdout and "duplicate-id" in run.stdout
+    run = submit(bed, "echo", "--bin", f"{sys.executable} {program}", "--rate", 20, n=3)
+    assert run.returncode == 0 and "\necho: VALID\n" in run.stdout, run.stdout + run.stderr
+
+
+def test_bad_maelstrom_submissions_are_refused_before_sending(bed, tmp_path):
+    for args, message in ((["--app", tmp_path / "missing.py"], "not found"),
+                          (["--bin", "no-such-program --flag"], "names no file to ship"),
+                          (["--app", os.path.join(EXAMPLES, "broadcast_node.py"), "--", "x"],
+                           "the nodes' arguments are the adapter's")):
+        run = submit(bed, "broadcast", *args)
+        assert run.returncode == 2 and message in run.stderr, run.stderr
+    run = splay_cli(bed, "submit", "--maelstrom", "queue", "--bin", "x", "-n", 1)
+    assert run.returncode == 2 and "invalid choice" in run.stderr
+
+
+def test_a_confined_node_cannot_start_a_program_and_says_why(tmp_path_factory):
+    from splay.deploy.daemon import sandbox_available
+    if not sandbox_available():
+        pytest.skip("splay.sandbox is not available in this installation")
+    bed = start_bed(tmp_path_factory, "maelstrom-sandbox", 1, daemon_args=["--sandbox", "on"])
+    try:
+        program = os.path.join(ROOT, "tests", "maelstrom_node.py")
+        run = submit(bed, "echo", "--bin", program, n=2)
+        assert run.returncode != 0
+        assert "echo: UNKNOWN" in run.stdout and "no operation was recorded" in run.stdout
+        job_id = run.stderr.split("job ", 1)[1].split()[0]
+        logs = splay_cli(bed, "logs", job_id).stdout
+        assert "the sandbox refused to start the Maelstrom program" in logs, logs
+        assert "--sandbox off" in logs
+        # the pure-Python path runs confined
+        run = submit(bed, "echo", "--app", os.path.join(ROOT, "tests", "maelstrom_echo_app.py"),
+                     "--rate", 20, n=2)
+        assert run.returncode == 0 and "\necho: VALID\n" in run.stdout, run.stdout + run.stderr
+    finally:
+        bed.down()
