@@ -495,6 +495,23 @@ def _raise_sigterm(signum, frame):
 
 cdef object _NO_EXIT = object()     # request_exit(): "the whole application"
 
+# Frozen nodes (splay.faults: ``pause`` of an --in-process node): node -> the list of its threads
+# that became runnable while it was frozen, held back until thaw_node(node). Empty: no check.
+cdef dict _frozen = {}
+
+
+cdef inline bint _held_back(Task t) except -1:
+    """Hold ``t`` back when its node is frozen (True); a killed thread is never held."""
+    cdef object held
+    if not _frozen or t.killed:
+        return False
+    held = _frozen.get(t.node)
+    if held is None:
+        return False
+    (<list>held).append(t)
+    return True
+
+
 
 cdef class Hub:
     """The scheduler of one OS thread (one per thread, created on first use)."""
@@ -881,7 +898,7 @@ cdef class Hub:
             while self.new_pos < len(self.new_tasks):
                 t = self.new_tasks[self.new_pos]
                 self.new_pos += 1
-                if t.state == T_NEW:
+                if t.state == T_NEW and not _held_back(t):
                     return t
             if self.new_pos:
                 del self.new_tasks[:self.new_pos]
@@ -892,7 +909,7 @@ cdef class Hub:
                 self.ready_head += 1
                 t = <Task>p
                 Py_DECREF(t)                             # the ring's reference
-                if t.state == T_READY:
+                if t.state == T_READY and not _held_back(t):
                     return t
             # phase 2: deliver this round's fires
             self.slots.deliver()
@@ -1050,6 +1067,9 @@ cdef class Hub:
             self._unlist(t)
             return True
         t.pending_throw = TaskKilled("killed")
+        if t.state == T_READY and _frozen and t in _frozen.get(t.node, ()):
+            (<list>_frozen[t.node]).remove(t)    # held back by a frozen node: unwind it now
+            self.unwinding.append(t)
         if t.state == T_BLOCKED:
             t.token += 1                      # whatever it waited for can no longer wake it
             self._stop_timer(t)
@@ -1221,6 +1241,29 @@ def spawn_in_node(node, fn, *args):
     cdef Task t = get_hub().spawn(fn, args)
     t.node = node
     return t
+
+
+def freeze_node(node):
+    """Run none of ``node``'s threads until :func:`thaw_node` (a paused ``--in-process`` node):
+    those that become runnable meanwhile -- woken by a timer, a message, an event, or new -- are
+    held back. A running thread stops at its next blocking call or yield."""
+    _frozen.setdefault(node, [])
+
+
+def thaw_node(node):
+    """Let ``node``'s threads run again, those held back first (in the order they were held)."""
+    cdef Hub h = get_hub()
+    cdef Task t
+    for t in _frozen.pop(node, ()):
+        if t.state == T_NEW:
+            h.new_tasks.append(t)
+        elif t.state == T_READY:
+            h._push_ready(t)
+
+
+def frozen(node):
+    """True while ``node`` is frozen (:func:`freeze_node`)."""
+    return node in _frozen
 
 
 def set_default_node(node):

@@ -8,6 +8,8 @@ cdef class Link:
     cdef readonly double rate           # bytes per second; 0: unlimited
     cdef readonly double loss           # probability that a datagram is lost
     cdef readonly bint cut              # a partition separates the two nodes
+    cdef readonly double duplicate      # probability that a datagram is sent twice (splay.faults)
+    cdef readonly double reorder        # probability that a datagram is held back behind later ones
     cdef readonly bint active           # anything to do (delay, rate, loss or cut)
     cdef uint64_t delay_ns
     cdef uint64_t next_free_ns          # token bucket: when the link is free again
@@ -15,3 +17,4 @@ cdef class Link:
 
     cdef uint64_t pace(self, size_t n)  # when n more bytes have left (ns, uv_hrtime clock)
     cdef bint lose(self)                # this datagram is lost
+    cdef double draw(self)              # a uniform number in [0, 1) of the link's generator

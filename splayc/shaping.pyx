@@ -29,7 +29,21 @@ cdef class Link:
         self.delay_ns = <uint64_t>(delay * 1e9)
         self.rate = 0.0 if _math.isinf(rate) else rate
         self.loss = loss
-        self.active = self.cut or self.delay_ns > 0 or self.rate > 0.0 or self.loss > 0.0
+        self._update_active()
+
+    def set_faults(self, duplicate=0.0, reorder=0.0):
+        """Datagram faults (``splay.faults``): the probability that a datagram is sent twice, and
+        that it is held back (10 ms to 50 ms more) so that later ones overtake it."""
+        duplicate, reorder = float(duplicate), float(reorder)
+        if not (0.0 <= duplicate <= 1.0 and 0.0 <= reorder <= 1.0):
+            raise ValueError(f"duplicate and reorder are probabilities in [0, 1], got "
+                             f"{duplicate!r} and {reorder!r}")
+        self.duplicate, self.reorder = duplicate, reorder
+        self._update_active()
+
+    def _update_active(self):
+        self.active = (self.cut or self.delay_ns > 0 or self.rate > 0.0 or self.loss > 0.0
+                       or self.duplicate > 0.0 or self.reorder > 0.0)
 
     def seed(self, value):
         """Seed the generator that decides which datagrams are lost (tests)."""
@@ -44,18 +58,23 @@ cdef class Link:
         return self.next_free_ns
 
     cdef bint lose(self):
-        cdef uint64_t x
         if self.loss <= 0.0:
             return False
-        x = self.rng
+        return self.draw() < self.loss
+
+    cdef double draw(self):
+        cdef uint64_t x = self.rng
         x ^= x << 13
         x ^= x >> 7
         x ^= x << 17
         self.rng = x
-        return (x >> 11) * (1.0 / 9007199254740992.0) < self.loss
+        return (x >> 11) * (1.0 / 9007199254740992.0)
 
     def __repr__(self):
         if self.cut:
             return "<Link cut>"
         rate = "unlimited" if self.rate <= 0 else f"{self.rate:g} B/s"
-        return f"<Link {self.delay * 1000:g} ms, {rate}, loss {self.loss:g}>"
+        faults = ""
+        if self.duplicate > 0.0 or self.reorder > 0.0:
+            faults = f", duplicate {self.duplicate:g}, reorder {self.reorder:g}"
+        return f"<Link {self.delay * 1000:g} ms, {rate}, loss {self.loss:g}{faults}>"

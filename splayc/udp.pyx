@@ -282,7 +282,11 @@ cdef class UDP(SocketBase):
             self._count_sent(<size_t>len(data))
             return True
         due = link.pace(<size_t>len(data)) + link.delay_ns
+        if link.reorder > 0.0 and link.draw() < link.reorder:
+            due += <uint64_t>((10.0 + 40.0 * link.draw()) * 1e6)    # held back 10-50 ms
         self.hub.spawn(self._send_at, (due, data, ip, port))
+        if link.duplicate > 0.0 and link.draw() < link.duplicate:
+            self.hub.spawn(self._send_at, (due, data, ip, port))     # the copy, not counted
         return True
 
     def _send_at(self, uint64_t due, data, ip, port):

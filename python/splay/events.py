@@ -189,6 +189,13 @@ def synchronize(f, timeout=None):
         lk.unlock()
 
 
+def time():
+    """The node's clock in seconds since the epoch, as ``misc.time()`` (a ``skew`` or ``drift``
+    fault moves it; ``sleep`` and timeouts keep real durations)."""
+    from splay.faults.clock import now
+    return now()
+
+
 def stats():
     """A human-readable line about the scheduler: threads alive/created/killed, rounds, timers..."""
     s = _hub.hub().stats()

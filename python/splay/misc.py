@@ -8,6 +8,8 @@ Lua tables become Python containers: an array is a ``list`` (0-based) or ``tuple
 import random as _random
 import time as _time
 
+from splay.faults import clock as _node_clock
+
 from splayc.errors import SplayError
 
 from . import log as _log
@@ -168,8 +170,9 @@ def shuffle(a):
 
 
 def time():
-    """The UNIX time in seconds, as a float with microsecond resolution."""
-    return _time.time()
+    """The UNIX time in seconds, as a float with microsecond resolution (the node's clock: a
+    ``skew`` or ``drift`` fault moves it, see splay.faults.clock)."""
+    return _node_clock.now()
 
 
 def between_c(i, a, b):

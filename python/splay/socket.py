@@ -144,8 +144,10 @@ def select(recvt, sendt=None, timeout=None):
 
 
 def gettime():
-    """The current time in seconds since the epoch, as a float (LuaSocket's ``gettime``)."""
-    return _time.time()
+    """The current time in seconds since the epoch, as a float (LuaSocket's ``gettime``); the
+    node's clock, as ``misc.time()``."""
+    from splay.faults.clock import now
+    return now()
 
 
 def sleep(seconds):

@@ -32,6 +32,7 @@ class Emulation:
         self.nodes = nodes
         self.policy = policy
         self.links = {}                     # peer position -> (Link out, Link in)
+        self.faults = None                  # (delay, loss, duplicate, reorder) of splay.faults
         for j, peer in enumerate(nodes):
             if j == me:
                 continue
@@ -43,8 +44,20 @@ class Emulation:
     def refresh(self):
         """Re-read every link from the model (after the model's ``cut``/``heal``)."""
         for j, (out, back) in self.links.items():
-            out.set(*self.model.between(self.me, j))
+            delay, rate, loss = self.model.between(self.me, j)
+            if self.faults is not None:
+                extra_delay, extra_loss, duplicate, reorder = self.faults
+                delay, loss = delay + extra_delay, 1.0 - (1.0 - loss) * (1.0 - extra_loss)
+                out.set_faults(duplicate, reorder)
+            out.set(delay, rate, loss)
             back.set(*self.model.between(j, self.me))
+
+    def set_faults(self, delay=0.0, loss=0.0, duplicate=0.0, reorder=0.0):
+        """Message faults on what this node sends (``splay.faults``), over the model's links: an
+        added delay in seconds, and the probabilities that a datagram is lost, sent twice, or held
+        back behind later ones. All zero: the model's links alone."""
+        self.faults = (float(delay), float(loss), float(duplicate), float(reorder))
+        self.refresh()
 
     def cut(self, group_a, group_b=None):
         """``model.cut(...)``, then refresh every node of this process using the model."""
@@ -108,9 +121,10 @@ def kernel_shaped(settings):
 
 def has_emulation(settings):
     """True when job ``settings`` ask for an emulation in the nodes' sockets: a topology (unless
-    the kernel shapes it) or partitions."""
+    the kernel shapes it), partitions, or a fault timeline (``--faults``: its partitions and
+    message faults act on the links)."""
     settings = settings or {}
-    if settings.get("partitions"):
+    if settings.get("partitions") or settings.get("faults"):
         return True
     return not kernel_shaped(settings) and bool(
         settings.get("topology") or settings.get("topology_text") is not None)
@@ -136,10 +150,10 @@ def apply_job(job, node=None):
     text = settings.get("topology_text")
     if not has_emulation(settings):
         return None
-    if text is not None:
+    if text is not None or isinstance(settings.get("topology_nodes"), list):
         in_sockets = None if kernel_shaped(settings) else text
         emulation = _apply_deployed(job, in_sockets, settings.get("topology_nodes"), node)
-    elif settings.get("topology") or settings.get("partitions"):
+    elif settings.get("topology") or settings.get("partitions") or settings.get("faults"):
         emulation = _apply_local(job, settings.get("topology"), settings.get("topology_nodes"), node)
     else:
         return None
@@ -151,18 +165,25 @@ def apply_job(job, node=None):
 def _apply_local(job, path, count, node):
     """``apply_job`` for ``splay run``: the model's file (None: links that change nothing) and
     the number of nodes, at consecutive ports from the first node's."""
-    from .links import LinkModel
-    from .matrix import load_link_model
-    key = path or ("no topology", count)
-    model = _loaded.get(key)
-    if model is None:
-        model = _loaded[key] = load_link_model(path) if path else LinkModel.uniform(0, nodes=count)
+    model = local_model(path, count)
     count = count or model.nodes
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"job settings: 'topology_nodes' must be the number of nodes, got {count!r}")
     first = job.me.port - job.position
     nodes = [(job.me.ip, first + i) for i in range(count)]
     return apply(model, job.position, nodes, node=node)
+
+
+def local_model(path, count):
+    """The link model every node of this process shares in a ``splay run``: the topology file
+    at ``path`` (None: links that change nothing between ``count`` nodes), loaded once."""
+    from .links import LinkModel
+    from .matrix import load_link_model
+    key = path or ("no topology", count)
+    model = _loaded.get(key)
+    if model is None:
+        model = _loaded[key] = load_link_model(path) if path else LinkModel.uniform(0, nodes=count)
+    return model
 
 
 # The partition schedule of each model (one per process: in-process nodes share their model).

@@ -327,6 +327,8 @@ def main(argv=None):
             _run_module(out, node, app_path, source)
         finally:
             hub.set_default_node(None)
+    from splay.faults.host import start_for_nodes
+    start_for_nodes(HostChurn, out, jobs, app_path, source, nodes, CONTROL)     # --faults, if given
     try:
         real_run()
     finally:
@@ -355,6 +357,8 @@ def _main_churn(out, jobs, app_path, source, churn_file, real_run):
         return 2
     hub.set_default_node(None)
     sampler = _start_metrics(lambda: sorted(host.running.items()))
+    from splay.faults.host import start_for_churn
+    start_for_churn(host, jobs)                                       # --faults, if given
     hub.spawn(churn_replay.replay_in_host, schedule, speed, host.start_node, host.stop_node,
               host.write_nodes_file, host.report)
     try:

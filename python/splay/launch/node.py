@@ -103,9 +103,14 @@ def emulate_network(job):
     if not has_emulation(job.settings):
         return
     try:
-        apply_job(job)
+        emulation = apply_job(job)
     except (OSError, ValueError, TopologyError) as e:
         raise RunnerError(f"cannot apply the job's topology: {e}") from None
+    from splay.faults.inside import start_in_node
+    try:
+        start_in_node(job, emulation)       # --faults: this node's skew, partitions, messages
+    except ValueError as e:
+        raise RunnerError(f"cannot apply the job's fault timeline: {e}") from None
 
 
 def app_traceback(exc, app_path):

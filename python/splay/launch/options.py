@@ -103,6 +103,9 @@ def build_parser():
                    help="cut node group A (positions: 0,1,5-9) from group B (default: every other "
                         "node) from START to END seconds after the start (END left out: never "
                         "healed); repeatable. Example: --partition '0-4|5-9@10-20'")
+    p.add_argument("--faults", default=None, metavar="FILE",
+                   help="apply the fault timeline of FILE (pause, kill, restart, partition, skew, "
+                        "drift, slow, delay, loss, duplicate, reorder, random; docs/faults.md)")
     p.add_argument("--in-process", action="store_true",
                    help="run all nodes in one process over one scheduler (each node with its own "
                         "namespace, job and threads) instead of one process per node")
@@ -204,6 +207,24 @@ def _churn(opts):
     opts.schedule = schedule
 
 
+def _faults(opts, n):
+    """The timeline of ``--faults FILE`` checked against the ``n`` nodes (None without one)."""
+    if opts.faults is None:
+        return None
+    from splay.faults import FaultError
+    from splay.faults.local import check_with_churn, load_for_run
+    try:
+        timeline = load_for_run(opts.faults, n)        # errors name the file as the user did
+        check_with_churn(timeline, opts.schedule)
+    except FaultError as e:
+        raise UsageError(f"--faults: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"--faults: cannot read {opts.faults!r}: "
+                         f"{getattr(e, 'strerror', None) or e}") from None
+    opts.faults = os.path.abspath(opts.faults)
+    return timeline
+
+
 def parse(argv):
     """Parse and check ``splay run`` arguments; ``UsageError`` says what is wrong."""
     argv = list(argv)
@@ -267,6 +288,7 @@ def parse(argv):
             _check(spec.group_b is not None or len(spec.group_a) < n,
                    f"--partition {text!r} leaves no node on the other side")
             opts.partitions.append(spec)
+    opts.fault_timeline = _faults(opts, n)
     opts.sandbox_kwargs = dict(_sandbox_opt(t) for t in opts.sandbox_opt)
     opts.net_settings = _net_settings(opts, n)
     _check(opts.metrics_interval > 0, f"--metrics-interval {opts.metrics_interval:g}: give a "

@@ -128,6 +128,7 @@ class Launcher:
         self.sel = None
         self.churn = None            # the churn replay of --churn runs
         self.metrics = None          # the run's observatory (splay.launch.run_metrics)
+        self.faults = None           # the launcher's side of --faults (splay.faults.local)
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -186,7 +187,8 @@ class Launcher:
         plan = JobPlan(n, o.first_port, o.list_size, o.random, o.name,
                        nodes_file=self.nodes_file.path, node_dirs=o.node_dirs, sandbox=sandbox,
                        inline_limit=0 if o.in_process else MAX_INLINE_NODES,
-                       settings={**(emulation_settings(o, n) or {}), **o.net_settings} or None)
+                       settings={**(emulation_settings(o, n) or {}), **fault_settings(o, n),
+                                 **o.net_settings} or None)
         self.plan = plan
         if o.node_dirs is not None:
             for i in range(n):
@@ -217,6 +219,9 @@ class Launcher:
             for p in self.procs:
                 p.collect_metrics = True
 
+        if o.fault_timeline is not None:
+            from splay.faults.local import LauncherFaults
+            self.faults = LauncherFaults(self, o.fault_timeline, o.faults_epoch, o.in_process)
         self.progress = Progress(len(self.procs), self.stderr, force=o.progress and not o.in_process)
         self.progress.enabled &= not o.in_process and o.schedule is None
         if o.schedule is not None:
@@ -272,13 +277,16 @@ class Launcher:
                 if started == n:
                     self.progress.finish()
                     self.mux.note(f"all {n} process(es) started", show=False)
+            if self.faults is not None and not self.stopping:
+                self.faults.step()
             if self.churn is not None and not self.stopping:
                 self.churn.step(now)
                 polling |= any(p.state == "running" and p.exit_fd is None for p in self.procs)
             if self.stopping or started == n:
                 self.progress.finish()
                 churn_done = self.churn is None or self.churn.finished or self.stopping
-                if churn_done and not any(p.state == "running" for p in self.procs):
+                faults_done = self.faults is None or self.stopping or not self.faults.awaits_restart()
+                if churn_done and faults_done and not any(p.state == "running" for p in self.procs):
                     break
 
             timeouts = []
@@ -290,6 +298,8 @@ class Launcher:
                 timeouts.append(self.kill_at - now)
             if polling:
                 timeouts.append(POLL_INTERVAL)
+            if self.faults is not None and not self.stopping and self.faults.next_wakeup() is not None:
+                timeouts.append(self.faults.next_wakeup() - time.monotonic())
             if self.churn is not None and not self.stopping and self.churn.next_wakeup() is not None:
                 timeouts.append(self.churn.next_wakeup() - time.monotonic())
             timeout = max(0.0, min(timeouts)) if timeouts else None
@@ -371,6 +381,10 @@ class Launcher:
     def _on_control(self, record):
         """A control line of the --in-process host: ``{"node": i, "status": s, "how": text}``,
         node i failed."""
+        if "fault" in record:
+            if self.faults is not None:
+                self.faults.on_control(record)
+            return
         if "churn" in record:
             if self.churn is not None:
                 self.churn.on_control(record)
@@ -413,6 +427,8 @@ class Launcher:
     def _stop_all(self, reason):
         """Stop every running node (SIGTERM now, SIGKILL after the grace time); start no more."""
         self.stopping = True
+        if self.faults is not None:
+            self.faults.release()       # a node stopped by a pause must get its SIGTERM
         self.mux.note(f"[splay] {reason}")
         for p in self.procs:
             p.stop()
@@ -536,3 +552,13 @@ def emulation_settings(opts, n):
         settings.update(topology_nodes=n, partition_epoch=time.time(),
                         partitions=[spec.as_dict() for spec in opts.partitions])
     return settings or None
+
+
+def fault_settings(opts, n):
+    """The job settings of ``--faults`` (empty without it); time 0 of the timeline is now (the
+    launcher starts its nodes right after), kept in ``opts.faults_epoch``."""
+    if getattr(opts, "fault_timeline", None) is None:
+        return {}
+    from splay.faults.local import job_settings
+    opts.faults_epoch = time.time()
+    return job_settings(opts.fault_timeline, n, opts.faults_epoch)
