@@ -131,8 +131,11 @@ def test_run_data_of_a_deployed_job_has_samples_and_node_events(bed, finished):
     kinds = [(e["kind"], e["node"]) for e in doc["events"]]
     for node in (0, 1):
         assert ("node_start", node) in kinds and ("node_stop", node) in kinds
-    # Samples are aligned on whole seconds per node: never two of one node in one second.
-    seconds = [(s["node"], int(s["t"] + doc["run"]["started"])) for s in doc["samples"]]
+    # A sample's time is the whole second it was taken in: the nodes' samples of one second
+    # line up, and no node has two in one second.
+    started = doc["run"]["started"]
+    assert all(abs((s["t"] + started) - round(s["t"] + started)) < 1e-5 for s in doc["samples"])
+    seconds = [(s["node"], s["t"]) for s in doc["samples"]]
     assert len(seconds) == len(set(seconds))
 
 

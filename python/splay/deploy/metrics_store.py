@@ -298,7 +298,7 @@ class MetricsStore:
     def run_data(self, job_id, started, since=None):
         """The samples, events and lost-sample count of a job for its run-data document:
         ``{"samples", "events", "dropped": {"samples", "logs"}}``, times in seconds since
-        ``started`` (unix time). With ``since``: only the samples *stored* after ``started +
+        ``started`` (unix time); a sample's time is the whole second it was taken in. With ``since``: only the samples *stored* after ``started +
         since`` (a live page asking for what is new never misses a sample that arrived late) and
         the events after ``since``."""
         received_after = None if since is None else started + since
@@ -308,7 +308,9 @@ class MetricsStore:
         samples = []
         for r in rows:
             sample = json.loads(r["data"])
-            sample["t"] = round(r["t"] - started, 6)
+            # The whole second of the sample: the nodes' samples of one second line up (a plot
+            # sums them per time), whatever the phase of each node's sampler.
+            sample["t"] = round(r["sec"] - started, 6)
             sample["node"] = r["node"]
             samples.append(sample)
         events = [{"t": round(e["t"] - started, 6), "kind": e["kind"], "node": e["node"],
