@@ -89,9 +89,14 @@ def finished(bed, tmp_path_factory):
         job = bed.client().post("/api/jobs", {"name": "calls.py", "code": f.read(), "nodes": 2,
                                               "args": [stop]})
     key = str(job["id"])
-    live = wait_for(lambda: (lambda f: f if value(f, "splay_rpc_calls_total", job=key,
-                                                  side="served", function="ping_me") == 1000
-                             else None)(scrape(bed)), 90, "1,000 calls served in /metrics")
+
+    def all_counted(f):
+        """Both nodes' newest samples (each node samples on its own) hold every call."""
+        return all(value(f, "splay_rpc_calls_total", job=key, side=side, function="ping_me")
+                   == 1000 for side in ("made", "served")) and \
+            value(f, "splay_app_done_total", job=key) == 997
+    live = wait_for(lambda: (lambda f: f if all_counted(f) else None)(scrape(bed)), 90,
+                    "1,000 calls made and served in /metrics")
     open(stop, "w").close()
     wait_for(lambda: bed.client().get(f"/api/jobs/{key}")["state"] == "ENDED", 60,
              "the job to end")
@@ -145,3 +150,21 @@ def test_splay_report_of_a_deployed_job_holds_its_figures(bed, finished, tmp_pat
     assert result.returncode == 0, result.stderr
     html = out.read_text()
     assert "rpcq/ping_me" in html and '"served":1000' in html.replace(" ", "")
+
+
+def test_every_life_of_a_churned_node_is_on_the_timeline(bed, finished):
+    from test_deploy_support import TICKER_APP
+    trace = "0.2 1.5 2.5 4.0\n0.2 4.0\n"      # node 0 leaves and comes back; node 1 stays
+    job = bed.client().post("/api/jobs", {"name": "ticker.py", "code": TICKER_APP, "factor": 1,
+                                          "churn": {"trace": trace, "speed": 1.0}})
+    wait_for(lambda: bed.client().get(f"/api/jobs/{job['id']}")["state"] == "ENDED", 60,
+             "the churn job to end")
+    doc = rundata.validate(bed.client().get(f"/api/jobs/{job['id']}/rundata"))
+    node0 = [(e["kind"], e["detail"].split(":")[0]) for e in doc["events"] if e["node"] == 0]
+    assert [k for k, _ in node0 if k != "churn"] == ["node_start", "node_stop"] * 2
+    assert [d for k, d in node0 if k == "churn"] == ["churn"] * 4
+    starts = [e["t"] for e in doc["events"] if e["node"] == 0 and e["kind"] == "node_start"]
+    assert 1.5 < starts[1] - starts[0] < 3.5
+    # Samples of both lives of node 0 (a new process counts from 0 again).
+    lives = {s["t"] >= starts[1] for s in doc["samples"] if s["node"] == 0}
+    assert lives == {False, True}

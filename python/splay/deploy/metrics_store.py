@@ -37,6 +37,8 @@ DEFAULT_MAX_ROWS = 1_000_000
 DEFAULT_MAX_BYTES = 512 * 2 ** 20
 """Bytes of sample data one job may hold."""
 
+NODE_LIFE = ("node_start", "node_stop", "node_crash")
+
 FLUSH_INTERVAL = 1.0
 COMPACT_INTERVAL = 10.0
 CHUNK_ROWS = 20_000
@@ -118,6 +120,7 @@ class MetricsStore:
         self.pending = {}          # (job, node) -> {second: (t, data text)}
         self.pending_dropped = collections.Counter()   # job -> samples lost, not yet written
         self.latest = {}           # job -> {node: (t, sample)}: its newest sample
+        self.up = {}               # (job, node) -> whether its last start/stop event was a start
         self.sizes = None          # job -> _JobSize (loaded at start)
         self.stats = collections.Counter()   # figures for GET /metrics
         self.task = None
@@ -154,8 +157,14 @@ class MetricsStore:
         rows = []
         for instance_id in instance_ids:
             row = self.db.instance(int(instance_id))
-            if row is not None and row["position"] is not None:
-                rows.append((row["job_id"], t, kind, row["position"], detail))
+            if row is None or row["position"] is None:
+                continue
+            key = (row["job_id"], row["position"])
+            if kind in ("node_stop", "node_crash") and self.up.get(key) is False:
+                continue        # already down (a churned node's final end, after its last down)
+            if kind in NODE_LIFE:
+                self.up[key] = kind == "node_start"
+            rows.append((row["job_id"], t, kind, row["position"], detail))
         self.db.add_metric_events(rows)
 
     def node_ended(self, instance_id, state, exit_code, reason):
@@ -221,12 +230,14 @@ class MetricsStore:
                 log.exception("metrics store: writing or downsampling failed; going on")
 
     def _forget_ended(self):
-        """Drop the in-memory newest samples of jobs ended more than RECENT seconds ago."""
-        for job_id in list(self.latest):
+        """Drop what is kept in memory of jobs ended more than RECENT seconds ago."""
+        for job_id in set(self.latest) | {job for job, _ in self.up}:
             job = self.db.job(job_id)
             if job is None or (job["state"] in m.JOB_FINAL and
                                (job["ended_at"] or 0) < self.clock() - RECENT):
-                del self.latest[job_id]
+                self.latest.pop(job_id, None)
+                for key in [k for k in self.up if k[0] == job_id]:
+                    del self.up[key]
 
     # -- downsampling and retention -----------------------------------------------------------------
     def compact(self, job_id):
