@@ -108,5 +108,6 @@ def test_a_long_backlog_goes_in_several_messages():
         await relay.ended(2)
         messages = relay.messages()
         assert [len(m["samples"]) for m in messages] == [SAMPLES_PER_MESSAGE] * 2 + [500]
-        assert [s["ts"] for m in messages for _, s in m["samples"]] == [float(i) for i in range(2500)]
+        assert [s["ts"] for m in messages for _, s in m["samples"]] == \
+            [float(i) for i in range(2500)]
     run(scenario())

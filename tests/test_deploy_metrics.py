@@ -6,8 +6,6 @@ to node 0 (3 of them fail on purpose) and counts them with an application counte
 ``GET /metrics`` (parsed with prometheus_client's own parser) and in the job's run data match
 what the application did; the nodes' starts and stops are events on the same timeline.
 """
-import json
-import os
 import urllib.request
 
 import pytest
@@ -115,8 +113,9 @@ def test_metrics_of_a_running_job_count_every_call(bed, finished):
     assert value(f, "splay_app_done_total", job=key) == 997
     assert value(f, "splay_bytes_sent_total", job=key) > 0
     # The job ended: its samples are written within a second, and it is still shown.
-    after = wait_for(lambda: (lambda f: f if value(f, "splay_controller_metric_samples_stored_total")
-                              else None)(scrape(bed)), 30, "samples written to the store")
+    stored = "splay_controller_metric_samples_stored_total"
+    after = wait_for(lambda: (lambda f: f if value(f, stored) else None)(scrape(bed)), 30,
+                     "samples written to the store")
     assert value(after, "splay_rpc_calls_total", job=key, function="ping_me",
                  side="served") == 1000
     assert value(after, "splay_nodes", job=key, state="EXITED") == 2

@@ -51,7 +51,8 @@ def test_the_live_page_plots_a_deployed_jobs_metrics(bed, browser, tmp_path):  #
         job = bed.client().post("/api/jobs", {"name": "caller.py", "code": f.read(), "nodes": 4})
     try:
         browser.get(f"{bed.url}/#token={bed.token}")
-        until(browser, "document.querySelectorAll('#nodes tbody tr').length === 4", "the job's nodes")
+        until(browser, "document.querySelectorAll('#nodes tbody tr').length === 4",
+              "the job's nodes")
         until(browser, "doc.nodes.every(n => n.state === 'RUNNING')", "the nodes to run")
         browser.execute_script("window.notReloaded = true")
         # Samples of every node keep arriving over the stream, without a reload.

@@ -208,3 +208,21 @@ def test_options_parse_or_say_what_is_wrong():
     assert parse_size("512M") == 512 * 2 ** 20 and parse_size("1000") == 1000
     with pytest.raises(ValueError, match="not a size"):
         parse_size("lots")
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--metrics-tiers", "1h=1m,10m=10s",
+     "--metrics-tiers '1h=1m,10m=10s': tiers must have increasing"),
+    ("--metrics-max-bytes", "lots", "--metrics-max-bytes 'lots': not a size"),
+    ("--metrics-max-rows", "0", "--metrics-max-rows 0: give at least 1"),
+])
+def test_the_controller_refuses_bad_store_options_saying_which(tmp_path, option, value, message):
+    import subprocess
+    import sys
+    from test_deploy_support import PYTHONPATH
+    result = subprocess.run(
+        [sys.executable, "-m", "splay.deploy.controller", "--db", str(tmp_path / "c.db"),
+         "--daemon-key", "k", "--token", "t", option, value],
+        capture_output=True, text=True, timeout=60, env={"PYTHONPATH": PYTHONPATH})
+    assert result.returncode == 2
+    assert message in result.stderr

@@ -78,7 +78,8 @@ class MetricsIngest:
         accepted = []
         for entry in samples:
             if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict)):
-                raise Refused(f"a sample entry that is not [instance_id, sample]: {str(entry)[:80]}")
+                raise Refused("a sample entry that is not [instance_id, sample]: "
+                              f"{str(entry)[:80]}")
             sample = dict(entry[1])
             ts = sample.pop("ts", None)
             if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):

@@ -239,7 +239,7 @@ class MetricsStore:
                 for key in [k for k in self.up if k[0] == job_id]:
                     del self.up[key]
 
-    # -- downsampling and retention -----------------------------------------------------------------
+    # -- downsampling and retention ----------------------------------------------------------
     def compact(self, job_id):
         """Downsample one job by the tiers, then thin it under its caps. A generator: each step
         (at most CHUNK_ROWS rows) yields, so the caller can let other work run in between."""
@@ -309,9 +309,9 @@ class MetricsStore:
     def run_data(self, job_id, started, since=None):
         """The samples, events and lost-sample count of a job for its run-data document:
         ``{"samples", "events", "dropped": {"samples", "logs"}}``, times in seconds since
-        ``started`` (unix time); a sample's time is the whole second it was taken in. With ``since``: only the samples *stored* after ``started +
-        since`` (a live page asking for what is new never misses a sample that arrived late) and
-        the events after ``since``."""
+        ``started`` (unix time); a sample's time is the whole second it was taken in. With
+        ``since``: only the samples *stored* after ``started + since`` (a live page asking for
+        what is new never misses a sample that arrived late) and the events after ``since``."""
         received_after = None if since is None else started + since
         rows = self.db.metric_samples(job_id, received_after=received_after)
         if since is None and len(rows) > MAX_DOCUMENT_SAMPLES:
