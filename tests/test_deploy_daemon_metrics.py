@@ -61,6 +61,10 @@ def test_a_node_sending_garbage_is_cut_off_with_the_reason_logged(caplog):
         os.write(other, batch([{"ts": 1.0}]))
         await read_until(relay, other, lambda: len(relay.samples) == 1)
         os.close(other)
+        [message] = relay.messages()        # the controller hears why
+        assert message["cut"] == {"3": "it sent a metrics line that is not JSON "
+                                        "(b'this is not a batch')"}
+        assert [i for i, _ in message["samples"]] == [4]
     with caplog.at_level(logging.WARNING, "splay.daemon"):
         run(scenario())
     assert "instance 3: metrics cut off: it sent a metrics line that is not JSON" in caplog.text

@@ -6,6 +6,7 @@ to node 0 (3 of them fail on purpose) and counts them with an application counte
 ``GET /metrics`` (parsed with prometheus_client's own parser) and in the job's run data match
 what the application did; the nodes' starts and stops are events on the same timeline.
 """
+import os
 import urllib.request
 
 import pytest
@@ -167,3 +168,20 @@ def test_every_life_of_a_churned_node_is_on_the_timeline(bed, finished):
     # Samples of both lives of node 0 (a new process counts from 0 again).
     lives = {s["t"] >= starts[1] for s in doc["samples"] if s["node"] == 0}
     assert lives == {False, True}
+
+
+def test_a_node_spoiling_its_metrics_pipe_is_cut_off_and_marked_on_the_timeline(bed, finished):
+    spoiler = ("import json, os, time\n"
+               "if json.loads(os.environ['SPLAY_JOB'])['position'] == 1:\n"
+               "    os.write(int(os.environ['SPLAY_METRICS_FD']), b'this is not a batch\\n')\n"
+               "time.sleep(1.5)\n")
+    job = bed.client().post("/api/jobs", {"name": "spoiler.py", "code": spoiler, "nodes": 2})
+    wait_for(lambda: bed.client().get(f"/api/jobs/{job['id']}")["state"] == "ENDED", 60,
+             "the job to end as usual")
+    doc = rundata.validate(bed.client().get(f"/api/jobs/{job['id']}/rundata"))
+    faults = [(e["node"], e["detail"]) for e in doc["events"] if e["kind"] == "fault"]
+    assert faults == [(1, "metrics cut off: it sent a metrics line that is not JSON "
+                          "(b'this is not a batch')")]
+    assert {s["node"] for s in doc["samples"]} == {0}       # node 0's metrics went on
+    logs = "".join(open(os.path.join(bed.dir, f"daemon{i}.log")).read() for i in range(2))
+    assert "metrics cut off: it sent a metrics line that is not JSON" in logs
