@@ -180,6 +180,19 @@ def test_events_and_dropped_samples_are_in_the_run_data(db):
         ["churn", "node_stop", "node_crash"]
 
 
+def test_events_beyond_a_jobs_cap_are_counted_not_kept(db):
+    job_id, ids = job_with_nodes(db, 1)
+    store = MetricsStore(db, max_events=5, clock=Clock(T0 + 3))
+    for i in range(4):
+        store.churn_event(ids[0], "up" if i % 2 == 0 else "down", T0 + i, f"churn {i}")
+    assert len(store.run_data(job_id, T0)["events"]) == 5
+    assert store.stats["events_dropped"] == 3
+    restarted = MetricsStore(db, max_events=5, clock=Clock(T0 + 4))     # the cap holds after a
+    restarted.churn_event(ids[0], "up", T0 + 4, "churn 4")              # restart too
+    assert len(restarted.run_data(job_id, T0)["events"]) == 5
+    assert restarted.stats["events_dropped"] == 2
+
+
 def test_prometheus_view_sums_the_newest_sample_of_each_node(db):
     import json
     job_id, _ = job_with_nodes(db, 2)

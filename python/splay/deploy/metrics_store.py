@@ -12,7 +12,8 @@ so keeping fewer of them loses resolution, never totals. That is how the store s
   data, all its samples are thinned to the one resolution that brings it to half of both caps
   (new samples then come at full resolution again). The whole run stays visible, coarser.
 
-Events (node start, stop, crash, churn actions, metrics cut off) are written at once. The store
+Events (node start, stop, crash, churn actions, metrics cut off) are written at once, up to
+``max_events`` per job. The store
 also keeps each node's newest sample in memory for ``GET /metrics``
 (:meth:`MetricsStore.prometheus_view`) and builds the samples/events part of a deployed job's
 run-data document (:meth:`MetricsStore.run_data`).
@@ -36,6 +37,9 @@ DEFAULT_MAX_ROWS = 1_000_000
 
 DEFAULT_MAX_BYTES = 512 * 2 ** 20
 """Bytes of sample data one job may hold."""
+
+DEFAULT_MAX_EVENTS = 200_000
+"""Events one job may hold (a churn trace of many short lives); later ones are counted, not kept."""
 
 NODE_LIFE = ("node_start", "node_stop", "node_crash")
 
@@ -111,11 +115,13 @@ class MetricsStore:
     """Samples and events of deployed jobs (see the module docstring)."""
 
     def __init__(self, db, tiers=DEFAULT_TIERS, max_rows=DEFAULT_MAX_ROWS,
-                 max_bytes=DEFAULT_MAX_BYTES, clock=time.time):
+                 max_bytes=DEFAULT_MAX_BYTES, max_events=DEFAULT_MAX_EVENTS, clock=time.time):
         self.db = db
         self.tiers = tuple(tiers)
         self.max_rows = max_rows
         self.max_bytes = max_bytes
+        self.max_events = max_events
+        self.events = collections.Counter()   # job -> events stored (counted once, then kept)
         self.clock = clock
         self.pending = {}          # (job, node) -> {second: (t, data text)}
         self.pending_dropped = collections.Counter()   # job -> samples lost, not yet written
@@ -146,10 +152,6 @@ class MetricsStore:
         if count > 0:
             self.pending_dropped[job_id] += count
 
-    def event(self, job_id, t, kind, node=None, detail=""):
-        """Put an event (see :data:`splay.observatory.rundata.EVENT_KINDS`) on a job's timeline."""
-        self.db.add_metric_events([(job_id, t, kind, node, detail)])
-
     def node_events(self, instance_ids, kind, detail="", t=None):
         """Events of ``kind`` for the nodes of ``instance_ids`` (those placed in a job), at ``t``
         (controller time, default now)."""
@@ -164,8 +166,17 @@ class MetricsStore:
                 continue        # already down (a churned node's final end, after its last down)
             if kind in NODE_LIFE:
                 self.up[key] = kind == "node_start"
+            if self._event_count(row["job_id"]) >= self.max_events:
+                self.stats["events_dropped"] += 1
+                continue
+            self.events[row["job_id"]] += 1
             rows.append((row["job_id"], t, kind, row["position"], detail))
         self.db.add_metric_events(rows)
+
+    def _event_count(self, job_id):
+        if job_id not in self.events:
+            self.events[job_id] = len(self.db.metric_events(job_id))
+        return self.events[job_id]
 
     def node_ended(self, instance_id, state, exit_code, reason):
         """An instance's process ended for good: ``node_stop`` when it was stopped or exited
@@ -236,6 +247,7 @@ class MetricsStore:
             if job is None or (job["state"] in m.JOB_FINAL and
                                (job["ended_at"] or 0) < self.clock() - RECENT):
                 self.latest.pop(job_id, None)
+                self.events.pop(job_id, None)
                 for key in [k for k in self.up if k[0] == job_id]:
                     del self.up[key]
 
@@ -366,6 +378,8 @@ class MetricsStore:
              self.stats["samples_thinned"] + self.stats["samples_expired"]),
             ("splay_controller_metric_batches_refused", "counter",
              "metrics messages refused (malformed or oversized)", self.stats["batches_refused"]),
+            ("splay_controller_metric_events_dropped", "counter",
+             "node events not kept (a job over its event cap)", self.stats["events_dropped"]),
         ]
         return {"controller": figures, "jobs": jobs}
 
