@@ -100,6 +100,22 @@ def parse_size(text):
     return value
 
 
+def store_options(tiers, max_rows, max_bytes):
+    """The controller's ``--metrics-tiers``, ``--metrics-max-rows``, ``--metrics-max-bytes`` as
+    MetricsStore attributes; ValueError saying which option is wrong and why."""
+    try:
+        parsed = parse_tiers(tiers)
+    except ValueError as e:
+        raise ValueError(f"--metrics-tiers {tiers!r}: {e}") from None
+    if max_rows < 1:
+        raise ValueError(f"--metrics-max-rows {max_rows}: give at least 1")
+    try:
+        size = parse_size(max_bytes)
+    except ValueError as e:
+        raise ValueError(f"--metrics-max-bytes {max_bytes!r}: {e}") from None
+    return {"tiers": parsed, "max_rows": max_rows, "max_bytes": size}
+
+
 class _JobSize:
     """What the store knows of one job's stored samples."""
 
