@@ -61,6 +61,10 @@ def test_a_node_sending_garbage_is_cut_off_with_the_reason_logged(caplog):
         os.write(other, batch([{"ts": 1.0}]))
         await read_until(relay, other, lambda: len(relay.samples) == 1)
         os.close(other)
+        [message] = relay.messages()        # the controller hears why
+        assert message["cut"] == {"3": "it sent a metrics line that is not JSON "
+                                        "(b'this is not a batch')"}
+        assert [i for i, _ in message["samples"]] == [4]
     with caplog.at_level(logging.WARNING, "splay.daemon"):
         run(scenario())
     assert "instance 3: metrics cut off: it sent a metrics line that is not JSON" in caplog.text
@@ -108,5 +112,6 @@ def test_a_long_backlog_goes_in_several_messages():
         await relay.ended(2)
         messages = relay.messages()
         assert [len(m["samples"]) for m in messages] == [SAMPLES_PER_MESSAGE] * 2 + [500]
-        assert [s["ts"] for m in messages for _, s in m["samples"]] == [float(i) for i in range(2500)]
+        assert [s["ts"] for m in messages for _, s in m["samples"]] == \
+            [float(i) for i in range(2500)]
     run(scenario())

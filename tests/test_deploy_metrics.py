@@ -6,7 +6,6 @@ to node 0 (3 of them fail on purpose) and counts them with an application counte
 ``GET /metrics`` (parsed with prometheus_client's own parser) and in the job's run data match
 what the application did; the nodes' starts and stops are events on the same timeline.
 """
-import json
 import os
 import urllib.request
 
@@ -89,9 +88,14 @@ def finished(bed, tmp_path_factory):
         job = bed.client().post("/api/jobs", {"name": "calls.py", "code": f.read(), "nodes": 2,
                                               "args": [stop]})
     key = str(job["id"])
-    live = wait_for(lambda: (lambda f: f if value(f, "splay_rpc_calls_total", job=key,
-                                                  side="served", function="ping_me") == 1000
-                             else None)(scrape(bed)), 90, "1,000 calls served in /metrics")
+
+    def all_counted(f):
+        """Both nodes' newest samples (each node samples on its own) hold every call."""
+        return all(value(f, "splay_rpc_calls_total", job=key, side=side, function="ping_me")
+                   == 1000 for side in ("made", "served")) and \
+            value(f, "splay_app_done_total", job=key) == 997
+    live = wait_for(lambda: (lambda f: f if all_counted(f) else None)(scrape(bed)), 90,
+                    "1,000 calls made and served in /metrics")
     open(stop, "w").close()
     wait_for(lambda: bed.client().get(f"/api/jobs/{key}")["state"] == "ENDED", 60,
              "the job to end")
@@ -110,8 +114,9 @@ def test_metrics_of_a_running_job_count_every_call(bed, finished):
     assert value(f, "splay_app_done_total", job=key) == 997
     assert value(f, "splay_bytes_sent_total", job=key) > 0
     # The job ended: its samples are written within a second, and it is still shown.
-    after = wait_for(lambda: (lambda f: f if value(f, "splay_controller_metric_samples_stored_total")
-                              else None)(scrape(bed)), 30, "samples written to the store")
+    stored = "splay_controller_metric_samples_stored_total"
+    after = wait_for(lambda: (lambda f: f if value(f, stored) else None)(scrape(bed)), 30,
+                     "samples written to the store")
     assert value(after, "splay_rpc_calls_total", job=key, function="ping_me",
                  side="served") == 1000
     assert value(after, "splay_nodes", job=key, state="EXITED") == 2
@@ -131,8 +136,11 @@ def test_run_data_of_a_deployed_job_has_samples_and_node_events(bed, finished):
     kinds = [(e["kind"], e["node"]) for e in doc["events"]]
     for node in (0, 1):
         assert ("node_start", node) in kinds and ("node_stop", node) in kinds
-    # Samples are aligned on whole seconds per node: never two of one node in one second.
-    seconds = [(s["node"], int(s["t"] + doc["run"]["started"])) for s in doc["samples"]]
+    # A sample's time is the whole second it was taken in: the nodes' samples of one second
+    # line up, and no node has two in one second.
+    started = doc["run"]["started"]
+    assert all(abs((s["t"] + started) - round(s["t"] + started)) < 1e-5 for s in doc["samples"])
+    seconds = [(s["node"], s["t"]) for s in doc["samples"]]
     assert len(seconds) == len(set(seconds))
 
 
@@ -142,3 +150,38 @@ def test_splay_report_of_a_deployed_job_holds_its_figures(bed, finished, tmp_pat
     assert result.returncode == 0, result.stderr
     html = out.read_text()
     assert "rpcq/ping_me" in html and '"served":1000' in html.replace(" ", "")
+
+
+def test_every_life_of_a_churned_node_is_on_the_timeline(bed, finished):
+    from test_deploy_support import TICKER_APP
+    trace = "0.2 1.5 2.5 4.0\n0.2 4.0\n"      # node 0 leaves and comes back; node 1 stays
+    job = bed.client().post("/api/jobs", {"name": "ticker.py", "code": TICKER_APP, "factor": 1,
+                                          "churn": {"trace": trace, "speed": 1.0}})
+    wait_for(lambda: bed.client().get(f"/api/jobs/{job['id']}")["state"] == "ENDED", 60,
+             "the churn job to end")
+    doc = rundata.validate(bed.client().get(f"/api/jobs/{job['id']}/rundata"))
+    node0 = [(e["kind"], e["detail"].split(":")[0]) for e in doc["events"] if e["node"] == 0]
+    assert [k for k, _ in node0 if k != "churn"] == ["node_start", "node_stop"] * 2
+    assert [d for k, d in node0 if k == "churn"] == ["churn"] * 4
+    starts = [e["t"] for e in doc["events"] if e["node"] == 0 and e["kind"] == "node_start"]
+    assert 1.5 < starts[1] - starts[0] < 3.5
+    # Samples of both lives of node 0 (a new process counts from 0 again).
+    lives = {s["t"] >= starts[1] for s in doc["samples"] if s["node"] == 0}
+    assert lives == {False, True}
+
+
+def test_a_node_spoiling_its_metrics_pipe_is_cut_off_and_marked_on_the_timeline(bed, finished):
+    spoiler = ("import json, os, time\n"
+               "if json.loads(os.environ['SPLAY_JOB'])['position'] == 1:\n"
+               "    os.write(int(os.environ['SPLAY_METRICS_FD']), b'this is not a batch\\n')\n"
+               "time.sleep(1.5)\n")
+    job = bed.client().post("/api/jobs", {"name": "spoiler.py", "code": spoiler, "nodes": 2})
+    wait_for(lambda: bed.client().get(f"/api/jobs/{job['id']}")["state"] == "ENDED", 60,
+             "the job to end as usual")
+    doc = rundata.validate(bed.client().get(f"/api/jobs/{job['id']}/rundata"))
+    faults = [(e["node"], e["detail"]) for e in doc["events"] if e["kind"] == "fault"]
+    assert faults == [(1, "metrics cut off: it sent a metrics line that is not JSON "
+                          "(b'this is not a batch')")]
+    assert {s["node"] for s in doc["samples"]} == {0}       # node 0's metrics went on
+    logs = "".join(open(os.path.join(bed.dir, f"daemon{i}.log")).read() for i in range(2))
+    assert "metrics cut off: it sent a metrics line that is not JSON" in logs

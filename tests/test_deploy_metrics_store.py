@@ -180,6 +180,19 @@ def test_events_and_dropped_samples_are_in_the_run_data(db):
         ["churn", "node_stop", "node_crash"]
 
 
+def test_events_beyond_a_jobs_cap_are_counted_not_kept(db):
+    job_id, ids = job_with_nodes(db, 1)
+    store = MetricsStore(db, max_events=5, clock=Clock(T0 + 3))
+    for i in range(4):
+        store.churn_event(ids[0], "up" if i % 2 == 0 else "down", T0 + i, f"churn {i}")
+    assert len(store.run_data(job_id, T0)["events"]) == 5
+    assert store.stats["events_dropped"] == 3
+    restarted = MetricsStore(db, max_events=5, clock=Clock(T0 + 4))     # the cap holds after a
+    restarted.churn_event(ids[0], "up", T0 + 4, "churn 4")              # restart too
+    assert len(restarted.run_data(job_id, T0)["events"]) == 5
+    assert restarted.stats["events_dropped"] == 2
+
+
 def test_prometheus_view_sums_the_newest_sample_of_each_node(db):
     import json
     job_id, _ = job_with_nodes(db, 2)
@@ -208,3 +221,21 @@ def test_options_parse_or_say_what_is_wrong():
     assert parse_size("512M") == 512 * 2 ** 20 and parse_size("1000") == 1000
     with pytest.raises(ValueError, match="not a size"):
         parse_size("lots")
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--metrics-tiers", "1h=1m,10m=10s",
+     "--metrics-tiers '1h=1m,10m=10s': tiers must have increasing"),
+    ("--metrics-max-bytes", "lots", "--metrics-max-bytes 'lots': not a size"),
+    ("--metrics-max-rows", "0", "--metrics-max-rows 0: give at least 1"),
+])
+def test_the_controller_refuses_bad_store_options_saying_which(tmp_path, option, value, message):
+    import subprocess
+    import sys
+    from test_deploy_support import PYTHONPATH
+    result = subprocess.run(
+        [sys.executable, "-m", "splay.deploy.controller", "--db", str(tmp_path / "c.db"),
+         "--daemon-key", "k", "--token", "t", option, value],
+        capture_output=True, text=True, timeout=60, env={"PYTHONPATH": PYTHONPATH})
+    assert result.returncode == 2
+    assert message in result.stderr

@@ -21,7 +21,7 @@ from . import scheduler
 from .db import open_database, redact
 from .logs import LogHub
 from .metrics_ingest import MetricsIngest
-from .metrics_store import MetricsStore
+from .metrics_store import MetricsStore, store_options
 from .protocol import DAEMON_MESSAGES, Channel, ProtocolError, decode, server_tls
 from splay.maelstrom import deployed as maelstrom_deployed
 
@@ -743,8 +743,8 @@ def build_parser():
     p.add_argument("--ping-interval", type=float, default=5.0, help="seconds between pings")
     p.add_argument("--ready-file", help="write {daemon_port, api_port, pid} here once serving")
     metrics = p.add_argument_group(
-        "metrics store", "the deployed jobs' node samples (see docs/observatory.md): older samples "
-        "are downsampled, and each job's share is capped (beyond, its older half is thinned)")
+        "metrics store", "the deployed jobs' node samples (see docs/metrics.md): older samples are "
+        "downsampled, and each job's share is capped (beyond, all its samples are thinned)")
     metrics.add_argument("--metrics-tiers", default="10m=10s,1h=1m,1d=10m", metavar="AGE=RES,...",
                          help="samples older than AGE keep one per node per RES "
                               "(default %(default)s; s, m, h, d suffixes)")
@@ -772,7 +772,8 @@ def main(argv=None):
               "(or --token-file)", file=sys.stderr)
         return 2
     try:
-        metrics_options = metrics_store_options(args)
+        metrics_options = store_options(args.metrics_tiers, args.metrics_max_rows,
+                                        args.metrics_max_bytes)
     except ValueError as e:
         print(f"splay-controller: {e}", file=sys.stderr)
         return 2
@@ -809,23 +810,6 @@ def print_page_link(host, port, token):
     else:
         print(f"web page: {page_link(host, port, 'TOKEN')} (put the API token after #token=)",
               flush=True)
-
-
-def metrics_store_options(args):
-    """The metrics store's options (``--metrics-*``) as MetricsStore attributes; ValueError
-    saying which is wrong."""
-    from .metrics_store import parse_size, parse_tiers
-    try:
-        tiers = parse_tiers(args.metrics_tiers)
-    except ValueError as e:
-        raise ValueError(f"--metrics-tiers {args.metrics_tiers!r}: {e}") from None
-    if args.metrics_max_rows < 1:
-        raise ValueError(f"--metrics-max-rows {args.metrics_max_rows}: give at least 1")
-    try:
-        max_bytes = parse_size(args.metrics_max_bytes)
-    except ValueError as e:
-        raise ValueError(f"--metrics-max-bytes {args.metrics_max_bytes!r}: {e}") from None
-    return {"tiers": tiers, "max_rows": args.metrics_max_rows, "max_bytes": max_bytes}
 
 
 async def serve(args, database, key, token, tls, host, port, api_host, api_port,

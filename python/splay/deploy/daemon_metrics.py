@@ -7,7 +7,8 @@ from the daemon's event loop (non-blocking, never waiting on a node), keeps the 
 bounded buffer, and every :data:`SHIP_INTERVAL` seconds sends them to the controller as
 ``metrics`` messages (see :mod:`.protocol`)::
 
-    {"type": "metrics", "samples": [[instance_id, sample], ...], "dropped": {instance_id: n}}
+    {"type": "metrics", "samples": [[instance_id, sample], ...], "dropped": {instance_id: n},
+     "cut": {instance_id: reason}}
 
 ``dropped`` counts, per instance, the samples lost since the previous message: those its node
 process reported dropping (its pipe was full) and those this daemon dropped (its buffer was full:
@@ -16,7 +17,8 @@ and the controller never wait for them.
 
 A node whose pipe carries garbage (not a batch, a line longer than :data:`MAX_LINE_BYTES`) is
 cut off: its pipe is closed (the node's sampler then drops its samples silently), the reason is
-logged and counted.
+logged and sent in the next message's ``cut`` (the controller marks it as a ``fault`` event on the
+job's timeline).
 """
 import asyncio
 import collections
@@ -62,6 +64,7 @@ class MetricsRelay:
         self.node_dropped = {}         # instance id -> what its process last reported dropping
         self.dropped = collections.Counter()   # instance id -> samples lost since the last message
         self.cut_off = 0               # nodes cut off since the daemon started
+        self.cut = {}                  # instance id -> why it was cut off, not yet sent
         self.pipes = {}                # fd -> _Pipe
 
     def open(self, instance_id):
@@ -137,6 +140,7 @@ class MetricsRelay:
     def _cut(self, pipe, reason):
         self.cut_off += 1
         self.node_dropped.pop(pipe.instance_id, None)
+        self.cut[pipe.instance_id] = f"it sent {reason}"
         log.warning("instance %s: metrics cut off: it sent %s", pipe.instance_id, reason)
         self._close(pipe)
 
@@ -152,15 +156,14 @@ class MetricsRelay:
         """The buffered samples as ``metrics`` messages (emptying the buffer); [] when there is
         nothing to say."""
         out = []
-        while self.samples or self.dropped:
+        while self.samples or self.dropped or self.cut:
             chunk = [self.samples.popleft()
                      for _ in range(min(SAMPLES_PER_MESSAGE, len(self.samples)))]
-            out.append({"type": "metrics", "samples": [[i, s] for i, s in chunk],
-                        "dropped": {str(i): n for i, n in self.dropped.items()}})
+            message = {"type": "metrics", "samples": [[i, s] for i, s in chunk],
+                       "dropped": {str(i): n for i, n in self.dropped.items()}}
+            if self.cut:
+                message["cut"] = {str(i): why for i, why in self.cut.items()}
+            out.append(message)
             self.dropped.clear()
+            self.cut.clear()
         return out
-
-    def close_all(self):
-        """Close every pipe (the daemon stops)."""
-        for pipe in list(self.pipes.values()):
-            self._close(pipe)

@@ -346,9 +346,9 @@ class Database:
                       "VALUES (?, ?, ?, ?, ?, ?, ?)", rows, many=True)
 
     def metric_samples(self, job_id, received_after=None, ids=None):
-        """A job's samples (node, t, data), by time: all, those stored after ``received_after``,
+        """A job's samples (id, node, t, sec, data), by time: all, those stored after ``received_after``,
         or those of ``ids``."""
-        sql = "SELECT id, node, t, data FROM metric_samples WHERE job_id = ?"
+        sql = "SELECT id, node, t, sec, data FROM metric_samples WHERE job_id = ?"
         params = [job_id]
         if received_after is not None:
             sql += " AND received > ?"

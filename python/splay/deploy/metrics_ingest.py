@@ -2,7 +2,7 @@
 
 A message is taken whole or refused whole. It is refused, with the reason logged and sent back
 to the daemon as an ``error`` message, when it is malformed (not ``{"samples": [[instance_id,
-sample], ...], "dropped": {instance_id: n}}``, a sample that is not a valid run-data sample), too
+sample], ...], "dropped": {instance_id: n}, "cut": {instance_id: reason}}``, a sample that is not a valid run-data sample), too
 big (more than :data:`MAX_SAMPLES_PER_MESSAGE` samples, a sample over :data:`MAX_SAMPLE_BYTES`),
 or names an instance the daemon does not run. After :data:`MAX_REFUSALS` refused messages the
 daemon's metrics are cut off until it reconnects: its later ``metrics`` messages are ignored
@@ -56,7 +56,7 @@ class MetricsIngest:
             self._count_dropped(session, message)
             return
         try:
-            accepted, dropped = self.check(session, message)
+            accepted, dropped, cut = self.check(session, message)
         except Refused as e:
             self.refuse(session, str(e))
             return
@@ -64,12 +64,16 @@ class MetricsIngest:
             self.store.add(job_id, node, t, sample, data)
         for job_id, count in dropped.items():
             self.store.add_dropped(job_id, count)
+        for instance_id, reason in cut.items():
+            self.store.node_events([instance_id], "fault", f"metrics cut off: {reason}")
 
     def check(self, session, message):
-        """``([(job, node, t, sample, data)], {job: dropped})`` of a message; Refused says what
-        is wrong with it."""
+        """``([(job, node, t, sample, data)], {job: dropped}, {instance: why cut off})`` of a
+        message; Refused says what is wrong with it."""
         samples, dropped = message.get("samples"), message.get("dropped", {})
-        if not isinstance(samples, list) or not isinstance(dropped, dict):
+        cut = message.get("cut", {})
+        if not isinstance(samples, list) or not isinstance(dropped, dict) or \
+                not isinstance(cut, dict):
             raise Refused('not {"samples": [[instance_id, sample], ...], "dropped": {...}}')
         if len(samples) > MAX_SAMPLES_PER_MESSAGE:
             raise Refused(f"{len(samples)} samples in one message (at most "
@@ -78,7 +82,8 @@ class MetricsIngest:
         accepted = []
         for entry in samples:
             if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict)):
-                raise Refused(f"a sample entry that is not [instance_id, sample]: {str(entry)[:80]}")
+                raise Refused("a sample entry that is not [instance_id, sample]: "
+                              f"{str(entry)[:80]}")
             sample = dict(entry[1])
             ts = sample.pop("ts", None)
             if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
@@ -106,7 +111,13 @@ class MetricsIngest:
                               "non-negative integer")
             job_id, _ = self.place(session, instance_id)
             lost[job_id] = lost.get(job_id, 0) + count
-        return accepted, lost
+        reasons = {}
+        for instance_id, reason in cut.items():
+            if not isinstance(reason, str):
+                raise Refused(f"the reason instance {instance_id} was cut off is not a string")
+            self.place(session, instance_id)
+            reasons[int(instance_id)] = reason[:200]
+        return accepted, lost, reasons
 
     def place(self, session, instance_id):
         """(job id, position) of an instance of ``session``'s daemon; Refused otherwise."""

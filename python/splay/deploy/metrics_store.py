@@ -12,7 +12,8 @@ so keeping fewer of them loses resolution, never totals. That is how the store s
   data, all its samples are thinned to the one resolution that brings it to half of both caps
   (new samples then come at full resolution again). The whole run stays visible, coarser.
 
-Events (node start, stop, crash, churn actions, metrics cut off) are written at once. The store
+Events (node start, stop, crash, churn actions, metrics cut off) are written at once, up to
+``max_events`` per job. The store
 also keeps each node's newest sample in memory for ``GET /metrics``
 (:meth:`MetricsStore.prometheus_view`) and builds the samples/events part of a deployed job's
 run-data document (:meth:`MetricsStore.run_data`).
@@ -36,6 +37,11 @@ DEFAULT_MAX_ROWS = 1_000_000
 
 DEFAULT_MAX_BYTES = 512 * 2 ** 20
 """Bytes of sample data one job may hold."""
+
+DEFAULT_MAX_EVENTS = 200_000
+"""Events one job may hold (a churn trace of many short lives); later ones are counted, not kept."""
+
+NODE_LIFE = ("node_start", "node_stop", "node_crash")
 
 FLUSH_INTERVAL = 1.0
 COMPACT_INTERVAL = 10.0
@@ -94,6 +100,22 @@ def parse_size(text):
     return value
 
 
+def store_options(tiers, max_rows, max_bytes):
+    """The controller's ``--metrics-tiers``, ``--metrics-max-rows``, ``--metrics-max-bytes`` as
+    MetricsStore attributes; ValueError saying which option is wrong and why."""
+    try:
+        parsed = parse_tiers(tiers)
+    except ValueError as e:
+        raise ValueError(f"--metrics-tiers {tiers!r}: {e}") from None
+    if max_rows < 1:
+        raise ValueError(f"--metrics-max-rows {max_rows}: give at least 1")
+    try:
+        size = parse_size(max_bytes)
+    except ValueError as e:
+        raise ValueError(f"--metrics-max-bytes {max_bytes!r}: {e}") from None
+    return {"tiers": parsed, "max_rows": max_rows, "max_bytes": size}
+
+
 class _JobSize:
     """What the store knows of one job's stored samples."""
 
@@ -109,15 +131,18 @@ class MetricsStore:
     """Samples and events of deployed jobs (see the module docstring)."""
 
     def __init__(self, db, tiers=DEFAULT_TIERS, max_rows=DEFAULT_MAX_ROWS,
-                 max_bytes=DEFAULT_MAX_BYTES, clock=time.time):
+                 max_bytes=DEFAULT_MAX_BYTES, max_events=DEFAULT_MAX_EVENTS, clock=time.time):
         self.db = db
         self.tiers = tuple(tiers)
         self.max_rows = max_rows
         self.max_bytes = max_bytes
+        self.max_events = max_events
+        self.events = collections.Counter()   # job -> events stored (counted once, then kept)
         self.clock = clock
         self.pending = {}          # (job, node) -> {second: (t, data text)}
         self.pending_dropped = collections.Counter()   # job -> samples lost, not yet written
         self.latest = {}           # job -> {node: (t, sample)}: its newest sample
+        self.up = {}               # (job, node) -> whether its last start/stop event was a start
         self.sizes = None          # job -> _JobSize (loaded at start)
         self.stats = collections.Counter()   # figures for GET /metrics
         self.task = None
@@ -143,10 +168,6 @@ class MetricsStore:
         if count > 0:
             self.pending_dropped[job_id] += count
 
-    def event(self, job_id, t, kind, node=None, detail=""):
-        """Put an event (see :data:`splay.observatory.rundata.EVENT_KINDS`) on a job's timeline."""
-        self.db.add_metric_events([(job_id, t, kind, node, detail)])
-
     def node_events(self, instance_ids, kind, detail="", t=None):
         """Events of ``kind`` for the nodes of ``instance_ids`` (those placed in a job), at ``t``
         (controller time, default now)."""
@@ -154,9 +175,24 @@ class MetricsStore:
         rows = []
         for instance_id in instance_ids:
             row = self.db.instance(int(instance_id))
-            if row is not None and row["position"] is not None:
-                rows.append((row["job_id"], t, kind, row["position"], detail))
+            if row is None or row["position"] is None:
+                continue
+            key = (row["job_id"], row["position"])
+            if kind in ("node_stop", "node_crash") and self.up.get(key) is False:
+                continue        # already down (a churned node's final end, after its last down)
+            if kind in NODE_LIFE:
+                self.up[key] = kind == "node_start"
+            if self._event_count(row["job_id"]) >= self.max_events:
+                self.stats["events_dropped"] += 1
+                continue
+            self.events[row["job_id"]] += 1
+            rows.append((row["job_id"], t, kind, row["position"], detail))
         self.db.add_metric_events(rows)
+
+    def _event_count(self, job_id):
+        if job_id not in self.events:
+            self.events[job_id] = len(self.db.metric_events(job_id))
+        return self.events[job_id]
 
     def node_ended(self, instance_id, state, exit_code, reason):
         """An instance's process ended for good: ``node_stop`` when it was stopped or exited
@@ -221,14 +257,17 @@ class MetricsStore:
                 log.exception("metrics store: writing or downsampling failed; going on")
 
     def _forget_ended(self):
-        """Drop the in-memory newest samples of jobs ended more than RECENT seconds ago."""
-        for job_id in list(self.latest):
+        """Drop what is kept in memory of jobs ended more than RECENT seconds ago."""
+        for job_id in set(self.latest) | {job for job, _ in self.up}:
             job = self.db.job(job_id)
             if job is None or (job["state"] in m.JOB_FINAL and
                                (job["ended_at"] or 0) < self.clock() - RECENT):
-                del self.latest[job_id]
+                self.latest.pop(job_id, None)
+                self.events.pop(job_id, None)
+                for key in [k for k in self.up if k[0] == job_id]:
+                    del self.up[key]
 
-    # -- downsampling and retention -----------------------------------------------------------------
+    # -- downsampling and retention ----------------------------------------------------------
     def compact(self, job_id):
         """Downsample one job by the tiers, then thin it under its caps. A generator: each step
         (at most CHUNK_ROWS rows) yields, so the caller can let other work run in between."""
@@ -298,9 +337,9 @@ class MetricsStore:
     def run_data(self, job_id, started, since=None):
         """The samples, events and lost-sample count of a job for its run-data document:
         ``{"samples", "events", "dropped": {"samples", "logs"}}``, times in seconds since
-        ``started`` (unix time). With ``since``: only the samples *stored* after ``started +
-        since`` (a live page asking for what is new never misses a sample that arrived late) and
-        the events after ``since``."""
+        ``started`` (unix time); a sample's time is the whole second it was taken in. With
+        ``since``: only the samples *stored* after ``started + since`` (a live page asking for
+        what is new never misses a sample that arrived late) and the events after ``since``."""
         received_after = None if since is None else started + since
         rows = self.db.metric_samples(job_id, received_after=received_after)
         if since is None and len(rows) > MAX_DOCUMENT_SAMPLES:
@@ -308,7 +347,9 @@ class MetricsStore:
         samples = []
         for r in rows:
             sample = json.loads(r["data"])
-            sample["t"] = round(r["t"] - started, 6)
+            # The whole second of the sample: the nodes' samples of one second line up (a plot
+            # sums them per time), whatever the phase of each node's sampler.
+            sample["t"] = round(r["sec"] - started, 6)
             sample["node"] = r["node"]
             samples.append(sample)
         events = [{"t": round(e["t"] - started, 6), "kind": e["kind"], "node": e["node"],
@@ -353,6 +394,8 @@ class MetricsStore:
              self.stats["samples_thinned"] + self.stats["samples_expired"]),
             ("splay_controller_metric_batches_refused", "counter",
              "metrics messages refused (malformed or oversized)", self.stats["batches_refused"]),
+            ("splay_controller_metric_events_dropped", "counter",
+             "node events not kept (a job over its event cap)", self.stats["events_dropped"]),
         ]
         return {"controller": figures, "jobs": jobs}
 

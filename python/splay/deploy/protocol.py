@@ -14,10 +14,11 @@ Every message is a JSON object with a ``"type"``. The daemon speaks first:
                 a churn replay started (up) or stopped (down) an instance, or its process ended
                 while the trace had it up (crashed); it comes up again at its next up time
     log         {lines: [[instance_id, time, stream, text], ...]}
-    metrics     {samples: [[instance_id, sample], ...], dropped: {instance_id: n}}
+    metrics     {samples: [[instance_id, sample], ...], dropped: {instance_id: n},
+                 cut: {instance_id: reason}}
                 the nodes' metrics samples (splay.observatory), about once a second; dropped:
-                samples lost since the previous message (see daemon_metrics.py). Lossy: never
-                resent
+                samples lost since the previous message; cut: nodes whose metrics were cut off
+                (see daemon_metrics.py). Lossy: never resent
   controller -> daemon
     welcome     {daemon_id, time}            or   refused {reason}  (and the connection closes)
     ping        {t0}
