@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from test_deploy_support import ROOT, splay_cli, start_bed
+from test_deploy_support import ROOT, splay_cli, start_bed, wait_for
 
 EXAMPLES = os.path.join(ROOT, "examples", "maelstrom")
 QUICK = ["--workload-time", "2", "--recovery", "1.5", "--op-timeout", "1", "--init-timeout", "10",
@@ -81,10 +81,45 @@ def test_a_confined_node_cannot_start_a_program_and_says_why(tmp_path_factory):
         job_id = run.stderr.split("job ", 1)[1].split()[0]
         logs = splay_cli(bed, "logs", job_id).stdout
         assert "the sandbox refused to start the Maelstrom program" in logs, logs
-        assert "--sandbox off" in logs
+        assert "--maelstrom-programs" in logs and "--sandbox off" in logs
         # the pure-Python path runs confined
         run = submit(bed, "echo", "--app", os.path.join(ROOT, "tests", "maelstrom_echo_app.py"),
                      "--rate", 20, n=2)
         assert run.returncode == 0 and "\necho: VALID\n" in run.stdout, run.stdout + run.stderr
     finally:
         bed.down()
+
+
+def test_a_daemon_with_maelstrom_programs_starts_them_beside_confined_nodes(tmp_path_factory):
+    from splay.deploy.daemon import sandbox_available
+    if not sandbox_available():
+        pytest.skip("splay.sandbox is not available in this installation")
+    bed = start_bed(tmp_path_factory, "maelstrom-programs", 1,
+                    daemon_args=["--sandbox", "on", "--maelstrom-programs"])
+    try:
+        program = os.path.join(ROOT, "tests", "maelstrom_node.py")
+        run = submit(bed, "broadcast", "--bin", program, "--rate", 20, n=3)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "\nbroadcast: VALID\n" in run.stdout and "final reads: 3" in run.stdout
+        run = submit(bed, "unique-ids", "--bin", f"{program} --same-ids", "--rate", 20, n=2)
+        assert run.returncode == 1 and "unique-ids: INVALID" in run.stdout, run.stdout + run.stderr
+        # the programs end with their nodes
+        job_id = run.stderr.split("job ", 1)[1].split()[0]
+        wait_for(lambda: not job_processes_named("maelstrom_node.py"), 15,
+                 "the daemon to kill the programs of the ended nodes")
+        assert json.loads(splay_cli(bed, "job", job_id, "--json").stdout)["state"] == "ENDED"
+    finally:
+        bed.down()
+
+
+def job_processes_named(name):
+    """PIDs of live processes whose command line holds ``name``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if name.encode() in f.read() and int(entry) != os.getpid():
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
