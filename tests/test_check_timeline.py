@@ -65,3 +65,24 @@ def test_a_valid_history_draws_its_operations(browser, tmp_path):
     browser.get(page.as_uri())
     assert browser.find_element("id", "verdict").text == "VALID"
     assert len(browser.find_elements("css selector", "#timeline g.op")) == 2
+
+
+def test_a_transaction_cycle_page_shows_the_cycle_in_order(browser, tmp_path):
+    skew = [
+        {"process": 0, "type": "invoke", "f": "txn", "value": [["r", "x", None], ["append", "y", 1]], "time": 0.0},
+        {"process": 1, "type": "invoke", "f": "txn", "value": [["r", "y", None], ["append", "x", 2]], "time": 0.01},
+        {"process": 0, "type": "ok", "f": "txn", "value": [["r", "x", []], ["append", "y", 1]], "time": 0.02},
+        {"process": 1, "type": "ok", "f": "txn", "value": [["r", "y", []], ["append", "x", 2]], "time": 0.03},
+        {"process": 2, "type": "invoke", "f": "txn", "value": [["r", "x", None], ["r", "y", None]], "time": 0.04},
+        {"process": 2, "type": "ok", "f": "txn", "value": [["r", "x", [2]], ["r", "y", [1]]], "time": 0.05},
+    ]
+    result = check.check("list-append", skew)
+    page = tmp_path / "txn.html"
+    timeline.write(result, page)
+    browser.get(page.as_uri())
+    assert browser.find_element("id", "verdict").text == "INVALID"
+    assert len(browser.find_elements("css selector", "#timeline g.op rect")) == 2   # the cycle
+    text = browser.find_element("tag name", "pre").text
+    assert "G2: a cycle of 2 transactions" in text and "-rw(x)->" in text
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    browser.save_screenshot(str(tmp_path / "txn.png"))

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from test_deploy_support import ROOT, splay_cli, start_bed
+from test_deploy_support import ROOT, splay_cli, start_bed, wait_for
 
 EXAMPLES = os.path.join(ROOT, "examples", "maelstrom")
-QUICK = ["--workload-time", "2", "--recovery", "1.5", "--op-timeout", "1", "--init-timeout", "10",
+QUICK = ["--workload-time", "1.5", "--recovery", "1", "--op-timeout", "1", "--init-timeout", "10",
          "--settle", "0"]
 
 
@@ -50,11 +50,11 @@ def test_a_pysplay_broadcast_application_is_deployed_and_judged(bed, tmp_path):
 
 def test_a_maelstrom_program_runs_deployed_on_unconfined_daemons(bed):
     program = os.path.join(ROOT, "tests", "maelstrom_node.py")
-    run = submit(bed, "unique-ids", "--bin", f"{program} --same-ids", "--rate", 20, n=3)
-    assert run.returncode == 1, run.stdout + run.stderr        # the program is caught
+    # an interpreter on PATH and the script it runs, shipped; the program is caught
+    run = submit(bed, "unique-ids", "--bin", f"{sys.executable} {program} --same-ids",
+                 "--rate", 20, n=3)
+    assert run.returncode == 1, run.stdout + run.stderr
     assert "unique-ids: INVALID" in run.stdout and "duplicate-id" in run.stdout
-    run = submit(bed, "echo", "--bin", f"{sys.executable} {program}", "--rate", 20, n=3)
-    assert run.returncode == 0 and "\necho: VALID\n" in run.stdout, run.stdout + run.stderr
 
 
 def test_bad_maelstrom_submissions_are_refused_before_sending(bed, tmp_path):
@@ -81,10 +81,71 @@ def test_a_confined_node_cannot_start_a_program_and_says_why(tmp_path_factory):
         job_id = run.stderr.split("job ", 1)[1].split()[0]
         logs = splay_cli(bed, "logs", job_id).stdout
         assert "the sandbox refused to start the Maelstrom program" in logs, logs
-        assert "--sandbox off" in logs
+        assert "--maelstrom-programs" in logs and "--sandbox off" in logs
         # the pure-Python path runs confined
         run = submit(bed, "echo", "--app", os.path.join(ROOT, "tests", "maelstrom_echo_app.py"),
                      "--rate", 20, n=2)
         assert run.returncode == 0 and "\necho: VALID\n" in run.stdout, run.stdout + run.stderr
     finally:
         bed.down()
+
+
+def test_a_daemon_with_maelstrom_programs_starts_them_beside_confined_nodes(tmp_path_factory,
+                                                                            tmp_path):
+    from splay.deploy.daemon import sandbox_available
+    if not sandbox_available():
+        pytest.skip("splay.sandbox is not available in this installation")
+    bed = start_bed(tmp_path_factory, "maelstrom-programs", 1,
+                    daemon_args=["--sandbox", "on", "--maelstrom-programs"])
+    try:
+        program = os.path.join(ROOT, "tests", "maelstrom_node.py")
+        run = submit(bed, "broadcast", "--bin", program, "--rate", 20, n=3)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "\nbroadcast: VALID\n" in run.stdout and "final reads: 3" in run.stdout
+        # the programs end with their nodes
+        wait_for(lambda: not job_processes_named("maelstrom_node.py"), 15,
+                 "the daemon to kill the programs of the ended nodes")
+        # a file that is no program: the daemon says so, the node gives up on init
+        not_a_program = tmp_path / "notes.txt"
+        not_a_program.write_text("this is not a program\n")
+        run = submit(bed, "echo", "--bin", not_a_program, "--init-timeout", 2, n=1)
+        assert run.returncode != 0 and "echo: UNKNOWN" in run.stdout, run.stdout + run.stderr
+        job_id = run.stderr.split("job ", 1)[1].split()[0]
+        logs = splay_cli(bed, "logs", job_id).stdout
+        assert "the daemon cannot start the program" in logs, logs
+        assert "did not answer init" in logs
+    finally:
+        bed.down()
+
+
+def job_processes_named(name):
+    """PIDs of live processes whose command line holds ``name``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if name.encode() in f.read() and int(entry) != os.getpid():
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def test_the_controllers_verdict_is_unknown_when_the_history_cannot_be_trusted(tmp_path):
+    from splay.deploy.db import open_database
+    from splay.maelstrom.deployed import verdict
+    db = open_database(str(tmp_path / "c.db"))
+    job = db.add_job("m", "x", 1, 1, "head", 1.0, None, 0, {}, "RUNNING")
+    daemon = db.daemon_connected("d", "127.0.0.1", {}, 0)
+    [instance] = db.add_instances(job["id"], [daemon], "RUNNING")
+    records = ['[history] {"process": "0.1", "type": "invoke", "f": "echo", "value": "a", "time": 1}',
+               '[history] {"process": "0.1", "type": "ok", "f": "echo", "value": "a", "time": 2}']
+    db.add_logs([(job["id"], instance, t, "stdout", line) for t, line in enumerate(records)])
+    assert verdict(db, job["id"], "echo")["valid"] == "valid"
+    dropped = verdict(db, job["id"], "echo", dropped_lines=3)
+    assert dropped["valid"] == "unknown" and "log limits dropped 3" in dropped["why"]
+    db.add_logs([(job["id"], instance, 5, "stdout", "[history] {not json")])
+    broken = verdict(db, job["id"], "echo")
+    assert broken["valid"] == "unknown" and "cannot be read" in broken["why"]
+    other = db.add_job("m2", "x", 1, 1, "head", 1.0, None, 0, {}, "RUNNING")
+    assert "no operation was recorded" in verdict(db, other["id"], "echo")["why"]

@@ -319,6 +319,10 @@ def build_parser():
                         "while it spawns; nodes keep the niceness the daemon started with")
     p.add_argument("--sandbox", choices=("auto", "on", "off"), default="auto",
                    help="confine instances with splay.sandbox (auto: when it is installed)")
+    p.add_argument("--maelstrom-programs", action="store_true",
+                   help="start the program of a 'splay submit --maelstrom --bin' job beside each "
+                        "of its nodes, outside the sandbox (a confined node may create no "
+                        "process): the program runs unconfined, so only for programs you trust")
     p.add_argument("--shaping-device", metavar="DEV",
                    help="the network device whose egress carries this host's traffic to the "
                         "other hosts (e.g. eth0): jobs submitted with --shaping kernel shape it "
@@ -387,6 +391,9 @@ def main(argv=None):
     daemon = Daemon(host or "127.0.0.1", port, key, name, args.ip, limits, base_dir, tls,
                     args.orphan_timeout, args.max_backoff, clock_offset=args.clock_offset,
                     sandbox=sandbox, shaping_device=args.shaping_device)
+    if args.maelstrom_programs:
+        from splay.maelstrom.programs import ProgramBridges
+        daemon.manager.programs = ProgramBridges(daemon.manager.log_line, daemon.manager.clock)
     return asyncio.run(_run(daemon))
 
 

@@ -137,6 +137,10 @@ class InstanceManager:
     """All instances of one daemon. ``emit(message)`` sends a message to the controller (or drops
     it while disconnected); ``log_line(...)`` queues an output line for forwarding."""
 
+    # Set by `splayd --maelstrom-programs`: starts the programs of Maelstrom jobs beside their
+    # confined nodes (splay.maelstrom.programs.ProgramBridges).
+    programs = None
+
     def __init__(self, limits, ip, base_dir, emit, log_line, clock=time.time, sandbox=True,
                  on_job_end=None, metrics=None):
         self.limits = limits
@@ -303,6 +307,8 @@ class InstanceManager:
         self.emit({"type": "exited", "id": instance.id, "exit_code": exit_code, "state": state,
                    "reason": reason, "time": self.clock()})
         self.instance_ended(instance.job_ref)
+        if self.programs is not None:
+            self.programs.close(instance.id)
 
     async def start(self, job, nodes, entries):
         """Start the listed instances of ``job``; returns ([{id, pid}], {id: reason})."""
@@ -410,6 +416,8 @@ class InstanceManager:
             view = "[]"
         # The node list is encoded once per job (head lists) and spliced in.
         env = dict(base_env, SPLAY_JOB=encoded.replace(json.dumps(NODES_MARK), view, 1))
+        if self.programs is not None:
+            await self.programs.prepare(job, instance.id, position, directory, own_app)
         runner = "splay.launch.churn_replay" if gated else "splay.launch.node"
         argv = [sys.executable, "-m", runner, own_app,
                 *map(str, (job.get("settings") or {}).get("app_args", []))]
@@ -452,6 +460,8 @@ class InstanceManager:
         self._signal_group(process.pid, signal.SIGKILL)
         forget_process(os.path.join(self.job_dir(instance.job_ref), str(instance.id)))
         self.instance_ended(instance.job_ref)
+        if self.programs is not None:
+            self.programs.close(instance.id)
         await instance.announced.wait()
         self.emit({"type": "exited", "id": instance.id, "exit_code": code,
                    "state": instance.state, "time": self.clock()})

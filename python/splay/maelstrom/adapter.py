@@ -27,6 +27,7 @@ from splay.base import events, job, log, misc, socket
 from splay import history, rpcq
 from splay.maelstrom import messages as M
 from splay.maelstrom import services, workloads
+from splay.maelstrom.bundle import BRIDGE_FILE
 from splay.maelstrom.node import Node
 from splayc.errors import Restricted
 
@@ -204,6 +205,10 @@ def start_program():
         program = nodes[0]
         program.out = route
         return
+    bridge = os.path.join(job.dir, BRIDGE_FILE) if job.dir else None
+    if bridge and os.path.exists(bridge):
+        connect_to_daemon_program(bridge)
+        return
     why = "this node is confined by splay.sandbox" if confined() else None
     if why is None:
         try:
@@ -214,9 +219,26 @@ def start_program():
         raise RuntimeError(
             f"the sandbox refused to start the Maelstrom program {opts['bin']!r} ({why}): a "
             f"confined node may create no process (its audit hook refuses subprocess and "
-            f"os.fork, its seccomp filter fork, clone and execve). Run the daemons with "
-            f"'--sandbox off' (the program and the node then run unconfined), or serve the "
-            f"messages from a pysplay application (--app FILE)")
+            f"os.fork, its seccomp filter fork, clone and execve). Start the daemons with "
+            f"--maelstrom-programs (they then start the program beside the confined node, "
+            f"unconfined) or with '--sandbox off', or serve the messages from a pysplay "
+            f"application (--app FILE)")
+
+
+def connect_to_daemon_program(bridge):
+    """The daemon started this node's program (``splayd --maelstrom-programs``, see
+    :mod:`splay.maelstrom.programs`): one loopback connection carries its stdin and stdout, the
+    daemon puts its stderr in the node's log."""
+    global to_program_conn
+    with open(bridge) as f:
+        port = json.load(f)["port"]
+    conn = socket.connect("127.0.0.1", port)
+    if conn is None:
+        raise RuntimeError(f"cannot reach the program the daemon started (port {port}): "
+                           f"{socket.last_error}")
+    conn.settimeout(None)
+    to_program_conn = conn
+    events.thread(lambda: read_program(conn))
 
 
 def confined():

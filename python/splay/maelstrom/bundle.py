@@ -27,6 +27,11 @@ runpy.run_module("splay.maelstrom.adapter", run_name="__main__", alter_sys=True)
 '''
 
 
+#: The file, in a deployed node's directory, that tells its adapter where the program the daemon
+#: started for it listens (``splayd --maelstrom-programs``, :mod:`splay.maelstrom.programs`).
+BRIDGE_FILE = "maelstrom-program.json"
+
+
 class BundleError(ValueError):
     """The node's code cannot be shipped; says what is wrong."""
 

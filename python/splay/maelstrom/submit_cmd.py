@@ -10,8 +10,9 @@ By default it waits for the job's end and the checker's verdict, prints the verd
 0 valid, 1 invalid, 3 unknown -- or 1 when the job itself failed. ``--no-wait`` returns once the
 job is queued; ``splay job ID`` shows the verdict later and ``splay history ID`` the history.
 
-``--bin`` needs daemons started with ``--sandbox off``: a confined node may create no process
-(docs/checking.md says why); ``--app`` runs on confined nodes.
+``--bin`` needs daemons started with ``--maelstrom-programs`` (they start the program beside
+each confined node: :mod:`splay.maelstrom.programs`) or ``--sandbox off``: a confined node may
+create no process (docs/checking.md says why); ``--app`` runs on confined nodes.
 """
 import os
 import sys
@@ -62,6 +63,8 @@ def main(argv):
         except (bundle.BundleError, OSError) as e:
             print(f"splay submit --maelstrom: error: {e}", file=sys.stderr)
             return deploy_cli.USAGE
+        if code.startswith("bin="):           # what splayd --maelstrom-programs starts
+            settings["maelstrom"]["program"] = code[len("bin="):]
         return deploy_cli.submit([directory, *rest, "--", *run_cmd.node_arguments(ours, code)],
                                  settings=settings,
                                  finished=lambda client, job, status:
