@@ -130,6 +130,7 @@ class Instance:
         self.announced = asyncio.Event()   # set once the controller was told it started
         self.churn = None                  # its InstanceChurn, in a churn job
         self.position = None               # its job position once spawned (names it in log markers)
+        self.fault_down = False            # killed by a fault until its restart (splay.faults)
 
 
 class InstanceManager:
@@ -429,6 +430,11 @@ class InstanceManager:
                              self._read(instance, process.err, "stderr"))
         self._output_ended(instance)
         code = await _exit_status(process)
+        if instance.fault_down:
+            # Killed by a fault for a while (splay.faults.deployed): down until its restart.
+            instance.state = "DOWN"
+            self._signal_group(process.pid, signal.SIGKILL)
+            return
         instance.exit_code = code
         instance.state = "KILLED" if instance.stop_requested else "EXITED"
         instance.ended_at = time.monotonic()
