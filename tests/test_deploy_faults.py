@@ -103,6 +103,10 @@ def test_pause_kill_restart_partition_and_skew_on_a_testbed(bed, tmp_path):
     for action in ("pause 0 at 1s for 1s: begins", "partition 1|2 from 1s to 2s: ends",
                    "kill 3 at 1s for 1s: begins", "kill 3 at 1s for 1s: restart"):
         assert re.search(rf"fault: {re.escape(action)} at \d+\.\d{{3}} \(scheduled", text), action
+    # the run's data (the live page, reports) shows them as events
+    events = client.get(f"/api/jobs/{job_id}/rundata")["events"]
+    faults = [e["detail"] for e in events if e["kind"] == "fault"]
+    assert "pause 0 at 1s for 1s: begins" in faults and "kill 3 at 1s for 1s: restart" in faults
 
 
 def test_a_bad_fault_file_is_refused_before_submitting(bed, tmp_path):

@@ -18,6 +18,7 @@
 """
 import asyncio
 import json
+import re
 import signal
 
 from . import clock as _clock
@@ -26,8 +27,8 @@ from .errors import FaultError
 from .inside import SETTINGS_KEY, job_timeline
 from .lang import parse_faults
 
-__all__ = ["submit_settings", "validate", "stamp", "for_daemon", "note_actions", "DaemonControl",
-           "start_for_daemon"]
+__all__ = ["submit_settings", "validate", "stamp", "for_daemon", "note_actions", "fault_events",
+           "DaemonControl", "start_for_daemon"]
 
 # Time 0 of a deployed timeline is this far after the controller sends the start messages, so
 # that the nodes are running at 0 s.
@@ -98,6 +99,20 @@ async def note_actions(settings, note, still_running):
         if upcoming is None:
             return
         await asyncio.sleep(max(0.0, upcoming - (_clock.real_time() - epoch)))
+
+
+_NOTE = re.compile(r"^fault: (.*) at -?\d+\.\d+ \(scheduled -?\d+\.\d+\)$")
+
+
+def fault_events(logs):
+    """The run-data events (kind ``fault``) of the controller's notes among a job's ``logs``
+    entries (``{"t", "node", "line"}``), for the live page and reports."""
+    events = []
+    for entry in logs:
+        match = _NOTE.match(entry["line"]) if entry["node"] is None else None
+        if match is not None:
+            events.append({"t": entry["t"], "kind": "fault", "node": None, "detail": match.group(1)})
+    return events
 
 
 class DaemonControl:
