@@ -30,11 +30,6 @@ from .lang import parse_faults
 __all__ = ["submit_settings", "validate", "stamp", "for_daemon", "note_actions", "fault_events",
            "DaemonControl", "start_for_daemon"]
 
-# Time 0 of a deployed timeline is this far after the controller sends the start messages, so
-# that the nodes are running at 0 s.
-LEAD = 0.0
-
-
 def submit_settings(path, count):
     """The job settings of ``splay submit --faults PATH`` for ``count`` nodes (FaultError or
     OSError when the file is bad or unreadable)."""
@@ -69,7 +64,7 @@ def stamp(settings, nodes, now):
     controller's clock), the node count and every position's address (the nodes' emulation)."""
     if SETTINGS_KEY not in settings:
         return settings
-    spec = dict(settings[SETTINGS_KEY], epoch=now + LEAD, nodes=len(nodes))
+    spec = dict(settings[SETTINGS_KEY], epoch=now, nodes=len(nodes))
     stamped = dict(settings, **{SETTINGS_KEY: spec})
     stamped.setdefault("topology_nodes", nodes)
     return stamped

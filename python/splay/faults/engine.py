@@ -16,7 +16,7 @@ the in-node kinds. Times count from ``epoch`` (a ``time.time()`` reading shared 
 """
 import time
 
-from .schedule import BEGIN, END, actions
+from .schedule import BEGIN, actions
 from . import slow as _slow
 
 __all__ = ["FaultEngine", "CONTROL_KINDS", "INSIDE_KINDS"]
