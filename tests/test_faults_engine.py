@@ -25,7 +25,7 @@ class Recorder:
     def thaw(self, i):
         self.calls.append(("thaw", i))
 
-    def kill(self, i):
+    def kill(self, i, comes_back=False):
         self.calls.append(("kill", i))
 
     def restart(self, i):

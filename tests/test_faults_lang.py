@@ -136,7 +136,8 @@ def test_each_mistake_gets_an_exact_error(text, where, message):
 
 @pytest.mark.parametrize("text, count, where, message", [
     ("pause 0\npause 5 at 1s", 4, None, None),
-    ("pause 1 at 1s\n  pause 2,9 at 1s", 4, "2:3", "names node 9, but the run has 4 node(s) (positions 0 to 3)"),
+    ("pause 1 at 1s\n  pause 2,9 at 1s", 4, "2:3",
+     "names node 9, but the run has 4 node(s) (positions 0 to 3)"),
     ("partition 0-3 from 1s", 4, "1:1", "leaves no node on the other side"),
     ("random seed 1 every 1s pick pause for 1s on 1-7", 4, "1:1", "names node 4"),
     ("random seed 1 every 1s pick partition for 1s", 1, "1:1", "needs at least 2 nodes"),

@@ -72,6 +72,7 @@ def validate_submission(body):
         raise BadRequest("'settings' must be an object")
     validate_shaping(settings)
     validate_network_limits(settings)
+    validate_faults(settings, nodes, churn)
     args = body.get("args", [])
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise BadRequest("'args' must be a list of strings (the nodes' command-line arguments)")
@@ -87,6 +88,16 @@ def validate_submission(body):
             "list_type": list_type, "factor": number("factor", 1.25, float, 1.0),
             "max_time": number("max_time", None, float, 0.001),
             "memory": number("memory", 0, int, 0), "settings": settings, "churn": churn}
+
+
+def validate_faults(settings, nodes, churn):
+    """``settings["faults"]`` (``splay submit --faults``), when present, must be a valid fault
+    timeline for ``nodes`` nodes (see splay.faults.deployed.validate)."""
+    from splay.faults.deployed import validate
+    try:
+        validate(settings, nodes, churn is not None)
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
 
 
 def validate_network_limits(settings):

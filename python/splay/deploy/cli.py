@@ -191,6 +191,23 @@ def churn_trace(args):
     return text
 
 
+def fault_settings(path, nodes, churn):
+    """The settings of ``--faults``'s file, checked here first (errors name the file and line)."""
+    from splay.faults import FaultError, parse_faults
+    from splay.faults.deployed import submit_settings
+    from splay.faults.local import check_with_churn
+    if nodes is None:
+        raise CommandError("--faults needs the number of nodes: give -n N", USAGE)
+    read_text(path, "the fault timeline")            # unreadable: a clear usage error
+    try:
+        settings = submit_settings(path, nodes)
+        if churn is not None:
+            check_with_churn(parse_faults(settings["faults"]["text"], path), churn)
+    except FaultError as e:
+        raise CommandError(f"--faults: {e}", USAGE) from None
+    return settings
+
+
 def topology_text(args, nodes):
     """The text of ``--topology``'s file, checked here first (errors name the file and line)."""
     from splay.emulation import TopologyError, load_link_model
@@ -262,6 +279,9 @@ def submit(argv, settings=None, finished=None):
     p.add_argument("--topology", metavar="FILE",
                    help="emulate the network of FILE (ModelNet XML, latency matrix or uniform "
                         "model) in every node's sockets")
+    p.add_argument("--faults", metavar="FILE",
+                   help="apply the fault timeline of FILE to the nodes (pause, kill, restart, "
+                        "partition, skew, drift, slow, delay, loss, ...; docs/faults.md)")
     p.add_argument("--shaping", choices=("core", "kernel"),
                    help="with --topology: core (default) emulates it in every node's sockets; "
                         "kernel has each daemon shape its host's traffic with tc (daemons "
@@ -295,6 +315,9 @@ def submit(argv, settings=None, finished=None):
                 request["settings"]["shaping"] = "kernel"
         if net:
             request["settings"] = {**request.get("settings", {}), **net}
+        if args.faults is not None:
+            request["settings"] = {**request.get("settings", {}),
+                                   **fault_settings(args.faults, request.get("nodes"), args.churn)}
         if settings:
             request["settings"] = {**request.get("settings", {}), **settings}
         if app_args:

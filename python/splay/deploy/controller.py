@@ -605,6 +605,8 @@ class Controller:
         settings = dict(job["settings"])
         if settings.get("topology_text") is not None:
             settings["topology_nodes"] = nodes          # job positions -> addresses, fixed
+        from splay.faults import deployed as faults
+        settings = faults.stamp(settings, nodes, time.time())  # --faults: time 0 is now
         spec = {"ref": ref, "name": job["name"], "code": job["code"], "list_type": job["list_type"],
                 "list_size": job["list_size"], "settings": settings,
                 "memory": job["memory"]}
@@ -619,7 +621,8 @@ class Controller:
         waits = []
         for session, entries in per_daemon.items():
             waits.append(session.expect("started", ref))
-            message = {"type": "start", "job": spec, "nodes": nodes, "instances": entries}
+            message = {"type": "start", "job": faults.for_daemon(spec, session.offset),
+                       "nodes": nodes, "instances": entries}
             if churn:
                 message["churn"] = {"t0": t0 + session.offset, "speed": churn["speed"]}
             session.channel.send_nowait(message)
@@ -645,6 +648,10 @@ class Controller:
         self.logs.note(job_id, f"job RUNNING: {len(instances)} nodes on {len(per_daemon)} daemon(s)")
         log.info("job %d RUNNING: %d nodes on %d daemon(s)", job_id, len(instances), len(per_daemon))
         self.arm_max_time(self.db.job(job_id))
+        if settings.get("faults"):
+            self.loop.create_task(faults.note_actions(
+                settings, lambda text: self.logs.note(job_id, text),
+                lambda: (self.db.job(job_id) or {}).get("state") not in m.JOB_FINAL))
         if churn:
             self.logs.note(job_id, f"churn: replaying a trace of {len(churn['times'])} node(s) "
                                    f"at speed {churn['speed']:g}, time 0 at {t0:.3f}")

@@ -210,6 +210,8 @@ class Daemon:
         self.emit({"type": "started", "job": job["ref"], "instances": started, "failed": failed})
         self.manager.announce(started)
         log.info("job %s: started %d instance(s), %d failed", job["ref"], len(started), len(failed))
+        from splay.faults.deployed import start_for_daemon
+        start_for_daemon(self.manager, job, nodes, entries)    # --faults: pause, kill, restart
 
     async def flush_lines(self, channel):
         """Send queued output lines in batches."""

@@ -131,6 +131,7 @@ class Instance:
         self.announced = asyncio.Event()   # set once the controller was told it started
         self.churn = None                  # its InstanceChurn, in a churn job
         self.position = None               # its job position once spawned (names it in log markers)
+        self.fault_down = False            # killed by a fault until its restart (splay.faults)
 
 
 class InstanceManager:
@@ -453,6 +454,11 @@ class InstanceManager:
         if self.metrics is not None:
             await self.metrics.ended(instance.id)        # its last samples, before its end
         code = await _exit_status(process)
+        if instance.fault_down:
+            # Killed by a fault for a while (splay.faults.deployed): down until its restart.
+            instance.state = "DOWN"
+            self._signal_group(process.pid, signal.SIGKILL)
+            return
         instance.exit_code = code
         instance.state = "KILLED" if instance.stop_requested else "EXITED"
         instance.ended_at = time.monotonic()

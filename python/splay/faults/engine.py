@@ -16,7 +16,7 @@ the in-node kinds. Times count from ``epoch`` (a ``time.time()`` reading shared 
 """
 import time
 
-from .schedule import BEGIN, END, actions
+from .schedule import BEGIN, actions
 from . import slow as _slow
 
 __all__ = ["FaultEngine", "CONTROL_KINDS", "INSIDE_KINDS"]
@@ -29,7 +29,8 @@ INSIDE_KINDS = ("partition", "skew", "drift", "delay", "loss", "duplicate", "reo
 
 class FaultEngine:
     """Applies ``timeline`` (:class:`~splay.faults.lang.FaultTimeline`) to a run of ``count``
-    nodes. ``control`` has ``freeze(i)``, ``thaw(i)``, ``kill(i)``, ``restart(i)``; ``inside``
+    nodes. ``control`` has ``freeze(i)``, ``thaw(i)``, ``kill(i, comes_back)`` (``comes_back``:
+    the fault restarts it after a while) and ``restart(i)``; ``inside``
     has ``partition(groups)`` -> handle, ``heal(handle)``, ``clock(i)`` (a
     :class:`~splay.faults.clock.NodeClock` or None when node i is not here) and
     ``messages(i, delay, loss, duplicate, reorder)``. ``report(action, at)`` is called after
@@ -118,7 +119,7 @@ class FaultEngine:
                     self.control.restart(i)
                 else:
                     self.killed.add(i)
-                    self.control.kill(i)
+                    self.control.kill(i, fault.end is not None)
         elif kind == "partition":
             if begin:
                 groups = [list(g) for g in fault.groups]

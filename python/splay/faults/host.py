@@ -48,8 +48,9 @@ class HostControl:
         if node is not None:
             _hub.thaw_node(node)
 
-    def kill(self, i):
-        """Stop node i: its threads killed, its sockets and servers closed."""
+    def kill(self, i, comes_back=False):
+        """Stop node i: its threads killed, its sockets and servers closed (its job stays,
+        ready for a restart whether or not one is planned)."""
         self.thaw(i)
         if self.host.stop_node(i):
             self.host.write_nodes_file()

@@ -99,12 +99,6 @@ class Fault:
         """The positions the fault acts on in a run of ``count`` nodes (``all``: every one)."""
         return tuple(range(count)) if self.nodes is None else self.nodes
 
-    def as_dict(self):
-        """The fault as JSON-able data (for control lines and events)."""
-        return {"kind": self.kind, "nodes": None if self.nodes is None else list(self.nodes), "start": self.start, "end": self.end,
-                "value": self.value, "groups": [list(g) for g in self.groups],
-                "text": self.describe()}
-
 
 @dataclass
 class RandomFaults:

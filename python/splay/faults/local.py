@@ -57,8 +57,9 @@ class ProcessControl:
         """SIGCONT to node i's process group."""
         self._proc(i).signal_group(signal.SIGCONT)
 
-    def kill(self, i):
-        """SIGKILL to node i's process group (not a failure of the node: the launcher did it)."""
+    def kill(self, i, comes_back=False):
+        """SIGKILL to node i's process group (not a failure of the node: the launcher did it;
+        its process object stays, ready for a restart whether or not one is planned)."""
         proc = self._proc(i)
         if proc.state == "running":
             proc.signal_group(signal.SIGCONT)

@@ -98,6 +98,8 @@ def run_data(controller, job_id, since=None):
     t0 = run["started"]
     events = job_events(job, instances, t0)
     logs = job_logs(tail_logs(db, job_id), t0)
+    from splay.faults.deployed import fault_events
+    events = sorted(events + fault_events(logs), key=lambda e: e["t"])     # --faults actions
     samples, dropped = [], {"samples": 0, "logs": 0}
     store = getattr(controller, "metrics_store", None)
     if store is not None:
