@@ -3,6 +3,7 @@ adapter and the node's code shipped as a directory application, the controller c
 job's history at its end (verdict in `splay job`, history with `splay history`)."""
 import json
 import os
+import signal
 import sys
 
 import pytest
@@ -149,3 +150,21 @@ def test_the_controllers_verdict_is_unknown_when_the_history_cannot_be_trusted(t
     assert broken["valid"] == "unknown" and "cannot be read" in broken["why"]
     other = db.add_job("m2", "x", 1, 1, "head", 1.0, None, 0, {}, "RUNNING")
     assert "no operation was recorded" in verdict(db, other["id"], "echo")["why"]
+
+
+def test_a_verdict_a_controller_restart_interrupted_is_checked_again(bed):
+    from splay.deploy.db import open_database
+    run = submit(bed, "echo", "--app", os.path.join(ROOT, "tests", "maelstrom_echo_app.py"),
+                 "--rate", 20, n=2)
+    assert run.returncode == 0, run.stdout + run.stderr
+    job_id = int(run.stderr.split("job ", 1)[1].split()[0])
+    bed.stop_controller(signal.SIGKILL)          # a crash; then the verdict is found missing
+    db = open_database(bed.db)
+    job = db.job(job_id)
+    db.update_job_settings(job_id, dict(job["settings"], maelstrom=dict(
+        job["settings"]["maelstrom"], check={"valid": "checking"})))
+    db.close()
+    bed.start_controller()
+    bed.wait_daemons()
+    wait_for(lambda: json.loads(splay_cli(bed, "job", job_id, "--json").stdout)["check"]["valid"]
+             == "valid", 30, "the restarted controller to check the job again")

@@ -135,6 +135,7 @@ class Controller:
             self.submit(job["id"])
         for job in self.db.jobs(states=[m.RUNNING]):
             self.arm_max_time(job)
+        maelstrom_deployed.resume_checks(self)     # verdicts a restart interrupted
 
     def submit(self, job_id):
         """Deploy a QUEUED job (runs in the loop; the API calls it through ``call_soon_threadsafe``)."""

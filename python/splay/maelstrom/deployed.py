@@ -11,6 +11,7 @@ The verdict is ``unknown`` when the daemons' log limits dropped lines of the job
 missing, so no verdict would be honest) or when no operation was recorded.
 """
 import logging
+import time
 
 from splay.history import extract
 
@@ -20,6 +21,8 @@ log = logging.getLogger("splay.controller")
 PAGE = 20000
 #: Anomaly instances kept in the stored verdict (the full history stays in the logs).
 KEPT_ANOMALIES = 20
+#: How far back, at controller start, ended Maelstrom jobs without a verdict are checked again.
+RESUME_WITHIN = 24 * 3600.0
 
 
 def spec_of(job):
@@ -96,6 +99,20 @@ def start_check(controller, job_id):
         log.info("job %d: maelstrom check %s", job_id, result["valid"])
 
     controller.loop.run_in_executor(None, work)
+
+
+def resume_checks(controller, within=RESUME_WITHIN):
+    """At controller start: check again the Maelstrom jobs that ended in the last ``within``
+    seconds and still have no verdict (the previous run stopped before storing it)."""
+    from splay.deploy import models as m
+    since = time.time() - within
+    for row in controller.db.jobs(states=list(m.JOB_FINAL)):
+        if (row["ended_at"] or 0) < since:
+            continue
+        job = controller.db.job(row["id"])
+        spec = spec_of(job)
+        if spec is not None and (spec.get("check") or {}).get("valid") in (None, "checking"):
+            start_check(controller, row["id"])
 
 
 def _store(database, job_id, spec):

@@ -30,7 +30,7 @@ CHECK_WAIT = 300.0
 def main(argv):
     """Entry point: ``argv`` is ``splay submit``'s argument list holding ``--maelstrom``."""
     p = run_cmd.parser()
-    p.prog = "splay submit --maelstrom"
+    p.prog = "splay submit"
     p.allow_abbrev = False           # splay submit's own options pass through untouched
     if "-h" in argv or "--help" in argv:
         p.print_help()
@@ -45,7 +45,7 @@ def main(argv):
     except SystemExit as e:
         return deploy_cli.USAGE if e.code else 0
     if ours.app is not None and not os.path.isfile(ours.app):
-        print(f"splay submit --maelstrom: error: --app {ours.app!r} not found", file=sys.stderr)
+        print(f"splay submit: error: --app {ours.app!r} not found", file=sys.stderr)
         return deploy_cli.USAGE
     if "--max-time" not in rest:
         rest += ["--max-time", str(ours.workload_time + ours.recovery + 120)]
