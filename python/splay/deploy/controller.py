@@ -24,6 +24,8 @@ from .metrics_ingest import MetricsIngest
 from .metrics_store import MetricsStore, store_options
 from .protocol import DAEMON_MESSAGES, Channel, ProtocolError, decode, server_tls
 from splay.maelstrom import deployed as maelstrom_deployed
+from .report_dedup import ReportMarks, ReportReceiver
+from .report_spool import REPORTED
 
 log = logging.getLogger("splay.controller")
 
@@ -55,6 +57,7 @@ class DaemonSession:
         self.best_rtt = math.inf
         self.last_heard = time.monotonic()
         self.waiters = {}             # (reply type, job ref) -> Future
+        self.reports = None           # ReportReceiver of a daemon that numbers its reports
 
     def expect(self, kind, ref):
         """A future resolved by the daemon's next ``kind`` message about job ``ref``."""
@@ -93,6 +96,7 @@ class Controller:
         self.start_timeout = start_timeout
         self.ping_interval = ping_interval
         self.logs = LogHub(database)
+        self.report_marks = ReportMarks(database)
         self.sessions = {}            # daemon id -> DaemonSession
         self.lost_timers = {}         # daemon id -> TimerHandle
         self.max_time_timers = {}     # job id -> TimerHandle
@@ -193,6 +197,9 @@ class Controller:
             reported = [(int(r["id"]), str(r["state"]), r.get("exit_code"))
                         for r in hello.get("instances", [])]
             offset = float(hello["time"]) - time.time()
+            incarnation = hello.get("incarnation")
+            if incarnation is not None and not (isinstance(incarnation, str) and incarnation):
+                raise ValueError("incarnation must be a non-empty string")
         except asyncio.TimeoutError:
             return await self.refuse(channel, f"no hello within {HELLO_TIMEOUT:.0f} s")
         except (ProtocolError, KeyError, TypeError, ValueError) as e:
@@ -204,12 +211,17 @@ class Controller:
             self.disconnected(old)
         daemon_id = self.db.daemon_connected(name, ip, limits, time.time())
         session = DaemonSession(daemon_id, name, ip, limits, channel, offset)
+        welcome = {"type": "welcome", "daemon_id": daemon_id, "time": time.time()}
+        if incarnation is not None:
+            session.reports = ReportReceiver(self.report_marks, name, incarnation, self.stats)
+            welcome["acked"] = session.reports.applied
+            self.spool_overflow(name, hello.get("spool_dropped"))
         self.sessions[daemon_id] = session
         timer = self.lost_timers.pop(daemon_id, None)
         if timer:
             timer.cancel()
         try:
-            await channel.send({"type": "welcome", "daemon_id": daemon_id, "time": time.time()})
+            await channel.send(welcome)
         except (ConnectionError, OSError):
             self.disconnected(session)
             return None
@@ -308,6 +320,8 @@ class Controller:
     # -- daemon messages -------------------------------------------------------------------
     async def dispatch(self, session, message):
         """Act on one message from a daemon."""
+        if message.get("seq") is not None and session.reports is not None:
+            return await self.receive_numbered(session, message)
         kind = message["type"]
         if kind == "log":
             self.logs.ingest(self.job_of, session.offset, message["lines"])
@@ -327,6 +341,31 @@ class Controller:
             self.metrics_ingest.receive(session, message)
         elif kind == "hello":
             raise ProtocolError("hello sent twice")
+
+    async def receive_numbered(self, session, message):
+        """A numbered report (see report_dedup.py): apply it unless it is a repeat, then ack it."""
+        seq, kind = int(message["seq"]), message["type"]
+        if kind not in REPORTED:
+            raise ProtocolError(f"a {kind!r} message cannot be numbered")
+        receiver = session.reports
+        if not receiver.is_repeat(seq):
+            if kind == "log":
+                self.logs.ingest(self.job_of, session.offset, message["lines"],
+                                 store=lambda rows: receiver.applied_now(seq, rows))
+            else:
+                await self.dispatch(session, {k: v for k, v in message.items() if k != "seq"})
+                receiver.applied_now(seq)
+        session.channel.send_nowait({"type": "ack", "seq": seq})
+
+    def spool_overflow(self, name, dropped):
+        """A daemon's spool overflowed while the controller was away: say how much was lost."""
+        if not isinstance(dropped, dict) or not dropped.get("messages"):
+            return
+        messages, lines = int(dropped["messages"]), int(dropped.get("lines", 0))
+        self.stats["reports_overflowed"] = self.stats.get("reports_overflowed", 0) + messages
+        self.stats["lines_overflowed"] = self.stats.get("lines_overflowed", 0) + lines
+        log.warning("daemon %s: its report spool overflowed while the controller was away: %d "
+                    "report(s) with %d output line(s) lost", name, messages, lines)
 
     def pong(self, session, t0, daemon_time):
         """Keep the offset measured over the fastest round trip (the least uncertain)."""

@@ -24,6 +24,7 @@ from .daemon_metrics import SHIP_INTERVAL, MetricsRelay
 from .instances import KEEP_FINISHED, InstanceManager
 from .job_limits import DEFAULTS, Limits
 from .protocol import CONTROLLER_MESSAGES, MAX_LINE, Channel, ProtocolError, client_tls, decode
+from .report_spool import REPORTED, ReportSpool
 
 log = logging.getLogger("splay.daemon")
 
@@ -55,6 +56,8 @@ class Daemon:
         self.gone_since = time.monotonic()
         self.lines = collections.deque(maxlen=MAX_BUFFERED_LINES)
         self.dropped_lines = 0
+        # Reports kept until the controller acknowledges them (at-least-once, see report_spool.py)
+        self.spool = ReportSpool(os.path.join(base_dir, "report-spool"))
         self.shaping = HostShaping(shaping_device, name, base_dir)
         self.metrics = MetricsRelay()
         self.manager = InstanceManager(limits, ip, base_dir, self.emit, self.log_line, self.clock,
@@ -66,12 +69,14 @@ class Daemon:
         return time.time() + self.clock_offset
 
     def emit(self, message):
-        """Send a message now if connected; otherwise it is dropped (ends are re-reported in the
-        next hello)."""
+        """Send a message now if connected. Reports (ends, churn actions) are numbered and spooled
+        until acknowledged; other messages are dropped while disconnected."""
+        if message["type"] in REPORTED:
+            self.spool_lines()                  # a node's last lines come before its end
+            message = self.spool.append(message)
         if self.channel is not None:
             if message["type"] == "exited":
-                self.send_lines(self.channel)     # a node's last lines come before its end
-                self.send_metrics(self.channel)   # and its last samples
+                self.send_metrics(self.channel)   # a node's last samples come before its end
             self.channel.send_nowait(message)
 
     def log_line(self, instance_id, stamp, stream, text):
@@ -83,6 +88,7 @@ class Daemon:
     async def run(self):
         """Connect, serve, reconnect, forever (returns only when refused)."""
         asyncio.ensure_future(self.watch_orphans())
+        asyncio.ensure_future(self.flush_lines())
         backoff = 0.2
         while True:
             try:
@@ -111,7 +117,9 @@ class Daemon:
         """One connection: hello, then messages until it ends. True if it was accepted."""
         await channel.send({"type": "hello", "key": self.key, "name": self.name, "ip": self.ip,
                             "limits": self.manager.limits.as_dict(),
-                            "instances": self.manager.report(), "time": self.clock()})
+                            "instances": self.manager.report(), "time": self.clock(),
+                            "incarnation": self.spool.incarnation,
+                            "spool_dropped": self.spool.dropped})
         line = await asyncio.wait_for(channel.receive_line(), 15)
         if line is None:
             return False
@@ -122,9 +130,12 @@ class Daemon:
             raise ProtocolError(f"expected welcome, got {answer['type']!r}")
         log.info("connected to controller %s:%d as %s (daemon id %s)", self.host, self.port,
                  self.name, answer.get("daemon_id"))
+        self.spool.ack(int(answer.get("acked") or 0))
+        self.spool.overflow_reported()
+        for report in self.spool.pending():     # what the controller has not applied, in order
+            channel.send_nowait(report)
         self.channel = channel
         self.gone_since = None
-        flusher = asyncio.ensure_future(self.flush_lines(channel))
         shipper = asyncio.ensure_future(self.ship_metrics(channel))
         try:
             while True:
@@ -146,7 +157,6 @@ class Daemon:
                 except Exception:
                     log.exception("could not carry out a controller message; going on")
         finally:
-            flusher.cancel()
             shipper.cancel()
 
     async def handle(self, message):
@@ -177,6 +187,8 @@ class Daemon:
             manager.release_job(str(message["job"]))
         elif kind == "stop":
             manager.stop([int(i) for i in message["instances"]])
+        elif kind == "ack":
+            self.spool.ack(int(message["seq"]))
         elif kind == "error":
             log.warning("the controller refused a message: %s", message.get("reason"))
         elif kind == "refused":
@@ -213,23 +225,30 @@ class Daemon:
         from splay.faults.deployed import start_for_daemon
         start_for_daemon(self.manager, job, nodes, entries)    # --faults: pause, kill, restart
 
-    async def flush_lines(self, channel):
-        """Send queued output lines in batches."""
+    async def flush_lines(self):
+        """Spool queued output lines in batches (and send them when connected), connected or not."""
         while True:
             if self.dropped_lines:
-                log.warning("dropped %d output lines while the controller was away",
-                            self.dropped_lines)
+                log.warning("dropped %d output lines (more than %d between two flushes)",
+                            self.dropped_lines, MAX_BUFFERED_LINES)
                 self.dropped_lines = 0
-            self.send_lines(channel)
-            await channel.writer.drain()
+            self.spool_lines()
+            channel = self.channel
+            if channel is not None:
+                try:
+                    await channel.writer.drain()
+                except (ConnectionError, OSError):
+                    pass                        # the connection loop sees it and reconnects
             await asyncio.sleep(FLUSH_INTERVAL)
 
-    def send_lines(self, channel):
-        """Queue every buffered output line on ``channel``, in batches."""
+    def spool_lines(self):
+        """Number and spool every buffered output line, in batches; send them when connected."""
         lines = self.lines
         while lines:
             batch = [lines.popleft() for _ in range(min(LINES_PER_MESSAGE, len(lines)))]
-            channel.send_nowait({"type": "log", "lines": batch})
+            message = self.spool.append({"type": "log", "lines": batch})
+            if self.channel is not None:
+                self.channel.send_nowait(message)
 
     async def ship_metrics(self, channel):
         """Send the nodes' samples every SHIP_INTERVAL (see daemon_metrics.py)."""
@@ -409,6 +428,7 @@ async def _run(daemon):
     await asyncio.wait([runner, stopper], return_when=asyncio.FIRST_COMPLETED)
     daemon.manager.kill_all_now()
     daemon.shaping.clear_now()
+    daemon.spool.close()
     if runner.done():
         error = runner.exception()
         if isinstance(error, Refused):

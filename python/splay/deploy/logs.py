@@ -20,10 +20,12 @@ class LogHub:
         self.ingested = 0        # lines stored since start (for figures)
         self.dropped = {}        # job id -> output lines the daemons dropped (their markers' sum)
 
-    def ingest(self, job_of, offset, lines):
+    def ingest(self, job_of, offset, lines, store=None):
         """Store ``lines`` ([instance_id, daemon_time, stream, text]) from a daemon whose clock is
         ``offset`` seconds ahead of ours. ``job_of(instance_id)`` gives the job, or None for an
-        unknown instance (its lines are dropped). Returns the number of lines stored."""
+        unknown instance (its lines are dropped). ``store(rows)``, when given, stores the rows
+        instead of ``Database.add_logs`` (a numbered report stores them with its mark; it is
+        called even with no rows). Returns the number of lines stored."""
         rows = []
         for instance_id, stamp, stream, text in lines:
             job_id = job_of(instance_id)
@@ -38,8 +40,11 @@ class LogHub:
             dropped = dropped_in_marker(stream, text)
             if dropped:
                 self.dropped[job_id] = self.dropped.get(job_id, 0) + dropped
-        if rows:
+        if store is not None:
+            store(rows)
+        elif rows:
             self.database.add_logs(rows)
+        if rows:
             self.ingested += len(rows)
             with self.changed:
                 self.changed.notify_all()

@@ -19,8 +19,14 @@ Every message is a JSON object with a ``"type"``. The daemon speaks first:
                 the nodes' metrics samples (splay.observatory), about once a second; dropped:
                 samples lost since the previous message; cut: nodes whose metrics were cut off
                 (see daemon_metrics.py). Lossy: never resent
+    exited, churn and log carry ``seq``, the daemon's report number (report_spool.py); the hello
+    then carries ``incarnation`` (the numbers' owner) and ``spool_dropped`` {messages, lines}
+    (what the spool's bound dropped since the last accepted hello)
   controller -> daemon
-    welcome     {daemon_id, time}            or   refused {reason}  (and the connection closes)
+    welcome     {daemon_id, time, acked}     or   refused {reason}  (and the connection closes)
+                acked: the last report number applied of the hello's incarnation; the daemon
+                sends the later ones again
+    ack         {seq}                         every numbered report up to seq is applied
     ping        {t0}
     register    {job, memory, instances: [instance_id, ...]}    reserve a port for each
     free        {instances: [instance_id, ...]}                 drop reservations
@@ -46,7 +52,7 @@ MAX_LINE = 64 * 1024 * 1024
 DAEMON_MESSAGES = frozenset({"hello", "pong", "registered", "started", "exited", "log",
                              "churn", "metrics"})
 CONTROLLER_MESSAGES = frozenset({"welcome", "refused", "ping", "register", "free", "start",
-                                 "release", "nodes", "stop", "error"})
+                                 "release", "nodes", "stop", "error", "ack"})
 
 
 class ProtocolError(Exception):
