@@ -6,10 +6,13 @@ Look at:   node 0 waits until the ring is whole, prints it (node ids in ring ord
            with their hop counts, then stops every node. Options (key=value after the file):
            period=S (stabilize, fix_fingers, check_predecessor; default 0.5), wave=S (time between
            join waves; default 3 periods), demo=0 (node 0 stays quiet; tests check from outside).
+Metrics:   each node reports "joined", "successor_correct" (its successor is the one of the complete
+           ring of job.nodes()) and the "lookup_hops" of its finger lookups: the plots of
+           `splay run examples/chord.py -n 64 --report chord.html` show the ring forming.
 """
 import hashlib, random, sys
 from splay.base import *
-from splay import rpc
+from splay import metrics, rpc
 
 opts = dict(arg.split("=", 1) for arg in sys.argv[1:])
 PERIOD, M = float(opts.get("period", 0.5)), 32                 # M: identifier bits
@@ -24,6 +27,10 @@ finger, next_finger = [me] * M, 0                            # finger[i] = succe
 
 def between(i, a, b):                  # i in the open arc (a, b); (a, a) is the ring but a
     return misc.between_c(i, a, b) or (a == b != i)
+
+def true_successor():                 # the successor of me in the ring of every node of the job
+    ids = sorted(key(f"{n.ip}:{n.port}") for n in job.nodes())
+    return next((i for i in ids if i > me["id"]), ids[0])
 
 def find_successor(id, hops=0):        # (successor of id, RPC hops it took)
     if between(id, me["id"], successor["id"]) or id == successor["id"]:
@@ -60,6 +67,7 @@ def fix_fingers():                     # one lookup per period; the next fingers
     start = lambda i: (me["id"] + 2 ** i) % 2 ** M
     found = find_successor(start(next_finger))
     if found:
+        metrics.histogram("lookup_hops", buckets=range(M + 1)).observe(found[1])
         finger[next_finger] = node = found[0]
         while next_finger + 1 < M and not between(node["id"], me["id"], start(next_finger + 1)):
             next_finger += 1                                 # start in (me, node]: same node
@@ -74,17 +82,21 @@ def check_predecessor():
 def maintain():                        # the paper's periodic routines, one after the other
     for routine in (stabilize, fix_fingers, check_predecessor):
         routine()
+    metrics.gauge("successor_correct").set(int(successor["id"] == final_successor))
 
 def stop():                            # node 0 ends the demo with it; the reply leaves first
     events.thread(events.exit)
 
 def main():
+    global final_successor
+    final_successor = true_successor()
     rpc.server(job.me.port)
     if job.position > 0:               # node 0 founds the ring; node i joins in wave log2(i):
         wave = job.position.bit_length() - 1                 # each wave doubles the ring, so
         events.sleep(WAVE * (wave + random.random()))        # few arcs get two newcomers at once
         while not join(job.nodes()[0]):
             events.sleep(PERIOD)
+    metrics.gauge("joined").set(1)
     events.periodic(PERIOD, maintain)
     if job.position == 0 and opts.get("demo", "1") != "0":
         from chord_demo import chord_demo                    # examples/chord_demo.py: prints the

@@ -178,7 +178,45 @@ def test_a_node_sending_garbage_is_cut_off_and_the_run_goes_on(app):
 def test_bad_metrics_options_are_refused(app):
     for args, message in ((["--metrics-interval", "0"], "positive number of seconds"),
                           (["--metrics-port", "70000"], "between 1 and 65535"),
-                          (["--no-metrics", "--metrics-port", "9000"], "cannot go with")):
+                          (["--no-metrics", "--metrics-port", "9000"], "cannot go with"),
+                          (["--no-metrics", "--report", "r.html"], "--report plots the run"),
+                          (["--report", "no/such/dir/r.html"], "its directory does not exist")):
         out = subprocess.run(splay_run(app, *args, "--", "x"), env=ENV, cwd=app,
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+# Each node sleeps until the wall time of its first argument, then ends.
+SLEEPER = '''
+import sys, time
+from splay.base import *
+events.run(lambda: events.sleep(max(0.0, float(sys.argv[1]) - time.time())))
+'''
+
+
+@pytest.mark.parametrize("mode", [[], ["--in-process"]], ids=["processes", "in-process"])
+def test_churn_actions_and_partitions_are_events_of_the_timeline(tmp_path, mode):
+    (tmp_path / "app.py").write_text(SLEEPER)
+    # node 0 stays up; node 1 leaves at 1 s; node 2 joins at 0.5 s
+    (tmp_path / "trace.txt").write_text("0\n0 1\n0.5\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "splay.cli", "run", str(tmp_path / "app.py"), "--log-dir",
+         str(tmp_path), "--quiet", "--first-port", str(free_port_range(3)), "--churn", "trace.txt",
+         "--partition", "0|1-2@0.5-1.5", *mode, "--", f"{time.time() + 3:.3f}"],
+        env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    doc = rundata.load(str(tmp_path / "metrics.json"))
+    events = [(e["kind"], e["node"], e["detail"]) for e in doc["events"]]
+    churn = [e for e in events if e[0] == "churn"]
+    assert sorted(churn) == [("churn", 0, "up"), ("churn", 1, "down"), ("churn", 1, "up"),
+                             ("churn", 2, "up")]
+    # Each node starts when the trace brings it up, not when its process is created ahead.
+    starts = {e["node"]: e["t"] for e in doc["events"] if e["kind"] == "node_start"}
+    ups = {e["node"]: e["t"] for e in doc["events"] if e["kind"] == "churn" and e["detail"] == "up"}
+    assert starts.keys() == {0, 1, 2} and all(starts[n] >= ups[n] for n in starts)
+    assert starts[2] > max(ups[0], ups[1])        # its process may exist from t = 0 on
+    stops = [e for e in events if e[0] == "node_stop"]
+    assert sorted(e[1] for e in stops) == [0, 1, 2]
+    partitions = [e for e in doc["events"] if e["kind"] == "partition"]
+    assert [e["detail"] for e in partitions] == ["cut 0 | 1-2", "healed 0 | 1-2"]
+    assert partitions[1]["t"] - partitions[0]["t"] == pytest.approx(1.0, abs=1e-3)

@@ -131,3 +131,46 @@ def test_a_report_opens_from_a_file_with_its_plots(browser, tmp_path):
     assert any("churn" in row.text for row in rows)
     screenshot(browser, tmp_path, "observatory-report.png")
     assert console_errors(browser) == []
+
+
+@pytest.mark.parametrize("mode", [[], ["--in-process"]], ids=["processes", "in-process"])
+def test_the_report_of_a_real_run_shows_what_the_run_did(browser, tmp_path, mode):
+    import subprocess
+    import sys
+    from splay.deploy.testbed import free_port_range
+    from test_run_metrics import APP, ENV
+    (tmp_path / "app.py").write_text(APP)      # node 1 makes exactly 1,000 calls, 3 failing
+    (tmp_path / "stop").touch()
+    path = tmp_path / "run.html"
+    out = subprocess.run([sys.executable, "-m", "splay.cli", "run", str(tmp_path / "app.py"),
+                          "-n", "2", "--log-dir", str(tmp_path), "--first-port",
+                          str(free_port_range(2)), "--metrics-interval", "0.2", "--report",
+                          str(path), *mode, "--", str(tmp_path / "stop")],
+                         env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    assert f"[splay] report: {path}" in out.stderr
+    browser.get(f"file://{path}")
+    for plot in ("states", "rpc", "latency", "bytes", "app"):
+        wait_for(lambda: plotted_points(browser, plot) > 0, 30, f"the {plot} plot")
+    def table(ident):
+        return [[cell.text for cell in row.find_elements("css selector", "td")]
+                for row in browser.find_elements("css selector", f"#{ident} tbody tr")]
+    summary = dict(table("summary"))
+    assert (summary["nodes"], summary["calls served"]) == ("2", "1,000")  # rpcq pings: not served
+    calls = {row[0]: row[1:] for row in table("functions")}
+    # made by node 1, served by node 0; each failing call is an error for both
+    assert calls["rpcq/ping_me"][:4] == ["1,000", "1,000", "6", "0"]
+    assert calls["rpcq/ping_me"][4].endswith(" ms") and calls["rpcq/ping_me"][5].endswith(" ms")
+    assert summary["errors (seen by callers and servers)"] == "6"
+    # the plots' totals agree with the table: the calls of the rate plot add up to 1,000
+    made = browser.execute_script(
+        "const d = JSON.parse(document.getElementById('rundata').textContent);"
+        "return SplayCharts.series(d).reduce((n, r) => n + r.made * r.dt, 0)")
+    assert made == pytest.approx(int(summary["calls made"].replace(",", "")))
+    rerun = dict(table("rerun"))
+    assert "--report" in rerun["command"] and rerun["mode"] == ("in-process" if mode else "processes")
+    import hashlib
+    assert rerun["application sha256"] == hashlib.sha256(APP.encode()).hexdigest()
+    kinds = [row.text.split()[1] for row in browser.find_elements("css selector", "#events tbody tr")]
+    assert kinds.count("node_start") == 2 and kinds.count("node_stop") == 2
+    assert console_errors(browser) == []

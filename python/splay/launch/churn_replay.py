@@ -311,6 +311,7 @@ class ChurnReplay:
 
     def _started(self, proc, t, trace_t, issued, how=""):
         self.starts += 1
+        self._observe(UP, proc.index)
         self.accuracy.record(UP, issued - (self.t0 + t))
         return describe_action(proc.index, UP, issued - self.t0, t, trace_t, self.timeline.speed,
                                f", pid {proc.pid}{how}")
@@ -321,11 +322,17 @@ class ChurnReplay:
                                    self.timeline.speed, ": it had already ended")
         issued = time.monotonic()
         proc.stop()
+        self._observe(DOWN, proc.index)
         self.kill_at[proc.index] = issued + self.launcher.opts.grace
         self.stops += 1
         self.accuracy.record(DOWN, issued - (self.t0 + t))
         return describe_action(proc.index, DOWN, issued - self.t0, t, trace_t, self.timeline.speed,
                                ": SIGTERM sent")
+
+    def _observe(self, change, index):
+        """Tell the run's observatory (metrics.json, --report) about a churn action."""
+        if self.launcher.metrics is not None:
+            self.launcher.metrics.churn({"churn": change, "node": index})
 
     def summary(self):
         """The end-of-run lines: what the replay did and how close to the schedule."""

@@ -116,6 +116,9 @@ def build_parser():
                    help="seconds between two samples of each node's metrics (default 1)")
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                    help="serve the run's metrics to Prometheus on http://127.0.0.1:PORT/metrics")
+    p.add_argument("--report", default=None, metavar="FILE.html",
+                   help="at the end of the run, write its self-contained HTML report (plots, "
+                        "summary, events, what a rerun needs; opens offline) to FILE.html")
     p.add_argument("--node-dirs", default=None, metavar="DIR",
                    help="give node i its own working directory DIR/node-i (job.dir)")
     p.add_argument("--sandbox", action="store_true",
@@ -297,6 +300,13 @@ def parse(argv):
            f"--metrics-port {opts.metrics_port}: give a TCP port between 1 and 65535")
     _check(opts.metrics or opts.metrics_port is None,
            "--metrics-port serves the run's metrics: it cannot go with --no-metrics")
+    _check(opts.metrics or opts.report is None,
+           "--report plots the run's metrics: it cannot go with --no-metrics")
+    if opts.report is not None:
+        opts.report = os.path.abspath(opts.report)
+        _check(os.path.isdir(os.path.dirname(opts.report)),
+               f"--report {opts.report!r}: its directory does not exist; create it or pick "
+               "another file")
 
     python = shutil.which(opts.python)
     _check(python is not None, f"--python {opts.python!r}: no such executable interpreter")

@@ -4,7 +4,8 @@ Each node process (or the one process of ``--in-process`` nodes) gets a metrics 
 (:mod:`splay.observatory.sampler` writes its samples there); :class:`LocalMetrics` reads the pipes,
 notes the nodes' start, stop and crash, the churn actions, partitions and the run's state, keeps
 the nodes' output lines, and writes the run-data document ``metrics.json`` beside the merged log
-(every :data:`WRITE_INTERVAL` seconds and at the end). With ``--metrics-port P`` it serves the
+(every :data:`WRITE_INTERVAL` seconds and at the end); with ``--report FILE.html`` it also writes
+the run's HTML report (:mod:`splay.observatory.report`) at the end. With ``--metrics-port P`` it serves the
 run's figures to Prometheus on ``127.0.0.1:P`` (:mod:`splay.observatory.prometheus`).
 """
 import hashlib
@@ -55,7 +56,7 @@ class LocalMetrics:
         run = {"id": plan.ref, "mode": "in-process" if opts.in_process else "processes",
                "app": os.path.basename(opts.app), "app_sha256": _sha256(opts.app),
                "command": shlex.join(["splay", "run", *getattr(opts, "argv", [opts.app])]),
-               "args": list(opts.app_args), "seed": None, "nodes": opts.nodes,
+               "args": list(opts.app_args), "seed": getattr(opts, "seed", None), "nodes": opts.nodes,
                "started": time.time(), "ended": None, "state": "running",
                "pysplay": splay.__version__, "python": platform.python_version(),
                "churn": _read_text(opts.churn), "topology": _read_text(opts.topology),
@@ -66,8 +67,8 @@ class LocalMetrics:
                  for i, a in enumerate(plan.nodes)]
         self.collector = RunCollector(run, nodes)
         self.collector.event("job_state", None, "running")
-        for text in run["partitions"]:
-            self.collector.event("partition", None, text)
+        # Each partition is an event when it cuts and when it heals (at the times it is applied).
+        self.partition_events = partition_events(plan.settings, run["started"])
         if run["topology"] is not None:
             self.collector.event("topology", None, os.path.basename(opts.topology))
         self.next_write = time.monotonic() + WRITE_INTERVAL
@@ -84,9 +85,12 @@ class LocalMetrics:
     # -- node processes ------------------------------------------------------------------------
 
     def started(self, proc, sel):
-        """``proc`` has started: watch its metrics pipe, note the start of its node(s)."""
+        """``proc`` has started: watch its metrics pipe, note the start of its node(s) (under
+        churn, a node starts when the replay releases it: see :meth:`churn`)."""
         if proc.metrics_fd is not None:
             sel.register(proc.metrics_fd, selectors.EVENT_READ, lambda: self.readable(proc, sel))
+        if self.opts.schedule is not None:
+            return
         for i in self._indexes(proc):
             self.collector.node_state(i, "running")
             self.collector.event("node_start", i)
@@ -132,14 +136,22 @@ class LocalMetrics:
             self.collector.event("node_crash", index, how or "")
 
     def churn(self, record):
-        """A churn action of the replay (``{"churn": "up"|"down", "node": i, ...}``)."""
+        """A churn action of the replay (``{"churn": "up"|"down", "node": i, "acted": bool}``):
+        a "churn" event, and the node's start (or, ``--in-process``, its stop: a process's end
+        is noted by :meth:`ended`)."""
         index = record.get("node")
         if not isinstance(index, int) or not 0 <= index < len(self.collector.nodes):
             return
         action = str(record.get("churn"))
         self.collector.event("churn", index, action)
-        if self.opts.in_process:
-            self.collector.node_state(index, "running" if action == "up" else "stopped")
+        if not record.get("acted", True):
+            return
+        if action == "up":
+            self.collector.node_state(index, "running")
+            self.collector.event("node_start", index, "churn")
+        elif action == "down" and self.opts.in_process:
+            self.collector.node_state(index, "stopped")
+            self.collector.event("node_stop", index, "churn")
 
     def line(self, index, text):
         """A line of output of node ``index``."""
@@ -148,8 +160,11 @@ class LocalMetrics:
     def _indexes(self, proc):
         if isinstance(proc.index, int):
             return [proc.index]
-        # The host of --in-process nodes: under churn the replay reports each node's up time.
-        return [] if self.opts.schedule is not None else range(len(self.collector.nodes))
+        # The host of --in-process nodes: under churn the replay reports each node's up time;
+        # the nodes still up when the host ends end with it.
+        if self.opts.schedule is not None:
+            return [i for i, n in enumerate(self.collector.nodes) if n["state"] == "running"]
+        return range(len(self.collector.nodes))
 
     def _close(self, proc, sel):
         try:
@@ -166,23 +181,71 @@ class LocalMetrics:
     # -- the file ------------------------------------------------------------------------------
 
     def tick(self):
-        """Write ``metrics.json`` when :data:`WRITE_INTERVAL` has passed since the last write."""
+        """Note the partitions due; write ``metrics.json`` when :data:`WRITE_INTERVAL` has passed
+        since the last write."""
+        self._partitions_due()
         if time.monotonic() >= self.next_write:
             self.write()
 
+    def _partitions_due(self):
+        now = self.collector.now()
+        while self.partition_events and self.partition_events[0]["t"] <= now:
+            self.collector.events.append(self.partition_events.pop(0))
+
     def write(self, state=None, ended=None):
-        """Write the run-data document now."""
+        """Write the run-data document now; returns it."""
         self.next_write = time.monotonic() + WRITE_INTERVAL
+        doc = self.collector.document(state, ended)
         try:
-            rundata.dump(self.collector.document(state, ended), self.path)
+            rundata.dump(doc, self.path)
         except OSError as e:
             self.mux.note(f"[splay] cannot write {self.path}: {e.strerror}")
+        return doc
 
     def close(self, state):
-        """The run is over (``state``: "ended", "failed", "stopped"): last write, stop serving."""
+        """The run is over (``state``: "ended", "failed", "stopped"): last write, the report of
+        ``--report``, stop serving."""
+        self._partitions_due()
         self.collector.event("job_state", None, state)
-        self.write(state, time.time())
+        doc = self.write(state, time.time())
+        if self.opts.report is not None:
+            from splay.observatory import report
+            try:
+                report.write(doc, self.opts.report)
+            except OSError as e:
+                self.mux.note(f"[splay] cannot write the report {self.opts.report}: {e.strerror}")
+            else:
+                self.mux.note(f"[splay] report: {self.opts.report}", show=not self.opts.quiet)
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
 
+
+
+def partition_events(settings, started):
+    """The "partition" events of the job settings' partitions (``splay run --partition``), at
+    their times since ``started``: one when a partition cuts, one when it heals; t-ascending."""
+    settings = settings or {}
+    epoch = settings.get("partition_epoch", started)
+    events = []
+    for spec in settings.get("partitions", []):
+        sides = f"{_positions(spec['a'])} | {_positions(spec['b']) if spec['b'] else 'the others'}"
+        events.append({"t": round(epoch + spec["start"] - started, 6), "kind": "partition",
+                       "node": None, "detail": f"cut {sides}"})
+        if spec.get("end") is not None:
+            events.append({"t": round(epoch + spec["end"] - started, 6), "kind": "partition",
+                           "node": None, "detail": f"healed {sides}"})
+    return sorted(events, key=lambda e: e["t"])
+
+
+def _positions(nodes):
+    """Node positions as ranges: [0, 1, 2, 5] -> "0-2,5"."""
+    parts, nodes = [], sorted(nodes)
+    i = 0
+    while i < len(nodes):
+        j = i
+        while j + 1 < len(nodes) and nodes[j + 1] == nodes[j] + 1:
+            j += 1
+        parts.append(str(nodes[i]) if i == j else f"{nodes[i]}-{nodes[j]}")
+        i = j + 1
+    return ",".join(parts)

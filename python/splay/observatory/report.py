@@ -59,6 +59,25 @@ def summary(doc):
             "p99": buckets.percentile(latency, 0.99)}
 
 
+def functions(doc):
+    """Per RPC ``mode/function``, summed over each node's last sample: ``(key, made, served,
+    errors, timeouts, p50, p99)`` (latencies in s, of the calls made; None without calls)."""
+    last = {}
+    for sample in doc["samples"]:
+        last[sample["node"]] = sample
+    merged = {}
+    for sample in last.values():
+        for key, figures in sample["rpc"].items():
+            entry = merged.setdefault(key, {"made": 0, "served": 0, "errors": 0, "timeouts": 0,
+                                            "latency": buckets.empty()})
+            for field in ("made", "served", "errors", "timeouts"):
+                entry[field] += figures[field]
+            entry["latency"] = buckets.merge(entry["latency"], figures["latency"])
+    return [(key, e["made"], e["served"], e["errors"], e["timeouts"],
+             buckets.percentile(e["latency"], 0.5), buckets.percentile(e["latency"], 0.99))
+            for key, e in sorted(merged.items())]
+
+
 def app_metrics(doc):
     """The application's metrics at the end: name -> (type, value summed over nodes, or the
     median and count of a histogram)."""
@@ -121,7 +140,8 @@ def render(doc):
         ("nodes", figures["nodes"]), ("duration", f"{figures['duration']:.1f} s"),
         ("final state", run["state"]), ("calls made", _number(figures["calls"])),
         ("calls served", _number(figures["served"])),
-        ("errors", _number(figures["errors"])), ("timeouts", _number(figures["timeouts"])),
+        ("errors (seen by callers and servers)", _number(figures["errors"])),
+        ("timeouts", _number(figures["timeouts"])),
         ("latency p50", _ms(figures["p50"])), ("latency p99", _ms(figures["p99"])),
         ("bytes sent", _number(figures["bytes_sent"])),
         ("bytes received", _number(figures["bytes_received"])),
@@ -135,6 +155,9 @@ def render(doc):
         ("Python", run["python"]), ("started", started),
         ("partitions", "; ".join(run["partitions"]) or "none"),
     ]
+    function_rows = [(key, _number(made), _number(served), _number(errors), _number(timeouts),
+                      _ms(p50), _ms(p99))
+                     for key, made, served, errors, timeouts, p50, p99 in functions(doc)]
     events = [(f"{e['t']:.3f}", e["kind"], "" if e["node"] is None else e["node"], e["detail"])
               for e in doc["events"]]
     nodes = [(n["node"], n["address"], n["daemon"] or "", n["state"],
@@ -159,6 +182,9 @@ pre {{ background: #f6f6f6; padding: .5em; max-height: 30em; overflow: auto; fon
 <div class="cols"><div><h2>Summary</h2>{_table(("figure", "value"), summary_rows, "summary")}</div>
 <div><h2>To rerun</h2>{_table(("what", "value"), rerun_rows, "rerun")}
 {_pre("churn trace", run["churn"])}{_pre("topology", run["topology"])}</div></div>
+<h2>RPC functions</h2>{_table(("mode/function", "made", "served", "errors", "timeouts",
+                                "latency p50", "latency p99"), function_rows, "functions")
+                         if function_rows else "<p>no RPC call</p>"}
 <h2>Plots</h2>
 <div class="grid"><div id="states" class="plot"></div><div id="rpc" class="plot"></div>
 <div id="latency" class="plot"></div><div id="bytes" class="plot"></div>

@@ -37,37 +37,66 @@ const SplayCharts = (() => {
     return t;
   }
 
-  // Per interval (samples grouped by t), the change since each node's previous sample, summed.
+  // The run's figures per time bin of one sampling interval (nodes sample on their own phases,
+  // so the bin, not the exact t, lines them up): rates from the change of the nodes' summed
+  // cumulative counters between two bin ends, latency from the change of the summed histograms,
+  // application metrics from each node's latest sample (gauges and counters summed over the nodes
+  // that sampled in the last two intervals, histograms merged). A node whose counters go down
+  // was restarted (churn): its earlier totals are kept as an offset.
   function series(doc) {
-    const previous = new Map();
-    const byT = new Map();
-    for (const s of doc.samples) {
-      const now = { t: s.t, rpc: rpcTotals(s), sent: s.bytes_sent, received: s.bytes_received, app: s.app || {} };
-      const before = previous.get(s.node);
-      previous.set(s.node, now);
-      const key = s.t.toFixed(3);
-      if (!byT.has(key)) byT.set(key, { t: s.t, dt: 0, made: 0, served: 0, errors: 0, sent: 0, received: 0,
-                                        latency: new Array(BOUNDS.length + 1).fill(0), app: {} });
-      const row = byT.get(key);
-      for (const [name, m] of Object.entries(now.app)) {
-        const acc = row.app[name] || (row.app[name] = { type: m.type, value: 0, counts: null });
-        if (m.type === "histogram") {
-          acc.counts = acc.counts ? acc.counts.map((c, i) => c + m.counts[i]) : m.counts.slice();
-          acc.bounds = m.bounds || BOUNDS;
-        } else acc.value += m.value;
+    const width = doc.run.interval > 0 ? doc.run.interval : 1;
+    const zero = () => ({ made: 0, served: 0, errors: 0, sent: 0, received: 0,
+                          latency: new Array(BOUNDS.length + 1).fill(0) });
+    const nodes = new Map();   // node -> { raw, offset, cum, t, app }
+    const total = zero();
+    const add = (into, v, sign) => {
+      into.made += sign * v.made; into.served += sign * v.served; into.errors += sign * v.errors;
+      into.sent += sign * v.sent; into.received += sign * v.received;
+      v.latency.forEach((c, i) => { into.latency[i] += sign * c; });
+    };
+    const rows = [];
+    let previous = zero();     // counters count from each node's start (within its first interval)
+    const close = (end) => {
+      const row = { t: end, dt: width, app: {},
+                    latency: total.latency.map((c, i) => c - previous.latency[i]) };
+      for (const k of ["made", "served", "errors", "sent", "received"]) row[k] = (total[k] - previous[k]) / width;
+      for (const n of nodes.values()) {
+        const fresh = end - n.t <= 2 * width;
+        for (const [name, m] of Object.entries(n.app)) {
+          if (m.type !== "histogram" && !fresh) continue;
+          const acc = row.app[name] || (row.app[name] = { type: m.type, value: 0, counts: null });
+          if (m.type === "histogram") {
+            acc.counts = acc.counts ? acc.counts.map((c, i) => c + m.counts[i]) : m.counts.slice();
+            acc.bounds = m.bounds || BOUNDS;
+          } else acc.value += m.value;
+        }
       }
-      if (!before) continue;
-      const dt = s.t - before.t;
-      if (dt <= 0) continue;
-      row.dt = Math.max(row.dt, dt);
-      row.made += (now.rpc.made - before.rpc.made) / dt;
-      row.served += (now.rpc.served - before.rpc.served) / dt;
-      row.errors += (now.rpc.errors - before.rpc.errors) / dt;
-      row.sent += (now.sent - before.sent) / dt;
-      row.received += (now.received - before.received) / dt;
-      now.rpc.latency.forEach((c, i) => { row.latency[i] += c - before.rpc.latency[i]; });
+      rows.push(row);
+      previous = { ...total, latency: total.latency.slice() };
+    };
+    let bin = null;
+    for (const s of doc.samples) {
+      const b = Math.ceil(s.t / width - 1e-9);
+      if (bin !== null && b !== bin) {
+        for (let k = bin; k < b; k++) close(k * width);   // empty bins keep the line's time axis
+      }
+      bin = b;
+      const t = rpcTotals(s);
+      const raw = { made: t.made, served: t.served, errors: t.errors, sent: s.bytes_sent,
+                    received: s.bytes_received, latency: t.latency };
+      let n = nodes.get(s.node);
+      if (!n) nodes.set(s.node, n = { raw: zero(), offset: zero(), cum: zero(), t: s.t, app: {} });
+      if (raw.made < n.raw.made || raw.served < n.raw.served || raw.sent < n.raw.sent
+          || raw.received < n.raw.received) add(n.offset, n.raw, 1);   // restarted: keep what it did
+      add(total, n.cum, -1);
+      n.raw = raw;
+      n.cum = zero(); add(n.cum, n.offset, 1); add(n.cum, raw, 1);
+      add(total, n.cum, 1);
+      n.t = s.t;
+      n.app = s.app || {};
     }
-    return [...byT.values()].filter(r => r.dt > 0 || Object.keys(r.app).length).sort((a, b) => a.t - b.t);
+    if (bin !== null) close(bin * width);
+    return rows;
   }
 
   // Node counts by state over time, from the node start/stop/crash events.
@@ -118,9 +147,9 @@ const SplayCharts = (() => {
   const config = { displayModeBar: false, responsive: true };
 
   // One plot: its traces, with the events marked, or a note when there is no data yet.
-  function plot(element, traces, title, yTitle, doc, empty) {
-    Plotly.react(element, traces, layout(title, yTitle, { shapes: eventShapes(doc),
-      annotations: noData(traces, empty) }), config);
+  function plot(element, traces, title, yTitle, doc, empty, extra = {}) {
+    Plotly.react(element, traces, layout(title, yTitle, Object.assign({ shapes: eventShapes(doc),
+      annotations: noData(traces, empty) }, extra)), config);
   }
 
   // Draw every plot of ``doc`` into the elements {states, rpc, latency, bytes, app} (ids or nodes).
@@ -155,12 +184,17 @@ const SplayCharts = (() => {
       { name: "received/s", x: xs, y: rows.map(r => r.received), type: "scatter", mode: "lines" },
     ], "Bytes", "bytes/s", doc, "no metrics sample yet");
     const appNames = [...new Set(rows.flatMap(r => Object.keys(r.app)))].sort();
+    // Histograms (medians) on the right axis: their scale is rarely the sums' one.
+    const isHistogram = name => rows.some(r => r.app[name] && r.app[name].type === "histogram");
     const appTraces = appNames.map(name => ({
-      name, x: xs, type: "scatter", mode: "lines",
+      name: isHistogram(name) ? name + " (median, right)" : name, x: xs, type: "scatter", mode: "lines",
+      yaxis: isHistogram(name) ? "y2" : "y",
       y: rows.map(r => { const m = r.app[name]; if (!m) return null;
         return m.type === "histogram" ? percentile(m.counts, 0.5, m.bounds) : m.value; }) }));
     plot(el.app, appTraces, "Application metrics (sum over nodes; histograms: median)", "value", doc,
-      "no application metric yet");
+      "no application metric yet", appNames.some(isHistogram) ?
+        { yaxis2: { overlaying: "y", side: "right", rangemode: "tozero", showgrid: false },
+          margin: { l: 55, r: 45, t: 32, b: 30 } } : {});
   }
 
   // Per node: its latest calls/s (made + served) and cumulative errors (made calls that failed).
