@@ -333,7 +333,9 @@ class Controller:
 
     async def receive_numbered(self, session, message):
         """A numbered report (see report_dedup.py): apply it unless it is a repeat, then ack it."""
-        seq, kind = int(message["seq"]), message["type"]
+        seq, kind = message["seq"], message["type"]
+        if type(seq) is not int or not 0 < seq < 2**62:
+            raise ValueError(f"a report number must be an integer from 1 to 2**62, not {seq!r}")
         if kind not in REPORTED:
             raise ProtocolError(f"a {kind!r} message cannot be numbered")
         receiver = session.reports
