@@ -95,6 +95,18 @@ def test_a_connection_without_the_right_hello_is_refused(bed, first):
     controller_serves(bed)
 
 
+@FUZZ
+@given(incarnation=json_values, dropped=json_values)
+def test_a_hello_with_any_report_fields_is_welcomed_or_refused(bed, incarnation, dropped):
+    message = dict(hello(bed, "odd-hello"), incarnation=incarnation, spool_dropped=dropped)
+    with connect(bed) as s:
+        s.sendall(json.dumps(message).encode() + b"\n")
+        answer = json.loads(s.makefile("rb").readline())
+    assert answer["type"] == ("welcome" if incarnation is None or
+                              (isinstance(incarnation, str) and incarnation) else "refused")
+    controller_serves(bed)
+
+
 def test_a_wrong_key_is_refused_and_logged(bed):
     message = dict(hello(bed, "intruder"), key="not the key")
     with connect(bed) as s:
