@@ -84,6 +84,20 @@ def test_marks_skip_repeats_and_survive_a_restart(tmp_path):
     assert ReportReceiver(ReportMarks(db), "d0", "inc1", {}).applied == 0
 
 
+def test_a_nodes_times_never_go_backwards_across_a_controller_restart(tmp_path):
+    # Line 250 stored by the controller before it was killed, line 251 (20 ms later on the
+    # daemon's clock) by the restarted one, whose clock-offset estimate is 30 ms larger: without
+    # the stored time, 251 would sort before 250 in `splay logs` (seen once in the full suite).
+    from splay.deploy.logs import LogHub
+    db = open_database(str(tmp_path / "c.db"))
+    job = db.add_job("j", "code", 1, 0, "none", 1.0, None, None, {}, "RUNNING")
+    [instance] = db.add_instances(job["id"], [db.daemon_connected("d", "127.0.0.1", {}, 0.0)],
+                                  "RUNNING")
+    LogHub(db).ingest(lambda i: job["id"], 0.0, [[instance, 100.00, "stdout", "250"]])
+    LogHub(db).ingest(lambda i: job["id"], 0.03, [[instance, 100.02, "stdout", "251"]])
+    assert [r["line"] for r in db.logs(job["id"], after_time=0)] == ["250", "251"]
+
+
 # -- real controller, daemons and nodes ---------------------------------------------------------------
 @pytest.fixture
 def bed(tmp_path_factory):

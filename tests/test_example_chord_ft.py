@@ -16,8 +16,27 @@ LIVENESS = 90       # seconds: generous, only a broken ring ever waits this long
 R = 4               # successor list length
 
 
+def successor_list_problems(nodes):
+    """Nodes whose successor list is not yet the next R nodes on the ring. The ring check looks at
+    successors and predecessors only; the deeper entries are copied from the successor once per
+    period and lag behind it, most after the last joins. Crashing R-1 adjacent nodes before they
+    are right leaves a node whose whole list is dead and whose next entry skips live nodes: a
+    lookup then answers a live node past the owner (seen about once in 60 runs under load: a
+    list [60d7, 6697, 735e, d29c] when 7b74, 9be2 and cf3a, late joiners, were alive between)."""
+    ids = sorted(checkers.chord_key(n) for n in nodes)
+    problems = []
+    for node, state in zip(nodes, checkers.call_all(nodes, "neighbours")):
+        me = ids.index(checkers.chord_key(node))
+        want = [ids[(me + k) % len(ids)] for k in range(1, min(R, len(ids) - 1) + 1)]
+        got = [s["id"] for s in state[1]] if isinstance(state, (list, tuple)) else None
+        if got != want:
+            problems.append(f"{checkers.chord_key(node):08x}: successors {got}, expected {want}")
+    return problems
+
+
 def crash_and_check(nodes, rng):
-    report = {"initial": wait_for(lambda: checkers.chord_ring_problems(nodes), LIVENESS)}
+    report = {"initial": wait_for(lambda: checkers.chord_ring_problems(nodes)
+                                  or successor_list_problems(nodes), LIVENESS)}
     if report["initial"]:
         return report
     alive = list(nodes)
@@ -31,6 +50,8 @@ def crash_and_check(nodes, rng):
     # list once per period) may still name a node of an earlier round when the next one starts.
     dead = set()
     for victims in rounds:
+        # The guarantee (R-1 adjacent crashes survived) needs complete lists: wait for them.
+        report["after"] += wait_for(lambda: successor_list_problems(alive), LIVENESS)
         pids = checkers.call_all(victims, "pid")
         for pid in pids:
             checkers.crash_node(pid)

@@ -344,7 +344,9 @@ class Controller:
 
     async def receive_numbered(self, session, message):
         """A numbered report (see report_dedup.py): apply it unless it is a repeat, then ack it."""
-        seq, kind = int(message["seq"]), message["type"]
+        seq, kind = message["seq"], message["type"]
+        if type(seq) is not int or not 0 < seq < 2**62:
+            raise ValueError(f"a report number must be an integer from 1 to 2**62, not {seq!r}")
         if kind not in REPORTED:
             raise ProtocolError(f"a {kind!r} message cannot be numbered")
         receiver = session.reports
@@ -359,9 +361,15 @@ class Controller:
 
     def spool_overflow(self, name, dropped):
         """A daemon's spool overflowed while the controller was away: say how much was lost."""
-        if not isinstance(dropped, dict) or not dropped.get("messages"):
+        try:
+            messages, lines = int(dropped["messages"]), int(dropped.get("lines", 0))
+        except (TypeError, KeyError, ValueError, AttributeError):
+            if dropped is not None:
+                log.warning("daemon %s: unreadable spool_dropped %r in its hello; ignored", name,
+                            dropped)
             return
-        messages, lines = int(dropped["messages"]), int(dropped.get("lines", 0))
+        if messages <= 0:
+            return
         self.stats["reports_overflowed"] = self.stats.get("reports_overflowed", 0) + messages
         self.stats["lines_overflowed"] = self.stats.get("lines_overflowed", 0) + lines
         log.warning("daemon %s: its report spool overflowed while the controller was away: %d "

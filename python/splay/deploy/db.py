@@ -333,6 +333,13 @@ class Database:
         return self._run(sql + "AND (l.ts > ? OR (l.ts = ? AND l.id > ?)) ORDER BY l.ts, l.id "
                          "LIMIT ?", (job_id, after_time, after_time, after, limit), fetch=True)
 
+    def last_log_time(self, job_id, instance_id):
+        """The time of an instance's newest stored line, or None (a restarted controller keeps
+        each node's times from going backwards with it)."""
+        rows = self._run("SELECT MAX(ts) AS m FROM logs WHERE job_id = ? AND instance_id = ?",
+                         (job_id, instance_id), fetch=True)
+        return rows[0]["m"]
+
     def last_log_id(self, job_id):
         """The id of a job's newest line (0 when none)."""
         rows = self._run("SELECT MAX(id) AS m FROM logs WHERE job_id = ?", (job_id,), fetch=True)

@@ -33,6 +33,10 @@ class LogHub:
                 continue
             at = stamp - offset
             previous = self.last_time.get(instance_id)
+            if previous is None:
+                # First line of this node since the controller started: its earlier lines may
+                # have been stored under another clock-offset estimate.
+                previous = self.database.last_log_time(job_id, instance_id)
             if previous is not None and at <= previous:
                 at = previous + 1e-6
             self.last_time[instance_id] = at
