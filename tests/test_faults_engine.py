@@ -93,8 +93,8 @@ def test_a_slow_node_runs_a_quarter_of_each_period():
 def test_clocks_and_links_inside():
     model = LinkModel.uniform(0, nodes=3)
     clocks = {0: NodeClock(), 1: NodeClock()}
-    class Node:                  # a node object of its own: the process-wide policy stays off
-        pass
+    class Node:                     # the emulation's own node: the process keeps no socket policy
+        net_policy = None
     emulation = apply(model, 2, [("127.0.0.1", 40000 + i) for i in range(3)], node=Node())
     inside = Inside(model, lambda i: emulation if i == 2 else None, clocks.get)
     engine, now, _ = _engine("skew 0 -2s from 1s to 2s\ndrift 1 2 from 0s to 1s\n"
