@@ -291,7 +291,7 @@ def test_signal_stops_every_node_and_its_children(tmp_path, launchers, sig, stat
     launcher = launchers(tmp_path, app, "-n", 3, "child")
     launcher.wait_for(r"^\[node \d\] ready", 3)
     procs = launcher.descendants()
-    assert len(procs) == 7        # 3 nodes, each with its grandchild, and the watchdog
+    assert len(procs) == 8        # 3 nodes, each with its grandchild, the watchdog, the fork server
     launcher.proc.send_signal(sig)
     assert launcher.wait() == status, "".join(launcher.stderr)
     assert_all_gone(procs)
@@ -303,7 +303,7 @@ def test_sigkill_of_the_launcher_takes_every_node_and_its_children_down(tmp_path
     launcher = launchers(tmp_path, app, "-n", 4, "child")
     launcher.wait_for(r"^\[node \d\] ready", 4)
     procs = launcher.descendants()
-    assert len(procs) == 9        # 4 nodes, 4 grandchildren, the watchdog
+    assert len(procs) == 10       # 4 nodes, 4 grandchildren, the watchdog, the fork server
     launcher.proc.kill()
     launcher.wait()
     assert_all_gone(procs)

@@ -89,6 +89,9 @@ def build_parser():
                    help="when stopping, time a node gets after SIGTERM before SIGKILL (default 3)")
     p.add_argument("--python", default=sys.executable, metavar="INTERPRETER",
                    help="Python interpreter of the nodes (default: the one running splay)")
+    p.add_argument("--no-fork-server", dest="fork_server", action="store_false",
+                   help="start each node process as a new interpreter instead of forking it from a "
+                        "pre-imported fork server (slower start-up; see docs/running.md)")
     p.add_argument("--name", default=None, help="job name (default: the application file's name)")
     p.add_argument("--churn", default=None, metavar="TRACE",
                    help="start and stop the nodes as the churn trace says (one line per node: times "

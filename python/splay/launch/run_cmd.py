@@ -129,6 +129,7 @@ class Launcher:
         self.churn = None            # the churn replay of --churn runs
         self.metrics = None          # the run's observatory (splay.launch.run_metrics)
         self.faults = None           # the launcher's side of --faults (splay.faults.local)
+        self.fork_server = None      # process-per-node: nodes are forked from it (fork_server.py)
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -143,6 +144,9 @@ class Launcher:
         finally:
             self._kill_everything()
             self.watchdog.close()
+            if self.fork_server is not None:
+                self.fork_server.close()
+                stop_being_a_subreaper()
             self._restore_signal_handlers(saved)
             if self.mux is not None:
                 self.mux.close()
@@ -222,6 +226,11 @@ class Launcher:
         if o.fault_timeline is not None:
             from splay.faults.local import LauncherFaults
             self.faults = LauncherFaults(self, o.fault_timeline, o.faults_epoch, o.in_process)
+        if o.fork_server and not o.in_process:
+            self.fork_server = start_fork_server(o.python, env, self.stderr)
+            for p in self.procs:
+                p.fork_server = self.fork_server
+
         self.progress = Progress(len(self.procs), self.stderr, force=o.progress and not o.in_process)
         self.progress.enabled &= not o.in_process and o.schedule is None
         if o.schedule is not None:
@@ -540,6 +549,23 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def start_fork_server(python, env, stderr):
+    """A started :class:`~splay.launch.fork_server.ForkServer` for the nodes, or None (with a
+    note on ``stderr``) when it cannot start: the nodes then start as new interpreters."""
+    from .fork_server import ForkServer, ForkServerError
+    try:
+        return ForkServer(python, env).start()
+    except ForkServerError as e:
+        stderr.write(f"splay run: no fork server ({e}); each node starts a new interpreter\n")
+        return None
+
+
+def stop_being_a_subreaper():
+    """Undo what the fork server needed (orphans go to init again, as before the run)."""
+    from .fork_server import set_subreaper
+    set_subreaper(False)
 
 
 def emulation_settings(opts, n):
