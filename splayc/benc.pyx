@@ -244,9 +244,40 @@ cdef inline int put_small_int(Out* o, long long x) except -1:
     o.len += k + 1
     return 0
 
+# An int of at most two internal digits (|x| < 2**60 on 64-bit builds: ports, ids, counters) is read
+# straight from the int's digits, without the general conversion call (measured: a third of the
+# instructions of encoding a node table were spent there). CPython 3.12 changed the layout and
+# offers the same through _PyLong_IsCompact / _PyLong_CompactValue.
+cdef extern from *:
+    """
+    static inline int benc_small_long(PyObject* v, long long* out) {
+    #if PY_VERSION_HEX >= 0x030C0000
+        if (_PyLong_IsCompact((PyLongObject*)v)) {
+            *out = (long long)_PyLong_CompactValue((PyLongObject*)v);
+            return 1;
+        }
+        return 0;
+    #else
+        const digit* d = ((PyLongObject*)v)->ob_digit;
+        switch (Py_SIZE(v)) {
+        case 0: *out = 0; return 1;
+        case 1: *out = (long long)d[0]; return 1;
+        case -1: *out = -(long long)d[0]; return 1;
+        case 2: *out = (long long)(((unsigned long long)d[1] << PyLong_SHIFT) | d[0]); return 1;
+        case -2: *out = -(long long)(((unsigned long long)d[1] << PyLong_SHIFT) | d[0]); return 1;
+        }
+        return 0;
+    #endif
+    }
+    """
+    bint benc_small_long(object v, long long* out) noexcept
+
 cdef inline int put_int(Out* o, object v) except -1:
     cdef int overflow = 0
-    cdef long long x = PyLong_AsLongLongAndOverflow(v, &overflow)
+    cdef long long x
+    if benc_small_long(v, &x):
+        return put_small_int(o, x)
+    x = PyLong_AsLongLongAndOverflow(v, &overflow)
     if not overflow:
         return put_small_int(o, x)
     return put_big_int(o, v, overflow)
