@@ -29,12 +29,12 @@ def main():
     me = job.position
     nodes = job.nodes()
     print("start %d %.3f" % (me, since()), flush=True)
-    if me == 0:                                   # paused from 1s to 2s
+    if me == 0:                                   # paused from 2.5s to 3.5s
         rpc.server(job.me)
-        events.sleep(max(0.5, 4.0 - since()))
+        events.sleep(max(0.5, 5.5 - since()))
     elif me == 1:                                 # calls node 0, reaches node 2; skewed +500ms
         events.sleep(max(0.0, 0.4 - since()))
-        while since() < 3.2:
+        while since() < 4.7:
             answer = rpc.call(nodes[0], "tick", 0.25)
             s = socket.connect(nodes[2])
             if s is not None:
@@ -51,19 +51,20 @@ def main():
                     break
                 c.close()
         events.thread(serve)
-        events.sleep(max(0.5, 3.6 - since()))
-    else:                                         # 3: killed at 1s, back at 2s
-        events.sleep(max(0.5, 3.5 - since()))
+        events.sleep(max(0.5, 5.1 - since()))
+    else:                                         # 3: killed at 2.5s, back at 3.5s
+        events.sleep(max(0.5, 5.0 - since()))
     events.exit()
 
 events.run(main)
 """
 
+# Late enough (2.5 s) that the nodes run before, even on a loaded machine.
 FAULTS = """\
-pause 0 at 1s for 1s
-partition 1|2 from 1s to 2s
+pause 0 at 2.5s for 1s
+partition 1|2 from 2.5s to 3.5s
 skew 1 +500ms from 0s
-kill 3 at 1s for 1s
+kill 3 at 2.5s for 1s
 """
 
 
@@ -90,23 +91,23 @@ def test_pause_kill_restart_partition_and_skew_on_a_testbed(bed, tmp_path):
     text = "\n".join(line["line"] for line in log)
     assert out.returncode == 0 and info["state"] == "ENDED", (out.stderr, info["reason"], text)
     calls = [(float(t), answer, reach == "1") for t, answer, _, reach in _lines(log, "call")]
-    assert all(a != "None" for t, a, _ in calls if t < 0.9), calls
-    assert all(a == "None" for t, a, _ in calls if 1.3 < t < 1.75), calls
-    before = [int(a) for t, a, _ in calls if t < 0.9]
-    after = [int(a) for t, a, _ in calls if t > 2.6 and a != "None"]
+    assert all(a != "None" for t, a, _ in calls if t < 2.4), calls
+    assert all(a == "None" for t, a, _ in calls if 2.8 < t < 3.25), calls
+    before = [int(a) for t, a, _ in calls if t < 2.4]
+    after = [int(a) for t, a, _ in calls if t > 4.1 and a != "None"]
     assert before and after and min(after) > max(before), calls        # resumed with its state
-    assert all(r for t, _, r in calls if t < 0.9 or t > 2.4), calls
-    assert not any(r for t, _, r in calls if 1.15 < t < 1.85), calls
+    assert all(r for t, _, r in calls if t < 2.4 or t > 3.9), calls
+    assert not any(r for t, _, r in calls if 2.65 < t < 3.35), calls
     assert [round(float(s), 1) for (s,) in _lines(log, "skew")] == [0.5]
     starts = sorted(float(t) for me, t in _lines(log, "start") if me == "3")
-    assert len(starts) == 2 and starts[0] < 1.0 and 1.95 < starts[1] < 3.0, starts
-    for action in ("pause 0 at 1s for 1s: begins", "partition 1|2 from 1s to 2s: ends",
-                   "kill 3 at 1s for 1s: begins", "kill 3 at 1s for 1s: restart"):
+    assert len(starts) == 2 and starts[0] < 2.5 and 3.45 < starts[1] < 4.5, starts
+    for action in ("pause 0 at 2.5s for 1s: begins", "partition 1|2 from 2.5s to 3.5s: ends",
+                   "kill 3 at 2.5s for 1s: begins", "kill 3 at 2.5s for 1s: restart"):
         assert re.search(rf"fault: {re.escape(action)} at \d+\.\d{{3}} \(scheduled", text), action
     # the run's data (the live page, reports) shows them as events
     events = client.get(f"/api/jobs/{job_id}/rundata")["events"]
     faults = [e["detail"] for e in events if e["kind"] == "fault"]
-    assert "pause 0 at 1s for 1s: begins" in faults and "kill 3 at 1s for 1s: restart" in faults
+    assert "pause 0 at 2.5s for 1s: begins" in faults and "kill 3 at 2.5s for 1s: restart" in faults
 
 
 def test_a_bad_fault_file_is_refused_before_submitting(bed, tmp_path):

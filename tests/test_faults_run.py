@@ -39,12 +39,12 @@ def tick():
 def main():
     me = job.position
     nodes = job.nodes()
-    if me == 0:                                   # paused from 1s to 2s
+    if me == 0:                                   # paused from 2.5s to 3.5s
         rpc.server(job.me)
-        events.sleep(4.0)
+        events.sleep(max(0.5, 5.5 - since()))
     elif me == 1:                                 # calls node 0; reaches node 2 (partitioned)
         events.sleep(0.4)
-        while since() < 3.2:
+        while since() < 4.7:
             answer = rpc.call(nodes[0], "tick", 0.25)
             s = socket.connect(nodes[2])
             if s is not None:
@@ -60,9 +60,9 @@ def main():
                     break
                 c.close()
         events.thread(serve)
-        events.sleep(3.6)
-    elif me in (3, 4):                            # 3: skew +500ms; 4: drift 1.5 from 1s to 2s
-        events.sleep(max(0.0, 2.4 - since()))
+        events.sleep(max(0.5, 5.1 - since()))
+    elif me in (3, 4):                            # 3: skew +500ms; 4: drift 1.5 from 2.5s to 3.5s
+        events.sleep(max(0.0, 3.9 - since()))
         real = real_time()
         offsets = [misc.time() - real, events.time() - real, time.time() - real,
                    socket.gettime() - real]
@@ -70,21 +70,22 @@ def main():
         events.sleep(1)
         print("clock %s slept %.3f" % (" ".join("%.3f" % o for o in offsets),
                                         time.monotonic() - started), flush=True)
-    else:                                         # 5: killed at 1s, restarted at 2s
+    else:                                         # 5: killed at 2.5s, restarted at 3.5s
         print("start %.3f" % since(), flush=True)
-        events.sleep(max(0.5, 3.5 - since()))
+        events.sleep(max(0.5, 5.0 - since()))
     events.exit()
 
 events.run(main)
 """
 
+# Late enough (2.5 s) that the nodes run before, even on a loaded machine.
 SCENARIO_FAULTS = """\
-pause 0 at 1s for 1s
-partition 1|2 from 1s to 2s
+pause 0 at 2.5s for 1s
+partition 1|2 from 2.5s to 3.5s
 skew 3 +500ms from 0s
-drift 4 1.5 from 1s to 2s
-kill 5 at 1s
-restart 5 at 2s
+drift 4 1.5 from 2.5s to 3.5s
+kill 5 at 2.5s
+restart 5 at 3.5s
 """
 
 MESSAGES_APP = """
@@ -169,31 +170,31 @@ def test_pause_partition_skew_drift_kill_and_restart(tmp_path, in_process):
     stdout, log, data = _run(tmp_path, SCENARIO_APP, SCENARIO_FAULTS, 6, in_process)
     calls = [(float(t), answer, reach == "1") for t, answer, _, reach in _lines(stdout, 1, "call")]
     # paused: no answer while node 0 is stopped; then it answers with its state (no restart)
-    assert all(a != "None" for t, a, _ in calls if t < 0.9), calls
-    assert all(a == "None" for t, a, _ in calls if 1.3 < t < 1.75), calls
-    before = [int(a) for t, a, _ in calls if t < 0.9]
-    after = [int(a) for t, a, _ in calls if t > 2.6 and a != "None"]
+    assert all(a != "None" for t, a, _ in calls if t < 2.4), calls
+    assert all(a == "None" for t, a, _ in calls if 2.8 < t < 3.25), calls
+    before = [int(a) for t, a, _ in calls if t < 2.4]
+    after = [int(a) for t, a, _ in calls if t > 4.1 and a != "None"]
     assert before and after and min(after) > max(before), calls
     # the partition between 1 and 2
-    assert all(r for t, _, r in calls if t < 0.9 or t > 2.4), calls
-    assert not any(r for t, _, r in calls if 1.15 < t < 1.85), calls
+    assert all(r for t, _, r in calls if t < 2.4 or t > 3.9), calls
+    assert not any(r for t, _, r in calls if 2.65 < t < 3.35), calls
     # skew +500ms, and drift 1.5 for 1 s (+500 ms gained), in every clock the app reads
     for node in (3, 4):
         ((*offsets, _, slept),) = _lines(stdout, node, "clock")
         assert all(abs(float(o) - 0.5) < 0.06 for o in offsets), (node, offsets)
         assert 0.98 < float(slept) < 1.6, slept
-    # killed at 1s, started afresh at 2s
+    # killed at 2.5s, started afresh at 3.5s
     starts = [float(t) for (t,) in _lines(stdout, 5, "start")]
-    assert len(starts) == 2 and starts[0] < 1.0 and 1.95 < starts[1] < 2.8, starts
-    for text in ("pause 0 at 1s for 1s: begins", "pause 0 at 1s for 1s: ends",
-                 "partition 1|2 from 1s to 2s: begins", "skew 3 +500ms from 0s: begins",
-                 "kill 5 at 1s: begins", "restart 5 at 2s: begins"):
+    assert len(starts) == 2 and starts[0] < 2.5 and 3.45 < starts[1] < 4.3, starts
+    for text in ("pause 0 at 2.5s for 1s: begins", "pause 0 at 2.5s for 1s: ends",
+                 "partition 1|2 from 2.5s to 3.5s: begins", "skew 3 +500ms from 0s: begins",
+                 "kill 5 at 2.5s: begins", "restart 5 at 3.5s: begins"):
         assert re.search(rf"fault: {re.escape(text)} at \d+\.\d{{3}} \(scheduled", log), text
     faults = [e for e in data["events"] if e["kind"] == "fault"]
-    assert [e["detail"] for e in faults].count("pause 0 at 1s for 1s: begins") == 1
+    assert [e["detail"] for e in faults].count("pause 0 at 2.5s for 1s: begins") == 1
     assert {e["node"] for e in faults if e["detail"].startswith("kill 5")} == {5}
-    pause = next(e["t"] for e in faults if e["detail"] == "pause 0 at 1s for 1s: begins")
-    assert 0.5 < pause < 3.0
+    pause = next(e["t"] for e in faults if e["detail"] == "pause 0 at 2.5s for 1s: begins")
+    assert 2.0 < pause < 4.5
 
 
 @pytest.mark.parametrize("in_process", [False, True], ids=["processes", "in-process"])
