@@ -29,9 +29,14 @@ def test_spool_numbers_reports_and_keeps_them_across_a_restart(tmp_path):
     sent = [spool.append({"type": "log", "lines": [[1, 0.0, "stdout", f"l{i}"]]}) for i in range(5)]
     assert [m["seq"] for m in sent] == [1, 2, 3, 4, 5]
     spool.ack(2)
-    # Killed now: a new daemon on the same directory resends 3..5 and goes on at 6.
+    # Killed now: a new daemon on the same directory resends them all (the controller skips 1
+    # and 2, it applied them) and goes on at 6.
+    killed = ReportSpool(str(tmp_path))
+    assert killed.incarnation == spool.incarnation
+    assert [m["seq"] for m in killed.pending()] == [1, 2, 3, 4, 5]
+    # Stopped cleanly instead: only 3..5 are left.
+    spool.close()
     again = ReportSpool(str(tmp_path))
-    assert again.incarnation == spool.incarnation
     assert [m["seq"] for m in again.pending()] == [3, 4, 5]
     assert again.append({"type": "churn", "id": 1})["seq"] == 6
     again.ack(6)

@@ -165,11 +165,11 @@ class ReportSpool:
             _, _, size = self.records.popleft()
             self.bytes -= size
             self.dead_bytes += size
-        if self.dead_bytes >= COMPACT_BYTES or not self.disk_ok or (
-                not self.records and self.dead_bytes):
+        # No disk write per ack (it would cost the daemon's loop time at every batch): the file
+        # is compacted once 1 MiB of it is acknowledged; a daemon killed before that resends
+        # acknowledged reports, which the controller recognises as repeats.
+        if self.dead_bytes >= COMPACT_BYTES or not self.disk_ok:
             self._rewrite()
-        else:
-            self._write_meta()      # a restarted daemon then resends only what follows
 
     def _write_meta(self):
         try:
@@ -192,7 +192,8 @@ class ReportSpool:
             self._rewrite()
 
     def close(self):
-        """Close the file (the records stay on disk for the next run)."""
+        """Compact and close the file (the unacknowledged records stay for the next run)."""
+        self._rewrite()
         if self.file is not None:
             self.file.close()
             self.file = None
