@@ -186,6 +186,10 @@ class Launcher:
             # The application's files are an unpacked copy in the run's own directory: the
             # nodes may read that copy (and only it), as a daemon's nodes read the job's copy.
             sandbox = {"allowed_read_paths": sandbox_read_paths(o.app), **options.sandbox_limits(o)}
+        if o.fork_server and not o.in_process:
+            # Started before the run's time zero (the plan's fault and partition epochs), so
+            # that its own start-up does not eat into the schedule.
+            self.fork_server = start_fork_server(o.python, node_environment(), self.stderr)
         # --in-process: the jobs file would hold N lists of N nodes; the nodes read the nodes
         # file instead (and share what they read, see splay.job).
         plan = JobPlan(n, o.first_port, o.list_size, o.random, o.name,
@@ -226,10 +230,8 @@ class Launcher:
         if o.fault_timeline is not None:
             from splay.faults.local import LauncherFaults
             self.faults = LauncherFaults(self, o.fault_timeline, o.faults_epoch, o.in_process)
-        if o.fork_server and not o.in_process:
-            self.fork_server = start_fork_server(o.python, env, self.stderr)
-            for p in self.procs:
-                p.fork_server = self.fork_server
+        for p in self.procs:
+            p.fork_server = self.fork_server
 
         self.progress = Progress(len(self.procs), self.stderr, force=o.progress and not o.in_process)
         self.progress.enabled &= not o.in_process and o.schedule is None
