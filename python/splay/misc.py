@@ -168,8 +168,10 @@ def shuffle(a):
 
 
 def time():
-    """The UNIX time in seconds, as a float with microsecond resolution."""
-    return _time.time()
+    """The UNIX time in seconds, as a float with microsecond resolution (in a simulation: the
+    virtual seconds since its start)."""
+    from .sim.clock import wall_time
+    return wall_time()
 
 
 def between_c(i, a, b):
