@@ -485,6 +485,16 @@ def set_virtual_clock(bint enabled, double start=0.0):
     _virtual_ns = <uint64_t>(start * 1e9)
 
 
+cdef object _stuck_hook = None
+
+
+def set_stuck_hook(hook):
+    """In virtual time, call ``hook([(task, frame), ...])`` when a run ends because no thread can
+    ever run again while some are still blocked (``frame``: where each one waits). None: off."""
+    global _stuck_hook
+    _stuck_hook = hook
+
+
 def virtual_time():
     """The virtual clock in seconds while virtual time is on, else None."""
     return _virtual_ns / 1e9 if _virtual else None
@@ -979,6 +989,11 @@ cdef class Hub:
         for t in self._alive_tasks():
             if t.state == T_BLOCKED:
                 self.blocked_at_end.append(t)
+        if (_virtual and _stuck_hook is not None and self.blocked_at_end
+                and self.fatal is None and not self.exit_requested):
+            # A simulation in which no thread can ever run again: report them before they unwind.
+            _stuck_hook([(t, t.worker.glet.gr_frame if t.worker is not None else None)
+                         for t in self.blocked_at_end])
         try:
             while self.alive_head is not None:
                 for t in self._alive_tasks():
