@@ -15,6 +15,10 @@ import time as _time
 
 from splayc import hub as _hub
 
+# The machine's clocks, taken before sim.blocking.guard() can point time.time at the virtual one.
+_REAL_TIME = _time.time
+_REAL_MONOTONIC = _time.monotonic
+
 
 def enable(start=0.0):
     """Switch the hub to virtual time starting at ``start`` seconds. Call it before
@@ -36,13 +40,13 @@ def now():
     """Seconds on the clock the hub's timers use: virtual time in a simulation, else the
     machine's monotonic clock."""
     v = _hub.virtual_time()
-    return _time.monotonic() if v is None else v
+    return _REAL_MONOTONIC() if v is None else v
 
 
 def wall_time():
     """UNIX time as an application sees it: virtual seconds in a simulation, else ``time.time()``."""
     v = _hub.virtual_time()
-    return _time.time() if v is None else v
+    return _REAL_TIME() if v is None else v
 
 
 @contextlib.contextmanager
