@@ -6,11 +6,11 @@ Lua tables become Python containers: an array is a ``list`` (0-based) or ``tuple
 :func:`try_` (``getattr(misc, "try")`` also works). docs/misc-log.md lists every choice.
 """
 import random as _random
-import time as _time
 
 from splayc.errors import SplayError
 
 from . import log as _log
+from .sim.clock import wall_time as _wall_time
 
 __all__ = ["dup", "equal", "equals", "split", "size", "isize", "random_pick", "shuffle", "time",
            "between_c", "gen_string", "merge", "hash_ascii_to_byte", "assert_object",
@@ -170,8 +170,7 @@ def shuffle(a):
 def time():
     """The UNIX time in seconds, as a float with microsecond resolution (in a simulation: the
     virtual seconds since its start)."""
-    from .sim.clock import wall_time
-    return wall_time()
+    return _wall_time()
 
 
 def between_c(i, a, b):
