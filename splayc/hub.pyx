@@ -462,6 +462,44 @@ cdef class EventSlots:
 
 # -------------------------------------------------------------------------------------- timers
 
+# Virtual time (splay.sim): while ``_virtual`` is set, deadlines are counted on ``_virtual_ns``
+# instead of uv_hrtime(), no libuv timer is armed, and when no thread can run the hub jumps the
+# clock to the earliest deadline instead of polling (Hub._rounds). Module-level, so the Hub's
+# layout (and every module that cimports it) is unchanged.
+cdef bint _virtual = False
+cdef uint64_t _virtual_ns = 0
+
+
+cdef inline uint64_t _clock_ns() noexcept:
+    """The clock deadlines are measured on: virtual while a simulation runs, else uv_hrtime()."""
+    return _virtual_ns if _virtual else uv_hrtime()
+
+
+def set_virtual_clock(bint enabled, double start=0.0):
+    """Switch the hub's timers to a virtual clock starting at ``start`` seconds (``enabled``), or
+    back to real time. Only between runs: timers armed before the switch keep their old clock."""
+    global _virtual, _virtual_ns
+    if start < 0:
+        raise ValueError(f"the virtual clock cannot start before 0 seconds, got {start!r}")
+    _virtual = enabled
+    _virtual_ns = <uint64_t>(start * 1e9)
+
+
+cdef object _stuck_hook = None
+
+
+def set_stuck_hook(hook):
+    """In virtual time, call ``hook([(task, frame), ...])`` when a run ends because no thread can
+    ever run again while some are still blocked (``frame``: where each one waits). None: off."""
+    global _stuck_hook
+    _stuck_hook = hook
+
+
+def virtual_time():
+    """The virtual clock in seconds while virtual time is on, else None."""
+    return _virtual_ns / 1e9 if _virtual else None
+
+
 cdef void _hub_timer_cb(uv_timer_t* timer) noexcept with gil:
     cdef Hub hub
     if timer.data == NULL:
@@ -748,7 +786,7 @@ cdef class Hub:
         if timeout > 1e9:
             timeout = 1e9                       # ~30 years: keeps the ns deadline in range
         uv_update_time(self.loop)
-        t.deadline_ns = uv_hrtime() + <uint64_t>(timeout * 1e9)
+        t.deadline_ns = _clock_ns() + <uint64_t>(timeout * 1e9)
         if t.deadline_ns == 0:
             t.deadline_ns = 1
         i = self.timer_count
@@ -769,6 +807,8 @@ cdef class Hub:
         # first loop ms at or after the deadline, so a timeout never ends early.
         cdef uint64_t due_ms = (deadline + 999999) // 1000000
         cdef uint64_t now_ms
+        if _virtual:
+            return                              # virtual time: _rounds jumps to the deadline
         if self.timer_due_ms != 0 and self.timer_due_ms <= due_ms:
             return                              # already due by then: no need to re-arm
         now_ms = uv_now(self.loop)
@@ -788,7 +828,7 @@ cdef class Hub:
 
     cdef void _fire_timers(self):
         """libuv callback: wake every task whose deadline has passed, re-arm for the next one."""
-        cdef uint64_t now = uv_hrtime()
+        cdef uint64_t now = _clock_ns()
         cdef Task t
         self.timer_due_ms = 0                   # libuv stopped it before calling us
         while self.timer_count and self.timers[0].deadline <= now:
@@ -939,6 +979,9 @@ cdef class Hub:
                 raise e
             if self.fatal is not None or self.exit_requested:
                 return
+            if _virtual and self.timer_count:
+                _jump_virtual_clock(self)
+                continue
             if not uv_loop_alive(self.loop):
                 return                                    # nothing can ever run again
             # Look without blocking first: on loopback the answer is often already there, and
@@ -963,6 +1006,11 @@ cdef class Hub:
         for t in self._alive_tasks():
             if t.state == T_BLOCKED:
                 self.blocked_at_end.append(t)
+        if (_virtual and _stuck_hook is not None and self.blocked_at_end
+                and self.fatal is None and not self.exit_requested):
+            # A simulation in which no thread can ever run again: report them before they unwind.
+            _stuck_hook([(t, t.worker.glet.gr_frame if t.worker is not None else None)
+                         for t in self.blocked_at_end])
         try:
             while self.alive_head is not None:
                 for t in self._alive_tasks():
@@ -1167,6 +1215,18 @@ cdef class Hub:
 
 
 # ------------------------------------------------------------------ per-thread hubs, module API
+
+cdef void _jump_virtual_clock(Hub hub):
+    """Virtual time, every thread blocked: move the clock to the earliest deadline and wake the
+    threads due then (in arming order, as with real timers). A function, not a Hub method, so the
+    Hub's C layout stays as other modules compiled it."""
+    global _virtual_ns
+    if hub.timers[0].deadline > _virtual_ns:
+        _virtual_ns = hub.timers[0].deadline
+    hub._fire_timers()
+    if hub.ready_head == hub.ready_batch_end:
+        hub.ready_batch_end = hub.ready_tail
+
 
 cdef Hub _main_hub = None
 cdef unsigned long _main_ident = 0

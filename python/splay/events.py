@@ -134,7 +134,7 @@ def periodic(interval, f, force=False):
     funcs = list(f) if isinstance(f, (list, tuple)) else None
     if funcs is None and not callable(f):
         raise TypeError(f"periodic() takes a function or a list of functions, got {type(f).__name__}")
-    from time import monotonic as _now
+    from .sim.clock import now as _now      # the hub's clock: virtual in a simulation
 
     def drive():
         child = None

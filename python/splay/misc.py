@@ -6,7 +6,6 @@ Lua tables become Python containers: an array is a ``list`` (0-based) or ``tuple
 :func:`try_` (``getattr(misc, "try")`` also works). docs/misc-log.md lists every choice.
 """
 import random as _random
-import time as _time
 
 from splay.faults import clock as _node_clock
 
@@ -171,7 +170,8 @@ def shuffle(a):
 
 def time():
     """The UNIX time in seconds, as a float with microsecond resolution (the node's clock: a
-    ``skew`` or ``drift`` fault moves it, see splay.faults.clock)."""
+    ``skew`` or ``drift`` fault moves it, see splay.faults.clock; in a simulation its base is the
+    virtual seconds since the start, see splay.sim.clock)."""
     return _node_clock.now()
 
 

@@ -27,6 +27,7 @@ import traceback
 
 import splay
 from splay.job import Job
+from splay.sim.seeding import seed_from_environment
 
 USAGE = "usage: python -m splay.launch.node APP.py [ARGS...]   (the job comes from $SPLAY_JOB)"
 
@@ -150,6 +151,7 @@ def main(argv=None):
             raise RunnerError(f"application file {argv[0]!r} not found (looked for {app_path})")
         job = load_job()
         install_job(job)
+        seed_from_environment(job)
         if job is not None and job.dir is not None:
             try:
                 os.chdir(job.dir)

@@ -83,6 +83,8 @@ def build_parser():
                    help="show start-up progress on stderr even when it is not a terminal")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="stop all nodes after this many seconds")
+    p.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="seed each node's random from S and its position (splay.sim.seeding)")
     p.add_argument("--stagger", type=float, default=0.0, metavar="SECONDS",
                    help="delay between two node starts (default 0)")
     p.add_argument("--grace", type=float, default=3.0, metavar="SECONDS",
@@ -322,6 +324,9 @@ def parse(argv):
     _check(not (opts.in_process and (opts.sandbox or opts.node_dirs)),
            "--in-process runs every node in one process: it cannot give them separate "
            "directories or sandboxes (--node-dirs, --sandbox); drop one of them")
+    _check(not (opts.in_process and opts.seed is not None),
+           "--seed gives each node process its own random stream; --in-process nodes share one "
+           "process's random: drop --in-process or --seed")
     if opts.sandbox and opts.node_dirs is None:
         opts.node_dirs = "splay-run-nodes"
     if opts.node_dirs is not None:

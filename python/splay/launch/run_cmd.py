@@ -26,6 +26,7 @@ import zipfile
 
 from splay import app_files
 from splay.job import Job
+from splay.sim import seeding
 from splay.utils import local_nodes
 
 from . import churn_replay, in_process, options
@@ -202,6 +203,8 @@ class Launcher:
             for i in range(n):
                 os.makedirs(plan.node_dir(i), exist_ok=True)
         env = node_environment()
+        if o.seed is not None:
+            env[seeding.SEED_ENV] = str(o.seed)
         if o.in_process:
             # One process hosts every node; it reads their jobs from a file (N jobs of N nodes
             # would not fit in its environment).
