@@ -122,13 +122,14 @@ def test_only_python_dash_m_commands_are_forked():
     assert forkable([py, "app.py"], py) is None
 
 
-def test_a_server_that_cannot_start_says_why(tmp_path):
-    env = node_environment()
-    env["PYTHONPATH"] = str(tmp_path)             # no splay there: the server cannot import it
-    env["PYTHONNOUSERSITE"] = "1"
-    broken = ForkServer(sys.executable, env, cwd=str(tmp_path))
+@pytest.mark.parametrize("python, reason", [
+    ("/bin/false", r"the fork server ended \(status 1\)"),       # ends without saying ready
+    ("/nonexistent/python3", r"cannot be started with '/nonexistent/python3'"),
+])
+def test_a_server_that_cannot_start_says_why(python, reason):
+    broken = ForkServer(python, node_environment())
     try:
-        with pytest.raises(ForkServerError, match="fork server"):
+        with pytest.raises(ForkServerError, match=reason):
             broken.start()
     finally:
         broken.close()

@@ -125,10 +125,16 @@ class ForkServer:
             raise ForkServerError(f"cannot become a child subreaper ({e})") from None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = dict(self.env, **{_SOCKET_FD_ENV: str(theirs.fileno())})
-        self.process = subprocess.Popen(
-            [self.python, "-m", "splay.launch.fork_server"], env=env, cwd=self.cwd,
-            stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), start_new_session=True)
-        theirs.close()
+        try:
+            self.process = subprocess.Popen(
+                [self.python, "-m", "splay.launch.fork_server"], env=env, cwd=self.cwd,
+                stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), start_new_session=True)
+        except OSError as e:
+            ours.close()
+            raise ForkServerError(f"the fork server cannot be started with {self.python!r}: "
+                                  f"{e.strerror}") from None
+        finally:
+            theirs.close()
         self.sock = ours
         answer = self._receive()
         if answer.get("ready") is not True:
