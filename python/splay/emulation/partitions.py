@@ -21,7 +21,7 @@ that comes up in the middle of a partition is cut at once).
 import threading
 import time
 
-__all__ = ["PartitionSpec", "parse_partition", "PartitionSchedule"]
+__all__ = ["PartitionSpec", "parse_partition", "PartitionSchedule", "format_positions"]
 
 
 class PartitionSpec:
@@ -60,6 +60,19 @@ class PartitionSpec:
         other = "others" if self.group_b is None else ",".join(map(str, self.group_b))
         end = "" if self.end is None else f"{self.end:g}"
         return f"<PartitionSpec {','.join(map(str, self.group_a))}|{other}@{self.start:g}-{end}>"
+
+
+def format_positions(nodes):
+    """Node positions as the ranges this module reads back: [0, 1, 2, 5] -> "0-2,5"."""
+    parts, nodes = [], sorted(nodes)
+    i = 0
+    while i < len(nodes):
+        j = i
+        while j + 1 < len(nodes) and nodes[j + 1] == nodes[j] + 1:
+            j += 1
+        parts.append(str(nodes[i]) if i == j else f"{nodes[i]}-{nodes[j]}")
+        i = j + 1
+    return ",".join(parts)
 
 
 def _positions(text, spec):

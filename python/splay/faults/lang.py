@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
+from splay.emulation.partitions import format_positions
+
 from .errors import FaultError
 
 __all__ = ["Fault", "RandomFaults", "FaultTimeline", "parse_faults", "load_faults",
@@ -87,8 +89,8 @@ class Fault:
         """The fault in the file's words: ``pause 3 at 10s for 5s``."""
         if self.text:
             return self.text
-        target = ("|".join(_format_nodes(g) for g in self.groups) if self.groups
-                  else "all" if self.nodes is None else _format_nodes(self.nodes))
+        target = ("|".join(format_positions(g) for g in self.groups) if self.groups
+                  else "all" if self.nodes is None else format_positions(self.nodes))
         value = "" if self.value is None else " " + _format_value(self.kind, self.value)
         when = f"at {format_seconds(self.start)}"
         if self.end is not None:
@@ -153,18 +155,6 @@ class FaultTimeline:
         """True when some line may produce a fault of one of ``kinds``."""
         return (any(f.kind in kinds for f in self.faults)
                 or any(k in kinds for spec in self.randoms for k in spec.kinds))
-
-
-def _format_nodes(nodes):
-    nodes = sorted(nodes)
-    parts, i = [], 0
-    while i < len(nodes):
-        j = i
-        while j + 1 < len(nodes) and nodes[j + 1] == nodes[j] + 1:
-            j += 1
-        parts.append(str(nodes[i]) if i == j else f"{nodes[i]}-{nodes[j]}")
-        i = j + 1
-    return ",".join(parts)
 
 
 def _format_value(kind, value):

@@ -17,6 +17,7 @@ import sys
 import time
 
 import splay
+from splay.emulation.partitions import format_positions
 from splay.observatory import rundata
 from splay.observatory.collector import RunCollector
 from splay.observatory.sampler import INTERVAL_ENV
@@ -229,23 +230,10 @@ def partition_events(settings, started):
     epoch = settings.get("partition_epoch", started)
     events = []
     for spec in settings.get("partitions", []):
-        sides = f"{_positions(spec['a'])} | {_positions(spec['b']) if spec['b'] else 'the others'}"
+        sides = f"{format_positions(spec['a'])} | {format_positions(spec['b']) if spec['b'] else 'the others'}"
         events.append({"t": round(epoch + spec["start"] - started, 6), "kind": "partition",
                        "node": None, "detail": f"cut {sides}"})
         if spec.get("end") is not None:
             events.append({"t": round(epoch + spec["end"] - started, 6), "kind": "partition",
                            "node": None, "detail": f"healed {sides}"})
     return sorted(events, key=lambda e: e["t"])
-
-
-def _positions(nodes):
-    """Node positions as ranges: [0, 1, 2, 5] -> "0-2,5"."""
-    parts, nodes = [], sorted(nodes)
-    i = 0
-    while i < len(nodes):
-        j = i
-        while j + 1 < len(nodes) and nodes[j + 1] == nodes[j] + 1:
-            j += 1
-        parts.append(str(nodes[i]) if i == j else f"{nodes[i]}-{nodes[j]}")
-        i = j + 1
-    return ",".join(parts)
