@@ -16,17 +16,15 @@ import time as _time
 
 from splayc.hub import current_node as _current_node
 
-from splay.sim.clock import wall_time as _sim_wall_time
-
 __all__ = ["NodeClock", "now", "base_clock", "real_time", "process_clock", "clock_of", "install"]
 
 #: The real wall clock, whatever is later put in ``time.time``.
 real_time = _time.time
 _real_time_ns = _time.time_ns
 
-#: The clock under every node's: replace it to run nodes on another time base. By default the
-#: wall clock as splay.sim.clock gives it: virtual seconds inside a simulation, else real time.
-base_clock = _sim_wall_time
+#: The clock under every node's: replace it to run nodes on another time base (splay.sim.clock
+#: puts its virtual clock here while a simulation runs).
+base_clock = real_time
 
 # Set once some clock differs from its base: until then now() is the base clock, nothing more.
 _active = False

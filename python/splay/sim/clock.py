@@ -15,6 +15,8 @@ import time as _time
 
 from splayc import hub as _hub
 
+from splay.faults import clock as _node_clock
+
 # The machine's clocks, taken before sim.blocking.guard() can point time.time at the virtual one.
 _REAL_TIME = _time.time
 _REAL_MONOTONIC = _time.monotonic
@@ -22,13 +24,16 @@ _REAL_MONOTONIC = _time.monotonic
 
 def enable(start=0.0):
     """Switch the hub to virtual time starting at ``start`` seconds. Call it before
-    ``events.run()``; timers already armed keep running on the real clock."""
+    ``events.run()``; timers already armed keep running on the real clock. The nodes' clocks
+    (``misc.time``, splay.faults.clock) then read virtual seconds, skew and drift on top."""
     _hub.set_virtual_clock(True, float(start))
+    _node_clock.base_clock = wall_time
 
 
 def disable():
     """Switch the hub back to the machine's clock."""
     _hub.set_virtual_clock(False, 0.0)
+    _node_clock.base_clock = _node_clock.real_time
 
 
 def is_virtual():
