@@ -75,32 +75,21 @@ def set_subreaper(on):
 
 
 class ForkedProcess:
-    """A node started by the fork server: ``pid``, ``stdin``/``stdout`` (file objects or None),
-    ``returncode``, ``poll()``, ``wait()`` -- as ``subprocess.Popen`` has them."""
+    """A node started by the fork server, with the part of ``subprocess.Popen`` that
+    :class:`~splay.launch.processes.NodeProcess` uses: ``pid``, ``stdin``/``stdout`` (file
+    objects or None) and ``wait()``."""
 
     def __init__(self, pid, stdin, stdout):
         self.pid = pid
         self.stdin = stdin
         self.stdout = stdout
         self.returncode = None
-        self.args = None
 
-    def _set_status(self, status):
-        self.returncode = os.waitstatus_to_exitcode(status)
-
-    def poll(self):
-        """The returncode if the process has ended (reaping it), else None."""
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid == self.pid:
-                self._set_status(status)
-        return self.returncode
-
-    def wait(self, timeout=None):
+    def wait(self):
         """Wait for the end; returns the returncode (negative: the signal that ended it)."""
         if self.returncode is None:
             _, status = os.waitpid(self.pid, 0)
-            self._set_status(status)
+            self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
 
