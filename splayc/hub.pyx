@@ -500,6 +500,35 @@ def virtual_time():
     return _virtual_ns / 1e9 if _virtual else None
 
 
+# ``splay run --sim --until T``: the clock never jumps past ``_virtual_limit_ns`` (0: no limit);
+# a run whose next deadline lies beyond it ends there, as after exit().
+cdef uint64_t _virtual_limit_ns = 0
+cdef bint _virtual_limit_reached = False
+# Threads resumed since the process started: the simulation's count of events processed.
+cdef unsigned long long _resumptions = 0
+
+
+def set_virtual_limit(limit=None):
+    """In virtual time, end the run when the clock would move past ``limit`` seconds (the clock
+    stops at ``limit``); None: no limit."""
+    global _virtual_limit_ns, _virtual_limit_reached
+    if limit is not None and limit <= 0:
+        raise ValueError(f"a virtual time limit is a positive number of seconds, got {limit!r}")
+    _virtual_limit_ns = 0 if limit is None else <uint64_t>(limit * 1e9)
+    _virtual_limit_reached = False
+
+
+def virtual_limit_reached():
+    """True when the last run in virtual time ended because it reached its limit."""
+    return _virtual_limit_reached
+
+
+def resumptions():
+    """How many times a thread was resumed (switched into) in this process: the events a
+    simulation processed."""
+    return _resumptions
+
+
 cdef void _hub_timer_cb(uv_timer_t* timer) noexcept with gil:
     cdef Hub hub
     if timer.data == NULL:
@@ -657,6 +686,8 @@ cdef class Hub:
             t.worker = w
         self.current = t
         t.state = T_RUNNING
+        global _resumptions
+        _resumptions += 1
         PyGreenlet_Switch(w.glet, NULL, NULL)
         return 0
 
@@ -1220,7 +1251,13 @@ cdef void _jump_virtual_clock(Hub hub):
     """Virtual time, every thread blocked: move the clock to the earliest deadline and wake the
     threads due then (in arming order, as with real timers). A function, not a Hub method, so the
     Hub's C layout stays as other modules compiled it."""
-    global _virtual_ns
+    global _virtual_ns, _virtual_limit_reached
+    if _virtual_limit_ns and hub.timers[0].deadline > _virtual_limit_ns:
+        if _virtual_limit_ns > _virtual_ns:
+            _virtual_ns = _virtual_limit_ns
+        _virtual_limit_reached = True
+        hub.exit_requested = True                # the run ends here, as after exit()
+        return
     if hub.timers[0].deadline > _virtual_ns:
         _virtual_ns = hub.timers[0].deadline
     hub._fire_timers()

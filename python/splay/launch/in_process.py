@@ -282,8 +282,11 @@ def load_jobs(environ=None):
         return [Job.from_dict(d) for d in json.load(f)]
 
 
-def main(argv=None):
-    """Run every node of the jobs file in this process; returns the exit status."""
+def main(argv=None, output_class=NodeTaggedOutput, scheduler=None):
+    """Run every node of the jobs file in this process; returns the exit status.
+
+    A simulation (:mod:`splay.sim.run_host`) passes its own ``output_class`` (lines stamped with
+    virtual time) and ``scheduler`` (``events.run`` on the virtual clock)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         print("usage: python -m splay.launch.in_process APP.py [ARGS...]  (jobs from $SPLAY_JOBS_FILE)",
@@ -301,10 +304,10 @@ def main(argv=None):
     from splay import events
     from splayc import hub
 
-    out = NodeTaggedOutput(sys.stdout.fileno())
+    out = output_class(sys.stdout.fileno())
     sys.stdout = sys.stderr = out
     splay.job = CurrentJob()
-    events.run, real_run = _node_run, events.run
+    events.run, real_run = _node_run, scheduler or events.run
     sys.argv = [app_path, *argv[1:]]
     sys.path[0] = os.path.dirname(app_path)
 

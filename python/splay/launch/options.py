@@ -114,6 +114,11 @@ def build_parser():
     p.add_argument("--in-process", action="store_true",
                    help="run all nodes in one process over one scheduler (each node with its own "
                         "namespace, job and threads) instead of one process per node")
+    p.add_argument("--sim", action="store_true",
+                   help="simulate: run all nodes in one process on a virtual clock, deterministic "
+                        "for a given --seed (default 0); see docs/simulation.md")
+    p.add_argument("--until", type=float, default=None, metavar="SECONDS",
+                   help="with --sim: stop the simulation at this virtual time")
     p.add_argument("--no-metrics", dest="metrics", action="store_false",
                    help="do not sample the nodes' metrics (RPC counts, latencies, bytes, threads, "
                         "memory, CPU, application metrics) into metrics.json beside the log")
@@ -321,10 +326,13 @@ def parse(argv):
     opts.log = os.path.join(log_dir, opts.log or DEFAULT_LOG)
     _check(os.path.isdir(os.path.dirname(opts.log)),
            f"log directory {os.path.dirname(opts.log)!r} does not exist; create it or pick another --log/--log-dir")
+    if opts.sim or opts.until is not None:
+        from splay.sim.run_options import check_sim_options
+        check_sim_options(opts)
     _check(not (opts.in_process and (opts.sandbox or opts.node_dirs)),
            "--in-process runs every node in one process: it cannot give them separate "
            "directories or sandboxes (--node-dirs, --sandbox); drop one of them")
-    _check(not (opts.in_process and opts.seed is not None),
+    _check(not (opts.in_process and opts.seed is not None) or opts.sim,
            "--seed gives each node process its own random stream; --in-process nodes share one "
            "process's random: drop --in-process or --seed")
     if opts.sandbox and opts.node_dirs is None:

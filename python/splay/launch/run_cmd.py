@@ -114,6 +114,15 @@ class JobPlan:
 class Launcher:
     """One ``splay run``: starts the nodes, pumps their output, stops them, reports."""
 
+    # The module of the process hosting every node with --in-process (--sim: splay.sim.run_host)
+    # and the merger of the nodes' output into the log (--sim: virtual timestamps).
+    host_module = "splay.launch.in_process"
+    mux_class = OutputMux
+
+    def host_environment(self):
+        """Environment the --in-process host needs besides the nodes' usual one."""
+        return {}
+
     def __init__(self, opts, stdout=None, stderr=None, fd_limit=None):
         self.opts = opts
         self.fd_limit = fd_limit
@@ -193,7 +202,7 @@ class Launcher:
             self.fork_server = start_fork_server(o.python, node_environment(), self.stderr)
         # --in-process: the jobs file would hold N lists of N nodes; the nodes read the nodes
         # file instead (and share what they read, see splay.job).
-        plan = JobPlan(n, o.first_port, o.list_size, o.random, o.name,
+        plan = JobPlan(n, o.first_port, o.list_size, o.random, o.name, ref=getattr(o, "job_ref", None),
                        nodes_file=self.nodes_file.path, node_dirs=o.node_dirs, sandbox=sandbox,
                        inline_limit=0 if o.in_process else MAX_INLINE_NODES,
                        settings={**(emulation_settings(o, n) or {}), **fault_settings(o, n),
@@ -216,7 +225,8 @@ class Launcher:
                 churn_path = os.path.join(tmpdir, "churn.json")
                 churn_replay.write_churn_file(churn_path, o.schedule, o.churn_speed)
                 env[churn_replay.CHURN_ENV] = churn_path
-            command = [o.python, "-m", "splay.launch.in_process", o.app, *o.app_args]
+            env.update(self.host_environment())
+            command = [o.python, "-m", self.host_module, o.app, *o.app_args]
             self.procs = [NodeProcess(HOST, lambda: None, command, env, watchdog=self.watchdog)]
         else:
             # Under churn, nodes are created ahead of their up time and wait to be released.
@@ -242,7 +252,7 @@ class Launcher:
             kind = churn_replay.HostChurnReport if o.in_process else churn_replay.ChurnReplay
             self.churn = kind(self, o.schedule, o.churn_speed, trace_name=o.churn)
         try:
-            self.mux = OutputMux(o.log, echo=None if o.quiet else self.stdout, notes=self.stderr,
+            self.mux = self.mux_class(o.log, echo=None if o.quiet else self.stdout, notes=self.stderr,
                                  before_write=self.progress.clear, on_control=self._on_control)
         except OSError as e:
             raise options.UsageError(f"cannot write the log file {o.log!r}: {e.strerror}; "
@@ -544,6 +554,9 @@ def main(argv=None):
         for note in opts.churn_notes:         # --churn gave a churn script: what it compiled to
             print(f"splay run: {note}", file=sys.stderr)
         opts.argv = argv
+        if opts.sim:
+            from splay.sim.run import SimLauncher
+            return SimLauncher(opts, fd_limit=raise_fd_limit()).run()
         return Launcher(opts, fd_limit=raise_fd_limit()).run()
     except options.UsageError as e:
         print(f"splay run: error: {e}\n(see 'splay run --help')", file=sys.stderr)
@@ -573,6 +586,12 @@ def stop_being_a_subreaper():
     set_subreaper(False)
 
 
+def run_epoch(opts):
+    """Time 0 of the run's partition and fault schedules: now, or 0 on a simulation's virtual
+    clock (which starts at 0)."""
+    return 0.0 if getattr(opts, "sim", False) else time.time()
+
+
 def emulation_settings(opts, n):
     """The job settings of ``--topology`` and ``--partition`` (None without either). Partition
     times count from now: the launcher starts its nodes right after."""
@@ -580,7 +599,7 @@ def emulation_settings(opts, n):
     if getattr(opts, "topology", None):
         settings.update(topology=opts.topology, topology_nodes=n)
     if getattr(opts, "partitions", None):
-        settings.update(topology_nodes=n, partition_epoch=time.time(),
+        settings.update(topology_nodes=n, partition_epoch=run_epoch(opts),
                         partitions=[spec.as_dict() for spec in opts.partitions])
     return settings or None
 
@@ -591,5 +610,5 @@ def fault_settings(opts, n):
     if getattr(opts, "fault_timeline", None) is None:
         return {}
     from splay.faults.local import job_settings
-    opts.faults_epoch = time.time()
+    opts.faults_epoch = run_epoch(opts)
     return job_settings(opts.fault_timeline, n, opts.faults_epoch)

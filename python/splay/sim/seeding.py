@@ -36,3 +36,69 @@ def seed_from_environment(job):
     seed = node_seed(parse_seed(text), job.position)
     random.seed(seed)
     return seed
+
+
+# The functions of the ``random`` module that draw from (or set) its hidden shared generator.
+_SHARED_GENERATOR_FUNCTIONS = tuple(
+    name for name in ("random", "uniform", "triangular", "randint", "choice", "randrange", "sample",
+                      "shuffle", "choices", "normalvariate", "lognormvariate", "expovariate",
+                      "vonmisesvariate", "gammavariate", "gauss", "betavariate", "paretovariate",
+                      "weibullvariate", "binomialvariate", "getrandbits", "randbytes", "seed",
+                      "getstate", "setstate")
+    if hasattr(random, name))
+
+# The generator a node's random.* calls use is kept on the node object under this attribute.
+_NODE_ATTRIBUTE = "_splay_random"
+
+
+class NodeStreams:
+    """One ``random`` stream per node of a multi-node process.
+
+    While installed (:meth:`install`), every function of the ``random`` module that uses its
+    shared generator (``random.random``, ``choice``, ``shuffle``, ``randint``...; so also
+    ``misc.random_pick`` and ``misc.shuffle``) draws from the calling thread's node's own
+    ``random.Random``, seeded with :func:`node_seed` ``(seed, position)`` when the node first
+    draws; threads outside any node draw from a stream of position -1. A node started afresh
+    (churn) gets a new generator with the same seed, as a node process started again would.
+    ``position_of(node)`` gives a node object's position.
+    """
+
+    def __init__(self, seed, position_of):
+        self.seed = int(seed)
+        self.position_of = position_of
+        self.outside = random.Random(node_seed(self.seed, -1))
+        self.saved = None
+
+    def stream(self):
+        """The ``random.Random`` of the running thread's node."""
+        from splayc import hub
+        node = hub.current_node()
+        if node is None:
+            return self.outside
+        rng = getattr(node, _NODE_ATTRIBUTE, None)
+        if rng is None:
+            rng = random.Random(node_seed(self.seed, self.position_of(node)))
+            setattr(node, _NODE_ATTRIBUTE, rng)
+        return rng
+
+    def _dispatcher(self, name):
+        stream = self.stream
+
+        def draw(*args, **kwargs):
+            return getattr(stream(), name)(*args, **kwargs)
+        draw.__name__ = name
+        draw.__doc__ = getattr(random, name).__doc__
+        return draw
+
+    def install(self):
+        """Point the ``random`` module's functions at the per-node streams; returns self."""
+        self.saved = {name: getattr(random, name) for name in _SHARED_GENERATOR_FUNCTIONS}
+        for name in _SHARED_GENERATOR_FUNCTIONS:
+            setattr(random, name, self._dispatcher(name))
+        return self
+
+    def uninstall(self):
+        """Give the ``random`` module its own functions back."""
+        for name, function in (self.saved or {}).items():
+            setattr(random, name, function)
+        self.saved = None
