@@ -155,11 +155,27 @@ class PartitionSchedule:
         return self.events[0][0] if self.events else None
 
     def start(self):
-        """Apply what is due now, then the rest from a daemon thread; returns self."""
+        """Apply what is due now, then the rest from a daemon thread; returns self. In a
+        simulation (virtual time) the clock is the virtual one and the rest is applied by a
+        thread of the scheduler, outside every node (:meth:`_run_virtual`)."""
+        from splay.sim import clock as sim_clock
+        if sim_clock.is_virtual():
+            self.clock = sim_clock.wall_time
+            if self.step() is not None:
+                from splayc import hub
+                hub.spawn_in_node(None, self._run_virtual)
+            return self
         if self.step() is not None:
             self.thread = threading.Thread(target=self._run, name="splay-partitions", daemon=True)
             self.thread.start()
         return self
+
+    def _run_virtual(self):
+        from splay import events
+        upcoming = self.step()
+        while upcoming is not None and not self.stopped.is_set():
+            events.sleep(max(0.0, upcoming - (self.clock() - self.epoch)))
+            upcoming = self.step()
 
     def _run(self):
         upcoming = self.step()

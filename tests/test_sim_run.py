@@ -1,0 +1,299 @@
+"""``splay run APP -n N --sim``: real launcher, real host process, virtual time.
+
+Every test starts ``python -m splay.cli run ... --sim`` on a small application written into
+tmp_path and reads the merged log it leaves; the runs end by themselves in virtual time.
+"""
+import os
+import pathlib
+import random
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from splay.launch import options
+from splay.sim import seeding
+from splay.sim.run import VirtualLogClock
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), str(ROOT)]))
+ENV.pop("SPLAY_JOB", None)
+LIVENESS = 120   # seconds: generous, only a hung run ever waits this long
+
+# Timers, a lock, events, logs and per-node random draws; reads the partition state of its
+# link model (--topology/--partition) at each step, so that the cut shows in the log.
+BUSY = """
+    import random
+    from splay import events, log, misc
+    from splay.base import job
+
+    l_o = log.new(1, "[busy]")
+    lock = events.lock()
+    shared = []
+
+    def reachable(peer):
+        node = events.current_node()
+        emulation = getattr(node, "emulation", None)
+        return None if emulation is None else emulation.model.reachable(job.position, peer)
+
+    def worker(k):
+        for step in range(4):
+            events.sleep(random.expovariate(1 / 5.0))
+            with lock:
+                shared.append((k, step))
+                events.sleep(0.5)
+            if random.random() < 0.3:
+                events.fire("tick", job.position, step)
+            l_o.info(f"worker {k} step {step} at {misc.time():.6f} pick {misc.random_pick(range(100))} "
+                     f"reach0 {reachable(0)}")
+
+    def listener():
+        while True:
+            ok, *args = events.wait("tick", 7)
+            print("heard", args if ok else "nothing", "at", round(misc.time(), 6))
+            if not ok:
+                return
+
+    def main():
+        print("up at", misc.time(), "first draw", random.random())
+        events.thread(listener)
+        for k in range(3):
+            events.thread(lambda k=k: worker(k))
+
+    events.run(main)
+"""
+
+PERIODIC_DAY = """
+    from splay import events, misc
+    from splay.base import job
+
+    def main():
+        count = [0]
+        def tick():
+            count[0] += 1
+        p = events.periodic(60, tick)
+        events.sleep(24 * 3600 + 1)
+        events.kill(p)
+        print("ticks", count[0], "at", misc.time())
+
+    events.run(main)
+"""
+
+
+def write_app(tmp_path, body, name="app.py"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def splay_run(tmp_path, app, *args, log="run.log"):
+    """Run ``splay run APP --sim ARGS`` in ``tmp_path``; returns (exit status, log text, stderr)."""
+    command = [sys.executable, "-m", "splay.cli", "run", str(app), "--sim", "--quiet",
+               "--no-metrics", "--log", str(tmp_path / log), *args]
+    done = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                          timeout=LIVENESS)
+    path = tmp_path / log
+    return done.returncode, path.read_text() if path.exists() else "", done.stderr
+
+
+def node_lines(log_text):
+    """The ``(timestamp, node, text)`` of every node line of a merged log."""
+    return re.findall(r"^(\S+ \S+) \[node (\d+)\] (.*)$", log_text, re.M)
+
+
+def write_trace(tmp_path, lines):
+    path = tmp_path / "churn.trace"
+    path.write_text("".join(" ".join(str(t) for t in times) + "\n" for times in lines))
+    return path
+
+
+def test_two_runs_with_the_same_seed_give_the_same_log_byte_for_byte(tmp_path):
+    app = write_app(tmp_path, BUSY)
+    topology = tmp_path / "lossy.model"
+    topology.write_text("uniform delay_ms=20 kbps=1000 loss=0.1\n")
+    trace = write_trace(tmp_path, [[0], [0, 30], [5, 40, 60], [0]])
+    args = ["--seed", "7", "--churn", str(trace), "--topology", str(topology),
+            "--partition", "0|1-3@10-25"]
+    rc1, first, _ = splay_run(tmp_path, app, *args, log="first.log")
+    rc2, second, _ = splay_run(tmp_path, app, *args, log="second.log")
+    assert rc1 == rc2 == 0
+    assert len(node_lines(first)) > 40
+    assert first.replace("first.log", "second.log") == second
+    rc3, other, _ = splay_run(tmp_path, app, *[a if a != "7" else "8" for a in args], log="other.log")
+    assert rc3 == 0 and node_lines(other) != node_lines(first)
+
+
+def test_the_merged_log_is_stamped_with_virtual_time(tmp_path):
+    app = write_app(tmp_path, BUSY)
+    rc, log, _ = splay_run(tmp_path, app, "-n", "2", "--seed", "3")
+    assert rc == 0
+    stamps = [stamp for stamp, _, _ in node_lines(log)]
+    assert stamps[0].startswith("1970-01-01 00:00:00.000000")
+    assert stamps == sorted(stamps)
+    # A line printing misc.time() is stamped with that same virtual instant.
+    for stamp, _, text in node_lines(log):
+        m = re.search(r" at ([0-9.]+)", text)
+        if m and "worker" in text:
+            assert stamp == VirtualLogClock.format(float(m.group(1)))
+    assert "pid" not in log and "open-file limit" not in log and "job ref sim-3" in log
+    assert "[splay] simulation ended at virtual time" in log
+
+
+def test_each_node_draws_from_the_stream_of_its_seed_and_position(tmp_path):
+    app = write_app(tmp_path, BUSY)
+    rc, log, _ = splay_run(tmp_path, app, "-n", "3", "--seed", "11")
+    assert rc == 0
+    first = {int(node): float(text.split()[-1]) for _, node, text in node_lines(log)
+             if text.startswith("up at")}
+    assert first == {i: random.Random(seeding.node_seed(11, i)).random() for i in range(3)}
+
+
+def test_a_day_of_virtual_time_ends_with_every_tick(tmp_path):
+    app = write_app(tmp_path, PERIODIC_DAY)
+    rc, log, stderr = splay_run(tmp_path, app, "-n", "10")
+    assert rc == 0
+    lines = node_lines(log)
+    assert len(lines) == 10
+    assert all(text == "ticks 1440 at 86401.0" for _, _, text in lines)
+    assert all(stamp == "1970-01-02 00:00:01.000000" for stamp, _, _ in lines)
+
+
+def test_until_stops_the_run_at_that_virtual_time(tmp_path):
+    app = write_app(tmp_path, PERIODIC_DAY)
+    rc, log, _ = splay_run(tmp_path, app, "-n", "3", "--until", "3600")
+    assert rc == 0
+    assert node_lines(log) == []
+    assert "[splay] simulation stopped at virtual time 3600 s (--until)" in log
+    assert "1970-01-01 01:00:00.000000 [splay] simulation stopped" in log
+
+
+def test_churn_acts_on_the_virtual_timeline(tmp_path):
+    app = write_app(tmp_path, BUSY)
+    trace = write_trace(tmp_path, [[0], [100, 130]])
+    rc, log, _ = splay_run(tmp_path, app, "--churn", str(trace))
+    assert rc == 0
+    ups = {node: stamp for stamp, node, text in node_lines(log) if text.startswith("up at")}
+    assert ups == {"0": "1970-01-01 00:00:00.000000", "1": "1970-01-01 00:01:40.000000"}
+    assert any("node 1" in line and "down" in line for line in log.splitlines()
+               if "[splay] churn" in line and "00:02:10" in line)
+
+
+def test_a_partition_cuts_and_heals_on_the_virtual_timeline(tmp_path):
+    app = write_app(tmp_path, BUSY)
+    rc, log, _ = splay_run(tmp_path, app, "-n", "2", "--seed", "1", "--partition", "0|1@6-12")
+    assert rc == 0
+    seen = [(float(re.search(r" at ([0-9.]+)", text).group(1)), text.endswith("reach0 False"))
+            for _, node, text in node_lines(log) if node == "1" and "worker" in text]
+    assert seen and any(cut for _, cut in seen) and any(not cut for _, cut in seen)
+    assert all(cut == (6 <= t < 12) for t, cut in seen)
+
+
+def test_a_failing_node_gives_status_1_and_its_traceback(tmp_path):
+    app = write_app(tmp_path, """
+        from splay import events
+        from splay.base import job
+        if job.position == 1:
+            raise KeyError("boom")
+        events.run(lambda: print("fine"))
+    """)
+    rc, log, stderr = splay_run(tmp_path, app, "-n", "3")
+    assert rc == 1
+    assert "[node 1] failed: its module raised KeyError" in stderr
+    assert sorted(node for _, node, text in node_lines(log) if text == "fine") == ["0", "2"]
+
+
+def test_a_real_blocking_call_is_refused_with_the_alternative(tmp_path):
+    app = write_app(tmp_path, """
+        import time
+        from splay import events
+        def main():
+            events.sleep(2)
+            time.sleep(1)
+        events.run(main)
+    """)
+    rc, log, _ = splay_run(tmp_path, app, "-n", "1")
+    assert rc == 0
+    assert ("SimulationError: time.sleep() would block the whole simulation (every node shares one "
+            "process and a virtual clock): use events.sleep() instead") in log
+    assert "1970-01-01 00:00:02.000000 [node 0]" in log
+
+
+def test_a_stuck_simulation_ends_with_who_waits_for_what(tmp_path):
+    app = write_app(tmp_path, """
+        from splay import events
+        from splay.base import job
+        def main():
+            events.sleep(job.position)
+            events.wait("nobody fires this")
+        events.run(main)
+    """)
+    rc, log, _ = splay_run(tmp_path, app, "-n", "2")
+    assert rc == 0
+    assert "simulation stuck: 2 thread(s) blocked with nothing left to wake them" in log
+    assert log.count('app.py:6 in main: events.wait("nobody fires this")') == 2
+    assert "[splay] simulation ended at virtual time 1 s" in log
+
+
+def test_progress_and_speed_are_shown_on_stderr(tmp_path):
+    app = write_app(tmp_path, PERIODIC_DAY)
+    command = [sys.executable, "-m", "splay.cli", "run", str(app), "--sim", "-n", "2",
+               "--no-metrics", "--log", str(tmp_path / "run.log")]
+    done = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                          timeout=LIVENESS)
+    assert done.returncode == 0
+    assert re.search(r"\[splay\] simulation ended at virtual time 86401 s in [0-9.]+ s of real "
+                     r"time: \d+ events, [0-9.]+[kM]? events/s, x[0-9.]+ real time", done.stderr)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--sandbox"], "--sandbox cannot apply with --sim: every simulated node lives in one process"),
+    (["--node-dirs", "d"], "--node-dirs cannot apply with --sim"),
+    (["--stagger", "1"], "--stagger cannot apply with --sim: every simulated node starts at virtual time 0"),
+    (["--until", "0"], "--until must be a positive number of virtual seconds"),
+])
+def test_options_that_cannot_apply_to_a_simulation_are_refused(tmp_path, extra, message):
+    app = write_app(tmp_path, PERIODIC_DAY)
+    with pytest.raises(options.UsageError, match=re.escape(message)):
+        options.parse([str(app), "--sim", "-n", "2", *extra])
+
+
+def test_faults_are_refused_in_a_simulation_with_the_reason(tmp_path):
+    app = write_app(tmp_path, PERIODIC_DAY)
+    faults = tmp_path / "faults.txt"
+    faults.write_text("kill 0 at 1s\n")
+    with pytest.raises(options.UsageError, match="--faults cannot apply with --sim: the fault engine"):
+        options.parse([str(app), "--sim", "-n", "2", "--faults", str(faults)])
+
+
+def test_until_without_sim_is_refused(tmp_path):
+    app = write_app(tmp_path, PERIODIC_DAY)
+    with pytest.raises(options.UsageError, match="--until is a virtual time: it needs --sim"):
+        options.parse([str(app), "-n", "2", "--until", "10"])
+
+
+def test_a_churn_trace_for_fewer_nodes_than_n_is_refused(tmp_path):
+    app = write_app(tmp_path, PERIODIC_DAY)
+    trace = write_trace(tmp_path, [[0], [5]])
+    rc, log, stderr = splay_run(tmp_path, app, "-n", "5", "--churn", str(trace))
+    assert rc == 2
+    assert "-n 5 disagrees with the churn trace" in stderr and "2 node line(s)" in stderr
+
+
+def test_a_topology_or_partition_naming_an_unknown_node_is_refused(tmp_path):
+    app = write_app(tmp_path, PERIODIC_DAY)
+    matrix = tmp_path / "three.matrix"
+    matrix.write_text("a b c\na - 10 10\nb 10 - 10\nc 10 10 -\n")
+    with pytest.raises(options.UsageError, match="describes 3 nodes, fewer than -n 5"):
+        options.parse([str(app), "--sim", "-n", "5", "--topology", str(matrix)])
+    with pytest.raises(options.UsageError, match="names node 7, but there are 5 nodes"):
+        options.parse([str(app), "--sim", "-n", "5", "--partition", "0-1|7@1-2"])
+    rc, _, stderr = splay_run(tmp_path, app, "-n", "5", "--topology", str(matrix))
+    assert rc == 2 and "fewer than -n 5" in stderr
+
+
+def test_a_simulation_is_an_in_process_run_seeded_with_0_by_default(tmp_path):
+    app = write_app(tmp_path, PERIODIC_DAY)
+    opts = options.parse([str(app), "--sim", "-n", "2"])
+    assert opts.in_process and opts.seed == 0 and opts.job_ref == "sim-0"
