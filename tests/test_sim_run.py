@@ -297,3 +297,21 @@ def test_a_simulation_is_an_in_process_run_seeded_with_0_by_default(tmp_path):
     app = write_app(tmp_path, PERIODIC_DAY)
     opts = options.parse([str(app), "--sim", "-n", "2"])
     assert opts.in_process and opts.seed == 0 and opts.job_ref == "sim-0"
+
+
+def test_metrics_and_the_html_report_of_a_simulation(tmp_path):
+    app = write_app(tmp_path, PERIODIC_DAY)
+    report = tmp_path / "report.html"
+    command = [sys.executable, "-m", "splay.cli", "run", str(app), "--sim", "-n", "3", "--quiet",
+               "--log", str(tmp_path / "run.log"), "--report", str(report)]
+    done = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                          timeout=LIVENESS)
+    assert done.returncode == 0, done.stderr
+    import json
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    assert data["run"]["id"] == "sim-0" and "--sim" in data["run"]["command"]
+    assert [n["state"] for n in data["nodes"]] == ["ended"] * 3
+    # The samples are stamped in real seconds from the run's start (the host's sampler thread
+    # keeps the machine's clock), like those of an --in-process run.
+    assert data["samples"] and all(0 <= s["t"] < 60 for s in data["samples"])
+    assert report.stat().st_size > 0 and "sim-0" in report.read_text()

@@ -12,6 +12,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import threading
 import time
 
 from splayc import hub as _hub
@@ -47,20 +48,28 @@ _real_time = time.time
 _real_monotonic = time.monotonic
 
 
+# The OS thread that runs the simulation (the one that entered guard()): the virtual clock is
+# its clock. Other OS threads (a metrics sampler, the progress reporter) keep the machine's.
+_simulating_thread = None
+
+
 def _virtual_time():
     v = _hub.virtual_time()
-    return _real_time() if v is None else v
+    return _real_time() if v is None or threading.get_ident() != _simulating_thread else v
 
 
 def _virtual_monotonic():
     v = _hub.virtual_time()
-    return _real_monotonic() if v is None else v
+    return _real_monotonic() if v is None or threading.get_ident() != _simulating_thread else v
 
 
 @contextlib.contextmanager
 def guard():
     """Refuse real blocking calls and serve ``time.time``/``time.monotonic`` from the virtual
-    clock until the block ends (the originals are restored even when it raises)."""
+    clock in the thread that entered it until the block ends (the originals are restored even
+    when it raises)."""
+    global _simulating_thread
+    _simulating_thread = threading.get_ident()
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in _REFUSALS]
     saved += [(time, "time", time.time), (time, "monotonic", time.monotonic)]
     try:
