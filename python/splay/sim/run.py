@@ -142,7 +142,8 @@ class SimLauncher(Launcher):
                 rate, speedup = _speed(end)
                 self.mux._write(self.stderr, f"[splay] simulation {how} in {end['real']:.2f} s of real "
                                              f"time: {end['events']} events, {format_rate(rate)} "
-                                             f"events/s, x{speedup:.1f} real time\n")
+                                             f"events/s, x{speedup:.1f} real time; peak memory "
+                                             f"{end.get('max_rss', 0) / 2**20:.0f} MiB\n")
         super()._summary(started)
 
 

@@ -23,6 +23,7 @@ after run, and with them the application's choices.
 import contextlib
 import json
 import os
+import resource
 import sys
 import threading
 
@@ -136,7 +137,7 @@ class SimHost:
                     real_run()
             finally:
                 self.progress.stop()
-                end = {"sim": "end", **self.progress.figures(),
+                end = {"sim": "end", **self.progress.figures(), "max_rss": _peak_rss(),
                        "until": hub.virtual_limit_reached(),
                        "stuck": [list(entry) for entry in stuck.entries[:STUCK_SHOWN]],
                        "stuck_count": len(stuck.entries)}
@@ -144,6 +145,11 @@ class SimHost:
                 self.out.flush_all()
                 self.control(end)
         return run
+
+
+def _peak_rss():
+    """The peak resident memory of this process so far, in bytes."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def main(argv=None):
