@@ -87,3 +87,77 @@ def test_idle_thread_memory(benchmark):
     benchmark.pedantic(measure, rounds=1, iterations=1)
     benchmark.extra_info["bytes_per_idle_thread"] = per_thread[-1]
     print(f"\nRSS per idle virtual-time thread: {per_thread[-1]:.0f} bytes")
+
+
+# -- whole runs: `splay run APP -n N --sim` against `--in-process` (bench/test_sim.py::test_sim_run)
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import textwrap
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RUN_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), str(ROOT)]))
+RUN_ENV.pop("SPLAY_JOB", None)
+
+# Every node sleeps 20 random delays of 50-500 ms: 21 thread resumptions per node, about 5 s of
+# (virtual or real) time in all.
+TIMERS_APP = """
+    import random
+    from splay import events
+
+    def main():
+        for _ in range(20):
+            events.sleep(random.uniform(0.05, 0.5))
+
+    events.run(main)
+"""
+SCALE_NODES = int(os.environ.get("SPLAY_BENCH_SIM_NODES", "10000"))
+
+
+def _run(tmp_path, mode, n):
+    """Run the timers app on ``n`` nodes; returns (wall seconds, stderr, peak RSS of the biggest
+    process of the run in bytes)."""
+    app = tmp_path / "timers.py"
+    app.write_text(textwrap.dedent(TIMERS_APP))
+    command = [sys.executable, "-m", "splay.cli", "run", str(app), "-n", str(n), mode,
+               "--no-metrics", "--log", str(tmp_path / f"{mode}.log")]
+    # Through a wrapper process, whose children's peak RSS is this run's alone.
+    wrapper = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024); sys.exit(rc)")
+    began = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", wrapper, *command], cwd=tmp_path, env=RUN_ENV,
+                          capture_output=True, text=True, timeout=1800)
+    wall = time.perf_counter() - began
+    assert done.returncode == 0, done.stderr[-2000:]
+    return wall, done.stderr, int(done.stdout.split()[-1])
+
+
+@pytest.mark.benchmark(group="sim: a 10,000-node run of timers, --sim vs --in-process")
+@pytest.mark.parametrize("mode", ["--sim", "--in-process"])
+def test_sim_run(benchmark, tmp_path, mode):
+    """Wall time of the whole run (launcher, host, every node's module, 20 sleeps per node); with
+    --sim also the host's own figures: events/s, virtual/real ratio, memory per node."""
+    results = []
+    benchmark.pedantic(lambda: results.append(_run(tmp_path, mode, SCALE_NODES)), rounds=1,
+                       iterations=1)
+    wall, stderr, max_rss = results[-1]
+    benchmark.extra_info["nodes"] = SCALE_NODES
+    benchmark.extra_info["wall_seconds"] = wall
+    benchmark.extra_info["bytes_per_node"] = max_rss / SCALE_NODES
+    if mode == "--sim":
+        m = re.search(r"ended at virtual time ([0-9.]+) s in ([0-9.]+) s of real time: (\d+) events, "
+                      r"\S+ events/s, x([0-9.]+) real time; peak memory (\d+) MiB", stderr)
+        assert m, stderr[-2000:]
+        vt, real, count, ratio, peak = m.groups()
+        benchmark.extra_info.update(virtual_seconds=float(vt), host_seconds=float(real),
+                                    events=int(count), events_per_second=int(count) / float(real),
+                                    virtual_per_real=float(ratio))
+        print(f"\n--sim {SCALE_NODES} nodes: {wall:.2f} s wall, {int(count) / float(real):.0f} events/s, "
+              f"virtual/real x{float(ratio):.1f}, peak {peak} MiB ({max_rss / SCALE_NODES:.0f} B/node)")
+    else:
+        print(f"\n--in-process {SCALE_NODES} nodes: {wall:.2f} s wall, peak "
+              f"{max_rss / 2**20:.0f} MiB ({max_rss / SCALE_NODES:.0f} B/node)")
