@@ -315,3 +315,22 @@ def test_metrics_and_the_html_report_of_a_simulation(tmp_path):
     # keeps the machine's clock), like those of an --in-process run.
     assert data["samples"] and all(0 <= s["t"] < 60 for s in data["samples"])
     assert report.stat().st_size > 0 and "sim-0" in report.read_text()
+
+
+def test_more_nodes_than_ports_continue_on_the_next_loopback_address(tmp_path):
+    from splay.sim.run import node_addresses
+    assert node_addresses(6, 65530) is None
+    addresses = node_addresses(8, 65530)
+    assert [(a.ip, a.port) for a in addresses[5:]] == [
+        ("127.0.0.1", 65535), ("127.0.0.2", 65530), ("127.0.0.2", 65531)]
+    app = write_app(tmp_path, """
+        from splay import events
+        from splay.base import job
+        events.run(lambda: print("me", job.me.ip, job.me.port))
+    """)
+    rc, log, _ = splay_run(tmp_path, app, "-n", "8", "--first-port", "65530")
+    assert rc == 0
+    assert sorted(text for _, node, text in node_lines(log) if node in ("6", "7")) == [
+        "me 127.0.0.2 65530", "me 127.0.0.2 65531"]
+    with pytest.raises(options.UsageError, match="past 65535"):
+        options.parse([str(app), "-n", "8", "--first-port", "65530"])

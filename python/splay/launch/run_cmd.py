@@ -73,8 +73,9 @@ class JobPlan:
 
     def __init__(self, nb_nodes, first_port, list_size=None, random_list=False, name="local",
                  ref=None, nodes_file=None, node_dirs=None, sandbox=None, inline_limit=MAX_INLINE_NODES,
-                 settings=None):
-        self.nodes = local_nodes(nb_nodes, first_port)
+                 settings=None, addresses=None):
+        # addresses: the nodes' (ip, port)s when not 127.0.0.1:first_port+i (see node_addresses)
+        self.nodes = addresses or local_nodes(nb_nodes, first_port)
         self.inline_limit = inline_limit
         self.list_size = list_size
         self.random_list = random_list
@@ -122,6 +123,10 @@ class Launcher:
     def host_environment(self):
         """Environment the --in-process host needs besides the nodes' usual one."""
         return {}
+
+    def node_addresses(self, n, first_port):
+        """The nodes' addresses, or None for 127.0.0.1:first_port+i (--sim: more nodes than ports)."""
+        return None
 
     def __init__(self, opts, stdout=None, stderr=None, fd_limit=None):
         self.opts = opts
@@ -203,6 +208,7 @@ class Launcher:
         # --in-process: the jobs file would hold N lists of N nodes; the nodes read the nodes
         # file instead (and share what they read, see splay.job).
         plan = JobPlan(n, o.first_port, o.list_size, o.random, o.name, ref=getattr(o, "job_ref", None),
+                       addresses=self.node_addresses(n, o.first_port),
                        nodes_file=self.nodes_file.path, node_dirs=o.node_dirs, sandbox=sandbox,
                        inline_limit=0 if o.in_process else MAX_INLINE_NODES,
                        settings={**(emulation_settings(o, n) or {}), **fault_settings(o, n),

@@ -19,13 +19,15 @@ import datetime
 import re
 import sys
 
+import splay
+
 from splay.launch.output import OutputMux
 from splay.launch.run_cmd import Launcher
 
 from . import run_host
 
 __all__ = ["SimLauncher", "SimOutputMux", "VirtualLogClock", "host_environment", "job_ref",
-           "format_rate"]
+           "format_rate", "node_addresses"]
 
 # What the merged log of a simulation leaves out of the launcher's notes: facts about this
 # machine's processes, which differ run to run and say nothing about the simulated one.
@@ -62,6 +64,18 @@ class SimOutputMux(OutputMux):
         if show and self.notes is not None:
             self._write(self.notes, text + "\n")
         super().note(_PROCESS_DETAILS.sub("", text), show=False)
+
+
+def node_addresses(n, first_port):
+    """The addresses of ``n`` simulated nodes: ``127.0.0.1:first_port+i`` as in a real run while
+    the ports last, then the same ports on 127.0.0.2, 127.0.0.3... (a simulation has no real
+    sockets, so more nodes than one address has ports fit). None when one address is enough."""
+    per_ip = 65536 - first_port
+    if n <= per_ip:
+        return None
+    if n > per_ip * 250:
+        raise ValueError(f"{n} nodes from port {first_port} need more than 250 addresses")
+    return [splay.Node(f"127.0.0.{1 + i // per_ip}", first_port + i % per_ip) for i in range(n)]
 
 
 def job_ref(seed):
@@ -104,6 +118,10 @@ class SimLauncher(Launcher):
     def host_environment(self):
         """Environment of the host process: fixed hash seed, ``--until``."""
         return host_environment(self.opts)
+
+    def node_addresses(self, n, first_port):
+        """More nodes than ports: the next loopback addresses (:func:`node_addresses`)."""
+        return node_addresses(n, first_port)
 
     def _on_control(self, record):
         """The host's virtual time, progress and end records; the rest as for ``--in-process``."""

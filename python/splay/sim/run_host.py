@@ -21,6 +21,7 @@ The process must run with ``PYTHONHASHSEED`` fixed (the launcher sets it; see
 after run, and with them the application's choices.
 """
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -131,6 +132,10 @@ class SimHost:
         """``events.run`` for in_process.main: the run on the virtual clock, then the end record."""
         def run():
             from splayc import hub
+            # What the nodes' modules built is mostly there to stay: out of the collector's
+            # sight, so that its full collections do not rescan every node's state again and
+            # again (without it, 100,000 nodes ran 3x slower per event than 10,000).
+            gc.freeze()
             self.progress.start()
             try:
                 with deadlock.watch() as stuck:

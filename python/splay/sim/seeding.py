@@ -68,18 +68,20 @@ class NodeStreams:
         self.position_of = position_of
         self.outside = random.Random(node_seed(self.seed, -1))
         self.saved = None
+        from splayc import hub
+        self.current_node = hub.current_node
 
     def stream(self):
         """The ``random.Random`` of the running thread's node."""
-        from splayc import hub
-        node = hub.current_node()
+        node = self.current_node()
         if node is None:
             return self.outside
-        rng = getattr(node, _NODE_ATTRIBUTE, None)
-        if rng is None:
-            rng = random.Random(node_seed(self.seed, self.position_of(node)))
-            setattr(node, _NODE_ATTRIBUTE, rng)
-        return rng
+        try:
+            return node.__dict__[_NODE_ATTRIBUTE]
+        except KeyError:
+            rng = node.__dict__[_NODE_ATTRIBUTE] = random.Random(
+                node_seed(self.seed, self.position_of(node)))
+            return rng
 
     def _dispatcher(self, name):
         stream = self.stream
