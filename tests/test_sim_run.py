@@ -259,12 +259,29 @@ def test_options_that_cannot_apply_to_a_simulation_are_refused(tmp_path, extra, 
         options.parse([str(app), "--sim", "-n", "2", *extra])
 
 
-def test_faults_are_refused_in_a_simulation_with_the_reason(tmp_path):
-    app = write_app(tmp_path, PERIODIC_DAY)
+def test_faults_act_on_the_virtual_timeline(tmp_path):
+    app = write_app(tmp_path, """
+        from splay import events, misc
+        def main():
+            print("start", misc.time())
+            for i in range(6):
+                events.sleep(4)
+                print("tick", i, round(misc.time(), 3))
+        events.run(main)
+    """)
     faults = tmp_path / "faults.txt"
-    faults.write_text("kill 0 at 1s\n")
-    with pytest.raises(options.UsageError, match="--faults cannot apply with --sim: the fault engine"):
-        options.parse([str(app), "--sim", "-n", "2", "--faults", str(faults)])
+    faults.write_text("pause 1 at 10s for 5s\nkill 0 at 14s\nrestart 0 at 30s\nskew 2 +500ms from 5s\n")
+    rc, log, _ = splay_run(tmp_path, app, "-n", "3", "--faults", str(faults))
+    assert rc == 0
+    lines = [(stamp[11:19], node, text) for stamp, node, text in node_lines(log)]
+    assert ("00:00:15", "1", "tick 2 15.0") in lines          # paused from 10 s to 15 s
+    assert ("00:00:12", "0", "tick 2 12.0") in lines and not any(
+        node == "0" and text == "tick 3 16.0" for _, node, text in lines)     # killed at 14 s
+    assert ("00:00:30", "0", "start 30.0") in lines            # restarted afresh at 30 s
+    assert ("00:00:08", "2", "tick 1 8.5") in lines            # its clock 500 ms ahead from 5 s
+    assert "00:00:10.000000 [splay] fault: pause 1 at 10s for 5s: begins at 10.000 (scheduled 10.000)" in log
+    rc, again, _ = splay_run(tmp_path, app, "-n", "3", "--faults", str(faults), log="again.log")
+    assert again == log.replace("run.log", "again.log")
 
 
 def test_until_without_sim_is_refused(tmp_path):

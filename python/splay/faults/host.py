@@ -88,8 +88,9 @@ def start_in_host(host, jobs, report, others_alive):
     def send(action, at):
         report({"fault": action.describe(), "nodes": list(action.fault.targets(count)),
                 "at": round(at, 6), "scheduled": action.t})
+    # The base clock: the machine's, or the virtual one in a simulation (splay.sim.clock).
     engine = FaultEngine(timeline, count, epoch, control=HostControl(host, clocks), inside=inside,
-                         report=send, clock=_clock.real_time)
+                         report=send, clock=lambda: _clock.base_clock())
 
     start_node = host.start_node
 
@@ -113,7 +114,7 @@ def start_in_host(host, jobs, report, others_alive):
             if not others_alive() and not engine.awaits_restart():
                 engine.release_all()
                 return
-            wait = IDLE_CHECK if upcoming is None else upcoming - (_clock.real_time() - epoch)
+            wait = IDLE_CHECK if upcoming is None else upcoming - (_clock.base_clock() - epoch)
             events.sleep(max(0.0, min(wait, IDLE_CHECK)))
     _hub.spawn(drive)
     return engine

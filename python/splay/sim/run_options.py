@@ -15,8 +15,6 @@ REFUSED = (
                                  "directory", "drop --node-dirs"),
     ("stagger", "--stagger", "every simulated node starts at virtual time 0",
      "use a --churn trace to start nodes at other times"),
-    ("faults", "--faults", "the fault engine acts on the machine's clock and on processes, "
-                           "not yet on the virtual timeline", "drop --faults, or run without --sim"),
 )
 
 
