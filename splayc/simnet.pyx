@@ -29,7 +29,8 @@ sockets -- is the real code.
   fails with "timeout" at the socket's timeout, at most ``connect_timeout`` (127 s, Linux's SYN
   retries). close sends a FIN: EOF at the peer after the delay. Data for a closed socket is answered
   by a reset. Sending over a cut link resets the connection at both ends.
-* UDP: each datagram is lost with the link's loss probability (the Link's generator, seeded from
+* UDP: a datagram takes the sender's link to its destination, or (a reply to an ephemeral port)
+  to the destination socket's node. Each datagram is lost with the link's loss probability (the Link's generator, seeded from
   the run's seed), or by a cut link, a down host, nobody bound to the port, or a full queue.
 * ``node_down(ip)``: the host stops: its sockets close at once, the peers of its connections get a
   reset after the delay (as from a crashed process), datagrams to it are lost and connects to it
@@ -123,6 +124,15 @@ cdef object _node_ip(object node, str default):
     me = getattr(job, "me", None) if job is not None else None
     ip = getattr(me, "ip", None) if me is not None else None
     return ip if ip else default
+
+
+cdef object _job_address(object node):
+    """``(ip, port)`` of a node's job, or None."""
+    job = getattr(node, "job", None)
+    me = getattr(job, "me", None) if job is not None else None
+    if me is None:
+        return None
+    return (getattr(me, "ip", None), getattr(me, "port", None))
 
 
 cdef bint _sim_open(SocketBase s, object node, bint datagram) except -1:
@@ -241,10 +251,16 @@ cdef class Network:
 
     cdef Link _link_to(self, SocketBase s, object ip, int port, bint back):
         """The Link of ``s``'s node towards ``(ip, port)`` (``back``: from it), from the emulation
-        layer's links, else the default link."""
+        layer's links, else the default link. A datagram to another port of a node (a reply to
+        an ephemeral port) takes the link to that node's job address."""
         cdef NetPolicy policy = s.policy
+        cdef SocketBase dest
         if policy is not None and policy.links is not None:
             pair = policy.links.get((ip, port))
+            if pair is None and s.datagram:
+                dest = self.udp_ports.get((ip, port))
+                if dest is not None:
+                    pair = policy.links.get(_job_address(dest.node))
             if pair is not None:
                 return <Link>pair[1 if back else 0]
         return self.default_link
