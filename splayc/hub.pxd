@@ -188,3 +188,17 @@ cdef class Hub:
 
 cdef Hub get_hub()
 cdef Hub current_hub_or_raise(str what)
+
+
+# Virtual time (splay.sim): the clock every deadline is measured on, in ns -- the virtual clock
+# while a simulation runs, else uv_hrtime(). Socket timeouts, RPC deadlines and link pacing use it.
+cdef uint64_t clock_ns() noexcept
+
+# A source of timed events on the virtual clock (the simulated network, splayc/simnet.pyx):
+# ``next_fn(&due)`` sets ``due`` to the time (ns) of its earliest event and returns True, or returns
+# False when it has none; ``run_fn(now)`` runs every event due at or before ``now``. When every
+# thread is blocked the hub jumps to the earliest of that and its timers; at one instant, the
+# source's events run before the threads' timers fire.
+ctypedef bint (*next_event_fn)(uint64_t* due) noexcept
+ctypedef int (*run_events_fn)(uint64_t now) except -1
+cdef void set_event_source(next_event_fn next_fn, run_events_fn run_fn) noexcept

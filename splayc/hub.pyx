@@ -475,6 +475,28 @@ cdef inline uint64_t _clock_ns() noexcept:
     return _virtual_ns if _virtual else uv_hrtime()
 
 
+cdef uint64_t clock_ns() noexcept:
+    """The clock deadlines are measured on (hub.pxd), for the other core modules."""
+    return _virtual_ns if _virtual else uv_hrtime()
+
+
+# The event source of the virtual clock (hub.pxd: set_event_source), NULL when none.
+cdef next_event_fn _next_event = NULL
+cdef run_events_fn _run_events = NULL
+
+
+cdef void set_event_source(next_event_fn next_fn, run_events_fn run_fn) noexcept:
+    global _next_event, _run_events
+    _next_event = next_fn
+    _run_events = run_fn
+
+
+cdef inline bint _has_virtual_work(Hub hub) noexcept:
+    """Virtual time: a timer or an event of the event source is pending."""
+    cdef uint64_t due
+    return hub.timer_count > 0 or (_next_event != NULL and _next_event(&due))
+
+
 def set_virtual_clock(bint enabled, double start=0.0):
     """Switch the hub's timers to a virtual clock starting at ``start`` seconds (``enabled``), or
     back to real time. Only between runs: timers armed before the switch keep their old clock."""
@@ -1010,7 +1032,7 @@ cdef class Hub:
                 raise e
             if self.fatal is not None or self.exit_requested:
                 return
-            if _virtual and self.timer_count:
+            if _virtual and _has_virtual_work(self):
                 _jump_virtual_clock(self)
                 continue
             if not uv_loop_alive(self.loop):
@@ -1247,19 +1269,28 @@ cdef class Hub:
 
 # ------------------------------------------------------------------ per-thread hubs, module API
 
-cdef void _jump_virtual_clock(Hub hub):
-    """Virtual time, every thread blocked: move the clock to the earliest deadline and wake the
-    threads due then (in arming order, as with real timers). A function, not a Hub method, so the
-    Hub's C layout stays as other modules compiled it."""
+cdef int _jump_virtual_clock(Hub hub) except -1:
+    """Virtual time, every thread blocked: move the clock to the earliest deadline or event of the
+    event source, run the source's events due then (in their own order), then wake the threads
+    due then (in arming order, as with real timers). A function, not a Hub method, so the Hub's C
+    layout stays as other modules compiled it. With a limit (``set_virtual_limit``) the clock stops
+    there and the run ends when the next deadline or event lies beyond it."""
     global _virtual_ns, _virtual_limit_reached
-    if _virtual_limit_ns and hub.timers[0].deadline > _virtual_limit_ns:
+    cdef uint64_t event_due = 0
+    cdef bint has_event = _next_event != NULL and _next_event(&event_due)
+    cdef uint64_t due = hub.timers[0].deadline if hub.timer_count else event_due
+    if has_event and event_due < due:
+        due = event_due
+    if _virtual_limit_ns and due > _virtual_limit_ns:
         if _virtual_limit_ns > _virtual_ns:
             _virtual_ns = _virtual_limit_ns
         _virtual_limit_reached = True
         hub.exit_requested = True                # the run ends here, as after exit()
-        return
-    if hub.timers[0].deadline > _virtual_ns:
-        _virtual_ns = hub.timers[0].deadline
+        return 0
+    if due > _virtual_ns:
+        _virtual_ns = due
+    if has_event and event_due <= _virtual_ns:
+        _run_events(_virtual_ns)
     hub._fire_timers()
     if hub.ready_head == hub.ready_batch_end:
         hub.ready_batch_end = hub.ready_tail

@@ -15,6 +15,6 @@ cdef class Link:
     cdef uint64_t next_free_ns          # token bucket: when the link is free again
     cdef uint64_t rng
 
-    cdef uint64_t pace(self, size_t n)  # when n more bytes have left (ns, uv_hrtime clock)
+    cdef uint64_t pace(self, size_t n)  # when n more bytes have left (ns, hub.clock_ns: virtual in a simulation)
     cdef bint lose(self)                # this datagram is lost
     cdef double draw(self)              # a uniform number in [0, 1) of the link's generator

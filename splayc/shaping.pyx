@@ -6,17 +6,46 @@ whether a partition cuts it. ``splay.emulation.apply`` creates them from a ``Lin
 updates them in place when the model changes (cut, heal), so open sockets see the change.
 """
 from libc.stdint cimport uint64_t
-from splayc.uv cimport uv_hrtime
+from splayc.hub cimport clock_ns
 
 import math as _math
 import os as _os
+
+
+# Seeded links (a simulation, splay.sim.network): while set, each new Link's generator is the next
+# value of a splitmix64 sequence from the run's seed, so the same links created in the same order
+# lose the same datagrams run after run. Unset: os.urandom.
+cdef bint _seeded = False
+cdef uint64_t _seed_state = 0
+
+
+def seed_new_links(seed):
+    """Seed the generators of the Links created from now on from ``seed`` (an int), in creation
+    order; None: from os.urandom again."""
+    global _seeded, _seed_state
+    _seeded = seed is not None
+    _seed_state = (int(seed) & 0xFFFFFFFFFFFFFFFF) if seed is not None else 0
+
+
+cdef uint64_t _next_seed():
+    """The next splitmix64 output of the links' seed sequence."""
+    global _seed_state
+    cdef uint64_t z
+    _seed_state += <uint64_t>0x9E3779B97F4A7C15
+    z = _seed_state
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EB
+    return z ^ (z >> 31)
 
 
 cdef class Link:
     """One direction of an emulated link (values from ``LinkModel.between``)."""
 
     def __cinit__(self):
-        self.rng = int.from_bytes(_os.urandom(8), "little") | 1
+        if _seeded:
+            self.rng = _next_seed() | 1
+        else:
+            self.rng = int.from_bytes(_os.urandom(8), "little") | 1
 
     def set(self, delay, rate, loss):
         """Set the link from ``(delay_s, bytes_per_s, loss)``; an infinite delay or zero rate
@@ -50,7 +79,7 @@ cdef class Link:
         self.rng = (int(value) & 0xFFFFFFFFFFFFFFFF) | 1
 
     cdef uint64_t pace(self, size_t n):
-        cdef uint64_t now = uv_hrtime()
+        cdef uint64_t now = clock_ns()
         cdef uint64_t start = self.next_free_ns if self.next_free_ns > now else now
         if self.rate <= 0.0:
             return now

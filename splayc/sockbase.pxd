@@ -12,7 +12,7 @@
 # bind) and _close_handle (close_c); the base does the accounting, the waking and the policy checks.
 from libc.stdint cimport uint64_t
 from splayc.uv cimport uv_handle_t, uv_buf_t, uv_hrtime, sockaddr, sockaddr_storage
-from splayc.hub cimport Hub, Task
+from splayc.hub cimport Hub, Task, clock_ns
 from splayc.accounting cimport NetPolicy
 
 
@@ -75,17 +75,18 @@ cdef inline double remaining(uint64_t deadline):
     cdef uint64_t now
     if deadline == 0:
         return -1.0
-    now = uv_hrtime()
+    now = clock_ns()
     if now >= deadline:
         return 0.0
     return (deadline - now) / 1e9
 
 
 cdef inline uint64_t deadline_after(double timeout):
-    """The uv_hrtime() at which ``timeout`` seconds from now end; 0 (none) for a negative, NaN or
-    huge timeout (beyond any run, and the uint64 ns range)."""
+    """The clock_ns() (hub.pxd: virtual in a simulation, else uv_hrtime()) at which ``timeout``
+    seconds from now end; 0 (none) for a negative, NaN or huge timeout (beyond any run, and the
+    uint64 ns range)."""
     cdef uint64_t d
     if not (0 <= timeout <= 1e9):
         return 0
-    d = uv_hrtime() + <uint64_t>(timeout * 1e9)
+    d = clock_ns() + <uint64_t>(timeout * 1e9)
     return d if d != 0 else 1

@@ -106,4 +106,6 @@ cdef class TCP(SocketBase):
     cdef void _deliver_due(self)
 
 
+# A new TCP socket: a simulated one while a simulated network is installed (splayc/simnet.pyx,
+# set_simulated), else TCP().
 cdef TCP tcp_new()

@@ -32,7 +32,7 @@ from libc.stdlib cimport malloc, free, realloc
 from libc.string cimport memcpy, memchr, memmove
 
 from splayc.uv cimport *
-from splayc.hub cimport Hub, Task, get_hub
+from splayc.hub cimport Hub, Task, get_hub, clock_ns
 from splayc.addr cimport error_message, fill_sockaddr, sockaddr_to_tuple, ERR_RESTRICTED
 from splayc.accounting cimport NetPolicy
 from splayc.shaping cimport Link
@@ -586,7 +586,7 @@ cdef class TCP(SocketBase):
             return 0
         due = link.pace(<size_t>n)
         if self.hub.current is not None:
-            now = uv_hrtime()
+            now = clock_ns()
             if due > now:
                 try:
                     self.hub.sleep((due - now) / 1e9)
@@ -613,7 +613,7 @@ cdef class TCP(SocketBase):
         try:
             while self.out_q:
                 due, chunk = self.out_q[0]
-                now = uv_hrtime()
+                now = clock_ns()
                 if due > now:
                     self.hub.sleep((due - now) / 1e9)
                 self.out_q.popleft()
@@ -639,7 +639,7 @@ cdef class TCP(SocketBase):
 
     cdef void _deliver_due(self):
         """Deliver the queued received data whose time has come; re-arm for the next."""
-        cdef uint64_t now = uv_hrtime()
+        cdef uint64_t now = clock_ns()
         cdef uint64_t due
         cdef bytes data
         cdef bint delivered = False
@@ -1094,8 +1094,26 @@ cdef class TCP(SocketBase):
         return self.state == TCP_CLOSED
 
 
+# The simulated network's socket class while one is installed (splay.sim.network), else None.
+cdef object _simulated = None
+
+
+def set_simulated(cls):
+    """Make ``tcp_new()`` and :func:`new_tcp` create ``cls`` sockets (a TCP subclass of the
+    simulated network), or plain ones again (None)."""
+    global _simulated
+    _simulated = cls
+
+
 cdef TCP tcp_new():
+    if _simulated is not None:
+        return _simulated()
     return TCP()
+
+
+def new_tcp():
+    """A new TCP socket: simulated while a simulated network is installed (``socket.tcp()``)."""
+    return tcp_new()
 
 
 # ---------------------------------------------------------------------------- select

@@ -18,3 +18,8 @@ cdef class UDP(SocketBase):
     cdef object _sendto(self, object data, const sockaddr_storage* addr)
     cdef void _start_receiving(self)
     cdef int _bind_local(self, const sockaddr* dest) except? -99999
+
+
+# A new UDP socket: a simulated one while a simulated network is installed (splayc/simnet.pyx,
+# set_simulated), else UDP().
+cdef UDP udp_new()

@@ -20,7 +20,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcmp, memcpy, memset
 
 from splayc.uv cimport *
-from splayc.hub cimport Hub, Task, get_hub
+from splayc.hub cimport Hub, Task, get_hub, clock_ns
 from splayc.addr cimport error_message, fill_sockaddr, sockaddr_to_tuple, ERR_RESTRICTED
 from splayc.accounting cimport NetPolicy
 from splayc.shaping cimport Link
@@ -290,7 +290,7 @@ cdef class UDP(SocketBase):
         return True
 
     def _send_at(self, uint64_t due, data, ip, port):
-        cdef uint64_t now = uv_hrtime()
+        cdef uint64_t now = clock_ns()
         cdef sockaddr_storage ss
         if due > now:
             self.hub.sleep((due - now) / 1e9)
@@ -402,3 +402,25 @@ cdef class UDP(SocketBase):
     def is_closed(self):
         """True once the socket is closed."""
         return self.closed
+
+
+# The simulated network's socket class while one is installed (splay.sim.network), else None.
+cdef object _simulated = None
+
+
+def set_simulated(cls):
+    """Make ``udp_new()`` and :func:`new_udp` create ``cls`` sockets (a UDP subclass of the
+    simulated network), or plain ones again (None)."""
+    global _simulated
+    _simulated = cls
+
+
+cdef UDP udp_new():
+    if _simulated is not None:
+        return _simulated()
+    return UDP()
+
+
+def new_udp():
+    """A new UDP socket: simulated while a simulated network is installed (``socket.udp()``)."""
+    return udp_new()

@@ -8,12 +8,12 @@ that are not a reply to a pending key (late replies, garbage) are dropped.
 """
 from libc.stdint cimport uint64_t
 
-from splayc.hub cimport Hub, Task, get_hub
+from splayc.hub cimport Hub, Task, get_hub, clock_ns
 from splayc.benc cimport encode_c, decode_c
 from splayc.sockbase cimport deadline_after, remaining
-from splayc.uv cimport uv_hrtime, uv_recv_buffer_size, uv_handle_t
+from splayc.uv cimport uv_recv_buffer_size, uv_handle_t
 
-from splayc.udp cimport UDP
+from splayc.udp cimport UDP, udp_new
 
 from splayc.errors import DecodeError
 
@@ -44,7 +44,7 @@ cdef class Pending:
     cdef bint done
     cdef object reply               # the reply dict, or None while waiting
     cdef uint64_t deadline
-    cdef uint64_t next_send         # uv_hrtime() of the next retry (0: no more retries)
+    cdef uint64_t next_send         # clock_ns() of the next retry (0: no more retries)
     cdef uint64_t interval_ns
     cdef int sends_left             # -1: unlimited (no timeout)
 
@@ -59,7 +59,7 @@ cdef class Client:
     cdef public object _splay_node  # set by hub.track(): closed when that node exits
 
     def __cinit__(self, log):
-        self.sock = UDP()
+        self.sock = udp_new()
         self.pending = {}
         self.log = log
 
@@ -110,7 +110,7 @@ cdef class Client:
             enlarge_receive_buffer(self.sock)
         if m.sends_left > 0:
             m.sends_left -= 1
-        m.next_send = uv_hrtime() + m.interval_ns if m.sends_left != 0 else 0
+        m.next_send = clock_ns() + m.interval_ns if m.sends_left != 0 else 0
         return None
 
     cdef object _wait(self, Pending m, Hub hub):
@@ -121,7 +121,7 @@ cdef class Client:
                 if isinstance(m.reply, dict) and "error" in m.reply and "reply" not in m.reply:
                     return (False, m.reply["error"])       # our own failure ("closed")
                 return (True, m.reply)
-            now = uv_hrtime()
+            now = clock_ns()
             if m.deadline and now >= m.deadline:
                 return (False, "timeout")
             if m.next_send and now >= m.next_send:

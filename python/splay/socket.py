@@ -35,8 +35,8 @@ import time as _time
 
 from splayc import addr as _addr
 from splayc import accounting as _accounting
-from splayc.tcp import TCP, select as _select
-from splayc.udp import UDP
+from splayc.tcp import TCP, new_tcp as _new_tcp, select as _select
+from splayc.udp import UDP, new_udp as _new_udp
 
 from . import log as _log
 
@@ -55,11 +55,11 @@ def tcp():
 
     None with :data:`last_error` ``"restricted"`` when restricted sockets allow no more sockets.
     """
-    return _new_socket(TCP)
+    return _new_socket(_new_tcp)
 
 
 def _new_socket(kind):
-    """A new ``kind`` socket, or None (with :data:`last_error`) when restricted sockets refuse it."""
+    """A new socket made by ``kind()``, or None (with :data:`last_error`) when restricted sockets refuse it."""
     global last_error
     s = kind()
     if s.error == "restricted":
@@ -73,7 +73,7 @@ def udp():
 
     None with :data:`last_error` ``"restricted"`` when restricted sockets allow no more sockets.
     """
-    return _new_socket(UDP)
+    return _new_socket(_new_udp)
 
 
 def bind(address, port=None, backlog=32):
@@ -83,7 +83,7 @@ def bind(address, port=None, backlog=32):
     (e.g. ``"address already in use"``). Port 0 picks a free port: see ``getsockname()``.
     """
     global last_error
-    s = TCP()
+    s = _new_tcp()
     if s.bind(address, port) and s.listen(backlog):
         last_error = None
         return s
@@ -99,7 +99,7 @@ def connect(address, port=None):
     (``"connection refused"``, ``"timeout"``, ``"host not found"`` ...).
     """
     global last_error
-    s = TCP()
+    s = _new_tcp()
     if s.connect(address, port):
         last_error = None
         return s
