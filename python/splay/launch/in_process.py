@@ -224,6 +224,7 @@ class HostChurn:
         node = self.running.pop(index, None)
         if node is None:
             return False
+        _crash_simulated_sockets(node)
         hub.hub().request_exit(node)
         return True
 
@@ -234,6 +235,14 @@ class HostChurn:
     def report(self, record):
         """Send a churn record to the launcher."""
         self.out.write_raw(CONTROL + json.dumps(record) + "\n")
+
+
+def _crash_simulated_sockets(node):
+    """In a simulation (``splay run --sim``), a node that goes down resets its connections, as a
+    crashed process's are (its peers see a reset, not a close)."""
+    network = sys.modules.get("splay.sim.network")
+    if network is not None and network.installed() is not None:
+        network.crash(node)
 
 
 def _node_run(main=None, *args):

@@ -6,6 +6,8 @@ output framing), and runs through it, with these differences:
 
 - the hub's clock is virtual (:mod:`splay.sim.clock`), starting at 0 when the first node's
   module runs, and the real blocking calls are refused (:mod:`splay.sim.blocking`);
+- sockets are simulated (:mod:`splay.sim.network`, seeded with the run's seed); a node that goes
+  down (churn, a fault's kill) has its connections reset, as a crashed process's are;
 - each node's ``random`` functions draw from the node's own stream, seeded from the run's seed
   (``SPLAY_SEED``) and the node's position (:class:`splay.sim.seeding.NodeStreams`);
 - before the first output line of each new virtual instant it writes the control line
@@ -30,7 +32,7 @@ import threading
 
 from splay.launch import in_process
 
-from . import blocking, clock, deadlock, seeding
+from . import blocking, clock, deadlock, network, seeding
 
 __all__ = ["main", "UNTIL_ENV", "SimTaggedOutput", "STUCK_SHOWN"]
 
@@ -117,6 +119,10 @@ class SimHost:
         hub.set_virtual_limit(self.until)
         self.stack.callback(hub.set_virtual_limit, None)
         self.stack.enter_context(blocking.guard())
+        # Sockets are simulated from here on, before any node applies its topology (the links
+        # then take their loss draws from the run's seed).
+        network.install(seed=self.seed)
+        self.stack.callback(network.uninstall)
         streams = seeding.NodeStreams(self.seed, lambda node: node.index).install()
         self.stack.callback(streams.uninstall)
         self.progress = _Progress(self, started)
