@@ -351,3 +351,16 @@ def test_more_nodes_than_ports_continue_on_the_next_loopback_address(tmp_path):
         "me 127.0.0.2 65530", "me 127.0.0.2 65531"]
     with pytest.raises(options.UsageError, match="past 65535"):
         options.parse([str(app), "-n", "8", "--first-port", "65530"])
+
+
+def test_random_node_lists_are_the_same_run_after_run(tmp_path):
+    app = write_app(tmp_path, """
+        from splay import events
+        from splay.base import job
+        events.run(lambda: print("list", sorted(n.port for n in job.nodes())))
+    """)
+    runs = [splay_run(tmp_path, app, "-n", "12", "--random-list", "3", "--seed", str(seed))[1]
+            for seed in (4, 4, 5)]
+    lists = [sorted(text for _, _, text in node_lines(log)) for log in runs]
+    assert lists[0] == lists[1] != lists[2]
+    assert all(len(text.split(",")) == 3 for text in lists[0])

@@ -73,7 +73,7 @@ class JobPlan:
 
     def __init__(self, nb_nodes, first_port, list_size=None, random_list=False, name="local",
                  ref=None, nodes_file=None, node_dirs=None, sandbox=None, inline_limit=MAX_INLINE_NODES,
-                 settings=None, addresses=None):
+                 settings=None, addresses=None, list_seed=None):
         # addresses: the nodes' (ip, port)s when not 127.0.0.1:first_port+i (see node_addresses)
         self.nodes = addresses or local_nodes(nb_nodes, first_port)
         self.inline_limit = inline_limit
@@ -85,7 +85,7 @@ class JobPlan:
         self.node_dirs = node_dirs
         self.sandbox = sandbox
         self.settings = settings
-        self._rng = random.Random()
+        self._rng = random.Random(list_seed)        # None: different lists each run
 
     def node_dir(self, i):
         """Working directory of node ``i`` (``None`` when nodes share the launcher's)."""
@@ -209,6 +209,7 @@ class Launcher:
         # file instead (and share what they read, see splay.job).
         plan = JobPlan(n, o.first_port, o.list_size, o.random, o.name, ref=getattr(o, "job_ref", None),
                        addresses=self.node_addresses(n, o.first_port),
+                       list_seed=getattr(o, "list_seed", None),
                        nodes_file=self.nodes_file.path, node_dirs=o.node_dirs, sandbox=sandbox,
                        inline_limit=0 if o.in_process else MAX_INLINE_NODES,
                        settings={**(emulation_settings(o, n) or {}), **fault_settings(o, n),

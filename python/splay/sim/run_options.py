@@ -33,4 +33,5 @@ def check_sim_options(opts):
         opts.seed = 0
     from .run import job_ref
     opts.job_ref = job_ref(opts.seed)
+    opts.list_seed = f"splay-lists:{opts.seed}"     # --random lists: the same run after run
     opts.in_process = True
