@@ -33,6 +33,7 @@ def report(name, problems):
 
 def check_chord(checkers, nodes, rng):
     report("ring", checkers.wait_for(lambda: checkers.chord_ring_problems(nodes), LIVENESS))
+    events.sleep(float(OPTIONS.get("settle", 0)))        # the fingers, after the ring
     problems, hops = checkers.chord_lookup_problems(nodes, samples=int(OPTIONS.get("lookups", 20)),
                                                     rng=rng)
     report("lookups", problems)
