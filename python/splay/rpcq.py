@@ -123,7 +123,10 @@ def _transport(ip, port, request, timeout):
 
 
 def _serve_connection(sock, dispatcher):
-    rpcq_serve_connection(sock, MeasuredAnswer("rpcq", dispatcher.answer_rpcq), settings["max_length"],
+    answer = dispatcher.answers.get(mode)
+    if answer is None:                   # the first connection of this server: counted, compiled
+        answer = dispatcher.answers[mode] = MeasuredAnswer(mode, dispatcher.answer_rpcq, dispatcher)
+    rpcq_serve_connection(sock, answer, settings["max_length"],
                           int(settings["server_max_running"]), l_o)
 
 
