@@ -19,9 +19,10 @@ messages that got no reply. Wire format (docs/wire.md): llenc blocks of benc,
 >>> events.run(main)
 onetwo
 """
-import time
 from collections import OrderedDict
+from time import monotonic as _monotonic
 
+from splayc.hub import current_node as _current_node
 from splayc.rpc_fast import DEFAULT_MAX_LENGTH, rpcq_serve_connection, track, untrack
 from splayc.rpcq_conn import Connection
 from splayc.rpcstats import MeasuredAnswer
@@ -93,11 +94,12 @@ def _forget(key):
 
 def _connection(ip, port):
     global _last_clean
-    now = time.monotonic()
+    now = _monotonic()
     if now - _last_clean > 1.0:
         _last_clean = now
         _clean(now)
-    key = (_node_key(), ip, port)
+    node = _current_node()                # _node_key(), inlined: this runs at every call
+    key = (None if node is None else id(node), ip, port)
     conn = _pool.get(key)
     if conn is not None and conn.peer_gone and conn.close_if_idle():
         conn = None                      # the peer closed it while it was idle
