@@ -4,8 +4,10 @@
  * encoding, no dispatch, non-blocking sockets and epoll on both sides.
  *
  *   rpc_floor server tcp|connect|udp             prints its port, serves until killed
- *   rpc_floor client tcp|connect|udp PORT INFLIGHT CALLS
+ *   rpc_floor client tcp|connect|udp PORT INFLIGHT CALLS [go]
  *                                                 prints {"seconds": s} for CALLS replies
+ *                                                 (go: once connected, print "ready" and start
+ *                                                 at a line on stdin: several clients at once)
  *
  * tcp:     one persistent connection; the client keeps INFLIGHT requests outstanding on it
  *          (1 = sequential ping-pong: write, epoll_wait, read per call and per side).
@@ -125,6 +127,16 @@ static void serve(const char *kind) {
 
 /* ---------------------------------------------------------------------------- clients */
 
+static int go;      /* wait for a line on stdin before starting */
+
+static void wait_for_go(void) {
+    char line[16];
+    if (!go) return;
+    printf("ready\n");
+    fflush(stdout);
+    if (!fgets(line, sizeof line, stdin)) die("stdin");
+}
+
 static double client_tcp(int port, int inflight, long calls) {
     struct sockaddr_in a = loopback(port);
     int s = socket(AF_INET, SOCK_STREAM, 0), ep = epoll_create1(0);
@@ -138,6 +150,7 @@ static double client_tcp(int port, int inflight, long calls) {
     nonblock(s);
     memset(out, 'x', sizeof out);
     watch(ep, s, EPOLLIN, EPOLL_CTL_ADD);
+    wait_for_go();
     t0 = now();
     int first = inflight < calls ? inflight : (int)calls;
     if (write(s, out, first * MSG) != first * MSG) die("write");
@@ -184,8 +197,10 @@ static double client_connect(int port, int inflight, long calls) {
     struct epoll_event events[MAX_EVENTS];
     char msg[MSG], in[MSG];
     long started = 0, done = 0;
-    double t0 = now();
+    double t0;
     memset(msg, 'x', sizeof msg);
+    wait_for_go();
+    t0 = now();
     for (; started < inflight && started < calls; started++) start_call(ep, &a, &conns[started]);
     while (done < calls) {
         int n = epoll_wait(ep, events, MAX_EVENTS, -1);
@@ -223,6 +238,7 @@ static double client_udp(int port, int inflight, long calls) {
     nonblock(s);
     memset(msg, 'x', sizeof msg);
     watch(ep, s, EPOLLIN, EPOLL_CTL_ADD);
+    wait_for_go();
     t0 = now();
     for (; sent < inflight && sent < calls; sent++)
         if (send(s, msg, MSG, 0) != MSG) die("send");
@@ -245,7 +261,9 @@ int main(int argc, char **argv) {
         serve(argv[2]);
         return 0;
     }
-    if (argc == 6 && strcmp(argv[1], "client") == 0) {
+    if ((argc == 6 || (argc == 7 && strcmp(argv[6], "go") == 0)) &&
+        strcmp(argv[1], "client") == 0) {
+        go = argc == 7;
         int port = atoi(argv[3]), inflight = atoi(argv[4]);
         long calls = atol(argv[5]);
         double s;
@@ -260,6 +278,6 @@ int main(int argc, char **argv) {
         return 0;
     }
     fprintf(stderr, "usage: rpc_floor server tcp|connect|udp\n"
-                    "       rpc_floor client tcp|connect|udp PORT INFLIGHT CALLS\n");
+                    "       rpc_floor client tcp|connect|udp PORT INFLIGHT CALLS [go]\n");
     return 2;
 }

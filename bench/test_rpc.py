@@ -58,11 +58,15 @@ ROOT = os.path.dirname(HERE)
 CALLS = {  # (family, workload) -> (callers, calls per caller)
     ("persistent", "seq"): (1, 20_000),
     ("persistent", "conc"): (100, 300),
+    ("persistent", "conns"): (10, 200),      # in each of CLIENT_PROCESSES processes
     ("percall", "seq"): (1, 4_000),
     ("percall", "conc"): (100, 40),
     ("udp", "seq"): (1, 10_000),
     ("udp", "conc"): (100, 100),
 }
+#: Client processes of a workload (default 1): ``conns`` is many connections to one server, one
+#: per client process, started together once every client is connected.
+CLIENT_PROCESSES = {("persistent", "conns"): 8}
 IMPLS = {
     "persistent": ["rpcq", "rpcq-w100", "c-floor", "gevent", "uvloop", "asyncio"],
     "percall": ["rpc", "c-floor", "gevent", "uvloop", "asyncio"],
@@ -201,6 +205,14 @@ def run_loop(coroutine, use_uvloop):
 
 # ------------------------------------------------------------------------------ clients
 
+def wait_for_go():
+    """With RPC_BENCH_GO set (several client processes): say "ready" on stdout, connected and
+    warmed up, and wait for the "go" line on stdin (the whole process waits, which is the point)."""
+    if os.environ.get("RPC_BENCH_GO"):
+        print("ready", flush=True)
+        sys.stdin.readline()
+
+
 def check(results, callers, calls):
     if len(results) != callers * calls or any(r != EXPECTED for r in results):
         bad = [r for r in results if r != EXPECTED][:3]
@@ -222,6 +234,7 @@ def client_pysplay(impl, port, callers, calls):
 
     def main():
         mod.call(node, ["concat", "one", "two"])        # warm-up (rpcq: opens the connection)
+        wait_for_go()
         t0 = time.perf_counter()
         threads = [events.thread(caller) for _ in range(callers)]
         for t in threads:
@@ -281,6 +294,7 @@ def client_gevent(family, port, callers, calls):
 
     def main():
         call("concat", "one", "two")
+        wait_for_go()
         t0 = time.perf_counter()
         gevent.joinall([gevent.spawn(caller) for _ in range(callers)], raise_error=True)
         return time.perf_counter() - t0
@@ -349,6 +363,7 @@ def client_uvloop(family, port, callers, calls, use_uvloop=True):
                 results.append(await call("concat", "one", "two"))
 
         await call("concat", "one", "two")
+        wait_for_go()
         t0 = time.perf_counter()
         await asyncio.gather(*[caller() for _ in range(callers)])
         return time.perf_counter() - t0
@@ -365,6 +380,12 @@ def _env():
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "python"), ROOT,
                                          env.get("PYTHONPATH", "")])
     return env
+
+
+def total_calls(family, workload):
+    """The calls a workload makes, over all its callers and client processes."""
+    callers, calls = CALLS[family, workload]
+    return CLIENT_PROCESSES.get((family, workload), 1) * callers * calls
 
 
 def server_impl(impl):
@@ -401,8 +422,55 @@ def measure_floor(family, workload):
         server.wait()
 
 
+def measure_processes(family, impl, workload):
+    """Seconds for a workload of several client processes (one connection each) against one fresh
+    server: from the moment every client is connected and told to go to the last one's end."""
+    callers, calls = CALLS[family, workload]
+    processes = CLIENT_PROCESSES[family, workload]
+    if impl == FLOOR:
+        exe = floor_binary()
+        server_cmd = [exe, "server", FLOOR_KIND[family]]
+        client_cmd = [exe, "client", FLOOR_KIND[family], "{port}", str(callers),
+                      str(callers * calls), "go"]
+    else:
+        server_cmd = [sys.executable, os.path.abspath(__file__), "--server", server_impl(impl),
+                      family]
+        client_cmd = [sys.executable, os.path.abspath(__file__), "--client", impl, family,
+                      workload, "{port}"]
+    env = dict(_env(), RPC_BENCH_GO="1")
+    server = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, text=True, env=env)
+    clients = []
+    try:
+        port = str(int(server.stdout.readline()))
+        clients = [subprocess.Popen([a.replace("{port}", port) for a in client_cmd],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                    env=env) for _ in range(processes)]
+        for c in clients:
+            if c.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"a {impl} client did not get ready")
+        start = time.perf_counter()
+        for c in clients:
+            c.stdin.write("go\n")
+            c.stdin.flush()
+        for c in clients:
+            json.loads(c.stdout.readline())          # its own seconds; the end is what counts
+        seconds = time.perf_counter() - start
+        for c in clients:
+            if c.wait(60) != 0:
+                raise RuntimeError(f"a {impl} client failed with status {c.returncode}")
+        return seconds
+    finally:
+        for c in clients:
+            c.kill()
+            c.wait()
+        server.kill()
+        server.wait()
+
+
 def measure(family, impl, workload):
-    """Seconds for the workload: a fresh server process and a fresh client process."""
+    """Seconds for the workload: a fresh server process and fresh client processes."""
+    if CLIENT_PROCESSES.get((family, workload), 1) > 1:
+        return measure_processes(family, impl, workload)
     if impl == FLOOR:
         return measure_floor(family, workload)
     callers, calls = CALLS[family, workload]
@@ -449,7 +517,7 @@ except ImportError:            # the command-line mode needs no pytest
     pytest = None
 
 if pytest is not None:
-    CELLS = [(f, i, w) for f, impls in IMPLS.items() for i in impls for w in ("seq", "conc")]
+    CELLS = [(f, i, w) for (f, w) in CALLS for i in IMPLS[f]]
 
     @pytest.mark.parametrize("family, impl, workload", CELLS)
     def test_rpc(benchmark, family, impl, workload):
@@ -458,9 +526,9 @@ if pytest is not None:
         benchmark.extra_info["impl"] = impl
         benchmark.pedantic(lambda: inner.append(measure(family, impl, workload)), rounds=3,
                            iterations=1)
-        callers, calls = CALLS[family, workload]
         benchmark.extra_info["inner_seconds"] = inner
-        benchmark.extra_info["calls_per_second"] = callers * calls / statistics.median(inner)
+        benchmark.extra_info["calls_per_second"] = total_calls(family, workload) / \
+            statistics.median(inner)
         assert all(s > 0 for s in inner)
 
 
@@ -532,9 +600,9 @@ def table(reps):
             for impl in impls:
                 s = measure(family, impl, workload)
                 times.setdefault((family, impl, workload), []).append(s)
-                callers, calls = CALLS[family, workload]
-                print(f"rep {rep + 1}/{reps} {family:10} {impl:9} {workload:4} {s:.3f} s "
-                      f"({callers * calls / s:,.0f} calls/s)", file=sys.stderr, flush=True)
+                print(f"rep {rep + 1}/{reps} {family:10} {impl:9} {workload:5} {s:.3f} s "
+                      f"({total_calls(family, workload) / s:,.0f} calls/s)", file=sys.stderr,
+                      flush=True)
     return format_table(times, reps)
 
 
@@ -562,8 +630,10 @@ def format_table(times, reps):
                 per_run = "×%.2f" % statistics.median(
                     min(times[family, p, workload][r] for p in peers) / runs[r]
                     for r in range(reps))
-            lines.append(f"| {family} | {workload} ({callers}×{calls:,}) | {impl} | "
-                         f"{callers * calls / med:,.0f} | {' '.join(f'{r:.2f}' for r in runs)} | "
+            procs = CLIENT_PROCESSES.get((family, workload), 1)
+            shape = f"{callers}×{calls:,}" if procs == 1 else f"{procs} conns × {callers}×{calls:,}"
+            lines.append(f"| {family} | {workload} ({shape}) | {impl} | "
+                         f"{total_calls(family, workload) / med:,.0f} | {' '.join(f'{r:.2f}' for r in runs)} | "
                          f"{ratio} | {per_run} | {of_floor} |")
     return "\n".join(lines)
 
