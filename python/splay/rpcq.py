@@ -24,7 +24,7 @@ from time import monotonic as _monotonic
 
 from splayc.hub import current_node as _current_node
 from splayc.rpc_fast import DEFAULT_MAX_LENGTH, rpcq_serve_connection, track, untrack
-from splayc.rpcq_conn import Connection
+from splayc.rpcq_conn import Connection, pooled_transport
 from splayc.rpcstats import MeasuredAnswer
 
 from . import events
@@ -117,11 +117,9 @@ def _connection(ip, port):
     return conn
 
 
-def _transport(ip, port, request, timeout):
-    ok, value = _connection(ip, port).call(request, timeout)
-    if not ok:
-        return False, value
-    return True, value["reply"]
+#: ``transport(ip, port, request, timeout)``: compiled (splayc.rpcq_conn.pooled_transport); the
+#: calls it cannot serve from the pool go through _connection.
+_transport = pooled_transport(_pool, settings, _connection)
 
 
 def _serve_connection(sock, dispatcher):
