@@ -50,8 +50,11 @@ WALL_OPERATIONS = {"rpcq": 30_000, "pingpong": 300_000}          # pytest-benchm
 def _metrics_off():
     """Take the metrics out of the RPC paths: the modules then run as they did before them."""
     import splay.rpcq as rpcq
+    from splayc.rpc_answer import compiled_answer
     rpcq.acall.__self__.transport = rpcq._transport        # acall, call, ecall share the API
-    rpcq.MeasuredAnswer = lambda mode, answer: answer       # looked up at each connection
+    # the same compiled dispatch as with metrics, without the counting (looked up at the first
+    # connection of a server)
+    rpcq.MeasuredAnswer = lambda mode, answer, dispatcher: compiled_answer(mode, dispatcher)
 
 
 def _metrics_on():

@@ -1,4 +1,5 @@
-"""RPC between two processes on loopback: pysplay rpc, rpcq, urpc against gevent and asyncio+uvloop.
+"""RPC between two processes on loopback: pysplay rpc, rpcq, urpc against gevent, asyncio+uvloop,
+plain asyncio, and the C floor of each exchange.
 
 Every implementation calls ``concat("one", "two")`` on a server in **another process** and checks
 every result. Workloads:
@@ -9,13 +10,20 @@ every result. Workloads:
 Families (what is compared with what):
 
 * ``persistent``: pysplay **rpcq** against the same RPC written with gevent sockets and with
-  asyncio+uvloop streams: one persistent TCP connection, llenc framing (``<len>\\n<payload>``) of
+  asyncio streams (on uvloop and on asyncio's own loop): one persistent TCP connection, llenc framing (``<len>\\n<payload>``) of
   JSON, requests numbered and replies matched by number (so 100 callers share the connection, as
   with rpcq). rpcq runs twice: with its default ``window_size`` of 2 and with a window of 100
   (``rpcq-w100``), the peers having no window at all.
 * ``percall``: pysplay **rpc** (a connection per call) against the same per-call-connection pattern
-  in gevent and asyncio+uvloop.
-* ``udp``: pysplay **urpc**, reported alone (no peer).
+  in gevent, asyncio+uvloop and plain asyncio.
+* ``udp``: pysplay **urpc** against the same RPC over asyncio datagram endpoints (numbered
+  requests, JSON, no retry), on uvloop and on asyncio's own loop.
+
+Every family also runs ``c-floor``, bench/rpc_floor.c (compiled here with ``cc -O2``): 48-byte
+messages with no encoding and no dispatch over non-blocking sockets and epoll, the least work any
+event-loop RPC must do per call: a ping-pong on one persistent TCP connection, a connection per call
+(connect, write, read, close), and a UDP request/reply; ``callers`` requests in flight at once. The
+table gives each pysplay row's fraction of the floor's rate.
 
 Each measurement starts a fresh server process and a fresh client process
 (``python bench/test_rpc.py --server IMPL FAMILY`` / ``--client IMPL FAMILY WORKLOAD PORT``); the
@@ -24,6 +32,7 @@ one. Every TCP peer sets TCP_NODELAY (pysplay and uvloop do by default).
 
     python bench/test_rpc.py --reps 5          # interleaved runs, medians, ratios (RESULTS-rpc.md)
     python bench/test_rpc.py --callgrind       # CPU instructions per sequential call (both sides)
+    python bench/test_rpc.py --callgrind --ours --keep DIR   # pysplay only; keep the profiles
     python -m pytest bench/test_rpc.py         # pytest-benchmark, one benchmark per cell
 
 ``--callgrind`` runs server and client under ``valgrind --tool=callgrind`` twice (200 and 1,200
@@ -31,6 +40,7 @@ sequential calls) and reports (instructions at 1,200 - instructions at 200) / 1,
 and the server processes: user-space instructions per call, which the machine's load does not
 change (kernel time is not counted).
 """
+import hashlib
 import itertools
 import json
 import os
@@ -48,17 +58,28 @@ ROOT = os.path.dirname(HERE)
 CALLS = {  # (family, workload) -> (callers, calls per caller)
     ("persistent", "seq"): (1, 20_000),
     ("persistent", "conc"): (100, 300),
+    ("persistent", "conns"): (10, 200),      # in each of CLIENT_PROCESSES processes
     ("percall", "seq"): (1, 4_000),
     ("percall", "conc"): (100, 40),
     ("udp", "seq"): (1, 10_000),
     ("udp", "conc"): (100, 100),
 }
+#: Client processes of a workload (default 1): ``conns`` is many connections to one server, one
+#: per client process, started together once every client is connected.
+CLIENT_PROCESSES = {("persistent", "conns"): 8}
 IMPLS = {
-    "persistent": ["rpcq", "rpcq-w100", "gevent", "uvloop"],
-    "percall": ["rpc", "gevent", "uvloop"],
-    "udp": ["urpc"],
+    "persistent": ["rpcq", "rpcq-w100", "c-floor", "gevent", "uvloop", "asyncio"],
+    "percall": ["rpc", "c-floor", "gevent", "uvloop", "asyncio"],
+    "udp": ["urpc", "c-floor", "uvloop", "asyncio"],
 }
+#: What is not a peer: pysplay's implementations and the C floor (which does no RPC at all).
+PYSPLAY = {"rpcq", "rpcq-w100", "rpc", "urpc"}
+FLOOR = "c-floor"
+#: The C floor's kind of exchange for each family (bench/rpc_floor.c).
+FLOOR_KIND = {"persistent": "tcp", "percall": "connect", "udp": "udp"}
 OURS = {"persistent": "rpcq", "percall": "rpc", "udp": "urpc"}
+#: The implementations callgrind measures (the C floors have no interpreter to profile).
+CALLGRIND_IMPLS = {"rpcq", "rpc", "urpc", "gevent", "uvloop", "asyncio"}
 EXPECTED = "onetwo"
 
 
@@ -133,9 +154,8 @@ def serve_gevent(family, ready):
     gevent.spawn(acceptor).join()
 
 
-def serve_uvloop(family, ready):
+def serve_uvloop(family, ready, use_uvloop=True):
     import asyncio
-    import uvloop
 
     async def serve(reader, writer):
         while True:
@@ -149,16 +169,49 @@ def serve_uvloop(family, ready):
             writer.write(frame({"reply": answer(req), "n": req["n"]}))
         writer.close()
 
+    class Datagrams(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            req = json.loads(data)
+            self.transport.sendto(json.dumps({"reply": answer(req), "n": req["n"]}).encode(),
+                                  addr)
+
     async def main():
-        server = await asyncio.start_server(serve, "127.0.0.1", 0, backlog=1024)
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, os._exit, 0)
-        ready(server.sockets[0].getsockname()[1])
+        loop = asyncio.get_running_loop()
+        if family == "udp":
+            transport, _ = await loop.create_datagram_endpoint(Datagrams,
+                                                               local_addr=("127.0.0.1", 0))
+            port = transport.get_extra_info("sockname")[1]
+        else:
+            server = await asyncio.start_server(serve, "127.0.0.1", 0, backlog=1024)
+            port = server.sockets[0].getsockname()[1]
+        loop.add_signal_handler(signal.SIGTERM, os._exit, 0)
+        ready(port)
         await asyncio.Event().wait()
 
-    uvloop.run(main())
+    run_loop(main(), use_uvloop)
+
+
+def run_loop(coroutine, use_uvloop):
+    """Run ``coroutine`` on uvloop's event loop or on asyncio's own."""
+    import asyncio
+    if use_uvloop:
+        import uvloop
+        return uvloop.run(coroutine)
+    return asyncio.run(coroutine)
 
 
 # ------------------------------------------------------------------------------ clients
+
+def wait_for_go():
+    """With RPC_BENCH_GO set (several client processes): say "ready" on stdout, connected and
+    warmed up, and wait for the "go" line on stdin (the whole process waits, which is the point)."""
+    if os.environ.get("RPC_BENCH_GO"):
+        print("ready", flush=True)
+        sys.stdin.readline()
+
 
 def check(results, callers, calls):
     if len(results) != callers * calls or any(r != EXPECTED for r in results):
@@ -181,6 +234,7 @@ def client_pysplay(impl, port, callers, calls):
 
     def main():
         mod.call(node, ["concat", "one", "two"])        # warm-up (rpcq: opens the connection)
+        wait_for_go()
         t0 = time.perf_counter()
         threads = [events.thread(caller) for _ in range(callers)]
         for t in threads:
@@ -240,6 +294,7 @@ def client_gevent(family, port, callers, calls):
 
     def main():
         call("concat", "one", "two")
+        wait_for_go()
         t0 = time.perf_counter()
         gevent.joinall([gevent.spawn(caller) for _ in range(callers)], raise_error=True)
         return time.perf_counter() - t0
@@ -249,15 +304,35 @@ def client_gevent(family, port, callers, calls):
     return seconds
 
 
-def client_uvloop(family, port, callers, calls):
+def client_uvloop(family, port, callers, calls, use_uvloop=True):
     import asyncio
-    import uvloop
 
     results = []
 
+    class Replies(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            msg = json.loads(data)
+            fut = pending.pop(msg["n"], None)
+            if fut is not None:
+                fut.set_result(msg["reply"])
+
+    pending = {}
+
     async def main():
         loop = asyncio.get_running_loop()
-        if family == "percall":
+        if family == "udp":
+            transport, _ = await loop.create_datagram_endpoint(
+                Replies, remote_addr=("127.0.0.1", port))
+            numbers = itertools.count()
+
+            async def call(name, *args):
+                # no retry: loopback loses no datagram at these rates (a loss would time out)
+                n = next(numbers)
+                fut = pending[n] = loop.create_future()
+                transport.sendto(json.dumps({"type": "call", "n": n,
+                                             "call": [name, *args]}).encode())
+                return (await asyncio.wait_for(fut, 60))[0]
+        elif family == "percall":
             async def call(name, *args):
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 writer.write(frame({"type": "call", "call": [name, *args]}))
@@ -266,7 +341,6 @@ def client_uvloop(family, port, callers, calls):
                 return reply[0]
         else:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            pending = {}
             numbers = itertools.count()
 
             async def read_loop():
@@ -289,11 +363,12 @@ def client_uvloop(family, port, callers, calls):
                 results.append(await call("concat", "one", "two"))
 
         await call("concat", "one", "two")
+        wait_for_go()
         t0 = time.perf_counter()
         await asyncio.gather(*[caller() for _ in range(callers)])
         return time.perf_counter() - t0
 
-    seconds = uvloop.run(main())
+    seconds = run_loop(main(), use_uvloop)
     check(results, callers, calls)
     return seconds
 
@@ -307,12 +382,97 @@ def _env():
     return env
 
 
+def total_calls(family, workload):
+    """The calls a workload makes, over all its callers and client processes."""
+    callers, calls = CALLS[family, workload]
+    return CLIENT_PROCESSES.get((family, workload), 1) * callers * calls
+
+
 def server_impl(impl):
-    return "pysplay" if impl in ("rpc", "rpcq", "rpcq-w100", "urpc") else impl
+    return "pysplay" if impl in PYSPLAY else impl
+
+
+def floor_binary():
+    """bench/rpc_floor.c compiled with the system C compiler (once per version of the source)."""
+    src = os.path.join(HERE, "rpc_floor.c")
+    with open(src, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    exe = os.path.join(tempfile.gettempdir(), f"pysplay-rpc-floor-{digest}")
+    if not os.path.exists(exe):
+        part = f"{exe}.{os.getpid()}"
+        subprocess.run(["cc", "-O2", "-o", part, src], check=True)
+        os.replace(part, exe)
+    return exe
+
+
+def measure_floor(family, workload):
+    """Seconds for the workload done by the C floor: the same number of calls, ``callers`` of
+    them in flight at once."""
+    callers, calls = CALLS[family, workload]
+    exe = floor_binary()
+    kind = FLOOR_KIND[family]
+    server = subprocess.Popen([exe, "server", kind], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        out = subprocess.run([exe, "client", kind, str(port), str(callers), str(callers * calls)],
+                             check=True, capture_output=True, text=True, timeout=600)
+        return json.loads(out.stdout)["seconds"]
+    finally:
+        server.kill()
+        server.wait()
+
+
+def measure_processes(family, impl, workload):
+    """Seconds for a workload of several client processes (one connection each) against one fresh
+    server: from the moment every client is connected and told to go to the last one's end."""
+    callers, calls = CALLS[family, workload]
+    processes = CLIENT_PROCESSES[family, workload]
+    if impl == FLOOR:
+        exe = floor_binary()
+        server_cmd = [exe, "server", FLOOR_KIND[family]]
+        client_cmd = [exe, "client", FLOOR_KIND[family], "{port}", str(callers),
+                      str(callers * calls), "go"]
+    else:
+        server_cmd = [sys.executable, os.path.abspath(__file__), "--server", server_impl(impl),
+                      family]
+        client_cmd = [sys.executable, os.path.abspath(__file__), "--client", impl, family,
+                      workload, "{port}"]
+    env = dict(_env(), RPC_BENCH_GO="1")
+    server = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, text=True, env=env)
+    clients = []
+    try:
+        port = str(int(server.stdout.readline()))
+        clients = [subprocess.Popen([a.replace("{port}", port) for a in client_cmd],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                    env=env) for _ in range(processes)]
+        for c in clients:
+            if c.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"a {impl} client did not get ready")
+        start = time.perf_counter()
+        for c in clients:
+            c.stdin.write("go\n")
+            c.stdin.flush()
+        for c in clients:
+            json.loads(c.stdout.readline())          # its own seconds; the end is what counts
+        seconds = time.perf_counter() - start
+        for c in clients:
+            if c.wait(60) != 0:
+                raise RuntimeError(f"a {impl} client failed with status {c.returncode}")
+        return seconds
+    finally:
+        for c in clients:
+            c.kill()
+            c.wait()
+        server.kill()
+        server.wait()
 
 
 def measure(family, impl, workload):
-    """Seconds for the workload: a fresh server process and a fresh client process."""
+    """Seconds for the workload: a fresh server process and fresh client processes."""
+    if CLIENT_PROCESSES.get((family, workload), 1) > 1:
+        return measure_processes(family, impl, workload)
+    if impl == FLOOR:
+        return measure_floor(family, workload)
     callers, calls = CALLS[family, workload]
     server = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--server",
                                server_impl(impl), family], stdout=subprocess.PIPE, text=True,
@@ -331,15 +491,21 @@ def measure(family, impl, workload):
 def child_server(impl, family):
     def ready(port):
         print(port, flush=True)
-    {"pysplay": serve_pysplay, "gevent": serve_gevent, "uvloop": serve_uvloop}[impl](family, ready)
+    if impl == "asyncio":
+        serve_uvloop(family, ready, use_uvloop=False)
+    else:
+        {"pysplay": serve_pysplay, "gevent": serve_gevent, "uvloop": serve_uvloop}[impl](family,
+                                                                                        ready)
 
 
 def child_client(impl, family, workload, port):
     callers, calls = CALLS[family, workload]
     if os.environ.get("RPC_BENCH_CALLS"):
         calls = int(os.environ["RPC_BENCH_CALLS"])
-    if impl in ("rpc", "rpcq", "rpcq-w100", "urpc"):
+    if impl in PYSPLAY:
         return client_pysplay(impl, port, callers, calls)
+    if impl == "asyncio":
+        return client_uvloop(family, port, callers, calls, use_uvloop=False)
     return {"gevent": client_gevent, "uvloop": client_uvloop}[impl](family, port, callers, calls)
 
 
@@ -351,7 +517,7 @@ except ImportError:            # the command-line mode needs no pytest
     pytest = None
 
 if pytest is not None:
-    CELLS = [(f, i, w) for f, impls in IMPLS.items() for i in impls for w in ("seq", "conc")]
+    CELLS = [(f, i, w) for (f, w) in CALLS for i in IMPLS[f]]
 
     @pytest.mark.parametrize("family, impl, workload", CELLS)
     def test_rpc(benchmark, family, impl, workload):
@@ -360,9 +526,9 @@ if pytest is not None:
         benchmark.extra_info["impl"] = impl
         benchmark.pedantic(lambda: inner.append(measure(family, impl, workload)), rounds=3,
                            iterations=1)
-        callers, calls = CALLS[family, workload]
         benchmark.extra_info["inner_seconds"] = inner
-        benchmark.extra_info["calls_per_second"] = callers * calls / statistics.median(inner)
+        benchmark.extra_info["calls_per_second"] = total_calls(family, workload) / \
+            statistics.median(inner)
         assert all(s > 0 for s in inner)
 
 
@@ -378,7 +544,7 @@ def _instructions(out_file):
 
 def callgrind_run(family, impl, calls, workdir):
     """(client, server) instructions for ``calls`` sequential calls, each in a fresh process."""
-    vg = ["valgrind", "--tool=callgrind", "--quiet"]
+    vg = ["valgrind", "--tool=callgrind", "--quiet", "--dump-instr=yes"]
     tag = f"{family}-{impl}-{calls}"
     s_out, c_out = os.path.join(workdir, f"s-{tag}"), os.path.join(workdir, f"c-{tag}")
     server = subprocess.Popen(vg + [f"--callgrind-out-file={s_out}", sys.executable,
@@ -397,16 +563,21 @@ def callgrind_run(family, impl, calls, workdir):
     return _instructions(c_out), _instructions(s_out)
 
 
-def callgrind_table():
+def callgrind_table(only_ours=False, keep=None):
+    """The instructions table; ``only_ours``: pysplay's rpcq, rpc and urpc alone; ``keep``: a
+    directory that keeps the callgrind output files (for callgrind_annotate)."""
     low, high = 200, 1200
     lines = ["| family | impl | client instr/call | server instr/call | total | this ÷ ours |",
              "|---|---|---|---|---|---|"]
-    with tempfile.TemporaryDirectory() as workdir:
-        for family in ("persistent", "percall"):
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = keep or tmp
+        for family in ("persistent", "percall", "udp"):
             per = {}
             for impl in IMPLS[family]:
-                if impl == "rpcq-w100":
+                if impl == "rpcq-w100" or (only_ours and impl != OURS[family]):
                     continue                    # same code as rpcq for sequential calls
+                if impl not in CALLGRIND_IMPLS:
+                    continue                    # the C floors: no interpreter to measure
                 c1, s1 = callgrind_run(family, impl, low, workdir)
                 c2, s2 = callgrind_run(family, impl, high, workdir)
                 per[impl] = ((c2 - c1) / (high - low), (s2 - s1) / (high - low))
@@ -429,34 +600,41 @@ def table(reps):
             for impl in impls:
                 s = measure(family, impl, workload)
                 times.setdefault((family, impl, workload), []).append(s)
-                callers, calls = CALLS[family, workload]
-                print(f"rep {rep + 1}/{reps} {family:10} {impl:9} {workload:4} {s:.3f} s "
-                      f"({callers * calls / s:,.0f} calls/s)", file=sys.stderr, flush=True)
+                print(f"rep {rep + 1}/{reps} {family:10} {impl:9} {workload:5} {s:.3f} s "
+                      f"({total_calls(family, workload) / s:,.0f} calls/s)", file=sys.stderr,
+                      flush=True)
     return format_table(times, reps)
 
 
 def format_table(times, reps):
-    """The results table. Two ratios for each pysplay row: the best peer's median time over ours,
-    and the median over repetitions of (the best peer's time in that repetition / ours in it),
-    which cancels the load changes between repetitions on a shared machine."""
+    """The results table. For each pysplay row, against the best Python peer: the best peer's
+    median time over ours, and the median over repetitions of (the best peer's time in that
+    repetition / ours in it), which cancels the load changes between repetitions on a shared
+    machine; against the C floor: the median over repetitions of (the floor's time / ours), the
+    fraction of the floor's rate reached."""
     lines = ["| family | workload | impl | median calls/s | runs (s) | speed-up over the best "
-             "peer: ratio of medians | median of per-run ratios |",
-             "|---|---|---|---|---|---|---|"]
+             "peer: ratio of medians | median of per-run ratios | of the C floor (per run) |",
+             "|---|---|---|---|---|---|---|---|"]
     for (family, workload), (callers, calls) in CALLS.items():
-        peers = [i for i in IMPLS[family] if server_impl(i) != "pysplay"]
+        peers = [i for i in IMPLS[family] if i not in PYSPLAY and i != FLOOR]
         best = min((statistics.median(times[family, i, workload]) for i in peers), default=None)
+        floor = times.get((family, FLOOR, workload))
         for impl in IMPLS[family]:
             runs = times[family, impl, workload]
             med = statistics.median(runs)
-            ratio = per_run = ""
-            if best is not None and impl not in peers:
+            ratio = per_run = of_floor = ""
+            if impl != FLOOR and floor is not None:
+                of_floor = "%.2f" % statistics.median(floor[r] / runs[r] for r in range(reps))
+            if best is not None and impl in PYSPLAY:
                 ratio = f"×{best / med:.2f}"
                 per_run = "×%.2f" % statistics.median(
                     min(times[family, p, workload][r] for p in peers) / runs[r]
                     for r in range(reps))
-            lines.append(f"| {family} | {workload} ({callers}×{calls:,}) | {impl} | "
-                         f"{callers * calls / med:,.0f} | {' '.join(f'{r:.2f}' for r in runs)} | "
-                         f"{ratio} | {per_run} |")
+            procs = CLIENT_PROCESSES.get((family, workload), 1)
+            shape = f"{callers}×{calls:,}" if procs == 1 else f"{procs} conns × {callers}×{calls:,}"
+            lines.append(f"| {family} | {workload} ({shape}) | {impl} | "
+                         f"{total_calls(family, workload) / med:,.0f} | {' '.join(f'{r:.2f}' for r in runs)} | "
+                         f"{ratio} | {per_run} | {of_floor} |")
     return "\n".join(lines)
 
 
@@ -469,7 +647,8 @@ if __name__ == "__main__":
     elif "--callgrind" in sys.argv:
         print("user-space instructions per sequential call (valgrind callgrind); "
               "this ÷ ours = this impl's total / ours (>1: pysplay does less work)")
-        print(callgrind_table())
+        keep = sys.argv[sys.argv.index("--keep") + 1] if "--keep" in sys.argv else None
+        print(callgrind_table("--ours" in sys.argv, keep))
     else:
         reps = int(sys.argv[sys.argv.index("--reps") + 1]) if "--reps" in sys.argv else 5
         print(f"median of {reps} runs; speed-up = the best peer's median time / this median time "

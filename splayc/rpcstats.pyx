@@ -12,9 +12,13 @@ The counters of the running thread's node are its node object's ``rpc_stats`` at
 has one (``--in-process`` nodes each get their own), else the process-wide :func:`default_stats`.
 A ping is counted under the function name ``(ping)``.
 """
+from libc.math cimport frexp
 from libc.stdint cimport uint64_t
 from splayc.hub cimport Hub, Task, get_hub
 from splayc.uv cimport uv_hrtime
+from splayc.rpc_answer cimport CompiledDispatch
+
+from splayc.rpc_answer import NOT_HANDLED
 
 DEF N_BOUNDS = 24
 DEF N_BUCKETS = 25
@@ -31,6 +35,29 @@ cdef bint _enabled = True
 cdef RpcStats _default
 
 
+cdef inline int _bucket(double seconds) noexcept:
+    # The bucket is the first bound >= seconds. The bounds are 1e-5 * 2**i: start from the binary
+    # exponent of seconds / 1e-5 (at most a step off) instead of walking the bounds from 0.
+    cdef int e, i
+    frexp(seconds * 1e5, &e)
+    i = e - 1
+    if i < 0:
+        i = 0
+    elif i > N_BOUNDS:
+        i = N_BOUNDS
+    while i > 0 and seconds <= _bounds[i - 1]:
+        i -= 1
+    while i < N_BOUNDS and seconds > _bounds[i]:
+        i += 1
+    return i
+
+
+def latency_bucket(double seconds):
+    """The histogram bucket of a call lasting ``seconds`` (that of
+    :func:`splay.observatory.buckets.bucket_index`)."""
+    return _bucket(seconds)
+
+
 cdef class FunctionStats:
     """The counters of one function in one mode (read with :meth:`as_dict`)."""
     cdef public unsigned long long made, served, errors, timeouts
@@ -39,10 +66,7 @@ cdef class FunctionStats:
 
 
     cdef inline void observe(self, double seconds):
-        cdef int i = 0
-        while i < N_BOUNDS and seconds > _bounds[i]:
-            i += 1
-        self.latency[i] += 1
+        self.latency[_bucket(seconds)] += 1
         self.latency_sum += seconds
 
     def as_dict(self):
@@ -113,8 +137,28 @@ cdef inline object _function_of(object request):
     return "(invalid)"
 
 
-cdef inline int _count_made(int mode, object request, double elapsed, object result) except -1:
-    cdef FunctionStats f = _stats_of_current().get(mode, _function_of(request))
+cdef class _LastFunction:
+    """The counters a wrapper used last, found again without a dict lookup when the next call
+    is to the same function of the same node (nearly always, in a loop of calls)."""
+    cdef int mode
+    cdef RpcStats stats
+    cdef object name
+    cdef FunctionStats f
+
+    cdef FunctionStats get(self, object request):
+        cdef RpcStats stats = _stats_of_current()
+        cdef object name = _function_of(request)
+        if stats is self.stats and (name is self.name or name == self.name):
+            return self.f
+        self.f = stats.get(self.mode, name)
+        self.stats = stats
+        self.name = name
+        return self.f
+
+
+cdef inline int _count_made(_LastFunction last, object request, double elapsed,
+                            object result) except -1:
+    cdef FunctionStats f = last.get(request)
     f.made += 1
     f.observe(elapsed)
     ok, payload = result
@@ -128,8 +172,8 @@ cdef inline int _count_made(int mode, object request, double elapsed, object res
     return 0
 
 
-cdef inline int _count_served(int mode, object request, object reply) except -1:
-    cdef FunctionStats f = _stats_of_current().get(mode, _function_of(request))
+cdef inline int _count_served(_LastFunction last, object request, object reply) except -1:
+    cdef FunctionStats f = last.get(request)
     f.served += 1
     if type(reply) is dict and "error" in <dict>reply:
         f.errors += 1
@@ -144,7 +188,8 @@ cdef inline int _count_served(int mode, object request, object reply) except -1:
 def MeasuredTransport(mode, transport):
     """``transport(ip, port, request, timeout)`` of an RPC mode, wrapped to count each call it
     makes (made, errors, timeouts, latency) for the running thread's node."""
-    cdef int m = MODES.index(mode)
+    cdef _LastFunction last = _LastFunction()
+    last.mode = MODES.index(mode)
 
     def measured_transport(ip, port, request, timeout):
         cdef uint64_t start
@@ -152,19 +197,28 @@ def MeasuredTransport(mode, transport):
             return transport(ip, port, request, timeout)
         start = uv_hrtime()
         result = transport(ip, port, request, timeout)
-        _count_made(m, request, (uv_hrtime() - start) * 1e-9, result)
+        _count_made(last, request, (uv_hrtime() - start) * 1e-9, result)
         return result
     return measured_transport
 
 
-def MeasuredAnswer(mode, answer):
-    """``answer(request) -> reply`` of an RPC server, wrapped to count each call it serves."""
+def MeasuredAnswer(mode, answer, dispatcher=None):
+    """``answer(request) -> reply`` of an RPC server, wrapped to count each call it serves.
+
+    With the server's ``dispatcher`` (a :class:`splay.rpc_core.dispatch.Dispatcher`), the common
+    call runs through its compiled fast path (:mod:`splayc.rpc_answer`) and only the other
+    requests reach ``answer``."""
+    cdef _LastFunction last = _LastFunction()
     cdef int m = MODES.index(mode)
+    cdef CompiledDispatch fast = None if dispatcher is None else CompiledDispatch(dispatcher)
+    last.mode = m
 
     def measured_answer(request):
-        reply = answer(request)
+        reply = NOT_HANDLED if fast is None else fast.answer(m, request)
+        if reply is NOT_HANDLED:
+            reply = answer(request)
         if _enabled:
-            _count_served(m, request, reply)
+            _count_served(last, request, reply)
         return reply
     return measured_answer
 

@@ -47,7 +47,10 @@ def _transport(ip, port, request, timeout):
 
 
 def _serve_connection(sock, dispatcher):
-    rpc_serve_connection(sock, MeasuredAnswer("rpc", dispatcher.answer_rpc), float(settings["server_timeout"]),
+    answer = dispatcher.answers.get(mode)
+    if answer is None:                   # the first connection of this server: counted, compiled
+        answer = dispatcher.answers[mode] = MeasuredAnswer(mode, dispatcher.answer_rpc, dispatcher)
+    rpc_serve_connection(sock, answer, float(settings["server_timeout"]),
                          settings["max_length"], l_o)
 
 

@@ -19,11 +19,12 @@ messages that got no reply. Wire format (docs/wire.md): llenc blocks of benc,
 >>> events.run(main)
 onetwo
 """
-import time
 from collections import OrderedDict
+from time import monotonic as _monotonic
 
+from splayc.hub import current_node as _current_node
 from splayc.rpc_fast import DEFAULT_MAX_LENGTH, rpcq_serve_connection, track, untrack
-from splayc.rpcq_conn import Connection
+from splayc.rpcq_conn import Connection, pooled_transport
 from splayc.rpcstats import MeasuredAnswer
 
 from . import events
@@ -93,11 +94,12 @@ def _forget(key):
 
 def _connection(ip, port):
     global _last_clean
-    now = time.monotonic()
+    now = _monotonic()
     if now - _last_clean > 1.0:
         _last_clean = now
         _clean(now)
-    key = (_node_key(), ip, port)
+    node = _current_node()                # _node_key(), inlined: this runs at every call
+    key = (None if node is None else id(node), ip, port)
     conn = _pool.get(key)
     if conn is not None and conn.peer_gone and conn.close_if_idle():
         conn = None                      # the peer closed it while it was idle
@@ -115,15 +117,16 @@ def _connection(ip, port):
     return conn
 
 
-def _transport(ip, port, request, timeout):
-    ok, value = _connection(ip, port).call(request, timeout)
-    if not ok:
-        return False, value
-    return True, value["reply"]
+#: ``transport(ip, port, request, timeout)``: compiled (splayc.rpcq_conn.pooled_transport); the
+#: calls it cannot serve from the pool go through _connection.
+_transport = pooled_transport(_pool, settings, _connection)
 
 
 def _serve_connection(sock, dispatcher):
-    rpcq_serve_connection(sock, MeasuredAnswer("rpcq", dispatcher.answer_rpcq), settings["max_length"],
+    answer = dispatcher.answers.get(mode)
+    if answer is None:                   # the first connection of this server: counted, compiled
+        answer = dispatcher.answers[mode] = MeasuredAnswer(mode, dispatcher.answer_rpcq, dispatcher)
+    rpcq_serve_connection(sock, answer, settings["max_length"],
                           int(settings["server_max_running"]), l_o)
 
 

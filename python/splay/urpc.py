@@ -119,7 +119,7 @@ class UDPServer:
         self.ip = ip
         self.port = s.getsockname()[1]
         self.dispatcher = dispatcher
-        self.answer = MeasuredAnswer("urpc", dispatcher.answer_urpc)   # counted (splayc.rpcstats)
+        self.answer = MeasuredAnswer("urpc", dispatcher.answer_urpc, dispatcher)   # counted (splayc.rpcstats)
         self.cache = OrderedDict()       # key -> [reply datagram or None while running, time]
         self.closed = False
         self.thread = spawn(self._receive_loop)

@@ -95,9 +95,9 @@ class ClientAPI:
         if timeout is None:
             timeout = self.settings["default_timeout"]
         timeout = -1.0 if timeout is None or timeout < 0 else float(timeout)
-        gate = self._limit()
-        if gate is None:
+        if not self.settings.get("max"):      # unlimited (the default): no semaphore to take
             return self.transport(ip, port, request, timeout)
+        gate = self._limit()
         # Waiting for a free slot counts in the call's timeout.
         start = time.monotonic()
         if not gate.lock(None if timeout < 0 else timeout):
@@ -113,30 +113,40 @@ class ClientAPI:
         """``acall(node, call, timeout=None)`` or ``acall(ip, port, call, timeout=None)``: call
         ``call`` (``"name"`` or ``["name", args...]``) on the node:
         ``(True, [results])`` or ``(False, "message")``."""
-        node, args = node_args(node, args, "acall", 2)
-        if call is not NO_CALL:
-            if args:
-                raise TypeError("acall() got the call both by position and as call=")
-            args = (call,)
-        if not args:
-            raise TypeError("acall() needs the call: acall(node, call, timeout=None)")
+        return self._acall(node, args, call, timeout)
+
+    def _acall(self, node, args, call, timeout):
+        """:meth:`acall` with its arguments as given (``args``: the positional ones after node)."""
+        if len(args) != 1 or type(node) is str:   # not the common call(node, call)
+            node, args = node_args(node, args, "acall", 2)
+            if call is not NO_CALL:
+                if args:
+                    raise TypeError("acall() got the call both by position and as call=")
+                args = (call,)
+            if not args:
+                raise TypeError("acall() needs the call: acall(node, call, timeout=None)")
+            if len(args) == 2:
+                timeout = args[1]
+        elif call is not NO_CALL:
+            raise TypeError("acall() got the call both by position and as call=")
         call = args[0]
-        if len(args) == 2:
-            timeout = args[1]
-        try:
-            call = as_call_list(list(call) if type(call) is tuple else call)
-        except ValueError as exc:
-            return False, str(exc)
+        if type(call) is not list or not call:
+            try:
+                call = as_call_list(list(call) if type(call) is tuple else call)
+            except ValueError as exc:
+                return False, str(exc)
         ok, payload = self._exchange(node, {"type": "call", "call": call}, timeout)
         if not ok:
             return False, payload
+        if type(payload) is list:
+            return True, payload
         return results_of(payload)
 
     def call(self, node, *args, call=NO_CALL, timeout=None):
         """``call(node, call, timeout=None)`` (or ``call(ip, port, ...)``): the result of the
         remote call: one value, a tuple for several, None for none or on failure (use
         :meth:`acall` to tell a failure from a None result)."""
-        ok, results = self.acall(node, *args, call=call, timeout=timeout)
+        ok, results = self._acall(node, args, call, timeout)
         if not ok or not results:
             return None
         if len(results) == 1:
@@ -147,7 +157,7 @@ class ClientAPI:
         """Like :meth:`call`, but a failure raises :class:`splay.RPCError`
         (:class:`splay.RPCTimeout` for a timeout)."""
         node, args = node_args(node, args, "ecall", 2)
-        ok, results = self.acall(node, *args, call=call, timeout=timeout)
+        ok, results = self._acall(node, args, call, timeout)
         if call is NO_CALL:
             call = args[0] if args else None
         if not ok:

@@ -40,12 +40,15 @@ def as_call_list(call):
 class Dispatcher:
     """Runs the calls of one server against its :class:`~.namespace.ServedNamespace`."""
 
-    __slots__ = ("root", "own_module", "log")
+    __slots__ = ("root", "own_module", "log", "answers")
 
     def __init__(self, served, log):
         self.root = served.root
         self.own_module = served.own_module
         self.log = log
+        #: mode -> the ``answer`` function a mode's connections share (built by the mode module
+        #: at its first connection: splayc.rpcstats.MeasuredAnswer over this dispatcher)
+        self.answers = {}
 
     def run_call(self, call):
         """``(True, [results])`` or ``(False, "message")``; never raises an ``Exception``."""
@@ -75,9 +78,7 @@ class Dispatcher:
             try:
                 result = target(*call[1:]) if len(call) > 1 else target()
             except Exception as exc:
-                self.log.notice(f"the remote function {name!r} failed: "
-                                f"{type(exc).__name__}: {exc}")
-                return False, f"{type(exc).__name__}: {exc}"
+                return False, self.failed(name, exc)
         elif len(call) > 1:
             return False, CALLING_A_VARIABLE
         else:
@@ -85,6 +86,11 @@ class Dispatcher:
         if type(result) is tuple:
             return True, list(result)
         return True, [result]
+
+    def failed(self, name, exc):
+        """The error message of a call of ``name`` that raised ``exc`` (logged at notice level)."""
+        self.log.notice(f"the remote function {name!r} failed: {type(exc).__name__}: {exc}")
+        return f"{type(exc).__name__}: {exc}"
 
     # -- the reply of each mode
 
