@@ -282,8 +282,12 @@ def load_jobs(environ=None):
         return [Job.from_dict(d) for d in json.load(f)]
 
 
-def main(argv=None):
-    """Run every node of the jobs file in this process; returns the exit status."""
+def main(argv=None, output_class=NodeTaggedOutput, by_position=False):
+    """Run every node of the jobs file in this process; returns the exit status.
+
+    ``output_class`` frames the nodes' lines for the launcher; with ``by_position`` node objects
+    are numbered by their job's position rather than by their rank in the jobs file (a worker of
+    ``--workers`` hosts some of the positions: :mod:`splay.launch.workers_host`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         print("usage: python -m splay.launch.in_process APP.py [ARGS...]  (jobs from $SPLAY_JOBS_FILE)",
@@ -301,7 +305,7 @@ def main(argv=None):
     from splay import events
     from splayc import hub
 
-    out = NodeTaggedOutput(sys.stdout.fileno())
+    out = output_class(sys.stdout.fileno())
     sys.stdout = sys.stderr = out
     splay.job = CurrentJob()
     events.run, real_run = _node_run, events.run
@@ -319,7 +323,7 @@ def main(argv=None):
     churn_file = os.environ.get(churn_replay.CHURN_ENV)
     if churn_file:
         return _main_churn(out, jobs, app_path, source, churn_file, real_run)
-    nodes = [InProcessNode(i, job) for i, job in enumerate(jobs)]
+    nodes = [InProcessNode(job.position if by_position else i, job) for i, job in enumerate(jobs)]
     sampler = _start_metrics(lambda: [(n.index, n) for n in nodes])
     for node in nodes:
         hub.set_default_node(node)
