@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+import psutil
 import pytest
 
 from examples.checkers import free_port_range
@@ -160,3 +161,30 @@ def test_a_bad_workers_option_exits_with_status_2(tmp_path):
                           capture_output=True, text=True, timeout=LIVENESS)
     assert done.returncode == 2
     assert "--workers 3 is more workers than the 2 node(s)" in done.stderr
+
+
+def test_ctrl_c_stops_every_worker(tmp_path):
+    first = free_port_range(3 * 4)
+    proc = subprocess.Popen([sys.executable, "-m", "splay.cli", "run", str(APP), "-n", "4",
+                             "--first-port", str(first), "--in-process", "--workers", "2",
+                             "--log", str(tmp_path / "run.log"), "--", f"base={first + 4}",
+                             "mode=hang"],
+                            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        seen = {}                                    # node -> its process's pid
+        for line in proc.stdout:
+            found = re.match(r"\[node (\d+)\] pid (\d+)", line)
+            if found:
+                seen[found.group(1)] = int(found.group(2))
+            if len(seen) == 4:
+                break
+        pids = set(seen.values())
+        assert len(pids) == 2
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=LIVENESS)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert "SIGINT: stopping all nodes" in err and "stopped" in err
+    assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
