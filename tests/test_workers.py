@@ -3,6 +3,7 @@
 The nodes run tests/workers_app.py; node i calls node i + 1, which with two workers is always on
 the other worker (node i runs on worker i % 2).
 """
+import json
 import os
 import pathlib
 import re
@@ -50,6 +51,9 @@ def test_nodes_on_different_workers_call_each_other(tmp_path):
         assert got == [f"{proto} {nxt} {pids[nxt]}" for proto in ("rpc", "rpcq", "urpc")] + \
                       [f"raw {nxt} {pids[nxt]} hello"], got
     assert "4/4 node(s) ran in 2 worker processes" in done.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())     # every worker's nodes sampled
+    assert {sample["node"] for sample in metrics["samples"]} == {0, 1, 2, 3}
+    assert [node["state"] for node in metrics["nodes"]] == ["ended"] * 4
 
 
 def test_merged_log_keeps_the_order_lines_were_written_in(tmp_path):
