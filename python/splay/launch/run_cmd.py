@@ -268,7 +268,7 @@ class Launcher:
         # Under churn nobody is alive before the trace's first up time.
         self.nodes_file.write(plan.nodes if self.churn is None else [])
         self.mux.note(f"running {n} node(s) of {o.app_origin} on ports {o.first_port}-{o.first_port + n - 1}"
-                      f"{' in one process' if o.in_process else ''}, job ref {plan.ref}; log: {o.log}; "
+                      f"{' in one process' if o.in_process and self.workers is None else ''}, job ref {plan.ref}; log: {o.log}; "
                       f"open-file limit {self.fd_limit}", show=False)
         if self.workers is not None:
             self.mux.note(self.workers.describe(), show=False)
