@@ -30,6 +30,7 @@ import pytest
 
 from examples import checkers
 from examples.checkers import local_nodes, run, wait_for
+from splay.launch.workers import node_addresses
 
 QUICK = "processes:24:period=0.5,in-process:300:period=1"
 
@@ -39,10 +40,17 @@ def sizes():
     runs = []
     for item in os.environ.get("SPLAY_SCALE", QUICK).split(","):
         mode, n, *options = item.strip().split(":")
-        if mode not in ("processes", "in-process"):
-            raise ValueError(f"SPLAY_SCALE: mode {mode!r} is neither 'processes' nor 'in-process'")
+        if mode not in ("processes", "in-process") and not workers_of(mode):
+            raise ValueError(f"SPLAY_SCALE: mode {mode!r} is none of 'processes', 'in-process', "
+                             "'workersK' (--in-process --workers K)")
         runs.append((mode, int(n), options))
     return runs
+
+
+def workers_of(mode):
+    """K of a mode ``workersK`` (``splay run --in-process --workers K``), else 0."""
+    rest = mode[len("workers"):] if mode.startswith("workers") else ""
+    return int(rest) if rest.isdigit() and int(rest) >= 1 else 0
 
 
 def period_of(options):
@@ -52,10 +60,11 @@ def period_of(options):
     return 0.5
 
 
-def node_processes(launcher, in_process):
+def node_processes(launcher, mode):
     """The node processes started by the launcher (psutil objects)."""
     children = psutil.Process(launcher.pid).children(recursive=True)
-    marker = "splay.launch.in_process" if in_process else "splay.launch.node"
+    marker = {"in-process": "splay.launch.in_process", "processes": "splay.launch.node"}.get(
+        mode, "splay.launch.workers_host")
     return [p for p in children if marker in " ".join(_cmdline(p))]
 
 
@@ -81,7 +90,8 @@ def memory(procs):
 
 def measure(mode, n, options, launched_at, launcher):
     """Everything one run measures (inside a SPLAY thread)."""
-    nodes = local_nodes(n, launcher.first_port)
+    nodes = (node_addresses(n, launcher.first_port) if workers_of(mode)
+             else local_nodes(n, launcher.first_port))
     period = period_of(options)
     wave = next((float(o.split("=", 1)[1]) for o in options if o.startswith("wave=")), period * 3)
     liveness = 300 + (math.log2(max(n, 2)) + 1) * wave * 2 + n * 0.05
@@ -103,7 +113,7 @@ def measure(mode, n, options, launched_at, launcher):
     lookups, hops = checkers.chord_lookup_problems(nodes, samples=100, rng=random.Random(1))
     result["lookup_problems"] = len(lookups)
     result["mean_hops"] = round(sum(hops) / len(hops), 2) if hops else None
-    procs = node_processes(launcher, mode == "in-process")
+    procs = node_processes(launcher, mode)
     rss, uss = memory(procs)
     result.update(processes=len(procs), rss_total_mb=round(rss / 2 ** 20, 1),
                   rss_per_node_kb=round(rss / n / 1024, 1), uss_per_node_kb=round(uss / n / 1024, 1))
@@ -115,11 +125,14 @@ def measure(mode, n, options, launched_at, launcher):
 @pytest.mark.parametrize("mode,n,options", sizes(),
                          ids=[f"{m}-{n}" for m, n, _ in sizes()])
 def test_chord_ring_converges(tmp_path, mode, n, options):
-    first = checkers.free_port_range(n)
+    k = workers_of(mode)
+    # --workers: past 127.0.0.1's ports below the ephemeral range, the nodes go on 127.0.0.2, ...
+    first = checkers.free_port_range(min(n, 16000) if k else n)
     launched_at = time.monotonic()
     launcher = checkers.start_run("chord.py", n, first, ["demo=0", *options],
-                                  in_process=mode == "in-process", time_limit=3600,
-                                  log=tmp_path / "run.log")
+                                  in_process=mode != "processes", time_limit=3600,
+                                  log=tmp_path / "run.log",
+                                  extra=["--workers", str(k)] if k else ())
     launcher.first_port = first
     try:
         result = run(measure, mode, n, options, launched_at, launcher)

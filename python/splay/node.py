@@ -44,6 +44,18 @@ class Node(namedtuple("Node", ["ip", "port"])):
         return f"Node({self.ip!r}, {self.port})"
 
 
+#: True in the worker processes of a run whose nodes listen on several loopback addresses
+#: (``splay run --in-process --workers K``, see :mod:`splay.launch.workers`): there a server on
+#: "every interface" (a port alone, ``"*"`` or ``0.0.0.0``) listens on its node's own address
+#: (``job.me.ip``), so that ``127.0.0.1:20000`` and ``127.0.0.2:20000`` are two nodes.
+wildcard_is_own_address = False
+
+
+def _own_address():
+    import splay
+    return splay.job.me.ip
+
+
 def address(node_or_ip, port=None, default_ip="127.0.0.1"):
     """Normalise SPLAY's ``<IP, port>`` argument forms to a ``(ip, port)`` tuple.
 
@@ -71,6 +83,8 @@ def address(node_or_ip, port=None, default_ip="127.0.0.1"):
         ip = ip.decode()
     if ip in (None, "", "*"):
         ip = default_ip
+    if ip == "0.0.0.0" and wildcard_is_own_address:
+        ip = _own_address()
     if isinstance(p, str) and p.isdigit():
         p = int(p)
     if not isinstance(p, int) or isinstance(p, bool) or not 0 <= p <= 65535:

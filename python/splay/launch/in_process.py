@@ -291,11 +291,14 @@ def load_jobs(environ=None):
         return [Job.from_dict(d) for d in json.load(f)]
 
 
-def main(argv=None, output_class=NodeTaggedOutput, scheduler=None):
+def main(argv=None, output_class=NodeTaggedOutput, scheduler=None, by_position=False):
     """Run every node of the jobs file in this process; returns the exit status.
 
-    A simulation (:mod:`splay.sim.run_host`) passes its own ``output_class`` (lines stamped with
-    virtual time) and ``scheduler`` (``events.run`` on the virtual clock)."""
+    ``output_class`` frames the nodes' lines for the launcher. A simulation
+    (:mod:`splay.sim.run_host`) passes its own ``output_class`` (lines stamped with virtual time)
+    and ``scheduler`` (``events.run`` on the virtual clock). With ``by_position`` node objects are
+    numbered by their job's position rather than by their rank in the jobs file (a worker of
+    ``--workers`` hosts some of the positions: :mod:`splay.launch.workers_host`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         print("usage: python -m splay.launch.in_process APP.py [ARGS...]  (jobs from $SPLAY_JOBS_FILE)",
@@ -331,7 +334,7 @@ def main(argv=None, output_class=NodeTaggedOutput, scheduler=None):
     churn_file = os.environ.get(churn_replay.CHURN_ENV)
     if churn_file:
         return _main_churn(out, jobs, app_path, source, churn_file, real_run)
-    nodes = [InProcessNode(i, job) for i, job in enumerate(jobs)]
+    nodes = [InProcessNode(job.position if by_position else i, job) for i, job in enumerate(jobs)]
     sampler = _start_metrics(lambda: [(n.index, n) for n in nodes])
     for node in nodes:
         hub.set_default_node(node)

@@ -19,6 +19,8 @@ __all__ = ["parse", "UsageError", "build_parser", "sandbox_limits", "SANDBOX_DEF
            "SANDBOX_NET_DEFAULTS"]
 
 DEFAULT_LOG = "splay-run.log"
+# The value of --workers given without K: one worker per core.
+CORES = "cores"
 
 # --max-... options of --sandbox: the keyword of splay.sandbox.confine each one becomes, its type
 # and its help. --sandbox-opt KEY=VALUE passes any other keyword.
@@ -119,6 +121,11 @@ def build_parser():
                         "for a given --seed (default 0); see docs/simulation.md")
     p.add_argument("--until", type=float, default=None, metavar="SECONDS",
                    help="with --sim: stop the simulation at this virtual time")
+    p.add_argument("--workers", type=_workers_value, nargs="?", const=CORES, default=None, metavar="K",
+                   help="with --in-process: spread the nodes over K processes, each with its own "
+                        "scheduler (--workers alone: one per core; 1: every node in one process, "
+                        "the default); nodes past 127.0.0.1's ports below the ephemeral range go on "
+                        "127.0.0.2, ... (docs/running.md)")
     p.add_argument("--no-metrics", dest="metrics", action="store_false",
                    help="do not sample the nodes' metrics (RPC counts, latencies, bytes, threads, "
                         "memory, CPU, application metrics) into metrics.json beside the log")
@@ -238,6 +245,36 @@ def _faults(opts, n):
     return timeline
 
 
+def _workers_value(text):
+    """The value of ``--workers``: an integer, or :data:`CORES` (``--workers`` alone)."""
+    if text == CORES:
+        return CORES
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of worker processes, got {text!r}") from None
+
+
+def _workers(opts, n):
+    """Check ``--workers`` and set ``opts.workers``: 1 without it, the number of cores for
+    ``--workers`` alone, K for ``--workers K``."""
+    from . import workers
+    given = workers.default_workers() if opts.workers == CORES else opts.workers
+    problem = workers.check(given, n, opts.in_process)
+    _check(problem is None, problem)
+    opts.workers = 1 if given is None else given
+    if opts.workers == 1:
+        return
+    _check(opts.churn is None and opts.faults is None,
+           "--churn and --faults replay their timeline in one process: they cannot go with "
+           "--workers K>1 yet; use --workers 1 (or leave --workers out)")
+    room = workers.ports_per_address(opts.first_port)
+    _check(room >= n or not (opts.topology or opts.partition),
+           f"--topology and --partition number the nodes on one address: {n} nodes from port "
+           f"{opts.first_port} need several (127.0.0.1 has {room} ports below the ephemeral "
+           "range); use fewer nodes or a lower --first-port")
+
+
 def parse(argv):
     """Parse and check ``splay run`` arguments; ``UsageError`` says what is wrong."""
     argv = list(argv)
@@ -261,8 +298,12 @@ def parse(argv):
     n = opts.nodes
     _check(n >= 1, f"-n must be at least 1, got {n}")
     _check(1 <= opts.first_port <= 65535, f"--first-port must be from 1 to 65535, got {opts.first_port}")
+    _check(not (opts.sim and opts.workers is not None),
+           "--workers cannot apply with --sim: a simulation runs every node in one process on one "
+           "virtual clock; drop --workers")
+    _workers(opts, n)
     last = opts.first_port + n - 1
-    _check(last <= 65535 or opts.sim, f"{n} nodes from port {opts.first_port} need ports up to {last}, past 65535: "
+    _check(last <= 65535 or opts.sim or opts.workers > 1, f"{n} nodes from port {opts.first_port} need ports up to {last}, past 65535: "
                           f"use --first-port {65536 - n} or lower, or fewer nodes")
     if opts.random_list is not None:
         _check(opts.list_size is None or opts.list_size == opts.random_list,

@@ -11,6 +11,7 @@ With ``--churn TRACE`` the nodes start and stop when the trace says (:mod:`splay
 Exit status: 0 when every node ended well, 1 when one failed, 2 on a command-line error,
 130 after Ctrl-C, 143 after SIGTERM, 129 after SIGHUP.
 """
+import functools
 import json
 import os
 import random
@@ -29,8 +30,9 @@ from splay.job import Job
 from splay.sim import seeding
 from splay.utils import local_nodes
 
-from . import churn_replay, in_process, options
+from . import churn_replay, in_process, options, workers
 from .output import OutputMux
+from .workers_output import WorkersMux
 from .processes import (NodeProcess, NodesFile, Watchdog, describe_status, node_environment,
                         raise_fd_limit)
 from .progress import Progress
@@ -145,6 +147,7 @@ class Launcher:
         self.metrics = None          # the run's observatory (splay.launch.run_metrics)
         self.faults = None           # the launcher's side of --faults (splay.faults.local)
         self.fork_server = None      # process-per-node: nodes are forked from it (fork_server.py)
+        self.workers = None          # --in-process --workers K>1: the K worker processes (workers.py)
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -214,6 +217,8 @@ class Launcher:
                        inline_limit=0 if o.in_process else MAX_INLINE_NODES,
                        settings={**(emulation_settings(o, n) or {}), **fault_settings(o, n),
                                  **o.net_settings} or None)
+        if o.in_process and o.workers > 1:
+            plan.nodes = workers.node_addresses(n, o.first_port)   # past 127.0.0.1's free ports: .2, ...
         self.plan = plan
         if o.node_dirs is not None:
             for i in range(n):
@@ -221,7 +226,11 @@ class Launcher:
         env = node_environment()
         if o.seed is not None:
             env[seeding.SEED_ENV] = str(o.seed)
-        if o.in_process:
+        if o.in_process and o.workers > 1:
+            command = [o.python, "-m", "splay.launch.workers_host", o.app, *o.app_args]
+            self.workers = workers.Workers(o.workers, plan, command, env, tmpdir, self.watchdog)
+            self.procs = self.workers.procs
+        elif o.in_process:
             # One process hosts every node; it reads their jobs from a file (N jobs of N nodes
             # would not fit in its environment).
             jobs_path = os.path.join(tmpdir, "jobs.json")
@@ -259,7 +268,8 @@ class Launcher:
             kind = churn_replay.HostChurnReport if o.in_process else churn_replay.ChurnReplay
             self.churn = kind(self, o.schedule, o.churn_speed, trace_name=o.churn)
         try:
-            self.mux = self.mux_class(o.log, echo=None if o.quiet else self.stdout, notes=self.stderr,
+            make_mux = self.mux_class if self.workers is None else functools.partial(WorkersMux, procs=self.procs)
+            self.mux = make_mux(o.log, echo=None if o.quiet else self.stdout, notes=self.stderr,
                                  before_write=self.progress.clear, on_control=self._on_control)
         except OSError as e:
             raise options.UsageError(f"cannot write the log file {o.log!r}: {e.strerror}; "
@@ -275,8 +285,10 @@ class Launcher:
         # Under churn nobody is alive before the trace's first up time.
         self.nodes_file.write(plan.nodes if self.churn is None else [])
         self.mux.note(f"running {n} node(s) of {o.app_origin} on ports {o.first_port}-{o.first_port + n - 1}"
-                      f"{' in one process' if o.in_process else ''}, job ref {plan.ref}; log: {o.log}; "
+                      f"{' in one process' if o.in_process and self.workers is None else ''}, job ref {plan.ref}; log: {o.log}; "
                       f"open-file limit {self.fd_limit}", show=False)
+        if self.workers is not None:
+            self.mux.note(self.workers.describe(), show=False)
 
         n = len(self.procs)
         started = 0
@@ -329,6 +341,8 @@ class Launcher:
                 timeouts.append(self.kill_at - now)
             if polling:
                 timeouts.append(POLL_INTERVAL)
+            if getattr(self.mux, "waiting", False):
+                timeouts.append(WorkersMux.WAIT)      # lines of --workers wait for their turn
             if self.faults is not None and not self.stopping and self.faults.next_wakeup() is not None:
                 timeouts.append(self.faults.next_wakeup() - time.monotonic())
             if self.churn is not None and not self.stopping and self.churn.next_wakeup() is not None:
@@ -399,6 +413,9 @@ class Launcher:
             self.metrics.ended(proc, self.sel, rc, proc.failed)
         if not self.stopping and not self.opts.in_process:
             self.write_nodes_file()
+        if self.workers is not None and self.workers.owns(proc.index):
+            self.workers.on_exit(self, proc, rc)
+            return
         if proc.index == HOST and rc == 1 and self.failed:
             # The host of --in-process nodes ends with 1 when some node failed: already reported.
             self.mux.note(f"{self._name(HOST)} ended: {describe_status(rc)}", show=False)
@@ -493,6 +510,8 @@ class Launcher:
         if self.opts.in_process:
             host = self.procs[0]
             parts = [f"{n if started else 0}/{n} node(s) ran in one process"]
+            if self.workers is not None:
+                parts = [self.workers.summary(started, n)]
             if host.stop_requested:
                 parts.append("stopped")
         else:

@@ -161,6 +161,8 @@ class LocalMetrics:
     def _indexes(self, proc):
         if isinstance(proc.index, int):
             return [proc.index]
+        if getattr(proc, "node_indexes", None) is not None:
+            return proc.node_indexes        # a worker of --workers: the nodes it hosts
         # The host of --in-process nodes: under churn the replay reports each node's up time;
         # the nodes still up when the host ends end with it.
         if self.opts.schedule is not None:

@@ -1,0 +1,36 @@
+"""The RPC-heavy application of bench/test_workers.py: every node serves rpcq and runs CALLERS
+threads that call random other nodes' ``ping`` in a loop, from the wall-clock time ``start=T``
+for ``seconds=D``; then each node prints ``calls C`` (the calls it completed in that window).
+
+Arguments (key=value): start=T (epoch seconds), seconds=D, callers=C (default 4).
+"""
+import random, sys, time
+from splay.base import *
+from splay import rpcq
+
+opts = dict(arg.split("=", 1) for arg in sys.argv[1:])
+START, SECONDS = float(opts["start"]), float(opts["seconds"])
+CALLERS = int(opts.get("callers", 4))
+done = [0]
+
+def ping(x):
+    return x
+
+def caller(nodes, rng):
+    while time.time() < START + SECONDS:
+        if rpcq.call(rng.choice(nodes), ["ping", 1], 10) == 1 and START <= time.time() < START + SECONDS:
+            done[0] += 1
+
+def main():
+    rpcq.server(job.me.port)
+    others = [n for n in job.nodes() if n.port != job.me.port or n.ip != job.me.ip]
+    events.sleep(max(0.0, START - time.time() - 0.5))     # every node's server is up by then
+    rng = random.Random(job.position)
+    for _ in range(CALLERS):
+        events.thread(lambda: caller(others, rng))
+    events.sleep(START + SECONDS + 0.5 - time.time())      # the callers have stopped counting
+    print(f"calls {done[0]}")
+    events.sleep(1.0)                                     # the others' last calls are answered
+    events.exit()
+
+events.run(main)
