@@ -67,6 +67,7 @@ cdef class TCP(SocketBase):
     # listening side: connections accepted by libuv, not yet returned by accept()
     cdef uv_tcp_t** accepted
     cdef int n_accepted, accepted_cap
+    cdef int accepted_limit           # accepted_cap grows up to this (the listen backlog, at least 64)
     cdef bint accept_deferred
     cdef int listen_err
     # network emulation (splayc/shaping.pyx): the links to the emulated peer this socket connected to

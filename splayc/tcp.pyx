@@ -46,6 +46,7 @@ from splay.node import address as _node_address
 cdef enum:
     WRITABLE_QUEUE = 1 << 16      # select() calls a socket writable below this many queued bytes
     MIN_ACCEPT_QUEUE = 64
+    FIRST_ACCEPT_QUEUE = 4        # entries allocated at listen(): most servers never hold more
 # HIGH_WATER and the R_* results of _wait_read are declared in tcp.pxd (the RPC fast path uses them).
 
 BUSY_MESSAGE = "busy: another thread is already receiving (or accepting) on this socket"
@@ -157,6 +158,24 @@ cdef void _shutdown_cb(uv_shutdown_t* req, int status) noexcept with gil:
     free(req)
 
 
+cdef bint _grow_accept_queue(TCP s) noexcept:
+    """Double ``s.accepted`` up to ``s.accepted_limit``: False when it is at the limit (or out of
+    memory). The queue starts small because a listening socket of an idle node (thousands of
+    them in one --in-process run) would otherwise hold a backlog-sized array it never fills."""
+    cdef int cap = s.accepted_cap * 2
+    cdef uv_tcp_t** bigger
+    if s.accepted_cap >= s.accepted_limit:
+        return False
+    if cap > s.accepted_limit:
+        cap = s.accepted_limit
+    bigger = <uv_tcp_t**>realloc(s.accepted, cap * sizeof(uv_tcp_t*))
+    if bigger == NULL:
+        return False
+    s.accepted = bigger
+    s.accepted_cap = cap
+    return True
+
+
 cdef int _accept_into_queue(TCP s) except -1:
     """uv_accept the connection libuv holds into a new handle at the end of ``s.accepted``."""
     cdef uv_tcp_t* h = <uv_tcp_t*>malloc(sizeof(uv_tcp_t))
@@ -183,7 +202,7 @@ cdef void _connection_cb(uv_stream_t* server, int status) noexcept with gil:
     s = <TCP>server.data
     if status < 0:
         s.listen_err = status
-    elif s.n_accepted >= s.accepted_cap:
+    elif s.n_accepted >= s.accepted_cap and not _grow_accept_queue(s):
         # Queue full: leave the connection with libuv, which stops listening until accept().
         s.accept_deferred = True
         return
@@ -873,7 +892,8 @@ cdef class TCP(SocketBase):
         if err < 0:
             self.error = error_message(err)
             return None
-        self.accepted_cap = n if n > MIN_ACCEPT_QUEUE else MIN_ACCEPT_QUEUE
+        self.accepted_limit = n if n > MIN_ACCEPT_QUEUE else MIN_ACCEPT_QUEUE
+        self.accepted_cap = FIRST_ACCEPT_QUEUE          # grown by _grow_accept_queue
         self.accepted = <uv_tcp_t**>malloc(self.accepted_cap * sizeof(uv_tcp_t*))
         if self.accepted == NULL:
             raise MemoryError()

@@ -294,6 +294,32 @@ def fill_accept_queue(server, port):
     raise AssertionError("connect never timed out although nobody accepts")
 
 
+def test_connections_waiting_beyond_the_first_accept_queue_are_accepted_in_order():
+    # The accept queue starts at a few entries and grows up to the backlog; past that libuv keeps
+    # the rest in the kernel. 150 connections made before any accept() all come out, in order.
+    def main(threads):
+        server, port = listen(backlog=100)
+        clients = []
+        for i in range(150):
+            c = socket.connect("127.0.0.1", port)
+            assert c is not None, socket.last_error
+            c.send(b"%d\n" % i)
+            clients.append(c)
+        events.sleep(0.05)                   # let libuv take what it can into the queue
+        server.settimeout(5)
+        got = []
+        for _ in clients:
+            a = server.accept()
+            assert a is not None, server.error
+            got.append(int(a.receive()))
+            a.close()
+        for c in clients + [server]:
+            c.close()
+        return got
+
+    assert run_main(main) == list(range(150))
+
+
 def test_connect_timeout_and_killed_connect():
     def main(threads):
         server, port = listen(backlog=1)
