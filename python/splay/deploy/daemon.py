@@ -23,6 +23,7 @@ from .daemon_cleanup import clean_previous_run
 from .daemon_metrics import SHIP_INTERVAL, MetricsRelay
 from .instances import KEEP_FINISHED, InstanceManager
 from .job_limits import DEFAULTS, Limits
+from .node_output import NodeOutputs, output_directory
 from .protocol import CONTROLLER_MESSAGES, MAX_LINE, Channel, ProtocolError, client_tls, decode
 from .report_spool import REPORTED, ReportSpool
 
@@ -58,11 +59,14 @@ class Daemon:
         self.dropped_lines = 0
         # Reports kept until the controller acknowledges them (at-least-once, see report_spool.py)
         self.spool = ReportSpool(os.path.join(base_dir, "report-spool"))
+        # Nodes write their output to files that outlive this daemon (see node_output.py).
+        self.outputs = NodeOutputs(output_directory(base_dir), self.spool)
         self.shaping = HostShaping(shaping_device, name, base_dir)
         self.metrics = MetricsRelay()
         self.manager = InstanceManager(limits, ip, base_dir, self.emit, self.log_line, self.clock,
                                        sandbox, on_job_end=self.shaping.job_ended,
-                                       metrics=self.metrics)
+                                       metrics=self.metrics, outputs=self.outputs)
+        self.report_left_output()
 
     def clock(self):
         """This daemon's clock (``--clock-offset`` shifts it, to test the controller's correction)."""
@@ -79,11 +83,42 @@ class Daemon:
                 self.send_metrics(self.channel)   # a node's last samples come before its end
             self.channel.send_nowait(message)
 
-    def log_line(self, instance_id, stamp, stream, text):
-        """Queue one output line for the controller."""
+    def log_line(self, instance_id, stamp, stream, text, mark=None):
+        """Queue one output line for the controller. ``mark``: (OutputFile, offset of the line's
+        end) for a line read from a node's output file (see node_output.py)."""
         if len(self.lines) == MAX_BUFFERED_LINES:
             self.dropped_lines += 1             # the deque drops the oldest line
-        self.lines.append((instance_id, stamp, stream, text))
+            oldest = self.lines[0][4]
+            if oldest is not None:
+                self.outputs.spooled([oldest])
+        if mark is not None:
+            mark[0].queued += 1
+        self.lines.append((instance_id, stamp, stream, text, mark))
+
+    def report_left_output(self):
+        """Spool the lines a previous run of this daemon left unreported in its nodes' output
+        files (it was killed: its nodes died with it), then delete the files."""
+        for output in self.outputs.left_behind(self.spool.offsets):
+            lines = output.read_lines(final=True)
+            for line, offset in lines:
+                self.log_line(output.instance_id, self.clock(), output.stream,
+                              line.decode("utf-8", "replace"), (output, offset))
+            if lines:
+                log.info("node output: %d line(s) of instance %d left unreported by the previous "
+                         "run", len(lines), output.instance_id)
+            self.outputs.done(output)
+        self.spool_lines()
+
+    def drain_output(self):
+        """At a clean stop, after the nodes were killed: spool what they printed last and delete
+        their output files."""
+        manager = self.manager
+        for output in list(manager.output_files):
+            manager.output_files.discard(output)
+            manager._forward_lines(output.instance, output, output.read_lines(final=True))
+            self.outputs.done(output)
+        self.spool_lines()
+        self.outputs.remove_directory()
 
     async def run(self):
         """Connect, serve, reconnect, forever (returns only when refused)."""
@@ -232,6 +267,7 @@ class Daemon:
                 log.warning("dropped %d output lines (more than %d between two flushes)",
                             self.dropped_lines, MAX_BUFFERED_LINES)
                 self.dropped_lines = 0
+            self.manager.poll_output()
             self.spool_lines()
             channel = self.channel
             if channel is not None:
@@ -246,9 +282,14 @@ class Daemon:
         lines = self.lines
         while lines:
             batch = [lines.popleft() for _ in range(min(LINES_PER_MESSAGE, len(lines)))]
-            message = self.spool.append({"type": "log", "lines": batch})
+            marks = [entry[4] for entry in batch if entry[4] is not None]
+            message = {"type": "log", "lines": [entry[:4] for entry in batch]}
+            if marks:                           # how far these lines reach in their files
+                message["offsets"] = {output.key: offset for output, offset in marks}
+            message = self.spool.append(message)
             if self.channel is not None:
                 self.channel.send_nowait(message)
+            self.outputs.spooled(marks)
 
     async def ship_metrics(self, channel):
         """Send the nodes' samples every SHIP_INTERVAL (see daemon_metrics.py)."""
@@ -427,6 +468,7 @@ async def _run(daemon):
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait([runner, stopper], return_when=asyncio.FIRST_COMPLETED)
     daemon.manager.kill_all_now()
+    daemon.drain_output()
     daemon.shaping.clear_now()
     daemon.spool.close()
     if runner.done():
