@@ -374,6 +374,9 @@ def build_parser():
     p.add_argument("--orphan-timeout", type=float, default=60.0,
                    help="seconds without controller before all instances are stopped")
     p.add_argument("--max-backoff", type=float, default=10.0, help="longest wait between reconnections")
+    p.add_argument("--silence-timeout", type=float, default=30.0,
+                   help="seconds without a message from the controller (it pings) after which "
+                        "the connection counts as lost and the daemon reconnects")
     p.add_argument("--clock-offset", type=float, default=0.0,
                    help="shift this daemon's clock by SECONDS (to test log time correction)")
     p.add_argument("--nice", type=int, default=-10,
@@ -451,7 +454,8 @@ def main(argv=None):
     if args.sandbox == "auto" and not sandbox:
         log.warning("splay.sandbox is not available: instances run unconfined")
     daemon = Daemon(host or "127.0.0.1", port, key, name, args.ip, limits, base_dir, tls,
-                    args.orphan_timeout, args.max_backoff, clock_offset=args.clock_offset,
+                    args.orphan_timeout, args.max_backoff, args.silence_timeout,
+                    clock_offset=args.clock_offset,
                     sandbox=sandbox, shaping_device=args.shaping_device)
     if args.maelstrom_programs:
         from splay.maelstrom.programs import ProgramBridges
