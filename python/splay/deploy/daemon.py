@@ -43,7 +43,7 @@ class Daemon:
 
     def __init__(self, host, port, key, name, ip, limits, base_dir, tls=None, orphan_timeout=60.0,
                  max_backoff=10.0, silence_timeout=30.0, clock_offset=0.0, sandbox=True,
-                 shaping_device=None):
+                 shaping_device=None, node_output="file"):
         self.host, self.port = host, port
         self.key = key
         self.name = name
@@ -65,7 +65,8 @@ class Daemon:
         self.metrics = MetricsRelay()
         self.manager = InstanceManager(limits, ip, base_dir, self.emit, self.log_line, self.clock,
                                        sandbox, on_job_end=self.shaping.job_ended,
-                                       metrics=self.metrics, outputs=self.outputs)
+                                       metrics=self.metrics,
+                                       outputs=self.outputs if node_output == "file" else None)
         self.report_left_output()
 
     def clock(self):
@@ -392,6 +393,10 @@ def build_parser():
                    help="the network device whose egress carries this host's traffic to the "
                         "other hosts (e.g. eth0): jobs submitted with --shaping kernel shape it "
                         "with tc (needs root); without it such jobs fail here")
+    p.add_argument("--node-output", choices=("file", "pipe"), default="file",
+                   help="how nodes hand their output to the daemon: files that outlive a killed "
+                        "daemon (nothing lost; a node's output per life counts in its file-size "
+                        "limit), or pipes (lines still in a pipe die with a killed daemon)")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -456,7 +461,8 @@ def main(argv=None):
     daemon = Daemon(host or "127.0.0.1", port, key, name, args.ip, limits, base_dir, tls,
                     args.orphan_timeout, args.max_backoff, args.silence_timeout,
                     clock_offset=args.clock_offset,
-                    sandbox=sandbox, shaping_device=args.shaping_device)
+                    sandbox=sandbox, shaping_device=args.shaping_device,
+                    node_output=args.node_output)
     if args.maelstrom_programs:
         from splay.maelstrom.programs import ProgramBridges
         daemon.manager.programs = ProgramBridges(daemon.manager.log_line, daemon.manager.clock)

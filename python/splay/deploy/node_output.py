@@ -13,8 +13,11 @@ make a node's ``print`` fail, and the files do not count in the node's disk quot
 lines already spooled is given back as the daemon goes (holes punched in the file), and a life's
 files are deleted once all their lines are in the spool.
 
-A node's output per life is bounded by its file-size limit (the sandbox's ``--max-disk``,
-RLIMIT_FSIZE): the file's offset grows with every byte printed, even though its space is freed.
+A sandboxed node's output per life counts in its file-size limit (RLIMIT_FSIZE, which the sandbox
+sets to ``--max-disk`` and lowers as the node fills its directory): the file's offset grows with
+every byte printed, even though its space is freed, and a write past the limit ends the node
+(SIGXFSZ). ``splayd --node-output pipe`` gives nodes pipes instead (no such limit, but what is
+still in a pipe dies with a killed daemon).
 """
 import ctypes
 import hashlib
