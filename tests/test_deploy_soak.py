@@ -1,5 +1,5 @@
 """The fault soak: a churned job on 6 daemons while a seeded schedule SIGKILLs and restarts the
-controller and daemons and fills one daemon's disk (a small tmpfs), then checks that nothing was
+controller and daemons and fills one daemon's disk (a small tmpfs) for a while, then checks that nothing was
 lost or left behind. Two variants:
   - loopback: the daemons on 127.0.0.1, the controller's database in SQLite;
   - netns: each daemon in its own network namespace (the testbed's --netns), the database in
@@ -201,6 +201,8 @@ def view_agrees(bed, job):
     return True
 
 
+# The run's own length, plus start, recoveries and checks (a longer soak needs longer).
+@pytest.mark.timeout(max(SOAK_SECONDS.values()) + 240)
 def test_soak(soak_bed, tmp_path):
     bed = soak_bed
     seconds = SOAK_SECONDS[bed.variant]
@@ -233,11 +235,10 @@ def test_soak(soak_bed, tmp_path):
             time.sleep(rng.uniform(0.5, 2))
             bed.start_daemon(index)
         elif kind == "disk":
-            if os.path.exists(filler):
-                os.unlink(filler)                 # the disk has room again
-            else:
-                subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M"],
-                               capture_output=True)       # until ENOSPC
+            subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M"],
+                           capture_output=True)       # until ENOSPC
+            time.sleep(rng.uniform(2, 4))             # nodes print, churn goes on meanwhile
+            os.unlink(filler)                         # the disk has room again
         injected.append((round(at, 1), kind, index if kind == "daemon" else None))
         bed.wait_daemons(6, timeout=60)
         began = time.monotonic()

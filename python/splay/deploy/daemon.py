@@ -125,6 +125,7 @@ class Daemon:
         """Connect, serve, reconnect, forever (returns only when refused)."""
         asyncio.ensure_future(self.watch_orphans())
         asyncio.ensure_future(self.flush_lines())
+        asyncio.ensure_future(self.retry_nodes_files())
         backoff = 0.2
         while True:
             try:
@@ -303,6 +304,12 @@ class Daemon:
         """Queue the buffered samples of the nodes on ``channel``."""
         for message in self.metrics.messages():
             channel.send_nowait(message)
+
+    async def retry_nodes_files(self):
+        """Every second, write the nodes files a full disk kept stale (see update_nodes)."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.manager.write_unwritten_nodes()
 
     async def watch_orphans(self):
         """Stop every instance once the controller has been away longer than ``orphan_timeout``."""

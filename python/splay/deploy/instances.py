@@ -172,6 +172,7 @@ class InstanceManager:
         self.spawner = concurrent.futures.ThreadPoolExecutor(SPAWN_THREADS, "splayd-spawn")
         self.tasks = set()
         self.job_nodes = {}                 # job ref -> the alive nodes the controller sent last
+        self.nodes_unwritten = set()        # job refs whose nodes files a full disk kept stale
         # Called with a job's ref once none of its instances holds a slot here any more (the
         # daemon then removes the job's kernel shaping, see host_shaping.py).
         self.on_job_end = on_job_end
@@ -371,10 +372,30 @@ class InstanceManager:
         """Rewrite (atomically) the nodes file of each running instance of a job (and remember
         the list: a churned instance's next process starts with it)."""
         self.job_nodes[job_ref] = nodes
+        failed = None
         for instance in self.instances.values():
             if instance.job_ref == job_ref and instance.state == "RUNNING":
-                _write_json(os.path.join(self.job_dir(job_ref), str(instance.id), "nodes.json"),
-                            nodes)
+                path = os.path.join(self.job_dir(job_ref), str(instance.id), "nodes.json")
+                try:
+                    _write_json(path, nodes)
+                except OSError as e:           # a full disk: write_unwritten_nodes tries again
+                    failed = e
+                    try:
+                        os.unlink(path + ".tmp")
+                    except OSError:
+                        pass
+        if failed is None:
+            self.nodes_unwritten.discard(job_ref)
+        elif job_ref not in self.nodes_unwritten:
+            self.nodes_unwritten.add(job_ref)
+            log.warning("job %s: cannot update the nodes files (%s); trying again every second",
+                        job_ref, failed.strerror or failed)
+
+    def write_unwritten_nodes(self):
+        """Write again the nodes files that could not be written (a full disk), so that
+        ``job.nodes()`` is right again once there is room, without waiting for the next change."""
+        for job_ref in list(self.nodes_unwritten):
+            self.update_nodes(job_ref, self.job_nodes[job_ref])
 
     def announce(self, started):
         """The controller was told these instances started: their exits may be reported now."""
