@@ -192,3 +192,37 @@ def test_churn_while_the_controller_is_down_converges(bed):
     wait_for(nodes_files_right, 30, "every nodes file (job.nodes()) to list nodes 1 and 2")
     bed.client().post(f"/api/jobs/{job['id']}/kill", {})
     wait_for(lambda: job_processes(job["ref"]) == [], 30, "the job's processes to end")
+
+
+def test_nodes_files_a_full_disk_kept_stale_are_written_once_there_is_room(tmp_path):
+    import subprocess
+    from splay.deploy.instances import Instance, InstanceManager
+    from splay.deploy.job_limits import Limits
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root): no disk to fill")
+    try:
+        manager = InstanceManager(Limits(), "127.0.0.1", str(small), lambda m: None,
+                                  lambda *line: None, sandbox=False)
+        instance = Instance(1, "job1", 20000, 0)
+        instance.state = "RUNNING"
+        manager.instances[1] = instance
+        nodes_file = small / "jobs" / "job1" / "1" / "nodes.json"
+        nodes_file.parent.mkdir(parents=True)
+        manager.update_nodes("job1", [{"ip": "127.0.0.1", "port": 20000}])
+        with open(small / "filler", "wb", buffering=0) as filler:
+            with pytest.raises(OSError):
+                while True:
+                    filler.write(b"\0" * 4096)
+        later = [{"ip": "127.0.0.1", "port": 20000}, {"ip": "127.0.0.1", "port": 20001}]
+        manager.update_nodes("job1", later)             # no room: no error, kept for later
+        assert manager.nodes_unwritten == {"job1"}
+        assert len(json.loads(nodes_file.read_text())) == 1
+        assert not os.path.exists(str(nodes_file) + ".tmp")
+        os.unlink(small / "filler")
+        manager.write_unwritten_nodes()
+        assert json.loads(nodes_file.read_text()) == later and manager.nodes_unwritten == set()
+    finally:
+        subprocess.run(["umount", "-l", str(small)])

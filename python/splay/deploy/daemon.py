@@ -23,6 +23,7 @@ from .daemon_cleanup import clean_previous_run
 from .daemon_metrics import SHIP_INTERVAL, MetricsRelay
 from .instances import KEEP_FINISHED, InstanceManager
 from .job_limits import DEFAULTS, Limits
+from .node_output import NodeOutputs, output_directory
 from .protocol import CONTROLLER_MESSAGES, MAX_LINE, Channel, ProtocolError, client_tls, decode
 from .report_spool import REPORTED, ReportSpool
 
@@ -42,7 +43,7 @@ class Daemon:
 
     def __init__(self, host, port, key, name, ip, limits, base_dir, tls=None, orphan_timeout=60.0,
                  max_backoff=10.0, silence_timeout=30.0, clock_offset=0.0, sandbox=True,
-                 shaping_device=None):
+                 shaping_device=None, node_output="file"):
         self.host, self.port = host, port
         self.key = key
         self.name = name
@@ -58,11 +59,15 @@ class Daemon:
         self.dropped_lines = 0
         # Reports kept until the controller acknowledges them (at-least-once, see report_spool.py)
         self.spool = ReportSpool(os.path.join(base_dir, "report-spool"))
+        # Nodes write their output to files that outlive this daemon (see node_output.py).
+        self.outputs = NodeOutputs(output_directory(base_dir), self.spool)
         self.shaping = HostShaping(shaping_device, name, base_dir)
         self.metrics = MetricsRelay()
         self.manager = InstanceManager(limits, ip, base_dir, self.emit, self.log_line, self.clock,
                                        sandbox, on_job_end=self.shaping.job_ended,
-                                       metrics=self.metrics)
+                                       metrics=self.metrics,
+                                       outputs=self.outputs if node_output == "file" else None)
+        self.report_left_output()
 
     def clock(self):
         """This daemon's clock (``--clock-offset`` shifts it, to test the controller's correction)."""
@@ -79,16 +84,48 @@ class Daemon:
                 self.send_metrics(self.channel)   # a node's last samples come before its end
             self.channel.send_nowait(message)
 
-    def log_line(self, instance_id, stamp, stream, text):
-        """Queue one output line for the controller."""
+    def log_line(self, instance_id, stamp, stream, text, mark=None):
+        """Queue one output line for the controller. ``mark``: (OutputFile, offset of the line's
+        end) for a line read from a node's output file (see node_output.py)."""
         if len(self.lines) == MAX_BUFFERED_LINES:
             self.dropped_lines += 1             # the deque drops the oldest line
-        self.lines.append((instance_id, stamp, stream, text))
+            oldest = self.lines[0][4]
+            if oldest is not None:
+                self.outputs.spooled([oldest])
+        if mark is not None:
+            mark[0].queued += 1
+        self.lines.append((instance_id, stamp, stream, text, mark))
+
+    def report_left_output(self):
+        """Spool the lines a previous run of this daemon left unreported in its nodes' output
+        files (it was killed: its nodes died with it), then delete the files."""
+        for output in self.outputs.left_behind(self.spool.offsets):
+            lines = output.read_lines(final=True)
+            for line, offset in lines:
+                self.log_line(output.instance_id, self.clock(), output.stream,
+                              line.decode("utf-8", "replace"), (output, offset))
+            if lines:
+                log.info("node output: %d line(s) of instance %d left unreported by the previous "
+                         "run", len(lines), output.instance_id)
+            self.outputs.done(output)
+        self.spool_lines()
+
+    def drain_output(self):
+        """At a clean stop, after the nodes were killed: spool what they printed last and delete
+        their output files."""
+        manager = self.manager
+        for output in list(manager.output_files):
+            manager.output_files.discard(output)
+            manager._forward_lines(output.instance, output, output.read_lines(final=True))
+            self.outputs.done(output)
+        self.spool_lines()
+        self.outputs.remove_directory()
 
     async def run(self):
         """Connect, serve, reconnect, forever (returns only when refused)."""
         asyncio.ensure_future(self.watch_orphans())
         asyncio.ensure_future(self.flush_lines())
+        asyncio.ensure_future(self.retry_nodes_files())
         backoff = 0.2
         while True:
             try:
@@ -232,6 +269,7 @@ class Daemon:
                 log.warning("dropped %d output lines (more than %d between two flushes)",
                             self.dropped_lines, MAX_BUFFERED_LINES)
                 self.dropped_lines = 0
+            self.manager.poll_output()
             self.spool_lines()
             channel = self.channel
             if channel is not None:
@@ -246,9 +284,14 @@ class Daemon:
         lines = self.lines
         while lines:
             batch = [lines.popleft() for _ in range(min(LINES_PER_MESSAGE, len(lines)))]
-            message = self.spool.append({"type": "log", "lines": batch})
+            marks = [entry[4] for entry in batch if entry[4] is not None]
+            message = {"type": "log", "lines": [entry[:4] for entry in batch]}
+            if marks:                           # how far these lines reach in their files
+                message["offsets"] = {output.key: offset for output, offset in marks}
+            message = self.spool.append(message)
             if self.channel is not None:
                 self.channel.send_nowait(message)
+            self.outputs.spooled(marks)
 
     async def ship_metrics(self, channel):
         """Send the nodes' samples every SHIP_INTERVAL (see daemon_metrics.py)."""
@@ -261,6 +304,12 @@ class Daemon:
         """Queue the buffered samples of the nodes on ``channel``."""
         for message in self.metrics.messages():
             channel.send_nowait(message)
+
+    async def retry_nodes_files(self):
+        """Every second, write the nodes files a full disk kept stale (see update_nodes)."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.manager.write_unwritten_nodes()
 
     async def watch_orphans(self):
         """Stop every instance once the controller has been away longer than ``orphan_timeout``."""
@@ -333,6 +382,9 @@ def build_parser():
     p.add_argument("--orphan-timeout", type=float, default=60.0,
                    help="seconds without controller before all instances are stopped")
     p.add_argument("--max-backoff", type=float, default=10.0, help="longest wait between reconnections")
+    p.add_argument("--silence-timeout", type=float, default=30.0,
+                   help="seconds without a message from the controller (it pings) after which "
+                        "the connection counts as lost and the daemon reconnects")
     p.add_argument("--clock-offset", type=float, default=0.0,
                    help="shift this daemon's clock by SECONDS (to test log time correction)")
     p.add_argument("--nice", type=int, default=-10,
@@ -348,6 +400,10 @@ def build_parser():
                    help="the network device whose egress carries this host's traffic to the "
                         "other hosts (e.g. eth0): jobs submitted with --shaping kernel shape it "
                         "with tc (needs root); without it such jobs fail here")
+    p.add_argument("--node-output", choices=("file", "pipe"), default="file",
+                   help="how nodes hand their output to the daemon: files that outlive a killed "
+                        "daemon (nothing lost; a node's output per life counts in its file-size "
+                        "limit), or pipes (lines still in a pipe die with a killed daemon)")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -410,8 +466,10 @@ def main(argv=None):
     if args.sandbox == "auto" and not sandbox:
         log.warning("splay.sandbox is not available: instances run unconfined")
     daemon = Daemon(host or "127.0.0.1", port, key, name, args.ip, limits, base_dir, tls,
-                    args.orphan_timeout, args.max_backoff, clock_offset=args.clock_offset,
-                    sandbox=sandbox, shaping_device=args.shaping_device)
+                    args.orphan_timeout, args.max_backoff, args.silence_timeout,
+                    clock_offset=args.clock_offset,
+                    sandbox=sandbox, shaping_device=args.shaping_device,
+                    node_output=args.node_output)
     if args.maelstrom_programs:
         from splay.maelstrom.programs import ProgramBridges
         daemon.manager.programs = ProgramBridges(daemon.manager.log_line, daemon.manager.clock)
@@ -427,6 +485,7 @@ async def _run(daemon):
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait([runner, stopper], return_when=asyncio.FIRST_COMPLETED)
     daemon.manager.kill_all_now()
+    daemon.drain_output()
     daemon.shaping.clear_now()
     daemon.spool.close()
     if runner.done():

@@ -77,6 +77,19 @@ def _unpack_app(job_dir, bundle):
     return os.path.join(target, bundle["main"])
 
 
+async def _ended(pid):
+    """Wait (without a thread, and without reaping it) until process ``pid`` ends."""
+    loop = asyncio.get_running_loop()
+    ended = loop.create_future()
+    pidfd = os.pidfd_open(pid)
+    loop.add_reader(pidfd, lambda: ended.done() or ended.set_result(None))
+    try:
+        await ended
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+
+
 async def _exit_status(process):
     """Wait (without a thread) until ``process`` ends; returns its exit status."""
     loop = asyncio.get_running_loop()
@@ -143,7 +156,7 @@ class InstanceManager:
     programs = None
 
     def __init__(self, limits, ip, base_dir, emit, log_line, clock=time.time, sandbox=True,
-                 on_job_end=None, metrics=None):
+                 on_job_end=None, metrics=None, outputs=None):
         self.limits = limits
         self.sandbox = sandbox
         self.ip = ip
@@ -159,6 +172,7 @@ class InstanceManager:
         self.spawner = concurrent.futures.ThreadPoolExecutor(SPAWN_THREADS, "splayd-spawn")
         self.tasks = set()
         self.job_nodes = {}                 # job ref -> the alive nodes the controller sent last
+        self.nodes_unwritten = set()        # job refs whose nodes files a full disk kept stale
         # Called with a job's ref once none of its instances holds a slot here any more (the
         # daemon then removes the job's kernel shaping, see host_shaping.py).
         self.on_job_end = on_job_end
@@ -166,6 +180,9 @@ class InstanceManager:
                                      limits.log_node_rate, limits.log_job_rate)
         # Reads each node process's metrics pipe (a MetricsRelay, see daemon_metrics.py), or None.
         self.metrics = metrics
+        # Nodes write their output to files there (node_output.NodeOutputs), or to pipes (None).
+        self.outputs = outputs
+        self.output_files = set()           # the OutputFiles of running lives, read by poll_output
 
     # -- reservations ----------------------------------------------------------------------
     def live(self):
@@ -290,8 +307,7 @@ class InstanceManager:
 
     async def _life(self, instance, process):
         """Forward one churn life's output; returns its exit status once it ended."""
-        await asyncio.gather(self._read(instance, process.out, "stdout"),
-                             self._read(instance, process.err, "stderr"))
+        await self._forward_output(instance, process)
         self._output_ended(instance)
         if self.metrics is not None:
             await self.metrics.ended(instance.id)        # its last samples, before its end
@@ -356,10 +372,30 @@ class InstanceManager:
         """Rewrite (atomically) the nodes file of each running instance of a job (and remember
         the list: a churned instance's next process starts with it)."""
         self.job_nodes[job_ref] = nodes
+        failed = None
         for instance in self.instances.values():
             if instance.job_ref == job_ref and instance.state == "RUNNING":
-                _write_json(os.path.join(self.job_dir(job_ref), str(instance.id), "nodes.json"),
-                            nodes)
+                path = os.path.join(self.job_dir(job_ref), str(instance.id), "nodes.json")
+                try:
+                    _write_json(path, nodes)
+                except OSError as e:           # a full disk: write_unwritten_nodes tries again
+                    failed = e
+                    try:
+                        os.unlink(path + ".tmp")
+                    except OSError:
+                        pass
+        if failed is None:
+            self.nodes_unwritten.discard(job_ref)
+        elif job_ref not in self.nodes_unwritten:
+            self.nodes_unwritten.add(job_ref)
+            log.warning("job %s: cannot update the nodes files (%s); trying again every second",
+                        job_ref, failed.strerror or failed)
+
+    def write_unwritten_nodes(self):
+        """Write again the nodes files that could not be written (a full disk), so that
+        ``job.nodes()`` is right again once there is room, without waiting for the next change."""
+        for job_ref in list(self.nodes_unwritten):
+            self.update_nodes(job_ref, self.job_nodes[job_ref])
 
     def announce(self, started):
         """The controller was told these instances started: their exits may be reported now."""
@@ -429,27 +465,68 @@ class InstanceManager:
         if self.metrics is not None:
             metrics_fd = self.metrics.open(instance.id)
             env[METRICS_FD_ENV] = str(metrics_fd)
+        files = ()
+        if self.outputs is not None:             # files that outlive the daemon (node_output.py)
+            files = [self.outputs.create(job["ref"], instance.id, name)
+                     for name in ("stdout", "stderr")]
         popen = functools.partial(
             subprocess.Popen, argv, cwd=directory, env=env,
             stdin=subprocess.PIPE if gated else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            stdout=files[0][0] if files else subprocess.PIPE,
+            stderr=files[1][0] if files else subprocess.PIPE, start_new_session=True,
             preexec_fn=None if SETPRIV else _prepare_child,
             pass_fds=() if metrics_fd is None else (metrics_fd,))
         try:
             process = await loop.run_in_executor(self.spawner, popen)
+        except BaseException:
+            for _, output in files:
+                output.remove()
+            raise
         finally:
             if metrics_fd is not None:
                 os.close(metrics_fd)             # the node holds the write end now
+            for write_fd, _ in files:
+                os.close(write_fd)
         record_process(directory, process.pid)   # a restarted daemon kills it if still there
-        process.out = await _stream(loop, process.stdout)
-        process.err = await _stream(loop, process.stderr)
+        if files:
+            process.files = [output for _, output in files]
+            for output in process.files:
+                output.instance = instance
+                self.output_files.add(output)
+        else:
+            process.files = None
+            process.out = await _stream(loop, process.stdout)
+            process.err = await _stream(loop, process.stderr)
         return process
+
+    async def _forward_output(self, instance, process):
+        """Forward a node life's output until it ended: from its pipes until they close, or
+        (output files) until the process ended, then the rest of its files."""
+        if process.files is None:
+            await asyncio.gather(self._read(instance, process.out, "stdout"),
+                                 self._read(instance, process.err, "stderr"))
+            return
+        await _ended(process.pid)
+        self._signal_group(process.pid, signal.SIGKILL)   # nothing of its group writes any more
+        for output in process.files:
+            self.output_files.discard(output)
+            self._forward_lines(instance, output, output.read_lines(final=True))
+            output.finished = True
+            self.outputs.done(output)
+
+    def poll_output(self):
+        """Forward the lines the running nodes appended to their output files."""
+        for output in list(self.output_files):
+            self._forward_lines(output.instance, output, output.read_lines())
+
+    def _forward_lines(self, instance, output, lines):
+        for line, offset in lines:
+            self._forward(instance, output.stream, line, (output, offset))
 
     async def follow(self, instance):
         """Forward the output of an instance until it ends, then report its end."""
         process = instance.process
-        await asyncio.gather(self._read(instance, process.out, "stdout"),
-                             self._read(instance, process.err, "stderr"))
+        await self._forward_output(instance, process)
         self._output_ended(instance)
         if self.metrics is not None:
             await self.metrics.ended(instance.id)        # its last samples, before its end
@@ -481,15 +558,22 @@ class InstanceManager:
                 line = await stream.read(65536)
             if not line:
                 return
-            stamp = self.clock()
-            admitted, markers = self.log_limits.admit(
-                instance.id, instance.id if instance.position is None else instance.position,
-                instance.job_ref, len(line))
-            for marker in markers:
-                self.log_line(instance.id, stamp, MARKER_STREAM, marker)
-            if admitted:
-                self.log_line(instance.id, stamp, name,
-                              line.rstrip(b"\n").decode("utf-8", "replace"))
+            self._forward(instance, name, line.rstrip(b"\n"))
+
+    def _forward(self, instance, name, line, mark=None):
+        """Forward one output line (bytes without its newline), within the daemon's log limits.
+        ``mark``: (OutputFile, offset of the line's end), for lines read from a file."""
+        stamp = self.clock()
+        admitted, markers = self.log_limits.admit(
+            instance.id, instance.id if instance.position is None else instance.position,
+            instance.job_ref, len(line) + 1)
+        for marker in markers:
+            self.log_line(instance.id, stamp, MARKER_STREAM, marker)
+        if admitted:
+            if mark is None:
+                self.log_line(instance.id, stamp, name, line.decode("utf-8", "replace"))
+            else:
+                self.log_line(instance.id, stamp, name, line.decode("utf-8", "replace"), mark)
 
     def _output_ended(self, instance):
         """Both output streams of an instance ended: forward its last drop marker, if any."""

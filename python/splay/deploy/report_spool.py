@@ -13,6 +13,11 @@ lost, the next spool starts a new incarnation at 1 and the controller does not m
 for repeats. The spool is bounded (``max_bytes``): past it the oldest unacknowledged records are
 dropped, and the count of dropped records and lines goes to the controller in the next hello.
 
+A ``log`` record may carry ``offsets`` ({output file name: offset}): how far its lines reach in
+the nodes' output files (:mod:`.node_output`). The spool keeps the furthest offset of every file
+(in the records, and in the meta file once they are compacted away), so that a restarted daemon
+reads each file on from where the lines in its spool end.
+
 Records are written without fsync: a killed daemon loses nothing (the kernel keeps the writes),
 only a crash of the host itself can. When the disk is full, records stay in memory (still resent
 while this daemon lives) and writing resumes at the next compaction that succeeds.
@@ -48,6 +53,7 @@ class ReportSpool:
         self.acked = int(meta.get("acked", 0))
         self.dropped_through = int(meta.get("dropped_through", 0))   # newest record dropped
         self.dropped = {k: int(meta.get("dropped", {}).get(k, 0)) for k in self.dropped}
+        self.offsets = {str(k): int(v) for k, v in (meta.get("offsets") or {}).items()}
         self._load()
         self.next_seq = max([self.acked, self.dropped_through] + [r[0] for r in self.records]) + 1
         self._rewrite()
@@ -81,7 +87,8 @@ class ReportSpool:
             try:
                 message = json.loads(line)
                 seq = int(message["seq"])
-            except (ValueError, TypeError, KeyError):
+                self._note_offsets(message)      # acknowledged or not, its lines are reported
+            except (ValueError, TypeError, KeyError, AttributeError):
                 continue
             if seq > max(self.acked, self.dropped_through) and (not self.records or seq > self.records[-1][0]):
                 self.records.append((seq, message, len(line) + 1))
@@ -96,12 +103,13 @@ class ReportSpool:
             self.file.close()
             self.file = None
         try:
+            # The meta file first: it keeps the offsets of the records the new file drops.
+            _write_json(self.meta_path, self._meta())
             tmp = self.records_path + ".tmp"
             with open(tmp, "wb") as f:
                 for _, message, _ in self.records:
                     f.write(_line(message))
             os.replace(tmp, self.records_path)
-            _write_json(self.meta_path, self._meta())
             self.file = open(self.records_path, "ab")
         except OSError as e:
             self._disk_failed(e)
@@ -127,6 +135,7 @@ class ReportSpool:
         """Give ``message`` the next sequence number and keep it until acknowledged; returns it."""
         message = dict(message, seq=self.next_seq)
         self.next_seq += 1
+        self._note_offsets(message)
         line = _line(message)
         self.records.append((message["seq"], message, len(line)))
         self.bytes += len(line)
@@ -144,6 +153,15 @@ class ReportSpool:
             else:
                 self._write_meta()      # a restarted daemon must not resend the dropped ones
         return message
+
+    def _note_offsets(self, message):
+        for name, offset in (message.get("offsets") or {}).items():
+            if int(offset) > self.offsets.get(name, 0):
+                self.offsets[name] = int(offset)
+
+    def forget_offset(self, name):
+        """The output file ``name`` is gone: its offset need not be kept any more."""
+        self.offsets.pop(name, None)
 
     def _drop_oldest(self):
         seq, message, size = self.records.popleft()
@@ -179,7 +197,7 @@ class ReportSpool:
 
     def _meta(self):
         return {"incarnation": self.incarnation, "acked": self.acked, "dropped": self.dropped,
-                "dropped_through": self.dropped_through}
+                "dropped_through": self.dropped_through, "offsets": self.offsets}
 
     def pending(self):
         """The unacknowledged reports, oldest first (to send again after a reconnection)."""
