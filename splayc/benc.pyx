@@ -1333,12 +1333,74 @@ cdef enum:
 cdef PyObject* key_cache_str[KEY_CACHE_SLOTS]
 cdef PyObject* key_cache_bytes[KEY_CACHE_SLOTS]
 
+# Decoding fast paths in C: short keys hashed from their first and last eight bytes and compared
+# eight bytes at a time (the byte-by-byte hash and libc's memcmp were a tenth of decoding a node
+# list); a plain integer of up to 18 digits and a string whose length has one or two digits, read
+# without the general parsers' checks for exponents, long lengths and errors.
+cdef extern from *:
+    """
+    static inline size_t benc_key_hash(const char* p, Py_ssize_t n) {
+        uint64_t a = 0, b = 0, h;
+        if (n >= 8) { memcpy(&a, p, 8); memcpy(&b, p + n - 8, 8); }
+        else if (n >= 4) {
+            uint32_t x, y;
+            memcpy(&x, p, 4); memcpy(&y, p + n - 4, 4);
+            a = x; b = y;
+        } else if (n > 0) {
+            a = (uint64_t)(unsigned char)p[0] | ((uint64_t)(unsigned char)p[n >> 1] << 8)
+                | ((uint64_t)(unsigned char)p[n - 1] << 16);
+        }
+        h = (a * 0x9E3779B97F4A7C15ull) ^ (b * 0xC2B2AE3D27D4EB4Full) ^ (uint64_t)n;
+        return (size_t)(h >> 40);
+    }
+    static inline int benc_same_bytes(const char* a, const char* b, Py_ssize_t n) {
+        Py_ssize_t i = 0;
+        uint64_t x, y;
+        while (i + 8 <= n) {
+            memcpy(&x, a + i, 8); memcpy(&y, b + i, 8);
+            if (x != y) return 0;
+            i += 8;
+        }
+        for (; i < n; i++) if (a[i] != b[i]) return 0;
+        return 1;
+    }
+    /* p[0] == 'i': the end of "i[-]<1..18 digits>e" (not Lua's "e+20" exponent) with its value
+       in *out, or NULL for anything else (the general parser decides). */
+    static inline const char* benc_plain_int(const char* p, const char* end, long long* out) {
+        const char* q = p + 1;
+        const char* first;
+        const char* stop;
+        int neg = 0;
+        unsigned long long acc = 0;
+        if (q < end && *q == '-') { neg = 1; q++; }
+        first = q;
+        stop = (end - q > 18) ? q + 18 : end;
+        while (q < stop && (unsigned char)(*q - '0') < 10) { acc = acc * 10 + (unsigned)(*q - '0'); q++; }
+        if (q == first || q >= end || *q != 'e') return NULL;
+        if (end - q > 2 && (q[1] == '+' || q[1] == '-') && (unsigned char)(q[2] - '0') < 10) return NULL;
+        *out = neg ? -(long long)acc : (long long)acc;
+        return q + 1;
+    }
+    /* "<1 or 2 digits>:" at p with all its bytes present: the first byte of the string (its
+       length in *n), or NULL. */
+    static inline const char* benc_short_string(const char* p, const char* end, Py_ssize_t* n) {
+        Py_ssize_t len;
+        if (end - p >= 2 && p[1] == ':') { len = p[0] - '0'; p += 2; }
+        else if (end - p >= 3 && (unsigned char)(p[1] - '0') < 10 && p[2] == ':') {
+            len = (p[0] - '0') * 10 + (p[1] - '0'); p += 3;
+        } else return NULL;
+        if (len > end - p) return NULL;
+        *n = len;
+        return p;
+    }
+    """
+    size_t benc_key_hash(const char* p, Py_ssize_t n) noexcept
+    bint benc_same_bytes(const char* a, const char* b, Py_ssize_t n) noexcept
+    const char* benc_plain_int(const char* p, const char* end, long long* out) noexcept
+    const char* benc_short_string(const char* p, const char* end, Py_ssize_t* n) noexcept
+
 cdef inline size_t key_slot(const char* p, Py_ssize_t n) noexcept:
-    cdef size_t h = <size_t>n * 2654435761u
-    cdef Py_ssize_t i
-    for i in range(n):
-        h = (h ^ <unsigned char>p[i]) * 16777619u
-    return (h ^ (h >> 15)) % KEY_CACHE_SLOTS
+    return benc_key_hash(p, n) % KEY_CACHE_SLOTS
 
 cdef object cached_key(const char* p, Py_ssize_t n, bint as_bytes):
     cdef size_t slot = key_slot(p, n)
@@ -1347,7 +1409,8 @@ cdef object cached_key(const char* p, Py_ssize_t n, bint as_bytes):
     cdef Py_ssize_t length
     if as_bytes:
         hit = key_cache_bytes[slot]
-        if hit != NULL and PyBytes_GET_SIZE(<object>hit) == n and memcmp(PyBytes_AS_STRING(<object>hit), p, n) == 0:
+        if (hit != NULL and PyBytes_GET_SIZE(<object>hit) == n
+                and benc_same_bytes(PyBytes_AS_STRING(<object>hit), p, n)):
             return <object>hit
         key = PyBytes_FromStringAndSize(p, n)
         Py_INCREF(key)
@@ -1357,7 +1420,7 @@ cdef object cached_key(const char* p, Py_ssize_t n, bint as_bytes):
     hit = key_cache_str[slot]
     if hit != NULL:
         data = str_utf8(<object>hit, &length)
-        if length == n and memcmp(data, p, n) == 0:
+        if length == n and benc_same_bytes(data, p, n):
             return <object>hit
     key = text_or_bytes(p, n)
     if type(key) is not str:
@@ -1376,7 +1439,13 @@ cdef int fail_truncated(Dec* d, str expected) except -1:
 cdef inline object dec_atom(Dec* d, char c, str expected):
     # A number, true, false or nil at d.p (c is d.p[0]); anything else fails, saying what was
     # `expected` there.
+    cdef const char* q
+    cdef long long x
     if c == b'i':
+        q = benc_plain_int(d.p, d.end, &x)
+        if q != NULL:
+            d.p = q
+            return PyLong_FromLongLong(x)
         return dec_number(d)
     if c == b't':
         d.p += 1
@@ -1438,12 +1507,19 @@ cdef object as_list_if_sequence(dict dct):
 cdef object dec_value(Dec* d, int depth):
     cdef char c
     cdef const char* at
-    cdef Py_ssize_t before
+    cdef const char* q
+    cdef Py_ssize_t before, n
     if d.p >= d.end:
         fail_truncated(d, "a value")
     c = d.p[0]
     if is_digit(c):
-        return dec_string(d, d.raw)
+        q = benc_short_string(d.p, d.end, &n)
+        if q == NULL:
+            return dec_string(d, d.raw)
+        d.p = q + n
+        if d.raw:
+            return PyBytes_FromStringAndSize(q, n)
+        return text_or_bytes(q, n)
     if c != b'l' and c != b'd':
         return dec_atom(d, c, "a value (a digit, 'i', 'l', 'd', 't', 'f' or 'n')")
     if depth >= BENC_MAX_DEPTH:
