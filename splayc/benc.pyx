@@ -1356,13 +1356,53 @@ cdef extern from *:
     static inline int benc_same_bytes(const char* a, const char* b, Py_ssize_t n) {
         Py_ssize_t i = 0;
         uint64_t x, y;
-        while (i + 8 <= n) {
-            memcpy(&x, a + i, 8); memcpy(&y, b + i, 8);
-            if (x != y) return 0;
-            i += 8;
+        if (n >= 8) {
+            for (; i + 8 < n; i += 8) {
+                memcpy(&x, a + i, 8); memcpy(&y, b + i, 8);
+                if (x != y) return 0;
+            }
+            memcpy(&x, a + n - 8, 8); memcpy(&y, b + n - 8, 8);
+            return x == y;
+        }
+        if (n >= 4) {
+            uint32_t x1, y1, x2, y2;
+            memcpy(&x1, a, 4); memcpy(&y1, b, 4); memcpy(&x2, a + n - 4, 4); memcpy(&y2, b + n - 4, 4);
+            return x1 == y1 && x2 == y2;
         }
         for (; i < n; i++) if (a[i] != b[i]) return 0;
         return 1;
+    }
+    /* The number of leading decimal digits in the 8 bytes of x (first byte lowest). A byte
+       >= 0xFA carries into the next one, but only after a byte already known not to be a digit. */
+    static inline int benc_digit_count8(uint64_t x) {
+        uint64_t t = ((x & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull)
+                   | (((x + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull);
+        return t ? (__builtin_ctzll(t) >> 3) : 8;
+    }
+    /* The value of 8 digit bytes less '0' each (first digit lowest), in a few multiplications. */
+    static inline uint32_t benc_value8(uint64_t v) {
+        v = (v * 10) + (v >> 8);
+        v = (((v & 0x000000FF000000FFull) * (100 + (1000000ull << 32)))
+             + (((v >> 16) & 0x000000FF000000FFull) * (1 + (10000ull << 32)))) >> 32;
+        return (uint32_t)v;
+    }
+    /* Up to 16 digits at q, eight bytes at a time (needs q + 16 <= end); returns how many. */
+    static inline int benc_digits16(const char* q, unsigned long long* acc) {
+        uint64_t x;
+        int n, m;
+        memcpy(&x, q, 8);
+        n = benc_digit_count8(x);
+        if (n == 0) return 0;
+        x -= 0x3030303030303030ull;
+        if (n < 8) { *acc = benc_value8(x << (8 * (8 - n))); return n; }
+        *acc = benc_value8(x);
+        memcpy(&x, q + 8, 8);
+        m = benc_digit_count8(x);
+        if (m == 0) return 8;
+        x -= 0x3030303030303030ull;
+        if (m < 8) *acc = *acc * benc_pow10_32[m] + benc_value8(x << (8 * (8 - m)));
+        else *acc = *acc * 100000000ull + benc_value8(x);
+        return 8 + m;
     }
     /* p[0] == 'i': the end of "i[-]<1..18 digits>e" (not Lua's "e+20" exponent) with its value
        in *out, or NULL for anything else (the general parser decides). */
@@ -1374,8 +1414,12 @@ cdef extern from *:
         unsigned long long acc = 0;
         if (q < end && *q == '-') { neg = 1; q++; }
         first = q;
-        stop = (end - q > 18) ? q + 18 : end;
-        while (q < stop && (unsigned char)(*q - '0') < 10) { acc = acc * 10 + (unsigned)(*q - '0'); q++; }
+        if (end - q >= 16) {
+            q += benc_digits16(q, &acc);
+        } else {
+            stop = (end - q > 18) ? q + 18 : end;
+            while (q < stop && (unsigned char)(*q - '0') < 10) { acc = acc * 10 + (unsigned)(*q - '0'); q++; }
+        }
         if (q == first || q >= end || *q != 'e') return NULL;
         if (end - q > 2 && (q[1] == '+' || q[1] == '-') && (unsigned char)(q[2] - '0') < 10) return NULL;
         *out = neg ? -(long long)acc : (long long)acc;
