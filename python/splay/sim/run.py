@@ -17,7 +17,6 @@ exit statuses) with these differences:
 """
 import datetime
 import re
-import sys
 
 import splay
 
@@ -164,7 +163,3 @@ class SimLauncher(Launcher):
                                              f"{end.get('max_rss', 0) / 2**20:.0f} MiB\n")
         super()._summary(started)
 
-
-def main(opts, fd_limit=None):
-    """Run the simulation ``opts`` describes; returns ``splay run``'s exit status."""
-    return SimLauncher(opts, stdout=sys.stdout, stderr=sys.stderr, fd_limit=fd_limit).run()
