@@ -444,6 +444,9 @@ cdef class SimTCP(TCP):
             self.backlog = None
         elif was == <int>TCP_CLIENT:
             self._send_fin()
+            if self.peer is not None and self.peer.state == TCP_CLOSED:
+                self.peer.peer = None          # both ends closed: nothing more to say
+                self.peer = None
         if self.connecting is not None:
             self.hub.wake(self.connecting, self.connecting_token, UV_ECANCELED)
         return True
