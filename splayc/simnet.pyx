@@ -11,7 +11,8 @@ sockets -- is the real code.
 
 * Addresses are ``(ip, port)`` keys; any IPv4 text is a host. A socket bound to ``"*"`` (or
   connecting unbound) takes its node's address (``node.job.me.ip``, else the network's
-  ``default_ip``); port 0 takes the first free port from 49152.
+  ``default_ip``); port 0 takes the first free port from 49152; an outgoing connection takes
+  the next port of that range without reserving it.
 * What one end sends is an *event* for the other end, due when the link delivers it: the link is
   the connecting node's ``splayc.shaping.Link`` pair for the peer's ``(ip, port)`` (the emulation
   layer's, from a topology, with partitions cutting it), else the network's default link. Due
@@ -233,6 +234,13 @@ cdef class Network:
             tries += 1
             if tries > 65535 - FIRST_EPHEMERAL:
                 return -1
+        self.next_port[key] = port + 1 if port < 65535 else FIRST_EPHEMERAL
+        return port
+
+    cdef int _ephemeral_tcp(self, object ip) except -1:
+        """The next port of ``ip``'s ephemeral range for an outgoing connection (cycling)."""
+        key = (ip, None)
+        cdef int port = self.next_port.get(key, FIRST_EPHEMERAL)
         self.next_port[key] = port + 1 if port < 65535 else FIRST_EPHEMERAL
         return port
 
@@ -597,10 +605,12 @@ cdef class SimTCP(TCP):
             self.error = f"invalid port {port}: a port is in 1..65535"
             return False
         ip = net._host_ip(ip, self.node)
-        if self.local is None and self._bind_to(None, 0) < 0:
-            self.close_c()
-            self.error = "address already in use"
-            return False
+        if self.local is None:
+            # Unbound: the node's IP and a port of the ephemeral range, not reserved (a kernel
+            # reuses them across destinations; a connection is its two ends, not its port).
+            local_ip = net._host_ip(None, self.node)
+            self.local = (local_ip, net._ephemeral_tcp(local_ip))
+            net._register(local_ip, self)
         out = net._link_to(self, ip, port, False)
         back = net._link_to(self, ip, port, True)
         self.link = out

@@ -262,6 +262,18 @@ def test_bind_conflicts_and_bad_ports_are_errors():
                    (None, "invalid port 0: a port is in 1..65535"), ("127.0.0.1", 7000)]
 
 
+def test_bad_network_settings_and_calls_without_a_network_are_clear_errors():
+    with pytest.raises(ValueError, match="delay >= 0"):
+        with network.simulated(delay=-1):
+            pass
+    with pytest.raises(ValueError, match="0 <= loss <= 1"):
+        with network.simulated(loss=2):
+            pass
+    assert network.installed() is None and not clock.is_virtual()
+    with pytest.raises(network.NetworkError, match="no simulated network is installed"):
+        network.node_down("10.0.0.1")
+
+
 def test_install_needs_virtual_time_and_one_network_at_a_time():
     with pytest.raises(network.NetworkError, match="virtual time"):
         network.install()
