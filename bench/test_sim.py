@@ -136,6 +136,7 @@ def _run(tmp_path, mode, n):
     return wall, done.stderr, int(done.stdout.split()[-1])
 
 
+@pytest.mark.timeout(1800)
 @pytest.mark.benchmark(group="sim: a 10,000-node run of timers, --sim vs --in-process")
 @pytest.mark.parametrize("mode", ["--sim", "--in-process"])
 def test_sim_run(benchmark, tmp_path, mode):
@@ -174,6 +175,7 @@ CHORD_NODES = int(os.environ.get("SPLAY_BENCH_CHORD_NODES", "1000"))
 AGREEMENT_NODES = int(os.environ.get("SPLAY_BENCH_AGREEMENT_NODES", "1000"))
 
 
+@pytest.mark.timeout(4 * 3600)     # 10,000 nodes take many minutes
 def test_chord_sim(benchmark, tmp_path):
     """Chord (examples/chord.py, period 1 s) on CHORD_NODES simulated nodes: join until every
     successor is correct, 1,000 correct lookups; wall time, events/s, virtual/real, memory."""
@@ -208,6 +210,7 @@ def test_chord_sim(benchmark, tmp_path):
           f"virtual/real x{vt / real:.2f}, {max_rss / CHORD_NODES / 1024:.1f} KB/node")
 
 
+@pytest.mark.timeout(4 * 3600)
 def test_chord_hop_agreement(benchmark, tmp_path):
     """The hop counts of 1,000 lookups on AGREEMENT_NODES Chord nodes: a real --in-process run
     over loopback against --sim, the same ring; both histograms and the permutation test."""
