@@ -122,6 +122,10 @@ class SimLauncher(Launcher):
         """More nodes than ports: the next loopback addresses (:func:`node_addresses`)."""
         return node_addresses(n, first_port)
 
+    @staticmethod
+    def _name(index):
+        return f"node {index}" if isinstance(index, int) else "the simulation's host process"
+
     def _on_control(self, record):
         """The host's virtual time, progress and end records; the rest as for ``--in-process``."""
         if record.get("sim") == "end":
