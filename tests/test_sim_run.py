@@ -386,3 +386,4 @@ def test_sigterm_stops_an_endless_simulation_with_status_143(tmp_path):
     finally:
         proc.kill()
     assert "SIGTERM: stopping all nodes" in rest
+    assert "(the run was stopped)" in (tmp_path / "run.log").read_text()

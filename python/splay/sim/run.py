@@ -148,8 +148,12 @@ class SimLauncher(Launcher):
     def _summary(self, started):
         end = self.sim_end
         if end is not None:
-            how = (f"stopped at virtual time {end['vt']:g} s (--until)" if end.get("until")
-                   else f"ended at virtual time {end['vt']:g} s")
+            if end.get("until"):
+                how = f"stopped at virtual time {end['vt']:g} s (--until)"
+            elif self.exit_status is not None or self.stopping:
+                how = f"stopped at virtual time {end['vt']:g} s (the run was stopped)"
+            else:
+                how = f"ended at virtual time {end['vt']:g} s"
             self.mux.note(f"[splay] simulation {how}; {end['events']} events", show=False)
             if end.get("stuck_count"):
                 lines = [f"simulation stuck: {end['stuck_count']} thread(s) blocked with nothing "
