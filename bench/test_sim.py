@@ -136,6 +136,7 @@ def _run(tmp_path, mode, n):
     return wall, done.stderr, int(done.stdout.split()[-1])
 
 
+@pytest.mark.timeout(1800)
 @pytest.mark.benchmark(group="sim: a 10,000-node run of timers, --sim vs --in-process")
 @pytest.mark.parametrize("mode", ["--sim", "--in-process"])
 def test_sim_run(benchmark, tmp_path, mode):
@@ -161,3 +162,72 @@ def test_sim_run(benchmark, tmp_path, mode):
     else:
         print(f"\n--in-process {SCALE_NODES} nodes: {wall:.2f} s wall, peak "
               f"{max_rss / 2**20:.0f} MiB ({max_rss / SCALE_NODES:.0f} B/node)")
+
+
+# -- Chord in simulation (examples/chord.py unchanged) and its agreement with a real run -------
+
+sys.path.insert(0, str(ROOT / "tests"))
+from support_sim import real_chord_hops, simulated_chord_hops  # noqa: E402
+
+from splay.sim.compare import histogram, permutation_test  # noqa: E402
+
+CHORD_NODES = int(os.environ.get("SPLAY_BENCH_CHORD_NODES", "1000"))
+AGREEMENT_NODES = int(os.environ.get("SPLAY_BENCH_AGREEMENT_NODES", "1000"))
+
+
+@pytest.mark.timeout(4 * 3600)     # 10,000 nodes take many minutes
+def test_chord_sim(benchmark, tmp_path):
+    """Chord (examples/chord.py, period 1 s) on CHORD_NODES simulated nodes: join until every
+    successor is correct, 1,000 correct lookups; wall time, events/s, virtual/real, memory."""
+    command = [sys.executable, "-m", "splay.cli", "run", str(ROOT / "tests" / "sim_checked_example.py"),
+               "-n", str(CHORD_NODES), "--sim", "--no-metrics", "--log", str(tmp_path / "chord.log"),
+               "--", "example=chord.py", "check=chord", "demo=0", "period=1", "lookups=1000",
+               f"check_period={max(1, CHORD_NODES // 500)}"]
+    wrapper = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024); sys.exit(rc)")
+    results = []
+
+    def run_it():
+        began = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", wrapper, *command], cwd=tmp_path, env=RUN_ENV,
+                              capture_output=True, text=True, timeout=7200)
+        results.append((time.perf_counter() - began, done))
+    benchmark.pedantic(run_it, rounds=1, iterations=1)
+    wall, done = results[-1]
+    log = (tmp_path / "chord.log").read_text()
+    assert done.returncode == 0 and "PROPERTY ring ok" in log and "PROPERTY lookups ok" in log, \
+        done.stderr[-2000:]
+    ring_at = float(re.search(r"ring correct at virtual time ([0-9.]+)", log).group(1))
+    m = re.search(r"ended at virtual time ([0-9.]+) s in ([0-9.]+) s of real time: (\d+) events",
+                  done.stderr)
+    vt, real, count = float(m.group(1)), float(m.group(2)), int(m.group(3))
+    max_rss = int(done.stdout.split()[-1])
+    benchmark.extra_info.update(nodes=CHORD_NODES, wall_seconds=wall, ring_correct_at=ring_at,
+                                virtual_seconds=vt, events=count, events_per_second=count / real,
+                                virtual_per_real=vt / real, bytes_per_node=max_rss / CHORD_NODES)
+    print(f"\nChord {CHORD_NODES} nodes in --sim: ring correct at virtual {ring_at:.0f} s, "
+          f"{vt:.0f} virtual s in {wall:.0f} s wall, {count / real:.0f} events/s, "
+          f"virtual/real x{vt / real:.2f}, {max_rss / CHORD_NODES / 1024:.1f} KB/node")
+
+
+@pytest.mark.timeout(4 * 3600)
+def test_chord_hop_agreement(benchmark, tmp_path):
+    """The hop counts of 1,000 lookups on AGREEMENT_NODES Chord nodes: a real --in-process run
+    over loopback against --sim, the same ring; both histograms and the permutation test."""
+    from examples import checkers
+    period, lookups, liveness = 1.0, 1000, 1800
+    first = checkers.free_port_range(AGREEMENT_NODES)
+    hops = {}
+
+    def run_both():
+        hops["real"] = real_chord_hops(tmp_path, AGREEMENT_NODES, first, lookups, period,
+                                       40 * period, liveness)
+        hops["sim"] = simulated_chord_hops(tmp_path, AGREEMENT_NODES, first, lookups, period,
+                                           40 * period, liveness)
+    benchmark.pedantic(run_both, rounds=1, iterations=1)
+    statistic, p = permutation_test(hops["real"], hops["sim"], permutations=500, seed=2)
+    benchmark.extra_info.update(real=histogram(hops["real"]), sim=histogram(hops["sim"]),
+                                chi2=statistic, p=p)
+    print(f"\n{AGREEMENT_NODES} nodes, {lookups} lookups\nreal {histogram(hops['real'])}\n"
+          f"sim  {histogram(hops['sim'])}\nchi2 {statistic:.2f}, p {p:.3f}")
+    assert p > 0.01

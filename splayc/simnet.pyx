@@ -11,7 +11,8 @@ sockets -- is the real code.
 
 * Addresses are ``(ip, port)`` keys; any IPv4 text is a host. A socket bound to ``"*"`` (or
   connecting unbound) takes its node's address (``node.job.me.ip``, else the network's
-  ``default_ip``); port 0 takes the first free port from 49152.
+  ``default_ip``); port 0 takes the first free port from 49152; an outgoing connection takes
+  the next port of that range without reserving it.
 * What one end sends is an *event* for the other end, due when the link delivers it: the link is
   the connecting node's ``splayc.shaping.Link`` pair for the peer's ``(ip, port)`` (the emulation
   layer's, from a topology, with partitions cutting it), else the network's default link. Due
@@ -236,6 +237,13 @@ cdef class Network:
         self.next_port[key] = port + 1 if port < 65535 else FIRST_EPHEMERAL
         return port
 
+    cdef int _ephemeral_tcp(self, object ip) except -1:
+        """The next port of ``ip``'s ephemeral range for an outgoing connection (cycling)."""
+        key = (ip, None)
+        cdef int port = self.next_port.get(key, FIRST_EPHEMERAL)
+        self.next_port[key] = port + 1 if port < 65535 else FIRST_EPHEMERAL
+        return port
+
     cdef void _register(self, object ip, object sock):
         d = self.by_ip.get(ip)
         if d is None:
@@ -444,6 +452,9 @@ cdef class SimTCP(TCP):
             self.backlog = None
         elif was == <int>TCP_CLIENT:
             self._send_fin()
+            if self.peer is not None and self.peer.state == TCP_CLOSED:
+                self.peer.peer = None          # both ends closed: nothing more to say
+                self.peer = None
         if self.connecting is not None:
             self.hub.wake(self.connecting, self.connecting_token, UV_ECANCELED)
         return True
@@ -594,10 +605,12 @@ cdef class SimTCP(TCP):
             self.error = f"invalid port {port}: a port is in 1..65535"
             return False
         ip = net._host_ip(ip, self.node)
-        if self.local is None and self._bind_to(None, 0) < 0:
-            self.close_c()
-            self.error = "address already in use"
-            return False
+        if self.local is None:
+            # Unbound: the node's IP and a port of the ephemeral range, not reserved (a kernel
+            # reuses them across destinations; a connection is its two ends, not its port).
+            local_ip = net._host_ip(None, self.node)
+            self.local = (local_ip, net._ephemeral_tcp(local_ip))
+            net._register(local_ip, self)
         out = net._link_to(self, ip, port, False)
         back = net._link_to(self, ip, port, True)
         self.link = out

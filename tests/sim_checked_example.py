@@ -32,7 +32,10 @@ def report(name, problems):
 
 
 def check_chord(checkers, nodes, rng):
-    report("ring", checkers.wait_for(lambda: checkers.chord_ring_problems(nodes), LIVENESS))
+    report("ring", checkers.wait_for(lambda: checkers.chord_ring_problems(nodes), LIVENESS,
+                                     period=float(OPTIONS.get("check_period", 0.5))))
+    print(f"ring correct at virtual time {events.time():.1f}",
+          flush=True)
     events.sleep(float(OPTIONS.get("settle", 0)))        # the fingers, after the ring
     problems, hops = checkers.chord_lookup_problems(nodes, samples=int(OPTIONS.get("lookups", 20)),
                                                     rng=rng)

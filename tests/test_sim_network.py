@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from splay import events, misc, rpc, rpcq, socket, urpc
+from splay import events, misc, net, rpc, rpcq, socket, urpc
 from splay.emulation import LinkModel, apply
 from splay.sim import clock, network
 from splayc import hub
@@ -213,6 +213,36 @@ def test_crash_of_one_node_resets_its_connections_and_its_port_refuses():
                    (None, "connection refused", pytest.approx(0.07))]
 
 
+def test_net_servers_clients_udp_helpers_and_select_work_unchanged():
+    got = []
+
+    def main():
+        net.server(7000, lambda s: s.send(s.receive() + b"!\n"))
+        net.udp_helper(7001, lambda data, ip, port: got.append((data, ip, misc.time())))
+
+        def exchange(s):
+            s.send(b"hi\n")
+            got.append((s.receive(), misc.time()))
+        net.client(("127.0.0.1", 7000), {"receive": exchange})
+        u = socket.udp()
+        u.sendto(b"dgram", "127.0.0.1", 7001)
+        a, b = socket.udp(), socket.udp()
+        b.setsockname("*", 7002)
+        readable, _, err = socket.select([b], None, 5)
+        got.append((readable, err, misc.time()))
+        a.sendto(b"x", "127.0.0.1", 7002)
+        readable, _, err = socket.select([b], None, 5)
+        got.append((readable == [b], err, misc.time()))
+        events.sleep(1)
+        net.stop_server(7000)
+
+    with network.simulated(delay=0.5):
+        events.run(main)
+    # net.client returns once connected (one round trip: t = 1), then the datagram leaves
+    assert got == [(b"dgram", "127.0.0.1", 1.5), (b"hi!", 2.0), ([], "timeout", 6.0),
+                   (True, None, 6.5)]
+
+
 def test_bind_conflicts_and_bad_ports_are_errors():
     got = []
 
@@ -230,6 +260,18 @@ def test_bind_conflicts_and_bad_ports_are_errors():
     assert got == [(None, "address already in use"),
                    (None, "invalid port 0: a port is in 1..65535"),
                    (None, "invalid port 0: a port is in 1..65535"), ("127.0.0.1", 7000)]
+
+
+def test_bad_network_settings_and_calls_without_a_network_are_clear_errors():
+    with pytest.raises(ValueError, match="delay >= 0"):
+        with network.simulated(delay=-1):
+            pass
+    with pytest.raises(ValueError, match="0 <= loss <= 1"):
+        with network.simulated(loss=2):
+            pass
+    assert network.installed() is None and not clock.is_virtual()
+    with pytest.raises(network.NetworkError, match="no simulated network is installed"):
+        network.node_down("10.0.0.1")
 
 
 def test_install_needs_virtual_time_and_one_network_at_a_time():
@@ -402,3 +444,58 @@ def test_a_latency_matrix_gives_the_round_trip_times_and_a_partition_cuts():
     assert rtts["cut"] == (False, "timeout")
     assert rtts["connect"] == (None, "timeout")
     assert rtts["healed"] == (True, 0.16)             # connect + call over 40 ms each way
+
+
+# ---------------------------------------------------------------------------- determinism
+
+
+def _gossip_trace(seed):
+    """Eight nodes calling each other at random over lossy links (rpcq and urpc): the trace of
+    (virtual time, caller, callee, result)."""
+    import random
+    trace = []
+    nodes = [Node(f"10.0.1.{i + 1}") for i in range(8)]
+    model = LinkModel.uniform(20, kbps=800, loss=0.2)
+
+    def node_main(i):
+        rng = random.Random(i)
+        module = rpcq if i % 2 else urpc
+        module.server(7000, namespace={"hello": lambda x: x + 1})
+        for _ in range(15):
+            events.sleep(rng.uniform(0.1, 1.0))
+            j = rng.randrange(len(nodes))
+            ok, r = module.acall(nodes[j].address, ["hello", i], 0.5)
+            trace.append((misc.time(), i, j, ok, r))
+        events.sleep(5)
+        module.stop_server(7000)
+
+    with network.simulated(seed=seed):
+        for i, n in enumerate(nodes):
+            apply(model, i, [m.address for m in nodes], node=n)
+        run_nodes(*[(n, (lambda i=i: node_main(i))) for i, n in enumerate(nodes)])
+    return trace
+
+
+def _trace_in_a_fresh_process(seed):
+    """_gossip_trace(seed) in a new interpreter, as each simulation run is (module state such as
+    urpc's key counter starts afresh)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    code = (f"import json, sys; sys.path.insert(0, {here!r}); import test_sim_network as t; "
+            f"print(json.dumps(t._gossip_trace({seed})))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         timeout=60, env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                             [os.path.join(root, "python"), root, here])))
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def test_the_same_seed_gives_the_same_run_and_another_seed_another():
+    first = _trace_in_a_fresh_process(3)
+    assert len(first) == 8 * 15
+    assert any(ok for _, _, _, ok, _ in first) and not all(ok for _, _, _, ok, _ in first)
+    assert _trace_in_a_fresh_process(3) == first
+    assert _trace_in_a_fresh_process(4) != first

@@ -7,6 +7,7 @@ import os
 import pathlib
 import random
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -364,3 +365,25 @@ def test_random_node_lists_are_the_same_run_after_run(tmp_path):
     lists = [sorted(text for _, _, text in node_lines(log)) for log in runs]
     assert lists[0] == lists[1] != lists[2]
     assert all(len(text.split(",")) == 3 for text in lists[0])
+
+
+def test_sigterm_stops_an_endless_simulation_with_status_143(tmp_path):
+    app = write_app(tmp_path, """
+        from splay import events
+        events.run(lambda: events.periodic(1, lambda: None))      # runs for ever in virtual time
+    """)
+    command = [sys.executable, "-m", "splay.cli", "run", str(app), "--sim", "-n", "2",
+               "--no-metrics", "--log", str(tmp_path / "run.log")]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        # The first progress line: the simulation runs (virtual time goes on without end).
+        line = proc.stderr.readline()
+        assert line.startswith("[splay] sim: virtual time"), line
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=LIVENESS) == 143
+    finally:
+        proc.kill()
+    assert "SIGTERM: stopping all nodes" in rest
+    assert "(the run was stopped)" in (tmp_path / "run.log").read_text()

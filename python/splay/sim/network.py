@@ -28,6 +28,9 @@ or ``with network.simulated(seed=1): events.run(main)`` (virtual time on and off
   reset after the link delay (as from a crashed process), datagrams to it are lost and connects
   to it time out, until ``node_up(ip)``. ``crash(node)``: the sockets of one node object
   (``events.current_node()``) are reset; the host stays up, so its ports refuse connections.
+* Churn with in-process nodes: call ``crash(node)`` (or ``node_down(ip)``) before stopping the
+  node's threads, so its peers see resets; stopping alone closes its sockets gracefully (EOF at
+  the peers, as ``events.exit()`` does in a real run).
 * Tie rule: deliveries due at the same virtual instant run in the order they were scheduled (a
   global sequence number); all of them before the threads whose timers are due at that instant
   (which wake in arming order).

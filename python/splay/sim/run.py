@@ -17,7 +17,6 @@ exit statuses) with these differences:
 """
 import datetime
 import re
-import sys
 
 import splay
 
@@ -123,6 +122,10 @@ class SimLauncher(Launcher):
         """More nodes than ports: the next loopback addresses (:func:`node_addresses`)."""
         return node_addresses(n, first_port)
 
+    @staticmethod
+    def _name(index):
+        return f"node {index}" if isinstance(index, int) else "the simulation's host process"
+
     def _on_control(self, record):
         """The host's virtual time, progress and end records; the rest as for ``--in-process``."""
         if record.get("sim") == "end":
@@ -145,8 +148,12 @@ class SimLauncher(Launcher):
     def _summary(self, started):
         end = self.sim_end
         if end is not None:
-            how = (f"stopped at virtual time {end['vt']:g} s (--until)" if end.get("until")
-                   else f"ended at virtual time {end['vt']:g} s")
+            if end.get("until"):
+                how = f"stopped at virtual time {end['vt']:g} s (--until)"
+            elif self.exit_status is not None or self.stopping:
+                how = f"stopped at virtual time {end['vt']:g} s (the run was stopped)"
+            else:
+                how = f"ended at virtual time {end['vt']:g} s"
             self.mux.note(f"[splay] simulation {how}; {end['events']} events", show=False)
             if end.get("stuck_count"):
                 lines = [f"simulation stuck: {end['stuck_count']} thread(s) blocked with nothing "
@@ -164,7 +171,3 @@ class SimLauncher(Launcher):
                                              f"{end.get('max_rss', 0) / 2**20:.0f} MiB\n")
         super()._summary(started)
 
-
-def main(opts, fd_limit=None):
-    """Run the simulation ``opts`` describes; returns ``splay run``'s exit status."""
-    return SimLauncher(opts, stdout=sys.stdout, stderr=sys.stderr, fd_limit=fd_limit).run()
