@@ -176,6 +176,15 @@ def rpc_call(ip, int port, object request, double timeout, Py_ssize_t max_length
     return (True, value)
 
 
+def rpc_transport(dict settings):
+    """splay.rpc's ``transport(ip, port, request, timeout)``: :func:`rpc_call` with the
+    ``max_length`` of ``settings`` (the module's settings dict, read at each call)."""
+
+    def transport(ip, int port, object request, double timeout):
+        return rpc_call(ip, port, request, timeout, settings["max_length"])
+    return transport
+
+
 # ---------------------------------------------------------------------------- servers
 
 cdef object _encode_reply(object reply, object error_reply):

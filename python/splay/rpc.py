@@ -18,7 +18,7 @@ server closes without a reply (Python callers see "closed").
 
 The API is the same in splay.rpcq and splay.urpc; see docs/rpc.md.
 """
-from splayc.rpc_fast import DEFAULT_MAX_LENGTH, rpc_call, rpc_serve_connection
+from splayc.rpc_fast import DEFAULT_MAX_LENGTH, rpc_serve_connection, rpc_transport
 from splayc.rpcstats import MeasuredAnswer
 
 from .rpc_core.module_api import MODULE_API, ModeModule
@@ -42,8 +42,8 @@ _module = ModeModule(__name__, mode, settings)
 l_o = _module.log
 
 
-def _transport(ip, port, request, timeout):
-    return rpc_call(ip, port, request, timeout, settings["max_length"])
+#: ``transport(ip, port, request, timeout)``: one :func:`rpc_call`, compiled.
+_transport = rpc_transport(settings)
 
 
 def _serve_connection(sock, dispatcher):
