@@ -1,10 +1,11 @@
 """The RPC-heavy application of bench/test_workers.py: every node serves rpcq and runs CALLERS
 threads that call random other nodes' ``ping`` in a loop, from the wall-clock time ``start=T``
-for ``seconds=D``; then each node prints ``calls C`` (the calls it completed in that window).
+for ``seconds=D``; then each node prints ``calls C pid P cpu S``: the calls it completed in that
+window, its process and the CPU seconds that process used in the window (all its nodes together).
 
 Arguments (key=value): start=T (epoch seconds), seconds=D, callers=C (default 4).
 """
-import random, sys, time
+import os, random, sys, time
 from splay.base import *
 from splay import rpcq
 
@@ -28,8 +29,12 @@ def main():
     rng = random.Random(job.position)
     for _ in range(CALLERS):
         events.thread(lambda: caller(others, rng))
-    events.sleep(START + SECONDS + 0.5 - time.time())      # the callers have stopped counting
-    print(f"calls {done[0]}")
+    events.sleep(START - time.time())
+    cpu0 = time.process_time()
+    events.sleep(START + SECONDS - time.time())
+    cpu = time.process_time() - cpu0
+    events.sleep(0.5)                                     # the callers have stopped counting
+    print(f"calls {done[0]} pid {os.getpid()} cpu {cpu:.3f}")
     events.sleep(1.0)                                     # the others' last calls are answered
     events.exit()
 
