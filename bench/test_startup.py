@@ -2,8 +2,10 @@
 
 ``splay run APP -n N --progress`` on an application that waits 2 s, so that every node is alive
 at once (the launcher's "started N/N nodes in X s" line is the figure): with the fork server
-(the default, splay.launch.fork_server) and with ``--no-fork-server``, in the same run. The
-ratio is what the fork server buys per node; the absolute times depend on the machine's load.
+(the default, splay.launch.fork_server: one fork per node with CLONE_PARENT), with the server's
+old path of two forks per node (``SPLAY_FORK_SERVER_TWICE=1``), and with ``--no-fork-server``, in
+the same run. The ratios are what each path costs per node against the default; the absolute times
+depend on the machine's load.
 
     python -m pytest bench/test_startup.py -s -q                     # N = 200
     SPLAY_STARTUP_NODES=1000 python -m pytest bench/test_startup.py -s -q
@@ -18,16 +20,19 @@ import sys
 
 import pytest
 
+from splay.launch.fork_server import TWICE_ENV
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODES = int(os.environ.get("SPLAY_STARTUP_NODES", "200"))
 APP = "import time\nfrom splay.base import job\ntime.sleep(2)\n"
 RESULTS = {}
 
 
-def start_time(tmp_path, flags):
+def start_time(tmp_path, flags, extra_env=None):
     app = tmp_path / "app.py"
     app.write_text(APP)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "python"), ROOT]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "python"), ROOT]),
+               **(extra_env or {}))
     run = subprocess.run([sys.executable, "-m", "splay.cli", "run", str(app), "-n", str(NODES),
                           "--quiet", "--progress", "--log", str(tmp_path / "run.log"), *flags],
                          env=env, capture_output=True, text=True, timeout=1800)
@@ -37,14 +42,17 @@ def start_time(tmp_path, flags):
     return float(found[-1][2])
 
 
-@pytest.mark.parametrize("variant", ["fork-server", "new-interpreter"])
+@pytest.mark.parametrize("variant", ["fork-server", "fork-server-twice", "new-interpreter"])
 def test_startup(benchmark, tmp_path, variant):
-    flags = [] if variant == "fork-server" else ["--no-fork-server"]
-    seconds = benchmark.pedantic(start_time, args=(tmp_path, flags), rounds=1, iterations=1)
-    RESULTS[variant] = start_time(tmp_path, flags) if seconds is None else seconds
+    flags = ["--no-fork-server"] if variant == "new-interpreter" else []
+    # fork-server-twice: the server's old path (fork twice, wait for the middle process).
+    extra_env = {TWICE_ENV: "1"} if variant == "fork-server-twice" else None
+    seconds = benchmark.pedantic(start_time, args=(tmp_path, flags, extra_env), rounds=1,
+                                 iterations=1)
+    RESULTS[variant] = start_time(tmp_path, flags, extra_env) if seconds is None else seconds
     line = {"variant": variant, "nodes": NODES, "seconds": RESULTS[variant],
             "ms_per_node": round(1000 * RESULTS[variant] / NODES, 2)}
-    if len(RESULTS) == 2:
-        line["new_interpreter_over_fork_server"] = round(
-            RESULTS["new-interpreter"] / RESULTS["fork-server"], 2)
+    if variant != "fork-server" and "fork-server" in RESULTS:
+        line[variant.replace("-", "_") + "_over_fork_server"] = round(
+            RESULTS[variant] / RESULTS["fork-server"], 2)
     print("startup", json.dumps(line))

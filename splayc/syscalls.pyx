@@ -22,12 +22,16 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 cdef extern from "Python.h":
     int PySys_Audit(const char *event, const char *format, ...) except -1
+    void PyOS_BeforeFork()
+    void PyOS_AfterFork_Parent()
+    void PyOS_AfterFork_Child()
 
 cdef extern from *:
     """
     #include <errno.h>
     #if defined(__linux__)
-      #include <sched.h>          /* unshare */
+      #include <sched.h>          /* unshare, CLONE_PARENT */
+      #include <signal.h>         /* SIGCHLD */
       #include <sys/prctl.h>      /* prctl */
       #include <sys/syscall.h>    /* SYS_* numbers */
       #include <unistd.h>         /* syscall */
@@ -40,7 +44,10 @@ cdef extern from *:
       #define splay_syscall syscall
       #define splay_prctl prctl
       #define splay_unshare unshare
+      #define SPLAY_CLONE_SIBLING (CLONE_PARENT | SIGCHLD)
     #else
+      #define SYS_clone 0
+      #define SPLAY_CLONE_SIBLING 0
       #define SYS_capset 0
       #define SYS_seccomp 0
       #define SYS_landlock_create_ruleset 0
@@ -51,7 +58,8 @@ cdef extern from *:
       static int splay_unshare(int flags) { (void)flags; errno = ENOSYS; return -1; }
     #endif
     """
-    long SYS_capset, SYS_seccomp
+    long SYS_capset, SYS_seccomp, SYS_clone
+    unsigned long SPLAY_CLONE_SIBLING
     long SYS_landlock_create_ruleset, SYS_landlock_add_rule, SYS_landlock_restrict_self
     long splay_syscall(long number, ...)
     int splay_prctl(int option, ...)
@@ -189,6 +197,30 @@ def unshare(int flags):
     """``unshare(flags)``: give the calling thread new namespaces (CLONE_NEWIPC, ...). Returns 0."""
     PySys_Audit(b"splayc.syscalls.unshare", b"i", flags)
     return checked(splay_unshare(flags))
+
+
+def fork_sibling():
+    """``fork()``, except that the child is a child of this process's *parent* (``clone`` with
+    CLONE_PARENT): its exit goes to that parent, which waits for it. Returns 0 in the child and
+    the child's pid in this process, like ``os.fork()``; OSError on failure.
+
+    The fork server starts node processes with it, in one fork instead of forking twice and
+    waiting for the middle process to exit. Only for a single-threaded caller: it bypasses the C
+    library's fork, so no ``pthread_atfork`` handler runs (Python's own fork bookkeeping does).
+    """
+    cdef long pid
+    cdef int number
+    PySys_Audit(b"splayc.syscalls.fork_sibling", NULL)
+    PyOS_BeforeFork()
+    pid = splay_syscall(SYS_clone, SPLAY_CLONE_SIBLING, 0, 0, 0, 0)
+    if pid == 0:
+        PyOS_AfterFork_Child()
+        return 0
+    number = errno
+    PyOS_AfterFork_Parent()
+    if pid == -1:
+        raise OSError(number, strerror(number).decode("utf-8", "replace"))
+    return pid
 
 
 def landlock_abi_version():

@@ -10,14 +10,18 @@ import textwrap
 
 import pytest
 
-from splay.launch.fork_server import ForkServer, ForkServerError, forkable, set_subreaper
+from splay.launch.fork_server import (TWICE_ENV, ForkServer, ForkServerError, forkable,
+                                      set_subreaper)
 from splay.launch.processes import node_environment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture
-def server():
+@pytest.fixture(params=["one fork", "two forks"])
+def server(request, monkeypatch):
+    # One fork with CLONE_PARENT (the default), and the two-fork path kept for kernels that refuse it.
+    if request.param == "two forks":
+        monkeypatch.setenv(TWICE_ENV, "1")
     s = ForkServer(sys.executable, node_environment()).start()
     yield s
     s.close()

@@ -238,3 +238,25 @@ def test_prctl_in_a_launchers_child_sets_the_parent_death_signal():
             middle.wait()
         if child_pid is not None and not child_gone:
             os.kill(child_pid, signal.SIGKILL)
+
+
+def test_fork_sibling_makes_a_child_of_the_callers_parent():
+    # A process P forks C; C calls fork_sibling(): the new process is P's child, not C's, so P
+    # reaps both (and reads the sibling's exit status); the sibling runs Python normally.
+    result = run_python("""
+        import os
+        from splayc.syscalls import fork_sibling
+        top = os.getpid()
+        r, w = os.pipe()
+        middle = os.fork()
+        if middle == 0:
+            sibling = fork_sibling()
+            if sibling == 0:
+                os.write(w, b"%d" % (os.getppid() == top))
+                os._exit(7)
+            os._exit(0)
+        os.close(w)
+        print(os.read(r, 10).decode(), sorted(os.waitstatus_to_exitcode(os.wait()[1]) for _ in "ab"))
+        """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(None, 1) == ["1", "[0, 7]\n"]

@@ -28,7 +28,7 @@ import random as _random
 import time
 
 from . import log as _log
-from .node import as_node
+from .node import Node, as_node
 
 __all__ = ["Job", "ENV_VAR", "LIST_TYPES"]
 
@@ -85,7 +85,9 @@ class Job:
         self.list_size = list_size
         self.ref = str(ref)
         self.name = str(name)
-        self._nodes = tuple(as_node(n) for n in nodes)
+        # Nodes given as Node already (the launcher's plan) are kept as they are: converting the
+        # whole list again for each of N jobs was O(N^2) at start-up.
+        self._nodes = tuple(n if type(n) is Node else as_node(n) for n in nodes)
         self._start_nodes = self._nodes      # what to_dict() sends on: the list as given
         self.nodes_file = None if nodes_file is None else os.fspath(nodes_file)
         self.dir = None if dir is None else os.fspath(dir)

@@ -11,11 +11,14 @@ session and process group, stdout and stderr on the node's pipe, ``PR_SET_PDEATH
 towards the launcher, then ``runpy.run_module(module)`` as ``python -m module`` does.
 
 The node must be the *launcher's* child (the launcher waits for it, reads its exit status, and
-kills its group), not the server's. The server therefore forks twice: the intermediate process
-exits at once, and the node is re-parented to the launcher, which made itself a *child subreaper*
-(``PR_SET_CHILD_SUBREAPER``) before starting the server. The server answers with the node's pid
-only after the intermediate process has been reaped, so the launcher never waits for a process
-that is not yet its child.
+kills its group), not the server's. The server therefore forks with ``CLONE_PARENT``
+(:func:`splayc.syscalls.fork_sibling`): the node is born the launcher's child. Where the kernel
+refuses that (or with ``SPLAY_FORK_SERVER_TWICE=1`` in the launcher's environment), it forks
+twice instead: the intermediate process exits at once, and the node is re-parented to the
+launcher, which made itself a *child subreaper* (``PR_SET_CHILD_SUBREAPER``) before starting the
+server; the server then answers with the node's pid only after the intermediate process has been
+reaped, so the launcher never waits for a process that is not yet its child. One fork instead of
+two halves the server's time per node.
 
 What a node inherits from the server, beyond a plain start: the modules the server imported
 (:data:`PRELOAD`, never ``ctypes``: a sandboxed job must not find it loaded) and nothing else --
@@ -40,7 +43,7 @@ import subprocess
 import sys
 import traceback
 
-__all__ = ["ForkServer", "ForkedProcess", "ForkServerError", "serve", "PRELOAD", "forkable",
+__all__ = ["ForkServer", "ForkedProcess", "ForkServerError", "serve", "PRELOAD", "TWICE_ENV", "forkable",
            "set_subreaper"]
 
 #: Modules the server imports once, so that nodes start with them loaded.
@@ -53,6 +56,10 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _MAX_REQUEST = 16 * 1024 * 1024        # an environment with a job of many nodes fits
 _SOCKET_FD_ENV = "SPLAY_FORK_SERVER_FD"
+#: Set to 1 in the server's environment: start nodes by forking twice (the path used before
+#: CLONE_PARENT, and still where the kernel refuses it); bench/test_startup.py compares the two.
+TWICE_ENV = "SPLAY_FORK_SERVER_TWICE"
+_fork_twice = False                    # the server's choice, from TWICE_ENV (see main)
 _ENCODING = sys.stdout.encoding if sys.stdout is not None else "utf-8"   # the server's, as a node's
 
 
@@ -114,6 +121,8 @@ class ForkServer:
             raise ForkServerError(f"cannot become a child subreaper ({e})") from None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = dict(self.env, **{_SOCKET_FD_ENV: str(theirs.fileno())})
+        if os.environ.get(TWICE_ENV) == "1":
+            env[TWICE_ENV] = "1"
         try:
             self.process = subprocess.Popen(
                 [self.python, "-m", "splay.launch.fork_server"], env=env, cwd=self.cwd,
@@ -229,6 +238,26 @@ def _receive_request(sock):
 
 
 def _fork_node(sock, request, fds, prctl):
+    """Start the node as a child of the launcher; returns its pid.
+
+    One fork with CLONE_PARENT (:func:`splayc.syscalls.fork_sibling`): the node is the launcher's
+    child from the start. Where the kernel refuses it, or with ``SPLAY_FORK_SERVER_TWICE=1`` in
+    the server's environment (the benchmark's old path), :func:`_fork_node_twice`.
+    """
+    if not _fork_twice:
+        from splayc.syscalls import fork_sibling
+        try:
+            pid = fork_sibling()
+        except OSError:
+            pid = None
+        if pid == 0:
+            _become_node(sock, request, fds, prctl)            # never returns
+        if pid is not None:
+            return pid
+    return _fork_node_twice(sock, request, fds, prctl)
+
+
+def _fork_node_twice(sock, request, fds, prctl):
     """Fork twice; the grandchild runs the node; returns its pid once the middle one is reaped."""
     r, w = os.pipe()
     middle = os.fork()
@@ -341,6 +370,8 @@ def _exit_status(code):
 
 
 def main():
+    global _fork_twice
+    _fork_twice = os.environ.pop(TWICE_ENV, None) == "1"
     fd = os.environ.pop(_SOCKET_FD_ENV, None)
     if fd is None:
         print("splay.launch.fork_server is started by splay run (it needs the launcher's socket)",

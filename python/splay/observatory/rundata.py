@@ -133,8 +133,9 @@ def dump(doc, path):
     """Validate ``doc`` and write it to ``path`` as JSON, atomically (a reader never sees half)."""
     validate(doc)
     tmp = f"{path}.tmp{os.getpid()}"
+    text = json.dumps(doc, separators=(",", ":"))     # the C encoder (dump streams in Python)
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, separators=(",", ":"))
+        f.write(text)
     os.replace(tmp, path)
 
 
