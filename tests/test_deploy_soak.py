@@ -179,7 +179,8 @@ def api_job(bed, job_id):
 
 
 def view_agrees(bed, job):
-    """The controller's RUNNING nodes answer RPCs, and every one's nodes file lists exactly them."""
+    """The controller's RUNNING nodes answer RPCs, and every one's nodes file lists exactly them
+    (what disagrees last is kept in ``bed.disagreement``, for the failure's message)."""
     info = api_job(bed, job["id"])
     running = {i["id"]: (i["ip"], i["port"], i["daemon"]) for i in info["instances"]
                if i["state"] == "RUNNING"}
@@ -188,15 +189,19 @@ def view_agrees(bed, job):
     def answers():
         return all(rpc.ping((ip, port), timeout=5) is not None for ip, port in want)
     if not run(answers):
+        bed.disagreement = f"not every RUNNING node answers a ping: {want}"
         return False
     for instance_id, (_, _, daemon) in running.items():
         index = int(daemon[2:])
         base = bed.small_disk if index == 5 else bed.path(f"daemon{index}")
         try:
             with open(os.path.join(base, "jobs", job["ref"], str(instance_id), "nodes.json")) as f:
-                if sorted((n["ip"], n["port"]) for n in json.load(f)) != want:
-                    return False
-        except (OSError, ValueError):
+                listed = sorted((n["ip"], n["port"]) for n in json.load(f))
+        except (OSError, ValueError) as e:
+            bed.disagreement = f"instance {instance_id}'s nodes file: {e}"
+            return False
+        if listed != want:
+            bed.disagreement = f"instance {instance_id} on {daemon} lists {listed}, not {want}"
             return False
     return True
 
@@ -242,8 +247,11 @@ def test_soak(soak_bed, tmp_path):
         injected.append((round(at, 1), kind, index if kind == "daemon" else None))
         bed.wait_daemons(6, timeout=60)
         began = time.monotonic()
-        wait_for(lambda: view_agrees(bed, job), NODES_BOUND,
-                 f"the view to agree after {kind} at {at:.1f}")
+        try:
+            wait_for(lambda: view_agrees(bed, job), NODES_BOUND, "the view to agree")
+        except AssertionError:
+            pytest.fail(f"the view did not agree within {NODES_BOUND:g} s after {kind} at "
+                        f"{at:.1f} s: {bed.disagreement}")
         convergence.append(time.monotonic() - began)
     if os.path.exists(filler):
         os.unlink(filler)

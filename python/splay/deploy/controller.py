@@ -228,6 +228,7 @@ class Controller:
         log.info("daemon %s (%s, id %d) connected from %s, %d instance(s) reported",
                  name, ip, daemon_id, channel.peer, len(reported))
         self.reconcile(session, reported)
+        self.resend_nodes(session)
         channel.send_nowait({"type": "ping", "t0": time.time()})
         return session
 
@@ -516,6 +517,21 @@ class Controller:
             session = self.sessions.get(daemon_id)
             if session is not None:
                 session.channel.send_nowait({"type": "nodes", "job": job["ref"], "nodes": alive})
+
+    def resend_nodes(self, session):
+        """Send a (re)connected daemon the alive nodes of every running job it holds nodes of:
+        ``send_nodes`` sends only changes, and a change made while the daemon was away (or
+        while its connection was dying) would leave its nodes files (``job.nodes()``) stale."""
+        held = {i["job_id"] for i in self.db.instances(daemon_id=session.id,
+                                                       states=(m.I_RUNNING, m.I_DOWN))}
+        for job_id in sorted(held):
+            job = self.db.job(job_id)
+            if job is None or job["state"] != m.RUNNING:
+                continue
+            running = sorted((i for i in self.db.instances(job_id) if i["state"] == m.I_RUNNING),
+                             key=lambda i: i["position"])
+            session.channel.send_nowait({"type": "nodes", "job": job["ref"], "nodes": [
+                {"ip": i["ip"], "port": i["port"]} for i in running]})
 
     def finish(self, job_id, state, reason):
         """Put a job in a final state."""

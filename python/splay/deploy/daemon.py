@@ -113,11 +113,7 @@ class Daemon:
     def drain_output(self):
         """At a clean stop, after the nodes were killed: spool what they printed last and delete
         their output files."""
-        manager = self.manager
-        for output in list(manager.output_files):
-            manager.output_files.discard(output)
-            manager._forward_lines(output.instance, output, output.read_lines(final=True))
-            self.outputs.done(output)
+        self.manager.drain_output_files()
         self.spool_lines()
         self.outputs.remove_directory()
 

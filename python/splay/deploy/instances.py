@@ -92,15 +92,7 @@ async def _ended(pid):
 
 async def _exit_status(process):
     """Wait (without a thread) until ``process`` ends; returns its exit status."""
-    loop = asyncio.get_running_loop()
-    ended = loop.create_future()
-    pidfd = os.pidfd_open(process.pid)
-    loop.add_reader(pidfd, lambda: ended.done() or ended.set_result(None))
-    try:
-        await ended
-    finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
+    await _ended(process.pid)
     return process.wait()
 
 
@@ -509,10 +501,19 @@ class InstanceManager:
         await _ended(process.pid)
         self._signal_group(process.pid, signal.SIGKILL)   # nothing of its group writes any more
         for output in process.files:
-            self.output_files.discard(output)
-            self._forward_lines(instance, output, output.read_lines(final=True))
-            output.finished = True
-            self.outputs.done(output)
+            self._drain(output)
+
+    def _drain(self, output):
+        """A life's output file will not grow any more: forward the rest, then let it go."""
+        self.output_files.discard(output)
+        self._forward_lines(output.instance, output, output.read_lines(final=True))
+        self.outputs.done(output)
+
+    def drain_output_files(self):
+        """Forward the rest of every running node's output file and let them go (the daemon
+        stops: its nodes were just killed)."""
+        for output in list(self.output_files):
+            self._drain(output)
 
     def poll_output(self):
         """Forward the lines the running nodes appended to their output files."""
