@@ -284,7 +284,10 @@ def callgrind_count(op, case, lib, times=200):
     import re
     import subprocess
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(root, "python"), root]))
+    # One str hash seed for every count: dict lookups (building decoded dicts) cost a few percent
+    # more or less depending on how the key hashes collide, which otherwise varies run to run.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(root, "python"), root]),
+               PYTHONHASHSEED="0")
     result = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
          f"--toggle-collect={_ENTRY_POINTS[(lib, op)]}", sys.executable,
