@@ -297,6 +297,11 @@ def test_soak(soak_bed, tmp_path):
             assert instance["state"] == "KILLED", instance
     status = bed.client().get("/api/status")
     assert status.get("reports_missing", 0) == 0 and status.get("lines_overflowed", 0) == 0
+    # Every life ended and its lines are spooled: the daemons deleted their output files.
+    outputs = [output_directory(bed.small_disk if index == 5 else bed.path(f"daemon{index}"))
+               for index in range(6)]
+    wait_for(lambda: not any(os.listdir(d) for d in outputs if os.path.isdir(d)), 15,
+             "the daemons to delete the node output files of the ended lives")
     bed.down()
     # The kernel finishes deleting a namespace's links a moment after `ip netns del` returns.
     left = []
