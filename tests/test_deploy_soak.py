@@ -13,7 +13,8 @@ outside the testbed, and answers RPCs. Invariants at the end:
     and in order, none lost, even for the lives a SIGKILLed daemon took with it (their output
     files outlive it, see splay.deploy.node_output); a life may have one line more than its record
     (killed between its print and its record);
-  - every instance ends KILLED (the job is killed at the end), or LOST when its daemon was killed;
+  - every instance ends KILLED (the job is killed at the end), or LOST when its daemon was killed,
+    or EXITED saying "No space left on device" when a churn life was due on the full disk;
   - after each fault, the controller's RUNNING set, the nodes answering RPCs and every running
     node's nodes file (job.nodes()) agree within NODES_BOUND seconds;
   - an instance is LOST only when its daemon was SIGKILLed (a network cut loses none);
@@ -283,13 +284,24 @@ def test_soak(soak_bed, tmp_path):
         lost += max(0, printed - len(seen))
         assert len(seen) <= printed + 1, (life, printed, len(seen))
     assert lost == 0, f"{lost} line(s) printed but not in `splay logs`"
+    not_started = 0
     for instance in info["instances"]:
         if instance["state"] == "LOST":
             assert instance["daemon"] in killed_daemons, instance
+        elif instance["state"] == "EXITED":
+            # A churn life due while the disk was full could not be started: it says so.
+            assert instance["daemon"] == "tb5" and instance["reason"].startswith(
+                "cannot start the process: OSError: [Errno 28] No space left on device"), instance
+            not_started += 1
         else:
             assert instance["state"] == "KILLED", instance
     status = bed.client().get("/api/status")
     assert status.get("reports_missing", 0) == 0 and status.get("lines_overflowed", 0) == 0
+    # Every life ended and its lines are spooled: the daemons deleted their output files.
+    outputs = [output_directory(bed.small_disk if index == 5 else bed.path(f"daemon{index}"))
+               for index in range(6)]
+    wait_for(lambda: not any(os.listdir(d) for d in outputs if os.path.isdir(d)), 15,
+             "the daemons to delete the node output files of the ended lives")
     bed.down()
     # The kernel finishes deleting a namespace's links a moment after `ip netns del` returns.
     left = []
@@ -311,6 +323,7 @@ def test_soak(soak_bed, tmp_path):
         database.close()
     print(f"\nsoak ({bed.variant}, {'PostgreSQL' if bed.db.startswith('postgres') else 'SQLite'})"
           f": {seconds:g} s, seed {SEED}, {len(injected)} faults {injected}; {len(lives)} node lives, "
-          f"{len(lost_positions)} instance(s) LOST with their daemon, "
+          f"{len(lost_positions)} instance(s) LOST with their daemon, {not_started} not started "
+          f"on the full disk, "
           f"{checked} lines checked, 0 gaps or repeats, {lost} lines lost, view converged in at most "
           f"{max(convergence, default=0):.1f} s, {len(left)} leftovers")

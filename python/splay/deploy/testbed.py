@@ -29,6 +29,7 @@ import sys
 import time
 
 from .cli import Client, CommandError, splay_home
+from .node_output import output_directory
 from .testbed_processes import processes_of, stop_processes_of
 
 NETNS_PREFIX = "sptb"
@@ -317,6 +318,9 @@ class Testbed:
         self.stop_controller()
         stop_processes_of(self.dir)
         self._remove_network()
+        # The output files a killed daemon left for its next run, which will not come now.
+        for index in range(self.state.get("daemons", self.n)):
+            shutil.rmtree(output_directory(self.path(f"daemon{index}")), ignore_errors=True)
         for name in ("testbed.json", "client.json", "ready.json"):
             if os.path.exists(self.path(name)):
                 os.unlink(self.path(name))
