@@ -137,6 +137,7 @@ def peer_run(tmp_path, source, mode, nodes):
 
 
 RESULTS = {}
+pytestmark = pytest.mark.timeout(3600)
 
 
 @pytest.mark.parametrize("mode", ["idle", "listen"])

@@ -26,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODES = int(os.environ.get("SPLAY_STARTUP_NODES", "200"))
 APP = "import time\nfrom splay.base import job\ntime.sleep(2)\n"
 RESULTS = {}
+pytestmark = pytest.mark.timeout(3600)      # a thousand new interpreters on a loaded machine
 
 
 def start_time(tmp_path, flags, extra_env=None):

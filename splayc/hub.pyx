@@ -1040,7 +1040,9 @@ cdef class Hub:
             # Look without blocking first: on loopback the answer is often already there, and
             # releasing and taking back the GIL costs more than this poll (~2k instructions).
             uv_run(self.loop, UV_RUN_NOWAIT)
-            if self.ready_tail == self.ready_batch_end and self.callback_error is None:
+            # (a callback may also have started a thread: a listening socket's on_connection)
+            if self.ready_tail == self.ready_batch_end and self.callback_error is None \
+                    and self.new_pos == len(self.new_tasks):
                 if self.release_gil:
                     with nogil:
                         uv_run(self.loop, UV_RUN_ONCE)

@@ -68,6 +68,7 @@ cdef class TCP(SocketBase):
     cdef uv_tcp_t** accepted
     cdef int n_accepted, accepted_cap
     cdef int accepted_limit           # accepted_cap grows up to this (the listen backlog, at least 64)
+    cdef object connection_hook       # on_connection(): called when a connection waits, nobody accepts
     cdef bint accept_deferred
     cdef int listen_err
     # network emulation (splayc/shaping.pyx): the links to the emulated peer this socket connected to

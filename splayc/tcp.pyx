@@ -214,6 +214,18 @@ cdef void _connection_cb(uv_stream_t* server, int status) noexcept with gil:
     s._wake_reader()
     if s.select_waiters:
         s._wake_select()
+    if s.connection_hook is not None and s.reader is None and (s.n_accepted or s.listen_err):
+        _call_connection_hook(s)
+
+
+cdef void _call_connection_hook(TCP s) noexcept:
+    """Call the socket's on_connection() callback; what it raises ends the loop (as a callback
+    error does), since nobody else would ever see it."""
+    try:
+        s.connection_hook()
+    except BaseException as e:
+        if s.hub.callback_error is None:
+            s.hub.callback_error = e
 
 
 # ---------------------------------------------------------------------------- the socket types
@@ -293,6 +305,7 @@ cdef class TCP(SocketBase):
             self.in_q.clear()
         self.state = TCP_CLOSED
         self.reading = False
+        self.connection_hook = None        # (it usually refers back to the server owning this socket)
         self.rstart = self.rend = self.scan_from = 0   # a closed socket returns no buffered data
         self._close_handles()              # pending writes end with ECANCELED
         return was_open
@@ -899,6 +912,28 @@ cdef class TCP(SocketBase):
             raise MemoryError()
         self.state = TCP_SERVER
         self._apply_options()
+        return True
+
+    def on_connection(self, callback):
+        """Accept on demand: call ``callback()`` (no arguments) whenever a connection waits on this
+        listening socket and no thread is blocked in :meth:`accept`; ``None`` stops it.
+
+        The callback runs inside the scheduler, not in a thread: it must not block -- it starts a
+        thread (``events.thread``) that accepts what waits, with a zero timeout, and ends. While a
+        callback is set the socket keeps ``events.run()`` going, as a thread blocked in accept()
+        would. A listening server then holds no thread while idle (see splay.rpc_core.server).
+        """
+        if callback is not None and not callable(callback):
+            raise TypeError(f"on_connection() takes a function or None, got {type(callback).__name__}")
+        if self.state != TCP_SERVER:
+            self.error = "closed" if self.state == TCP_CLOSED else "not listening: call listen() first"
+            return None
+        if (callback is None) != (self.connection_hook is None):
+            if callback is None:
+                self._unref()
+            else:
+                self._ref()
+        self.connection_hook = callback
         return True
 
     def accept(self):

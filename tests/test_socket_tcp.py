@@ -320,6 +320,60 @@ def test_connections_waiting_beyond_the_first_accept_queue_are_accepted_in_order
     assert run_main(main) == list(range(150))
 
 
+def test_on_connection_calls_back_when_a_connection_waits_and_nobody_accepts():
+    # The callback runs in the scheduler and starts a thread; the run does not end while the
+    # callback is set (as it would not with a thread blocked in accept()); None stops it.
+    def main(threads):
+        server, port = listen()
+        server.settimeout(0)
+        calls, got = [], []
+
+        def drain():
+            c = server.accept()
+            got.append(c.receive() if c is not None else server.error)
+            assert server.accept() is None and server.error == "timeout"
+
+        assert server.on_connection(lambda: calls.append(events.thread(drain))) is True
+        for i in range(2):
+            c = socket.connect("127.0.0.1", port)
+            c.send(b"hello %d\n" % i)
+            while len(got) <= i:
+                events.sleep(0.01)
+            c.close()
+        assert server.on_connection(None) is True
+        with pytest.raises(TypeError, match="takes a function or None"):
+            server.on_connection(42)
+        server.close()
+        assert server.on_connection(lambda: None) is None and server.error == "closed"
+        return len(calls), got
+
+    assert run_main(main) == (2, [b"hello 0", b"hello 1"])
+
+
+def test_a_socket_with_on_connection_keeps_the_run_going():
+    ends = []
+
+    def main(threads):
+        server, port = listen()
+        server.settimeout(0)
+
+        def drain():
+            c = server.accept()
+            ends.append(c.receive())
+            server.close()                   # now nothing keeps the run going
+
+        server.on_connection(lambda: events.thread(drain))
+
+        def client():
+            events.sleep(0.2)                # main has ended by then: only the socket waits
+            socket.connect("127.0.0.1", port).send(b"late\n")
+
+        threads.thread(client)
+
+    run_main(main)
+    assert ends == [b"late"]
+
+
 def test_connect_timeout_and_killed_connect():
     def main(threads):
         server, port = listen(backlog=1)

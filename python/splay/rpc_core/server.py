@@ -1,11 +1,15 @@
 """Listening TCP servers for splay.rpc, splay.rpcq and splay.net: accept loop, limits, teardown.
 
-A :class:`TCPServer` runs one accept thread; each connection is served by
+A :class:`TCPServer` accepts on demand: while no connection waits it holds no thread (a server
+of an idle node costs its socket and this object only -- thousands of nodes share a process in
+``--in-process`` runs); when connections arrive, the listening socket's ``on_connection`` callback
+starts an accept thread that takes every waiting connection and ends. Each connection is served by
 ``serve_connection(sock)`` in its own thread. With ``max``, at most that many connections are
-served at once (the accept thread waits for one to end). The server registers with its node
+served at once, by one accept thread that lives as long as the server (it waits for one to end). The server registers with its node
 (``hub.track``), so ``events.exit()`` or the node's end closes it; :meth:`TCPServer.close` (what
 ``stop_server`` calls) closes the listening socket and every connection it accepted.
 """
+from splayc import hub
 from splayc.rpc_fast import spawn, track, untrack
 
 from splay import events, socket
@@ -64,7 +68,13 @@ class TCPServer:
         self.connections = set()
         self.gate = events.semaphore(max, secure=False) if max else None
         self.closed = False
-        self.accept_thread = spawn(self._accept_loop)
+        self.node = hub.current_node()
+        if self.gate is None and hasattr(sock, "on_connection"):
+            self.accept_thread = None            # started by _on_connection, ends when idle
+            sock.settimeout(0)
+            sock.on_connection(self._on_connection)
+        else:
+            self.accept_thread = spawn(self._accept_loop)
         track(self)
         if registry is not None:
             registry.add(self)
@@ -90,6 +100,29 @@ class TCPServer:
                 continue
             self.connections.add(c)
             spawn(self._serve, c)
+
+    def _on_connection(self):
+        # Called by the scheduler (not in a thread) when a connection waits and no thread accepts.
+        if self.accept_thread is None and not self.closed:
+            self.accept_thread = hub.spawn_in_node(self.node, self._accept_waiting)
+
+    def _accept_waiting(self):
+        """Accept every connection waiting now (the socket's timeout is 0), then end."""
+        try:
+            while not self.closed:
+                c = self.sock.accept()
+                if c is None:
+                    if self.closed or self.sock.is_closed() or self.sock.error == "timeout":
+                        return                   # nothing waits any more
+                    if self.log is not None:
+                        self.log.notice(f"{self.mode} server on port {self.port}: accept failed: "
+                                        f"{self.sock.error}")
+                    events.sleep(0.05)           # e.g. "too many open files": let some end first
+                    continue
+                self.connections.add(c)
+                spawn(self._serve, c)
+        finally:
+            self.accept_thread = None            # (no switch since accept() said "timeout")
 
     def _serve(self, c):
         try:
