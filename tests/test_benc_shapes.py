@@ -199,3 +199,15 @@ def test_output_buffer_size_hint_across_sizes():
         for n in sizes:
             assert benc.encode(docs[n]) == reference(docs[n])
             assert benc.encode_framed(docs[n]) == b"%d\n" % len(reference(docs[n])) + reference(docs[n])
+
+
+def test_results_with_room_left_over_are_ordinary_bytes():
+    # A large single write sizes the buffer to it plus a little; the result keeps what is left.
+    blob = random.Random(6).randbytes(65536)
+    for extra in (0, 1, 100, 5000):
+        doc = {"data": blob, "offset": 2 ** 64 - 12345, "pad": "p" * extra}
+        wire = benc.encode(doc)
+        assert wire == reference(doc)
+        assert len(wire) == len(reference(doc)) and wire[-1:] == b"e"
+        assert hash(wire) == hash(bytes(bytearray(wire))) and wire + b"x" == reference(doc) + b"x"
+        assert benc.decode(wire) == doc
