@@ -172,6 +172,16 @@ cdef Network _installed():
 
 # ---------------------------------------------------------------------------- the network
 
+cdef void _call_connection_hook(SimTCP s) noexcept:
+    """Call a listener's on_connection() callback; what it raises ends the run, as in tcp.pyx
+    (a callback runs in the scheduler, where nobody else would see the error)."""
+    try:
+        s.connection_hook()
+    except BaseException as e:
+        if s.hub.callback_error is None:
+            s.hub.callback_error = e
+
+
 cdef class Network:
     """The simulated network of this process: its addresses, hosts and pending deliveries."""
     cdef list events                  # heap of (due ns, seq, kind, target, payload)
@@ -328,6 +338,8 @@ cdef class Network:
         listener.backlog.append(server)
         listener._wake_reader()
         listener._wake_select()
+        if listener.connection_hook is not None and listener.reader is None:
+            _call_connection_hook(listener)     # accept on demand (TCP.on_connection), as tcp.pyx does
         self.schedule(due, EV_SYNACK, client, server)
         return 0
 
