@@ -39,12 +39,11 @@ sockets -- is the real code.
   (a process crash on a live host: its ports then refuse connections).
 """
 from libc.stdint cimport uint64_t
-from libc.string cimport memchr
 from cpython.bytes cimport PyBytes_AS_STRING
 
 from splayc.uv cimport UV_ECONNRESET, UV_ECONNREFUSED, UV_EADDRINUSE, UV_ECANCELED
 from splayc.hub cimport Hub, Task, get_hub, clock_ns, set_event_source
-from splayc.tcp cimport (TCP, TCP_MASTER, TCP_SERVER, TCP_CLIENT, TCP_CLOSED, R_WOKEN, R_TIMEOUT,
+from splayc.tcp cimport (want_met, TCP, TCP_MASTER, TCP_SERVER, TCP_CLIENT, TCP_CLOSED, R_WOKEN, R_TIMEOUT,
                          WANT_BYTES, WANT_LINE, WANT_ANY)
 from splayc.udp cimport UDP
 from splayc.sockbase cimport SocketBase, remaining, as_bytes
@@ -102,21 +101,6 @@ cdef int _run_events(uint64_t now) except -1:
         net.n_events += 1
         net._dispatch(<int>ev[2], ev[3], ev[4])
     return 0
-
-
-cdef inline bint _want_met(TCP s):
-    """Whether the waiting receiver's pattern can complete (as splayc.tcp's read callback)."""
-    cdef size_t avail = s.rend - s.rstart
-    if s.want == WANT_BYTES:
-        return avail >= s.want_n
-    if s.want == WANT_LINE:
-        if memchr(s.rbuf + s.rstart + s.scan_from, b'\n', avail - s.scan_from) != NULL:
-            return True
-        s.scan_from = avail
-        return False
-    if s.want == WANT_ANY:
-        return avail > 0
-    return False
 
 
 cdef object _node_ip(object node, str default):
@@ -180,6 +164,17 @@ cdef void _call_connection_hook(SimTCP s) noexcept:
     except BaseException as e:
         if s.hub.callback_error is None:
             s.hub.callback_error = e
+
+
+cdef Py_ssize_t _crash_all(list socks) except -1:
+    """Reset the TCP sockets (peers see a reset after the delay) and close the UDP ones, as a
+    crashed process's; returns how many there were."""
+    for s in socks:
+        if isinstance(s, SimTCP):
+            (<SimTCP>s)._crash()
+        else:
+            (<SocketBase>s).close_c()
+    return len(socks)
 
 
 cdef class Network:
@@ -370,13 +365,7 @@ cdef class Network:
     def node_down(self, ip):
         """The host ``ip`` stops (see the module docstring); returns how many sockets it had."""
         self.down.add(ip)
-        socks = list(self.by_ip.get(ip, {}).values())
-        for s in socks:
-            if isinstance(s, SimTCP):
-                (<SimTCP>s)._crash()
-            else:
-                (<SocketBase>s).close_c()
-        return len(socks)
+        return _crash_all(list(self.by_ip.get(ip, {}).values()))
 
     def node_up(self, ip):
         """The host ``ip`` answers again (its node's application is started by the runner)."""
@@ -386,14 +375,8 @@ cdef class Network:
         """Reset every simulated socket of ``node`` (a ``Task.node`` object) as a crashed process:
         peers see a reset after the delay. Returns how many sockets it had."""
         cdef Hub hub = get_hub()
-        socks = [s for s in (hub.tracked.get(node) or {}).values()
-                 if isinstance(s, (SimTCP, SimUDP))]
-        for s in socks:
-            if isinstance(s, SimTCP):
-                (<SimTCP>s)._crash()
-            else:
-                (<SocketBase>s).close_c()
-        return len(socks)
+        return _crash_all([s for s in (hub.tracked.get(node) or {}).values()
+                           if isinstance(s, (SimTCP, SimUDP))])
 
 
 # ---------------------------------------------------------------------------- TCP
@@ -538,7 +521,7 @@ cdef class SimTCP(TCP):
             return 0
         self._append(PyBytes_AS_STRING(data), n)
         self._count_received(n)
-        if self.reader is not None and _want_met(self):
+        if self.reader is not None and want_met(self):
             self._wake_reader()
         if self.select_waiters:
             self._wake_select()

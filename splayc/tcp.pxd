@@ -22,6 +22,7 @@
 # included). They may raise only NotInThread (called outside a SPLAY thread while they must wait)
 # or the task's kill exception; every other failure is None/False with `error` set.
 from libc.stdint cimport uint64_t
+from libc.string cimport memchr
 from splayc.uv cimport uv_tcp_t, uv_timer_t
 from splayc.hub cimport Task
 from splayc.sockbase cimport SocketBase
@@ -111,3 +112,19 @@ cdef class TCP(SocketBase):
 # A new TCP socket: a simulated one while a simulated network is installed (splayc/simnet.pyx,
 # set_simulated), else TCP().
 cdef TCP tcp_new()
+
+
+# Whether the waiting receiver's pattern (want, want_n) can complete with what is buffered: the
+# read callback's test, shared by the real socket and the simulated one (splayc/simnet.pyx).
+cdef inline bint want_met(TCP s):
+    cdef size_t avail = s.rend - s.rstart
+    if s.want == WANT_BYTES:
+        return avail >= s.want_n
+    if s.want == WANT_LINE:
+        if memchr(s.rbuf + s.rstart + s.scan_from, b'\n', avail - s.scan_from) != NULL:
+            return True
+        s.scan_from = avail
+        return False
+    if s.want == WANT_ANY:
+        return avail > 0
+    return False

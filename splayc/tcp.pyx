@@ -54,20 +54,6 @@ BUSY_MESSAGE = "busy: another thread is already receiving (or accepting) on this
 
 # ---------------------------------------------------------------------------- libuv callbacks
 
-cdef inline bint _want_met(TCP s):
-    cdef size_t avail = s.rend - s.rstart
-    if s.want == WANT_BYTES:
-        return avail >= s.want_n
-    if s.want == WANT_LINE:
-        if memchr(s.rbuf + s.rstart + s.scan_from, b'\n', avail - s.scan_from) != NULL:
-            return True
-        s.scan_from = avail
-        return False
-    if s.want == WANT_ANY:
-        return avail > 0
-    return False
-
-
 cdef void _read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept with gil:
     cdef TCP s
     if stream.data == NULL:
@@ -90,7 +76,7 @@ cdef void _read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noex
             return
         s._count_received(<size_t>nread)
         if s.reader is not None:
-            if _want_met(s):
+            if want_met(s):
                 s._wake_reader()
         elif s.rend - s.rstart >= HIGH_WATER:
             uv_read_stop(stream)          # back-pressure: resumes when a receive drains it
@@ -354,7 +340,7 @@ cdef class TCP(SocketBase):
         try:
             self.hub.block(t, timeout)
             # The timer and the data may come in the same poll: data that made it wins.
-            if t.timed_out and not (_want_met(self) or self.eof or self.read_err
+            if t.timed_out and not (want_met(self) or self.eof or self.read_err
                                     or self.n_accepted or self.listen_err
                                     or self.state == TCP_CLOSED):
                 return R_TIMEOUT
@@ -705,7 +691,7 @@ cdef class TCP(SocketBase):
             self._count_received(<size_t>len(data))
             delivered = True
         if delivered:
-            if self.reader is not None and _want_met(self):
+            if self.reader is not None and want_met(self):
                 self._wake_reader()
             if self.select_waiters:
                 self._wake_select()

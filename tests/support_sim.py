@@ -1,10 +1,12 @@
-"""Chord lookups in a real run and in a simulation, for the agreement test
-(tests/test_sim_run_agreement.py) and its 1,000-node figure (bench/test_sim.py).
+"""Running ``splay run --sim`` from the tests (:func:`splay_run`), and Chord lookups in a real
+run and in a simulation, for the agreement test (tests/test_sim_run_agreement.py) and its
+1,000-node figure (bench/test_sim.py).
 
 Both sides run examples/chord.py unchanged on the same addresses (so the same ring), wait until
 the ring is correct, let the fingers settle, then make the same seeded lookups with
 examples/checkers.py and return their hop counts.
 """
+import os
 import pathlib
 import random
 import re
@@ -17,6 +19,19 @@ from examples import checkers
 from examples.checkers import local_nodes, run, wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), str(ROOT)]))
+ENV.pop("SPLAY_JOB", None)
+LIVENESS = 300   # real seconds: generous, only a hung run ever waits this long
+
+
+def splay_run(tmp_path, app, *args, log="run.log"):
+    """Run ``splay run APP --sim ARGS`` in ``tmp_path``; returns (exit status, log text, stderr)."""
+    command = [sys.executable, "-m", "splay.cli", "run", str(app), "--sim", "--quiet",
+               "--no-metrics", "--log", str(tmp_path / log), *args]
+    done = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                          timeout=LIVENESS)
+    path = tmp_path / log
+    return done.returncode, path.read_text() if path.exists() else "", done.stderr
 
 
 def real_chord_hops(tmp_path, n, first, lookups, period, settle, liveness):

@@ -3,8 +3,6 @@
 Every test starts ``python -m splay.cli run ... --sim`` on a small application written into
 tmp_path and reads the merged log it leaves; the runs end by themselves in virtual time.
 """
-import os
-import pathlib
 import random
 import re
 import signal
@@ -18,10 +16,8 @@ from splay.launch import options
 from splay.sim import seeding
 from splay.sim.run import VirtualLogClock
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), str(ROOT)]))
-ENV.pop("SPLAY_JOB", None)
-LIVENESS = 120   # seconds: generous, only a hung run ever waits this long
+from support_sim import ENV, LIVENESS, splay_run
+
 
 # Timers, a lock, events, logs and per-node random draws; reads the partition state of its
 # link model (--topology/--partition) at each step, so that the cut shows in the log.
@@ -87,16 +83,6 @@ def write_app(tmp_path, body, name="app.py"):
     path = tmp_path / name
     path.write_text(textwrap.dedent(body))
     return path
-
-
-def splay_run(tmp_path, app, *args, log="run.log"):
-    """Run ``splay run APP --sim ARGS`` in ``tmp_path``; returns (exit status, log text, stderr)."""
-    command = [sys.executable, "-m", "splay.cli", "run", str(app), "--sim", "--quiet",
-               "--no-metrics", "--log", str(tmp_path / log), *args]
-    done = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True,
-                          timeout=LIVENESS)
-    path = tmp_path / log
-    return done.returncode, path.read_text() if path.exists() else "", done.stderr
 
 
 def node_lines(log_text):

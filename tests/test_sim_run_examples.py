@@ -2,30 +2,16 @@
 properties the real-run tests check (tests/test_example_*.py), checked from inside the
 simulation by tests/sim_checked_example.py with examples/checkers.py.
 """
-import os
 import pathlib
 import re
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
+from support_sim import splay_run
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), str(ROOT)]))
-ENV.pop("SPLAY_JOB", None)
-LIVENESS = 300   # real seconds: generous, only a hung run ever waits this long
 CHECKED = ROOT / "tests" / "sim_checked_example.py"
-
-
-def simulate(tmp_path, app, *args, log="run.log"):
-    """``splay run APP --sim ARGS``; returns (exit status, merged log, stderr)."""
-    command = [sys.executable, "-m", "splay.cli", "run", str(app), "--sim", "--quiet",
-               "--no-metrics", "--log", str(tmp_path / log), *args]
-    done = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True,
-                          timeout=LIVENESS)
-    path = tmp_path / log
-    return done.returncode, path.read_text() if path.exists() else "", done.stderr
 
 
 def node_lines(log):
@@ -41,15 +27,15 @@ def node_lines(log):
 ])
 def test_every_example_gives_the_same_log_twice(tmp_path, example, args):
     app = ROOT / "examples" / example
-    rc1, first, err1 = simulate(tmp_path, app, "--seed", "5", *args)
-    rc2, second, _ = simulate(tmp_path, app, "--seed", "5", *args)
+    rc1, first, err1 = splay_run(tmp_path, app, "--seed", "5", *args)
+    rc2, second, _ = splay_run(tmp_path, app, "--seed", "5", *args)
     assert rc1 == rc2 == 0, err1
     assert len(node_lines(first)) >= 2
     assert first == second
 
 
 def test_chord_builds_a_correct_ring_and_answers_lookups(tmp_path):
-    rc, log, err = simulate(tmp_path, CHECKED, "-n", "24", "--", "example=chord.py", "check=chord",
+    rc, log, err = splay_run(tmp_path, CHECKED, "-n", "24", "--", "example=chord.py", "check=chord",
                             "demo=0", "period=0.5", "lookups=50")
     assert rc == 0, err
     assert "PROPERTY ring ok" in log and "PROPERTY lookups ok" in log
@@ -58,21 +44,21 @@ def test_chord_builds_a_correct_ring_and_answers_lookups(tmp_path):
 
 
 def test_chord_ft_ring_and_lookups(tmp_path):
-    rc, log, err = simulate(tmp_path, CHECKED, "-n", "16", "--", "example=chord_ft.py",
+    rc, log, err = splay_run(tmp_path, CHECKED, "-n", "16", "--", "example=chord_ft.py",
                             "check=chord", "demo=0", "period=0.5")
     assert rc == 0, err
     assert "PROPERTY ring ok" in log and "PROPERTY lookups ok" in log
 
 
 def test_cyclon_views_converge(tmp_path):
-    rc, log, err = simulate(tmp_path, CHECKED, "-n", "40", "--", "example=cyclon.py",
+    rc, log, err = splay_run(tmp_path, CHECKED, "-n", "40", "--", "example=cyclon.py",
                             "check=cyclon", "demo=0", "period=0.5", "view=8")
     assert rc == 0, err
     assert "PROPERTY views ok" in log
 
 
 def test_epidemic_reaches_every_node_once(tmp_path):
-    rc, log, err = simulate(tmp_path, CHECKED, "-n", "16", "--random-list", "4", "--",
+    rc, log, err = splay_run(tmp_path, CHECKED, "-n", "16", "--random-list", "4", "--",
                             "example=epidemic.py", "check=epidemic", "demo=0", "period=0.2",
                             "fanout=2", "nodes=16")
     assert rc == 0, err
@@ -112,8 +98,8 @@ def test_udp_with_loss_churn_and_a_partition_gives_the_same_log_twice(tmp_path):
     (tmp_path / "trace").write_text("0\n0 12\n3 9 15\n0\n")
     args = ["--seed", "9", "--until", "20", "--churn", str(tmp_path / "trace"), "--topology",
             str(tmp_path / "lossy.model"), "--partition", "0|1-3@5-10"]
-    rc1, first, err = simulate(tmp_path, app, *args)
-    rc2, second, _ = simulate(tmp_path, app, *args)
+    rc1, first, err = splay_run(tmp_path, app, *args)
+    rc2, second, _ = splay_run(tmp_path, app, *args)
     assert rc1 == rc2 == 0, err
     assert first == second
     got = [line for line in node_lines(first) if " got from " in line]
