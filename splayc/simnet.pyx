@@ -43,7 +43,7 @@ from cpython.bytes cimport PyBytes_AS_STRING
 
 from splayc.uv cimport UV_ECONNRESET, UV_ECONNREFUSED, UV_EADDRINUSE, UV_ECANCELED
 from splayc.hub cimport Hub, Task, get_hub, clock_ns, set_event_source
-from splayc.tcp cimport (want_met, TCP, TCP_MASTER, TCP_SERVER, TCP_CLIENT, TCP_CLOSED, R_WOKEN, R_TIMEOUT,
+from splayc.tcp cimport (want_met, shutdown_mode, TCP, TCP_MASTER, TCP_SERVER, TCP_CLIENT, TCP_CLOSED, R_WOKEN, R_TIMEOUT,
                          WANT_BYTES, WANT_LINE, WANT_ANY)
 from splayc.udp cimport UDP
 from splayc.sockbase cimport SocketBase, remaining, as_bytes
@@ -675,10 +675,7 @@ cdef class SimTCP(TCP):
 
     def shutdown(self, mode="both"):
         """Shut down "send", "receive" or "both" directions of a connection: True."""
-        if isinstance(mode, bytes):
-            mode = mode.decode()
-        if mode not in ("both", "send", "receive"):
-            raise ValueError(f"shutdown mode must be 'both', 'send' or 'receive', got {mode!r}")
+        mode = shutdown_mode(mode)
         if self.state != TCP_CLIENT:
             return True
         if mode in ("both", "receive") and not self.read_shut:

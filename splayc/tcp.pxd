@@ -128,3 +128,13 @@ cdef inline bint want_met(TCP s):
     if s.want == WANT_ANY:
         return avail > 0
     return False
+
+
+# The direction of a shutdown() ("both", "send" or "receive"; bytes accepted), for the real and
+# the simulated socket; anything else is a ValueError naming what was given.
+cdef inline str shutdown_mode(object mode):
+    if isinstance(mode, bytes):
+        mode = mode.decode()
+    if mode not in ("both", "send", "receive"):
+        raise ValueError(f"shutdown mode must be 'both', 'send' or 'receive', got {mode!r}")
+    return mode

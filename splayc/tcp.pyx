@@ -1110,10 +1110,7 @@ cdef class TCP(SocketBase):
     def shutdown(self, mode="both"):
         """Shut down "send", "receive" or "both" directions of a connection: True."""
         cdef uv_shutdown_t* req
-        if isinstance(mode, bytes):
-            mode = mode.decode()
-        if mode not in ("both", "send", "receive"):
-            raise ValueError(f"shutdown mode must be 'both', 'send' or 'receive', got {mode!r}")
+        mode = shutdown_mode(mode)
         if self.state != TCP_CLIENT:
             return True
         if mode in ("both", "receive") and not self.read_shut:
