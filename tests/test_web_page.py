@@ -108,11 +108,13 @@ def test_the_live_page_opens_signed_in_and_follows_a_job(bed, browser, tmp_path)
         assert lines and all("tick 7" in line for line in lines)
 
         # sorting the node table: by node down, then by address up
-        column = {th.text.rstrip(" ▴▾"): th for th in browser.find_elements("css selector", "#nodes th")}
-        column["node"].click()
-        first = [tr.find_elements("tag name", "td")[0].text
-                 for tr in browser.find_elements("css selector", "#nodes tbody tr")]
-        assert first == ["3", "2", "1", "0"]
+        # (the table is rebuilt on every update, so the header is found and clicked in one script
+        # and the order read in one script: an element found earlier may be gone by the click)
+        browser.execute_script(
+            "[...document.querySelectorAll('#nodes th')]"
+            ".find(th => th.textContent.replace(/[ ▴▾]/g, '') === 'node').click()")
+        until(browser, "[...document.querySelectorAll('#nodes tbody tr')]"
+                       ".map(tr => tr.cells[0].textContent).join() === '3,2,1,0'", "the nodes sorted down")
         screenshot(browser, tmp_path, "observatory-page.png")
         assert console_errors(browser) == []
     finally:
