@@ -53,6 +53,7 @@ replies = {}                   # the client's msg_id -> reply body (None while w
 dropped = {"undeliverable": 0, "bad": 0}
 kv_services = {name: services.KeyValueService(name) for name in services.NAMES} if ME == 0 else {}
 ready_nodes = set()
+aborted_nodes = set()             # positions whose program could not start (node 0 keeps them)
 start_at = []
 
 
@@ -296,6 +297,7 @@ def request(body, timeout):
 def ready(position):
     """RPC on node 0: ``position`` is ready; returns the common start time once all are."""
     ready_nodes.add(position)
+    events.fire("maelstrom heard")
     if len(ready_nodes) == N:
         start_at.append(misc.time() + 0.5)
         events.fire("maelstrom all ready")
@@ -306,10 +308,23 @@ def ready(position):
 
 def abort(position):
     """RPC on node 0: node ``position`` could not start its program; every node stops."""
+    aborted_nodes.add(position)
     if not start_at:
         start_at.append(None)
         events.fire("maelstrom all ready")
+    events.fire("maelstrom heard")
     return True
+
+
+def tell_the_others_and_stop():
+    """Node 0's program could not start: answer the other nodes (their ``ready`` or ``abort``
+    gets "stop") until each has asked, or for START_WAIT at most, then end. Node 0 must stay
+    up for that: a node that finds node 0 gone cannot tell it from a node 0 not started yet,
+    and would try for START_WAIT before giving up."""
+    abort(ME)
+    deadline = misc.time() + START_WAIT
+    while len(ready_nodes | aborted_nodes) < N and misc.time() < deadline:
+        events.wait("maelstrom heard", deadline - misc.time())
 
 
 def perform(f, value, body):
@@ -350,7 +365,10 @@ def main():
         start_program()
     except Exception as e:       # the other nodes must not wait for this one: stop them all
         log.error(f"maelstrom: {NODE_ID}: {e}; stopping the run")
-        call_node_0(["abort", ME], 5)
+        if ME == 0:
+            tell_the_others_and_stop()
+        else:
+            call_node_0(["abort", ME], 5)
         finish()
         return
     reply = request({"type": "init", "node_id": NODE_ID, "node_ids": NODE_IDS}, INIT_TIMEOUT)
