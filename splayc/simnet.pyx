@@ -18,7 +18,8 @@ sockets -- is the real code.
   layer's, from a topology, with partitions cutting it), else the network's default link. Due
   time: ``link.pace(n)`` (its rate, on the virtual clock) plus its delay, never before what the
   same end sent earlier, so a byte stream stays in order.
-* The events wait in one heap ordered by (due time, scheduling sequence number). When every thread
+* The events wait in one heap ordered by (due time, scheduling sequence number): a binary heap
+  of C records (:class:`EventQueue`), not of Python tuples, as a simulation runs millions. When every thread
   is blocked, the hub jumps the virtual clock to the earliest of these events and its own timers
   (hub.pxd, set_event_source); at one virtual instant the network's events run first, in the
   order they were scheduled, then the threads whose timers are due, in arming order. Events run
@@ -40,6 +41,8 @@ sockets -- is the real code.
 """
 from libc.stdint cimport uint64_t
 from cpython.bytes cimport PyBytes_AS_STRING
+from cpython.mem cimport PyMem_Realloc, PyMem_Free
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 
 from splayc.uv cimport UV_ECONNRESET, UV_ECONNREFUSED, UV_EADDRINUSE, UV_ECANCELED
 from splayc.hub cimport Hub, Task, get_hub, clock_ns, set_event_source
@@ -50,8 +53,6 @@ from splayc.sockbase cimport SocketBase, remaining, as_bytes
 from splayc.shaping cimport Link
 from splayc.accounting cimport NetPolicy, policy_for
 from splayc.addr cimport error_message, ERR_RESTRICTED
-
-import heapq
 
 from splay.node import address as _node_address
 
@@ -86,21 +87,112 @@ class NetworkError(RuntimeError):
 # ---------------------------------------------------------------------------- the event source
 
 cdef bint _next_event(uint64_t* due) noexcept:
-    if _net is None or not _net.events:
+    if _net is None or _net.events.count == 0:
         return False
-    due[0] = (<tuple>_net.events[0])[0]
+    due[0] = _net.events.items[0].due
     return True
 
 
 cdef int _run_events(uint64_t now) except -1:
     cdef Network net = _net
-    cdef list events = net.events
-    cdef tuple ev
-    while events and (<tuple>events[0])[0] <= now:
-        ev = heapq.heappop(events)
+    cdef EventQueue events = net.events
+    cdef Pending ev
+    cdef object target, payload
+    while events.count and events.items[0].due <= now:
+        ev = events.pop()
+        # The queue's references to target and payload pass to these two variables.
+        target = <object>ev.target
+        payload = <object>ev.payload
+        Py_XDECREF(ev.target)
+        Py_XDECREF(ev.payload)
         net.n_events += 1
-        net._dispatch(<int>ev[2], ev[3], ev[4])
+        net._dispatch(ev.kind, target, payload)
     return 0
+
+
+# ---------------------------------------------------------------------------- pending events
+
+cdef struct Pending:
+    uint64_t due             # virtual ns when it happens
+    uint64_t seq             # scheduling order: ties of ``due`` run in it
+    int kind                 # an EventKind
+    PyObject* target         # owned references
+    PyObject* payload
+
+
+cdef inline bint _before(Pending* a, Pending* b) noexcept nogil:
+    return a.due < b.due or (a.due == b.due and a.seq < b.seq)
+
+
+cdef class EventQueue:
+    """The network's pending events: a binary min-heap on (due, seq) of C records. The order is
+    that of a heap of ``(due, seq, ...)`` tuples (seq is unique), without a Python comparison,
+    tuple or call per step."""
+    cdef Pending* items
+    cdef Py_ssize_t count, capacity
+
+    def __len__(self):
+        return self.count
+
+    def __dealloc__(self):
+        self.clear()
+        PyMem_Free(self.items)
+
+    cdef void clear(self):
+        """Drop every pending event (and its references)."""
+        cdef Py_ssize_t i
+        for i in range(self.count):
+            Py_XDECREF(self.items[i].target)
+            Py_XDECREF(self.items[i].payload)
+        self.count = 0
+
+    cdef int push(self, uint64_t due, uint64_t seq, int kind, object target, object payload) noexcept:
+        """Add an event; -1 (nothing raised) when there is no memory for it."""
+        cdef Py_ssize_t i, parent
+        cdef Pending* grown
+        cdef Pending item
+        if self.count == self.capacity:
+            grown = <Pending*>PyMem_Realloc(self.items, (self.capacity * 2 + 64) * sizeof(Pending))
+            if grown == NULL:
+                return -1
+            self.items = grown
+            self.capacity = self.capacity * 2 + 64
+        item.due, item.seq, item.kind = due, seq, kind
+        item.target, item.payload = <PyObject*>target, <PyObject*>payload
+        Py_INCREF(target)
+        Py_INCREF(payload)
+        i = self.count
+        self.count += 1
+        while i > 0:                                   # sift up
+            parent = (i - 1) >> 1
+            if not _before(&item, &self.items[parent]):
+                break
+            self.items[i] = self.items[parent]
+            i = parent
+        self.items[i] = item
+        return 0
+
+    cdef Pending pop(self) noexcept:
+        """The earliest event (the caller owns its references); the queue must not be empty."""
+        cdef Pending top = self.items[0]
+        cdef Pending last
+        cdef Py_ssize_t i = 0, child, n
+        self.count -= 1
+        n = self.count
+        if n:
+            last = self.items[n]
+            while True:                                # sift the last record down from the root
+                child = 2 * i + 1
+                if child >= n:
+                    break
+                if child + 1 < n and _before(&self.items[child + 1], &self.items[child]):
+                    child += 1
+                if not _before(&self.items[child], &last):
+                    break
+                self.items[i] = self.items[child]
+                i = child
+            self.items[i] = last
+        return top
 
 
 cdef object _node_ip(object node, str default):
@@ -179,7 +271,7 @@ cdef Py_ssize_t _crash_all(list socks) except -1:
 
 cdef class Network:
     """The simulated network of this process: its addresses, hosts and pending deliveries."""
-    cdef list events                  # heap of (due ns, seq, kind, target, payload)
+    cdef EventQueue events            # pending events, earliest (due ns, seq) first
     cdef uint64_t seq
     cdef readonly dict tcp_ports      # (ip, port) -> the SimTCP bound there
     cdef readonly dict udp_ports      # (ip, port) -> the SimUDP bound there
@@ -197,7 +289,7 @@ cdef class Network:
         if not (delay >= 0.0 and 0.0 <= loss <= 1.0 and connect_timeout > 0.0):
             raise ValueError(f"a network needs delay >= 0, 0 <= loss <= 1 and connect_timeout > 0, "
                              f"got {delay!r}, {loss!r}, {connect_timeout!r}")
-        self.events = []
+        self.events = EventQueue()
         self.tcp_ports = {}
         self.udp_ports = {}
         self.down = set()
@@ -218,8 +310,14 @@ cdef class Network:
                 "resets": self.n_resets, "datagrams": self.n_datagrams, "lost": self.n_lost,
                 "pending": len(self.events)}
 
-    cdef void schedule(self, uint64_t due, int kind, object target, object payload):
-        heapq.heappush(self.events, (due, self.seq, kind, target, payload))
+    cdef void schedule(self, uint64_t due, int kind, object target, object payload) noexcept:
+        cdef Hub hub
+        if self.events.push(due, self.seq, kind, target, payload) < 0:
+            # Out of memory: the simulation cannot go on faithfully; the hub's run raises this.
+            hub = get_hub()
+            if hub.callback_error is None:
+                hub.callback_error = MemoryError("no memory for the simulated network's pending events")
+            return
         self.seq += 1
 
     cdef object _host_ip(self, object ip, object node):
@@ -870,12 +968,13 @@ def uninstall():
     when none was installed)."""
     global _net
     from splayc import tcp as _tcp, udp as _udp
-    net, _net = _net, None
+    cdef Network net = _net
+    _net = None
     set_event_source(NULL, NULL)
     _tcp.set_simulated(None)
     _udp.set_simulated(None)
     if net is not None:
-        net.events = []
+        net.events.clear()
     return net
 
 

@@ -4,11 +4,14 @@ simulation by tests/sim_checked_example.py with examples/checkers.py.
 """
 import pathlib
 import re
+import subprocess
+import sys
 import textwrap
 
 import pytest
 
-from support_sim import splay_run
+from splay.observatory import rundata
+from support_sim import ENV, LIVENESS, splay_run
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHECKED = ROOT / "tests" / "sim_checked_example.py"
@@ -41,6 +44,23 @@ def test_chord_builds_a_correct_ring_and_answers_lookups(tmp_path):
     assert "PROPERTY ring ok" in log and "PROPERTY lookups ok" in log
     hops = [int(h) for h in re.search(r"HOPS (.*)", log).group(1).split()]
     assert len(hops) == 50 and all(0 <= h <= 24 for h in hops)
+
+
+def test_chord_successor_correct_reads_1_in_every_node_of_200(tmp_path):
+    # The gauge's ground truth is one ring per process (job.derive) that 200 nodes share: each
+    # node must still find its own successor in it. The demo ends the run once the ring is whole.
+    command = [sys.executable, "-m", "splay.cli", "run", str(ROOT / "examples" / "chord.py"),
+               "-n", "200", "--sim", "--seed", "1", "--quiet", "--log-dir", str(tmp_path),
+               "--", "period=0.5"]
+    done = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                          timeout=LIVENESS)
+    assert done.returncode == 0, done.stderr
+    assert "ring whole: 200 nodes" in (tmp_path / "splay-run.log").read_text()
+    latest = {}
+    for sample in rundata.load(str(tmp_path / "metrics.json"))["samples"]:
+        latest[sample["node"]] = sample
+    assert len(latest) == 200
+    assert {s["app"]["successor_correct"]["value"] for s in latest.values()} == {1.0}
 
 
 def test_chord_ft_ring_and_lookups(tmp_path):

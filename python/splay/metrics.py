@@ -136,10 +136,10 @@ class Registry:
         self.metrics = {}
 
     def _get(self, kind, name, *args):
-        check_name(name)
-        m = self.metrics.get(name)
+        # A name found was checked when its metric was made (applications ask again and again).
+        m = self.metrics.get(name) if type(name) is str else None
         if m is None:
-            m = self.metrics[name] = kind(name, *args)
+            m = self.metrics[check_name(name)] = kind(name, *args)
         elif type(m) is not kind:
             raise ValueError(f"metric {name!r} is already a {type(m).__name__.lower()}; "
                              f"pick another name for a {kind.__name__.lower()}")
@@ -153,11 +153,16 @@ class Registry:
 _default = Registry()
 
 
+_hub = None     # splayc.hub once a registry was asked for (an import in the call cost ~1 µs)
+
+
 def registry(node=None):
     """The metrics of ``node`` (default: the running thread's node)."""
+    global _hub
     if node is None:
-        from splayc.hub import current_node
-        node = current_node()
+        if _hub is None:
+            from splayc import hub as _hub
+        node = _hub.current_node()
     if node is None:
         return _default
     reg = getattr(node, "app_metrics", None)

@@ -22,8 +22,10 @@ __all__ = ["Clock", "OutputMux", "TAIL_LINES"]
 #: How many of a node's last lines a crash report shows.
 TAIL_LINES = 20
 
-# A line longer than this without a newline is cut and written as it is (a node printing binary
-# data or a huge line must not make the launcher hold unbounded memory).
+# A line longer than this is cut into pieces of this many bytes, each written as a line (a node
+# printing binary data or a huge line must not make the launcher hold unbounded memory). The cuts
+# fall at the same bytes however the pipe delivered the line, and the pieces of a line of a
+# multi-node process keep its node: the log of a simulation stays the same run after run.
 MAX_LINE = 64 * 1024
 _READ_SIZE = 64 * 1024
 
@@ -52,12 +54,13 @@ class _Stream:
     carry the node they belong to (see :mod:`splay.launch.in_process`).
     """
 
-    __slots__ = ("partial", "tail", "demux")
+    __slots__ = ("partial", "tail", "demux", "continued")
 
     def __init__(self, demux=False):
         self.partial = bytearray()
         self.tail = collections.deque(maxlen=TAIL_LINES)
         self.demux = demux
+        self.continued = None     # the record tag of a cut line whose next piece comes next
 
 
 # Framing of the lines of a multi-node process (kept in sync with splay.launch.in_process).
@@ -143,21 +146,33 @@ class OutputMux:
         start = 0
         while True:
             nl = buf.find(b"\n", start)
+            if (nl if nl >= 0 else len(buf)) - start > MAX_LINE:
+                self._piece(index, stream, bytes(buf[start:start + MAX_LINE]), last=False)
+                start += MAX_LINE
+                continue
             if nl < 0:
-                if len(buf) - start >= MAX_LINE:
-                    self._line(index, stream, bytes(buf[start:start + MAX_LINE]))
-                    start += MAX_LINE
-                    continue
                 break
-            self._line(index, stream, bytes(buf[start:nl]))
+            self._piece(index, stream, bytes(buf[start:nl]), last=True)
             start = nl + 1
         del buf[:start]
+
+    def _piece(self, index, stream, raw, last):
+        """One line, or one piece of a line cut at MAX_LINE (``last``: the line ends here)."""
+        if stream.continued is not None:
+            raw = stream.continued + raw             # the node tag of the line it continues
+        elif not last and stream.demux and raw.startswith(_RECORD):
+            tag_end = raw.find(_UNIT)
+            if tag_end > 0:
+                stream.continued = raw[:tag_end + 1]
+        if last:
+            stream.continued = None
+        self._line(index, stream, raw)
 
     def flush_partial(self, index):
         """Write node ``index``'s unfinished last line, if any (at its end of output)."""
         stream = self.streams[index]
         if stream.partial:
-            self._line(index, stream, bytes(stream.partial))
+            self._piece(index, stream, bytes(stream.partial), last=True)
             stream.partial.clear()
 
     def _line(self, index, stream, raw):
