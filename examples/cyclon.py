@@ -76,7 +76,7 @@ def main():
             view[(n.ip, n.port)] = 0
     if job.position == 0 and opts.get("demo", "1") != "0":
         events.periodic(PERIOD * 5, lambda: in_degree_report(job.nodes()))
-    events.sleep(random.random() * PERIOD)        # each node shuffles at its own phase
-    events.periodic(PERIOD, shuffle)
+    # each node shuffles at its own phase (unsynchronised, as real nodes are)
+    events.periodic(PERIOD, shuffle, first=PERIOD * (1 + random.random()))
 
 events.run(main)
