@@ -2,7 +2,8 @@
 
 ``test_cyclon_scale``: ``splay run examples/cyclon.py -n N --sim --until 21 --list-size 9``, every
 node making at least 20 shuffles (one RPC each, at its own phase within a period), for N from
-``SPLAY_BENCH_SCALE_NODES`` (comma-separated, default 10000). Wall time, events/s, virtual/real,
+``SPLAY_BENCH_SCALE_NODES`` (comma-separated, default 10000; ``SPLAY_BENCH_SCALE_ROUNDS`` fewer
+rounds, to see whether N fits at all; the convergence is checked after 20). Wall time, events/s, virtual/real,
 peak RSS of the host process and per node (measured from outside: the wrapper's
 ``RUSAGE_CHILDREN``), and the view in-degrees at the end (a Cyclon overlay converged: no node
 unknown, spread about sqrt(C)).
@@ -13,7 +14,8 @@ in the host process, ``PROBE_NODES`` nodes, 12 virtual seconds), divided by the 
 Run::
 
     python -m pytest bench/test_sim_scale.py -s                                 # 10,000 nodes
-    SPLAY_BENCH_SCALE_NODES=100000,300000 python -m pytest bench/test_sim_scale.py -s -k scale
+    SPLAY_BENCH_SCALE_NODES=100000 python -m pytest bench/test_sim_scale.py -s -k cyclon_scale
+    SPLAY_BENCH_SCALE_NODES=1000000 SPLAY_BENCH_SCALE_ROUNDS=2 python -m pytest bench/test_sim_scale.py -s -k cyclon_scale
 
 Figures in BENCHMARKS.md ("Simulation: 1,000,000 nodes, the moonshot").
 """
@@ -32,7 +34,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUN_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), str(ROOT)]))
 RUN_ENV.pop("SPLAY_JOB", None)
 SCALES = [int(n) for n in os.environ.get("SPLAY_BENCH_SCALE_NODES", "10000").split(",")]
-ROUNDS = 20
+ROUNDS = int(os.environ.get("SPLAY_BENCH_SCALE_ROUNDS", "20"))   # fewer: how far N fits
 VIEW = 8
 PROBE_NODES = 2000
 
@@ -124,9 +126,10 @@ def test_cyclon_scale(benchmark, tmp_path, n):
     census = re.search(r"CENSUS (\d+) (\d+) (\d+) (\d+) ([0-9.]+)", log)
     assert census, log[-3000:]
     nodes, entries, low, high, stdev = census.groups()
-    assert int(nodes) == n and int(entries) == n * VIEW      # every view full
-    assert int(low) > 0                                      # no node forgotten
-    assert float(stdev) < VIEW / 2                           # skewed start (all on 8) undone
+    assert int(nodes) == n and int(entries) == n * VIEW      # every node answered, views full
+    if ROUNDS >= 20:
+        assert int(low) > 0                                  # no node forgotten
+        assert float(stdev) < VIEW / 2                       # skewed start (all on 8) undone
     benchmark.extra_info.update(nodes=n, wall_seconds=wall, host_seconds=real, events=events,
                                 events_per_second=events / real, virtual_per_real=vt / real,
                                 peak_rss=max_rss, bytes_per_node=max_rss / n,
