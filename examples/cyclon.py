@@ -70,10 +70,13 @@ def stop():                            # lets a test end the node
 def main():
     rpc.server(job.me.port)
     for n in job.nodes():                         # skewed start: the first C other nodes
-        if (n.ip, n.port) != me and len(view) < C:
+        if len(view) >= C:
+            break
+        if (n.ip, n.port) != me:
             view[(n.ip, n.port)] = 0
-    events.periodic(PERIOD, shuffle)
     if job.position == 0 and opts.get("demo", "1") != "0":
         events.periodic(PERIOD * 5, lambda: in_degree_report(job.nodes()))
+    # each node shuffles at its own phase (unsynchronised, as real nodes are)
+    events.periodic(PERIOD, shuffle, first=PERIOD * (1 + random.random()))
 
 events.run(main)

@@ -35,6 +35,8 @@ cdef class NetPolicy:
     cdef sockaddr_storage local_addr          # local_ip parsed once (port 0)
     cdef bint has_local_addr
     cdef public dict links                    # emulation: (ip, port) -> (Link out, Link in); None: off
+    cdef public object link_source            # emulation: (ip, port) -> pair or None, for a peer
+                                              # not in links yet (its pair is then kept there)
 
     cdef bint reserve_send(self, size_t n)    # True (and counted) when n more bytes may leave
     cdef void refund_send(self, size_t n)     # a reserved send did not leave after all
@@ -47,6 +49,7 @@ cdef class NetPolicy:
     cdef bint _match_name(self, object host) except -1
     cdef bint drop_datagram(self)
     cdef void note_refused(self)
+    cdef object link_pair(self, object address)   # links' pair for address, made on first use
 
 
 cdef NetPolicy policy_for(object node)

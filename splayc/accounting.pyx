@@ -234,6 +234,17 @@ cdef class NetPolicy:
     cdef void note_refused(self):
         self.refused += 1
 
+    cdef object link_pair(self, object address):
+        # The emulation layer makes a peer's Links when the node first talks to it
+        # (splay.emulation.apply): a node of a 100,000-node topology holds the pairs of the peers
+        # it talks to, not 100,000 of them.
+        pair = self.links.get(address)
+        if pair is None and self.link_source is not None:
+            pair = self.link_source(address)
+            if pair is not None:
+                self.links[address] = pair
+        return pair
+
     # ------------------------------------------------------------------ the manual's functions
 
     def limits(self):

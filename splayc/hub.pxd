@@ -86,6 +86,7 @@ cdef class Task:
     cdef Task alive_prev, alive_next    # Hub's list of live tasks (intrusive: no set add/discard)
     cdef bint listed                    # in that list
     cdef list joiners                   # (Task, token) waiting for this task's end
+    cdef bint repeating                 # spawn_repeating(): fn runs again after the delay it returns
 
     cdef void _on_death(self)
 

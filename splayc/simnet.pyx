@@ -367,11 +367,11 @@ cdef class Network:
         cdef NetPolicy policy = s.policy
         cdef SocketBase dest
         if policy is not None and policy.links is not None:
-            pair = policy.links.get((ip, port))
+            pair = policy.link_pair((ip, port))
             if pair is None and s.datagram:
                 dest = self.udp_ports.get((ip, port))
                 if dest is not None:
-                    pair = policy.links.get(_job_address(dest.node))
+                    pair = policy.link_pair(_job_address(dest.node))
             if pair is not None:
                 return <Link>pair[1 if back else 0]
         return self.default_link

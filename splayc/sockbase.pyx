@@ -61,7 +61,7 @@ cdef class SocketBase:
     def __cinit__(self):
         self.timeout = -1.0
         self.select_waiters = []
-        self.created_ns = uv_hrtime()
+        self.created_ns = clock_ns()       # the hub's clock: virtual in a simulation
 
     def __dealloc__(self):
         # (runs after the subclass's __dealloc__, which closed its handles)
@@ -242,7 +242,7 @@ cdef class SocketBase:
 
     def getstats(self):
         """``(bytes received, bytes sent, age in seconds)`` (LuaSocket's order)."""
-        return (self.bytes_received, self.bytes_sent, (uv_hrtime() - self.created_ns) / 1e9)
+        return (self.bytes_received, self.bytes_sent, (clock_ns() - self.created_ns) / 1e9)
 
     def getfd(self):
         """The OS file descriptor, or -1 (closed, or no OS socket yet)."""

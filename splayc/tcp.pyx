@@ -734,7 +734,7 @@ cdef class TCP(SocketBase):
             self.error = "closed"
             return False
         if policy is not None and policy.links is not None:
-            pair = policy.links.get((ip, port))
+            pair = policy.link_pair((ip, port))
             if pair is not None:
                 if (<Link>pair[0]).cut or (<Link>pair[1]).cut:
                     self.close_c()             # emulated partition
@@ -1100,7 +1100,7 @@ cdef class TCP(SocketBase):
         """Reset the counters of getstats(): True."""
         self.bytes_received = received
         self.bytes_sent = sent
-        self.created_ns = uv_hrtime() - <uint64_t>(float(age) * 1e9)
+        self.created_ns = clock_ns() - <uint64_t>(float(age) * 1e9)
         return True
 
     def dirty(self):

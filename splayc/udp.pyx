@@ -262,7 +262,7 @@ cdef class UDP(SocketBase):
         if self._name_refused(ip):
             return None
         if self.policy is not None and self.policy.links is not None and not self.closed:
-            pair = self.policy.links.get((ip, p))
+            pair = self.policy.link_pair((ip, p))
             if pair is not None and (<Link>pair[0]).active:
                 return self._send_emulated(<Link>pair[0], data, ip, p)
         err = fill_sockaddr(ip, p, &ss)

@@ -34,10 +34,12 @@ def splay_run(tmp_path, app, *args, log="run.log"):
     return done.returncode, path.read_text() if path.exists() else "", done.stderr
 
 
-def real_chord_hops(tmp_path, n, first, lookups, period, settle, liveness):
-    """Hop counts of ``lookups`` lookups in a real ``--in-process`` run over loopback."""
+def real_chord_hops(tmp_path, n, first, lookups, period, settle, liveness, extra=()):
+    """Hop counts of ``lookups`` lookups in a real ``--in-process`` run over loopback (``extra``:
+    more ``splay run`` options, such as a ``--topology``)."""
     proc = checkers.start_run("chord.py", n, first, [f"period={period}", "demo=0"],
-                              in_process=True, time_limit=liveness * 2, log=tmp_path / "real.log")
+                              in_process=True, time_limit=liveness * 2, log=tmp_path / "real.log",
+                              extra=extra)
 
     def measure(nodes):
         ring = wait_for(lambda: checkers.chord_ring_problems(nodes), liveness,
@@ -55,11 +57,11 @@ def real_chord_hops(tmp_path, n, first, lookups, period, settle, liveness):
     return hops
 
 
-def simulated_chord_hops(tmp_path, n, first, lookups, period, settle, liveness):
+def simulated_chord_hops(tmp_path, n, first, lookups, period, settle, liveness, extra=()):
     """Hop counts of the same lookups under ``splay run --sim`` (tests/sim_checked_example.py)."""
     command = [sys.executable, "-m", "splay.cli", "run", str(ROOT / "tests" / "sim_checked_example.py"),
                "-n", str(n), "--first-port", str(first), "--sim", "--quiet", "--no-metrics",
-               "--log", str(tmp_path / "sim.log"), "--", "example=chord.py", "check=chord",
+               "--log", str(tmp_path / "sim.log"), *extra, "--", "example=chord.py", "check=chord",
                "demo=0", f"period={period}", f"lookups={lookups}", f"settle={settle}",
                "check_seed=1", f"check_period={max(0.5, n / 1000)}"]
     done = subprocess.run(command, env=checkers.ENV, capture_output=True, text=True,

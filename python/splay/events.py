@@ -119,10 +119,11 @@ def status(t):
     return t.status
 
 
-def periodic(interval, f, force=False):
+def periodic(interval, f, force=False, first=None):
     """Call ``f`` every ``interval`` seconds, each call in a new thread; returns the driving thread.
 
-    The first call happens one interval after this call. With one function and ``force`` false, a
+    The first call happens one interval after this call (``first``: that many seconds after it,
+    e.g. to give each node its own phase). With one function and ``force`` false, a
     tick is skipped while the previous call is still alive; with ``force`` true every tick starts a
     new call. With a list of functions, all of them are started at every tick. Ticks follow a
     fixed schedule (no drift); ticks missed while the process was busy are skipped, not queued.
@@ -131,29 +132,32 @@ def periodic(interval, f, force=False):
     interval = float(interval)
     if interval <= 0:
         raise ValueError(f"periodic() needs an interval > 0 seconds, got {interval!r}")
+    first = interval if first is None else float(first)
+    if not first >= 0:
+        raise ValueError(f"periodic() needs a first delay >= 0 seconds, got {first!r}")
     funcs = list(f) if isinstance(f, (list, tuple)) else None
     if funcs is None and not callable(f):
         raise TypeError(f"periodic() takes a function or a list of functions, got {type(f).__name__}")
     from .sim.clock import now as _now      # the hub's clock: virtual in a simulation
+    # The driving thread runs once per tick and returns the delay to the next one: between ticks
+    # it holds no greenlet (hub.spawn_repeating), which a thread parked in sleep() would (~8 KB,
+    # most of an idle simulated node).
+    schedule = [_now() + first, None]    # the tick due next (or now), the last call's thread
 
-    def drive():
-        child = None
-        next_tick = _now() + interval
-        while True:
-            delay = next_tick - _now()
-            if delay > 0:
-                sleep(delay)
-            next_tick += interval
-            now = _now()
-            if next_tick <= now:     # fell behind: skip the missed ticks
-                next_tick += interval * (int((now - next_tick) / interval) + 1)
-            if funcs is not None:
-                for g in funcs:
-                    _hub.spawn(g)
-            elif force or child is None or child.dead:
-                child = _hub.spawn(f)
+    def tick():
+        next_tick = schedule[0] + interval
+        now = _now()
+        if next_tick <= now:     # fell behind: skip the missed ticks
+            next_tick += interval * (int((now - next_tick) / interval) + 1)
+        schedule[0] = next_tick
+        if funcs is not None:
+            for g in funcs:
+                _hub.spawn(g)
+        elif force or schedule[1] is None or schedule[1].dead:
+            schedule[1] = _hub.spawn(f)
+        return next_tick - now
 
-    return _hub.spawn(drive)
+    return _hub.spawn_repeating(first, tick)
 
 
 def lock(secure=1):

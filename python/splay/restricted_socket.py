@@ -181,11 +181,23 @@ def settings_of(policy):
             "blacklist": list(policy.blacklist), "udp_drop_ratio": policy.udp_drop_ratio}
 
 
-def new_policy(settings):
-    """A new ``NetPolicy`` configured from ``settings`` (for launchers giving a node its own)."""
-    p = _accounting.NetPolicy()
+def new_policy(settings, position=None):
+    """A new ``NetPolicy`` configured from ``settings`` (for launchers giving a node its own);
+    in a seeded run (``--seed``, every simulation) its ``udp_drop_ratio`` draws are seeded from
+    the run's seed and the node's ``position`` (:func:`splay.sim.seeding.drop_seed`)."""
+    p = _seeded(_accounting.NetPolicy(), position)
     p.configure(**_validated(settings))
     return p
+
+
+def _seeded(policy, position=None):
+    """``policy`` with its datagram-drop generator seeded for node ``position`` when the run is
+    seeded (so a run repeats its drops), else left on its OS-entropy seed."""
+    from splay.sim.seeding import drop_seed
+    seed = drop_seed(position)
+    if seed is not None:
+        policy.seed(seed)
+    return policy
 
 
 def _tighten(sealed, settings):
@@ -220,7 +232,8 @@ def init(settings=None, node=None):
             _tighten(current, settings)
             return
         if current is None:
-            current = _accounting.NetPolicy()
+            current = _seeded(_accounting.NetPolicy(),
+                              getattr(getattr(target, "job", None), "position", None))
             try:
                 target.net_policy = current
             except AttributeError:
@@ -230,7 +243,7 @@ def init(settings=None, node=None):
             return
     current = _accounting.default_policy()
     if current is None:
-        current = _accounting.NetPolicy()
+        current = _seeded(_accounting.NetPolicy())
     current.configure(**limits)
     _accounting.install_default(current)
 

@@ -1,7 +1,8 @@
 """Apply a link model to a node's real traffic, in the cooperative socket layer.
 
 ``apply(model, me, nodes)`` gives node ``me`` (a job position) one :class:`splayc.shaping.Link` per
-direction to every other job node, from ``model.between``; the socket layer (``splayc/tcp.pyx``,
+direction to every other job node, from ``model.between``, made when the node first talks to that
+peer (a node of a 100,000-node topology holds the links it uses); the socket layer (``splayc/tcp.pyx``,
 ``splayc/udp.pyx``) then delays, paces and drops that node's traffic. It works per node, so every
 ``--in-process`` node can have its own view. See docs/emulation.md, "Applying it".
 
@@ -11,46 +12,79 @@ direction to every other job node, from ``model.between``; the socket layer (``s
 >>> emu.cut([0, 1], [2, 3]); emu.heal()
 1
 """
+import ipaddress
 import weakref
 
 from splayc.shaping import Link
 
-from splay.node import address as _address
+from .peers import ConsecutivePeers, peer_table
 
-__all__ = ["apply", "apply_job", "has_emulation", "kernel_shaped", "Emulation"]
+__all__ = ["apply", "apply_job", "has_emulation", "kernel_shaped", "Emulation", "PeerLinks",
+           "local_peers"]
 
 # Every Emulation applied in this process, by model: a cut or heal refreshes all of them.
 _by_model = weakref.WeakKeyDictionary()
 
 
+class PeerLinks(dict):
+    """An :class:`Emulation`'s links, ``{peer position: (Link out, Link in)}``, each pair made
+    when first used: reading ``links[j]`` (or the node talking to peer ``j``) makes it; ``get``,
+    ``in`` and iteration see the pairs made so far."""
+
+    def __init__(self, emulation):
+        super().__init__()
+        self.emulation = emulation
+
+    def __missing__(self, position):
+        return self.emulation.pair(position)
+
+
 class Emulation:
     """The links of one node to the others (see :func:`apply`)."""
 
-    def __init__(self, model, me, nodes, policy):
+    def __init__(self, model, me, peers, policy):
         self.model = model
         self.me = me
-        self.nodes = nodes
+        self.peers = peers                  # a splay.emulation.peers table, shared by the nodes
         self.policy = policy
-        self.links = {}                     # peer position -> (Link out, Link in)
+        self.links = PeerLinks(self)        # peer position -> (Link out, Link in), made on use
         self.faults = None                  # (delay, loss, duplicate, reorder) of splay.faults
-        for j, peer in enumerate(nodes):
-            if j == me:
-                continue
+        # The socket layer asks for a peer's pair the first time the node talks to it
+        # (NetPolicy.link_pair): a node holds the pairs of the peers it talks to, so N nodes of
+        # a large topology cost O(N + pairs used), not O(N**2).
+        policy.link_source = self._pair_at
+
+    def _pair_at(self, address):
+        j = self.peers.position(address)
+        return None if j is None or j == self.me else self.pair(j)
+
+    def pair(self, j):
+        """``(Link out, Link in)`` between this node and peer ``j``, made on first use."""
+        pair = dict.get(self.links, j)
+        if pair is None:
+            if j == self.me or not 0 <= j < len(self.peers):
+                raise KeyError(f"node {j} is not a peer of node {self.me} (positions 0 to "
+                               f"{len(self.peers) - 1}, itself excluded)")
             pair = (Link(), Link())
-            self.links[j] = pair
-            policy.links[peer] = pair
-        self.refresh()
+            dict.__setitem__(self.links, j, pair)
+            self.policy.links[self.peers.address(j)] = pair
+            self._set(j, pair)
+        return pair
+
+    def _set(self, j, pair):
+        out, back = pair
+        delay, rate, loss = self.model.between(self.me, j)
+        if self.faults is not None:
+            extra_delay, extra_loss, duplicate, reorder = self.faults
+            delay, loss = delay + extra_delay, 1.0 - (1.0 - loss) * (1.0 - extra_loss)
+            out.set_faults(duplicate, reorder)
+        out.set(delay, rate, loss)
+        back.set(*self.model.between(j, self.me))
 
     def refresh(self):
-        """Re-read every link from the model (after the model's ``cut``/``heal``)."""
-        for j, (out, back) in self.links.items():
-            delay, rate, loss = self.model.between(self.me, j)
-            if self.faults is not None:
-                extra_delay, extra_loss, duplicate, reorder = self.faults
-                delay, loss = delay + extra_delay, 1.0 - (1.0 - loss) * (1.0 - extra_loss)
-                out.set_faults(duplicate, reorder)
-            out.set(delay, rate, loss)
-            back.set(*self.model.between(j, self.me))
+        """Re-read every link made so far from the model (after the model's ``cut``/``heal``)."""
+        for j, pair in self.links.items():
+            self._set(j, pair)
 
     def set_faults(self, delay=0.0, loss=0.0, duplicate=0.0, reorder=0.0):
         """Message faults on what this node sends (``splay.faults``), over the model's links: an
@@ -74,7 +108,9 @@ class Emulation:
     def remove(self):
         """Stop emulating: this node's new connections and datagrams are no longer shaped."""
         for j in self.links:
-            self.policy.links.pop(self.nodes[j], None)
+            self.policy.links.pop(self.peers.address(j), None)
+        if self.policy.link_source == self._pair_at:
+            self.policy.link_source = None
         emulations = _by_model.get(self.model, [])
         if self in emulations:
             emulations.remove(self)
@@ -87,22 +123,22 @@ def _refresh_all(model):
 
 def apply(model, me, nodes, node=None):
     """Shape the traffic of job node ``me`` to the other ``nodes`` (their addresses in job order,
-    any node form) as ``model`` says; returns the :class:`Emulation`.
+    any node form, or a table of :mod:`splay.emulation.peers`) as ``model`` says; returns the
+    :class:`Emulation`. A peer's links are made when the node first talks to it.
 
     Applies to the current node (``node``, or the process when there is none): it gets a
     restricted-socket policy if it had none (counting only, no limits). TCP connections this node
     opens to a peer's address, and datagrams it sends there, are shaped; see docs/emulation.md.
     """
     from splay import restricted_socket
-    if not 0 <= me < len(nodes):
-        raise IndexError(f"node {me} is not in the list of {len(nodes)} nodes")
-    peers = [tuple(_address(n)) for n in nodes]
+    peers = peer_table(nodes)
+    if not 0 <= me < len(peers):
+        raise IndexError(f"node {me} is not in the list of {len(peers)} nodes")
     policy = getattr(node, "net_policy", None) if node is not None else restricted_socket.policy()
     if policy is None:
         restricted_socket.init({}, node=node)
         policy = restricted_socket.policy(node)
-    if policy.links is None:
-        policy.links = {}
+    policy.links = {}                      # a node's new emulation replaces its previous one
     emu = Emulation(model, me, peers, policy)
     _by_model.setdefault(model, []).append(emu)
     return emu
@@ -154,7 +190,8 @@ def apply_job(job, node=None):
         in_sockets = None if kernel_shaped(settings) else text
         emulation = _apply_deployed(job, in_sockets, settings.get("topology_nodes"), node)
     elif settings.get("topology") or settings.get("partitions") or settings.get("faults"):
-        emulation = _apply_local(job, settings.get("topology"), settings.get("topology_nodes"), node)
+        emulation = _apply_local(job, settings.get("topology"), settings.get("topology_nodes"), node,
+                                 settings.get("topology_first_port"))
     else:
         return None
     if settings.get("partitions"):
@@ -162,16 +199,37 @@ def apply_job(job, node=None):
     return emulation
 
 
-def _apply_local(job, path, count, node):
+def _apply_local(job, path, count, node, first_port=None):
     """``apply_job`` for ``splay run``: the model's file (None: links that change nothing) and
-    the number of nodes, at consecutive ports from the first node's."""
+    the number of nodes, at consecutive ports from the first node's (``first_port``)."""
     model = local_model(path, count)
     count = count or model.nodes
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"job settings: 'topology_nodes' must be the number of nodes, got {count!r}")
-    first = job.me.port - job.position
-    nodes = [(job.me.ip, first + i) for i in range(count)]
-    return apply(model, job.position, nodes, node=node)
+    return apply(model, job.position, local_peers(job, count, first_port), node=node)
+
+
+# The ConsecutivePeers of splay run's layout, by (ip, first port, count): shared by the nodes.
+_local_tables = {}
+
+
+def local_peers(job, count, first_port=None):
+    """The table of ``count`` nodes placed as ``splay run`` places them, seen from ``job``:
+    consecutive ports from ``first_port`` (default: the first node's, ``me.port - position``),
+    then the same ports on the next IPv4 addresses (``--sim`` with more nodes than ports)."""
+    if first_port is None:
+        first_port = job.me.port - job.position
+        if first_port < 1:
+            raise ValueError(f"job settings: node {job.position} at port {job.me.port} is past its "
+                             "address's ports: give 'topology_first_port' (splay run does)")
+    per_ip = 65536 - first_port
+    block = job.position // per_ip
+    ip = str(ipaddress.IPv4Address(int(ipaddress.IPv4Address(job.me.ip)) - block))
+    key = (ip, first_port, count)
+    table = _local_tables.get(key)
+    if table is None:
+        table = _local_tables[key] = ConsecutivePeers(ip, first_port, count)
+    return table
 
 
 def local_model(path, count):

@@ -69,7 +69,7 @@ class InProcessNode:
         self.net_policy = None
         from splay import restricted_socket
         if restricted_socket.has_settings(job.settings):
-            self.net_policy = restricted_socket.new_policy(job.settings)
+            self.net_policy = restricted_socket.new_policy(job.settings, job.position)
             self.net_policy.seal()     # the launcher's limits: the node may only tighten them
         from splay.emulation import apply_job, has_emulation
         if has_emulation(job.settings):

@@ -623,9 +623,10 @@ def emulation_settings(opts, n):
     times count from now: the launcher starts its nodes right after."""
     settings = {}
     if getattr(opts, "topology", None):
-        settings.update(topology=opts.topology, topology_nodes=n)
+        settings.update(topology=opts.topology, topology_nodes=n, topology_first_port=opts.first_port)
     if getattr(opts, "partitions", None):
-        settings.update(topology_nodes=n, partition_epoch=run_epoch(opts),
+        settings.update(topology_nodes=n, topology_first_port=opts.first_port,
+                        partition_epoch=run_epoch(opts),
                         partitions=[spec.as_dict() for spec in opts.partitions])
     return settings or None
 

@@ -125,6 +125,8 @@ class SimHost:
         self.stack.callback(network.uninstall)
         streams = seeding.NodeStreams(self.seed, lambda node: node.index).install()
         self.stack.callback(streams.uninstall)
+        seeding.set_run_seed(self.seed)           # the nodes' udp_drop_ratio draws too
+        self.stack.callback(seeding.set_run_seed, None)
         self.progress = _Progress(self, started)
 
     @property

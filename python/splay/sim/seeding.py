@@ -33,9 +33,36 @@ def seed_from_environment(job):
     text = os.environ.get(SEED_ENV)
     if text is None or job is None:
         return None
-    seed = node_seed(parse_seed(text), job.position)
+    run_seed = parse_seed(text)
+    seed = node_seed(run_seed, job.position)
     random.seed(seed)
+    set_run_seed(run_seed, job.position)
     return seed
+
+
+# The run's seed and this process's node position (None: not seeded; position None: a process
+# hosting many nodes), for the generators outside ``random`` that a node's behaviour depends on.
+_run = None
+
+
+def set_run_seed(seed, position=None):
+    """Record the run's ``seed`` (None: unseeded) and, in a one-node process, its position:
+    :func:`drop_seed` then seeds the nodes' restricted-socket ``udp_drop_ratio`` draws."""
+    global _run
+    _run = None if seed is None else (int(seed), position)
+
+
+def drop_seed(position=None):
+    """The seed of the ``udp_drop_ratio`` draws of node ``position`` (default: this process's
+    node) in the seeded run: the first 8 bytes of SHA-256 of ``splay-udp-drop:S:i``, a stream
+    apart from the node's ``random``. None when the run is not seeded."""
+    if _run is None:
+        return None
+    position = _run[1] if position is None else position
+    if position is None:
+        return None
+    digest = hashlib.sha256(f"splay-udp-drop:{_run[0]}:{int(position)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
 
 
 # The functions of the ``random`` module that draw from (or set) its hidden shared generator.
