@@ -228,7 +228,8 @@ class Launcher:
             env[seeding.SEED_ENV] = str(o.seed)
         if o.in_process and o.workers > 1:
             command = [o.python, "-m", "splay.launch.workers_host", o.app, *o.app_args]
-            self.workers = workers.Workers(o.workers, plan, command, env, tmpdir, self.watchdog)
+            self.workers = workers.Workers(o.workers, plan, command, env, tmpdir, self.watchdog,
+                                           o.schedule, o.churn_speed)
             self.procs = self.workers.procs
         elif o.in_process:
             # One process hosts every node; it reads their jobs from a file (N jobs of N nodes
@@ -429,6 +430,8 @@ class Launcher:
     def _on_control(self, record):
         """A control line of the --in-process host: ``{"node": i, "status": s, "how": text}``,
         node i failed."""
+        if self.workers is not None and self.workers.on_control(self, record):
+            return                      # a worker's churn start or change of its nodes up
         if "fault" in record:
             if self.faults is not None:
                 self.faults.on_control(record)
