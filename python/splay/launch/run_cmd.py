@@ -586,7 +586,8 @@ def main(argv=None):
         if opts.sim:
             from splay.sim.run import SimLauncher
             return SimLauncher(opts, fd_limit=raise_fd_limit()).run()
-        return Launcher(opts, fd_limit=raise_fd_limit()).run()
+        from .fd_limits import for_run
+        return Launcher(opts, fd_limit=for_run(opts, sys.stderr)).run()
     except options.UsageError as e:
         print(f"splay run: error: {e}\n(see 'splay run --help')", file=sys.stderr)
         return 2
