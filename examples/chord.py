@@ -10,7 +10,7 @@ Metrics:   each node reports "joined", "successor_correct" (its successor is the
            ring of job.nodes()) and the "lookup_hops" of its finger lookups: the plots of
            `splay run examples/chord.py -n 64 --report chord.html` show the ring forming.
 """
-import hashlib, random, sys
+import bisect, hashlib, random, sys
 from splay.base import *
 from splay import metrics, rpc
 
@@ -28,9 +28,12 @@ finger, next_finger = [me] * M, 0                            # finger[i] = succe
 def between(i, a, b):                  # i in the open arc (a, b); (a, a) is the ring but a
     return misc.between_c(i, a, b) or (a == b != i)
 
+def ring(nodes):                       # the ids of the nodes, in ring order
+    return sorted(key(f"{n.ip}:{n.port}") for n in nodes)
+
 def true_successor():                 # the successor of me in the ring of every node of the job
-    ids = sorted(key(f"{n.ip}:{n.port}") for n in job.nodes())
-    return next((i for i in ids if i > me["id"]), ids[0])
+    ids = job.derive(ring)            # one ring per process and membership, not one per node
+    return ids[bisect.bisect_right(ids, me["id"]) % len(ids)]
 
 def find_successor(id, hops=0):        # (successor of id, RPC hops it took)
     if between(id, me["id"], successor["id"]) or id == successor["id"]:

@@ -29,11 +29,13 @@ def chord_demo(nodes, period):
     print the ring and five lookups with their hop counts, then stop every other node and this
     one."""
     reported, last = -1, 0.0
+    # A walk costs one RPC per node of the ring: one per (virtual) second at most, so that at
+    # 100,000 nodes the wait adds a fraction to the protocol's own RPCs (about ten per node per period).
     while (joined := len(chord_walk(nodes[0], len(nodes)))) != len(nodes):
         if joined != reported and time.monotonic() - last >= 1.0:   # progress, not silence
             print(f"ring forming: {joined} of {len(nodes)} nodes joined", flush=True)
             reported, last = joined, time.monotonic()
-        events.sleep(period)
+        events.sleep(max(period, 1.0))
     print(f"ring whole: {len(nodes)} nodes; letting the fingers settle", flush=True)
     events.sleep(period * 8)
     ring = chord_walk(nodes[0], len(nodes))

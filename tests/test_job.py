@@ -39,6 +39,39 @@ def test_nodes_returns_a_fresh_list_each_call():
     assert all(isinstance(n, Node) for n in second)
 
 
+def test_derive_computes_once_per_membership_for_the_jobs_of_a_process(tmp_path):
+    # Jobs of one process reading one nodes file (--in-process, --sim) share one result.
+    path = tmp_path / "nodes.json"
+    write_nodes_file(path, NODES)
+    calls = []
+
+    def count(nodes):
+        calls.append(nodes)
+        return len(nodes)
+
+    written = time.time() - 1                 # older than RACY_SECONDS: read once, then trusted
+    os.utime(path, (written, written))
+    jobs = [Job(me=n, position=i, nodes=[], nodes_file=str(path)) for i, n in enumerate(NODES)]
+    assert [job.derive(count) for job in jobs] == [5] * 5
+    assert calls == [tuple(NODES)]
+
+
+def test_derive_follows_a_membership_change(tmp_path):
+    path = tmp_path / "nodes.json"
+    write_nodes_file(path, NODES)
+    job = Job(me=NODES[0], position=0, nodes=[], nodes_file=str(path))
+    assert job.derive(lambda nodes: [n.port for n in nodes]) == [n.port for n in NODES]
+    write_nodes_file(path, NODES[:2])
+    assert job.derive(lambda nodes: [n.port for n in nodes]) == [20000, 20001]
+
+
+def test_derive_without_a_nodes_file_uses_the_start_list():
+    job = Job(me=NODES[1], position=1, nodes=NODES)
+    assert job.derive(sorted) == sorted(NODES)
+    other = Job(me=NODES[0], position=0, nodes=NODES[:3])     # another list: its own result
+    assert other.derive(sorted) == NODES[:3]
+
+
 def test_nodes_accept_every_node_form():
     job = Job(me=("127.0.0.1", 20000), position=0,
               nodes=[{"ip": "127.0.0.1", "port": 20000}, ("127.0.0.1", 20001), Node("127.0.0.1", 20002)])

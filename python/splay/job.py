@@ -46,6 +46,10 @@ LIST_TYPES = ("head", "random")
 # lists, hold one tuple instead of N copies.
 _nodes_files = {}
 
+# What Job.derive() computed: {code of the function: (the node tuple it was given, result)}, one
+# entry per function (the latest membership), shared by the jobs of one process.
+_derived = {}
+
 # A nodes file changed less than this many seconds ago may be rewritten again without its stamp
 # changing (timestamps have the granularity of the kernel's clock tick): it is read, not trusted.
 RACY_SECONDS = 0.1
@@ -117,6 +121,29 @@ class Job:
         if self.nodes_file is not None:
             self._refresh_from_file()
         return list(self._nodes)
+
+    def derive(self, compute):
+        """``compute(nodes)`` for this node's current list (the list of :meth:`nodes`, given as a
+        tuple), computed once per process for each membership rather than once per node.
+
+        For a value that depends only on the node list, costs O(N) or more, and every node wants:
+        the sorted ids of a ring (examples/chord.py's ``successor_correct``), a ground truth for a
+        metric. When one process hosts many nodes (``--in-process``, ``--sim``), the nodes that see
+        the same membership see the same tuple, and ``compute`` runs once for all of them; with
+        churn, a node that sees another list gets its own result. On a testbed (one node per
+        process) it is simply ``compute(tuple(job.nodes()))``, computed again only when the list
+        changes. Functions with the same code are taken to compute the same thing: each node's copy
+        of the application defines its own function over one code object. The result is shared:
+        do not mutate it.
+        """
+        if self.nodes_file is not None:
+            self._refresh_from_file()
+        nodes = self._nodes
+        what = getattr(compute, "__code__", compute)
+        cached = _derived.get(what)
+        if cached is None or cached[0] is not nodes:
+            cached = _derived[what] = (nodes, compute(nodes))
+        return cached[1]
 
     def _stamp(self):
         """What identifies the nodes file's current version, or ``None`` if it cannot be seen."""
