@@ -18,8 +18,9 @@ The quick default sizes run in about two minutes. The figures of bench/RESULTS-s
 
 (``MODE:N[:key=value ...]``, comma-separated; the key=value options go to chord.py;
 ``SPLAY_SCALE_RUN_ARGS``: more ``splay run`` options, e.g. ``--no-metrics``). Each run prints
-``scale progress:`` lines while it waits (wrong pointers, the node processes' open descriptors
-and CPU use) and one line ``scale {json}``.
+``scale started {json}`` once every node answers (with the memory per node then), ``scale
+progress:`` lines while it waits (wrong pointers, the node processes' open descriptors and CPU
+use) and one line ``scale {json}``.
 """
 import json
 import math
@@ -117,6 +118,9 @@ def measure(mode, n, options, launched_at, launcher):
     result = {"mode": mode, "nodes": n, "options": options, "start_s": round(started, 1),
               "silent_nodes": len(silent)}
     hosts = node_processes(launcher, mode)
+    rss, uss = memory(hosts)           # every node up and serving, before the ring forms
+    print("scale started " + json.dumps(dict(result, rss_per_node_kb=round(rss / n / 1024, 1),
+                                             uss_per_node_kb=round(uss / n / 1024, 1))), flush=True)
 
     def ring_problems():
         problems = checkers.chord_ring_problems(nodes)
