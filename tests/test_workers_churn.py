@@ -191,3 +191,19 @@ def test_faults_are_refused_when_the_nodes_spill_over_several_addresses(tmp_path
     with pytest.raises(options.UsageError, match="--faults number the nodes on one address"):
         options.parse([str(ROOT / "tests" / "workers_app.py"), "-n", "4", "--in-process", "--workers",
                        "2", "--first-port", str(low - 2), "--faults", str(tmp_path / "x.faults")])
+
+
+def test_a_worker_reads_its_start_from_the_launcher_or_gives_up_at_end_of_file():
+    from splay.launch.workers_host import read_start
+    for written, expected in ((b"go 1500000000\n", 1.5), (b"", False)):
+        r, w = os.pipe()
+        os.write(w, written)
+        os.close(w)
+        assert read_start(r) == expected
+        os.close(r)
+    r, w = os.pipe()
+    os.write(w, b"hello\n")
+    os.close(w)
+    with pytest.raises(ValueError, match="expected 'go NANOSECONDS' from the launcher, got b'hello"):
+        read_start(r)
+    os.close(r)
