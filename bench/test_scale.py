@@ -17,7 +17,8 @@ The quick default sizes run in about two minutes. The figures of bench/RESULTS-s
     SPLAY_SCALE="processes:200:period=2,in-process:2000:period=3" python -m pytest ...
 
 (``MODE:N[:key=value ...]``, comma-separated; the key=value options go to chord.py;
-``SPLAY_SCALE_RUN_ARGS``: more ``splay run`` options, e.g. ``--no-metrics``). Each run prints
+``SPLAY_SCALE_RUN_ARGS``: more ``splay run`` options, e.g. ``--no-metrics``;
+``SPLAY_SCALE_FIRST_PORT``: the nodes' first port, when another run holds ports of the range). Each run prints
 ``scale started {json}`` once every node answers (with the memory per node then), ``scale
 progress:`` lines while it waits (wrong pointers, the node processes' open descriptors and CPU
 use) and one line ``scale {json}``.
@@ -150,7 +151,8 @@ def measure(mode, n, options, launched_at, launcher):
 def test_chord_ring_converges(tmp_path, mode, n, options):
     k = workers_of(mode)
     # --workers: past 127.0.0.1's ports below the ephemeral range, the nodes go on 127.0.0.2, ...
-    first = checkers.free_port_range(min(n, 16000) if k else n)
+    first = int(os.environ.get("SPLAY_SCALE_FIRST_PORT", 0)) or \
+        checkers.free_port_range(min(n, 16000) if k else n)
     launched_at = time.monotonic()
     launcher = checkers.start_run("chord.py", n, first, ["demo=0", *options],
                                   in_process=mode != "processes", time_limit=3600,

@@ -213,14 +213,13 @@ class Launcher:
         # --in-process: the jobs file would hold N lists of N nodes; the nodes read the nodes
         # file instead (and share what they read, see splay.job).
         plan = JobPlan(n, o.first_port, o.list_size, o.random, o.name, ref=getattr(o, "job_ref", None),
-                       addresses=self.node_addresses(n, o.first_port),
+                       addresses=(workers.node_addresses(n, o.first_port) if o.in_process and o.workers > 1
+                                  else self.node_addresses(n, o.first_port)),   # --workers: past .1's free ports: .2, ...
                        list_seed=getattr(o, "list_seed", None),
                        nodes_file=self.nodes_file.path, node_dirs=o.node_dirs, sandbox=sandbox,
                        inline_limit=0 if o.in_process else MAX_INLINE_NODES,
                        settings={**(emulation_settings(o, n) or {}), **fault_settings(o, n),
                                  **o.net_settings} or None)
-        if o.in_process and o.workers > 1:
-            plan.nodes = workers.node_addresses(n, o.first_port)   # past 127.0.0.1's free ports: .2, ...
         self.plan = plan
         if o.node_dirs is not None:
             for i in range(n):
