@@ -147,7 +147,8 @@ class Workers:
         alive = record.get("alive")
         if not isinstance(alive, dict):
             return False
-        self.alive.update(i for i in alive.get("up", ()) if isinstance(i, int))
+        positions = range(len(self.plan.nodes))
+        self.alive.update(i for i in alive.get("up", ()) if type(i) is int and i in positions)
         self.alive.difference_update(alive.get("down", ()))
         launcher.nodes_file.write([self.plan.nodes[i] for i in sorted(self.alive)])
         return True
@@ -161,9 +162,14 @@ class Workers:
                 continue
             try:
                 gate.write(line)
-                gate.close()
+                gate.flush()
             except OSError:            # it died while waiting: its end is reported as usual
                 pass
+            finally:
+                try:
+                    gate.close()
+                except OSError:
+                    pass
 
     def owns(self, index):
         """True when ``index`` names one of the workers."""
