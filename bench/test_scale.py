@@ -16,8 +16,12 @@ The quick default sizes run in about two minutes. The figures of bench/RESULTS-s
     SPLAY_SCALE="in-process:10000:period=10" python -m pytest bench/test_scale.py -s -q
     SPLAY_SCALE="processes:200:period=2,in-process:2000:period=3" python -m pytest ...
 
-(``MODE:N[:key=value ...]``, comma-separated; the key=value options go to chord.py). Each run
-prints one line ``scale {json}``.
+(``MODE:N[:key=value ...]``, comma-separated; the key=value options go to chord.py;
+``SPLAY_SCALE_RUN_ARGS``: more ``splay run`` options, e.g. ``--no-metrics``;
+``SPLAY_SCALE_FIRST_PORT``: the nodes' first port, when another run holds ports of the range). Each run prints
+``scale started {json}`` once every node answers (with the memory per node then), ``scale
+progress:`` lines while it waits (wrong pointers, the node processes' open descriptors and CPU
+use) and one line ``scale {json}``.
 """
 import json
 import math
@@ -75,6 +79,20 @@ def _cmdline(p):
         return []
 
 
+def descriptors_and_cpu(procs):
+    """``open files max F, CPU C s`` of the node processes ``procs`` (the busiest one's
+    descriptors, the CPU seconds of all)."""
+    fds, cpu = [], 0.0
+    for p in procs:
+        try:
+            fds.append(p.num_fds())
+            times = p.cpu_times()
+            cpu += times.user + times.system
+        except psutil.Error:
+            continue
+    return f"open files max {max(fds, default=0)}, CPU {cpu:.0f} s"
+
+
 def memory(procs):
     """(RSS, USS) summed over ``procs``, in bytes."""
     rss = uss = 0
@@ -100,16 +118,22 @@ def measure(mode, n, options, launched_at, launcher):
     started = time.monotonic() - launched_at
     result = {"mode": mode, "nodes": n, "options": options, "start_s": round(started, 1),
               "silent_nodes": len(silent)}
+    hosts = node_processes(launcher, mode)
+    rss, uss = memory(hosts)           # every node up and serving, before the ring forms
+    print("scale started " + json.dumps(dict(result, rss_per_node_kb=round(rss / n / 1024, 1),
+                                             uss_per_node_kb=round(uss / n / 1024, 1))), flush=True)
+
     def ring_problems():
         problems = checkers.chord_ring_problems(nodes)
         print(f"scale progress: {time.monotonic() - launched_at:.0f} s, {len(problems)} wrong "
-              f"pointers", flush=True)
+              f"pointers; {descriptors_and_cpu(hosts)}; load {os.getloadavg()[0]:.1f}", flush=True)
         return problems
 
     ring = wait_for(ring_problems, liveness, period=max(2, period * 2))
     result["ring_problems"] = len(ring)
     result["ring_problem_sample"] = ring[:3]
     result["converged_s"] = round(time.monotonic() - launched_at, 1)
+    result["at_convergence"] = descriptors_and_cpu(hosts)
     lookups, hops = checkers.chord_lookup_problems(nodes, samples=100, rng=random.Random(1))
     result["lookup_problems"] = len(lookups)
     result["mean_hops"] = round(sum(hops) / len(hops), 2) if hops else None
@@ -127,12 +151,14 @@ def measure(mode, n, options, launched_at, launcher):
 def test_chord_ring_converges(tmp_path, mode, n, options):
     k = workers_of(mode)
     # --workers: past 127.0.0.1's ports below the ephemeral range, the nodes go on 127.0.0.2, ...
-    first = checkers.free_port_range(min(n, 16000) if k else n)
+    first = int(os.environ.get("SPLAY_SCALE_FIRST_PORT", 0)) or \
+        checkers.free_port_range(min(n, 16000) if k else n)
     launched_at = time.monotonic()
     launcher = checkers.start_run("chord.py", n, first, ["demo=0", *options],
                                   in_process=mode != "processes", time_limit=3600,
                                   log=tmp_path / "run.log",
-                                  extra=["--workers", str(k)] if k else ())
+                                  extra=(["--workers", str(k)] if k else [])
+                                  + os.environ.get("SPLAY_SCALE_RUN_ARGS", "").split())
     launcher.first_port = first
     try:
         result = run(measure, mode, n, options, launched_at, launcher)

@@ -145,6 +145,11 @@ slow 5 x4 from 0s
 """
 
 
+# Each scenario in every mode: one process per node, every node in one process, two workers.
+MODES = pytest.mark.parametrize("in_process", [False, True, "workers"],
+                                ids=["processes", "in-process", "workers"])
+
+
 def _run(tmp_path, app, faults, nodes, in_process):
     from splay.deploy.testbed import free_port_range
     (tmp_path / "app.py").write_text(app)
@@ -154,6 +159,8 @@ def _run(tmp_path, app, faults, nodes, in_process):
             "--faults", "faults.txt", "--log", "run.log"]
     if in_process:
         args.append("--in-process")
+    if in_process == "workers":
+        args += ["--workers", "2"]
     out = subprocess.run([sys.executable, "-m", "splay.cli", *args], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -165,7 +172,7 @@ def _lines(stdout, node, word):
             if line.startswith(f"[node {node}] {word} ")]
 
 
-@pytest.mark.parametrize("in_process", [False, True], ids=["processes", "in-process"])
+@MODES
 def test_pause_partition_skew_drift_kill_and_restart(tmp_path, in_process):
     stdout, log, data = _run(tmp_path, SCENARIO_APP, SCENARIO_FAULTS, 6, in_process)
     calls = [(float(t), answer, reach == "1") for t, answer, _, reach in _lines(stdout, 1, "call")]
@@ -197,7 +204,7 @@ def test_pause_partition_skew_drift_kill_and_restart(tmp_path, in_process):
     assert 2.0 < pause < 4.5
 
 
-@pytest.mark.parametrize("in_process", [False, True], ids=["processes", "in-process"])
+@MODES
 def test_message_faults_and_slow_nodes(tmp_path, in_process):
     stdout, log, _ = _run(tmp_path, MESSAGES_APP, MESSAGES_FAULTS, 7, in_process)
     ((*received,),) = _lines(stdout, 4, "received")

@@ -57,6 +57,23 @@ def test_a_forked_node_is_the_launchers_child_in_its_own_session(server, tmp_pat
     assert out[1] == "to stderr"                     # stderr is merged into the node's output
 
 
+def test_a_pysplay_runner_runs_from_the_servers_code_with_the_servers_objects_frozen(server, tmp_path):
+    # splay.launch.node is compiled once by the server and run as __main__ from that code object,
+    # as `python -m splay.launch.node APP` would run it; the preloaded objects are out of the
+    # collector's reach (gc.freeze), so a node's collections do not copy the pages they share.
+    app = tmp_path / "app.py"
+    app.write_text(textwrap.dedent("""
+        import gc, json, sys
+        print(json.dumps({"argv": sys.argv, "frozen": gc.get_freeze_count() > 1000}))
+        """))
+    outputs = []
+    for _ in range(2):                               # the second node reuses the prepared code
+        proc = server.spawn("splay.launch.node", [str(app), "x"], _env(tmp_path), cwd=str(tmp_path))
+        outputs.append(json.loads(proc.stdout.read().decode().splitlines()[-1]))
+        assert proc.wait() == 0
+    assert outputs[0] == outputs[1] == {"argv": [str(app), "x"], "frozen": True}
+
+
 @pytest.mark.parametrize("body, status", [
     ("pass", 0),
     ("import sys; sys.exit(3)", 3),

@@ -140,7 +140,6 @@ def test_node_addresses_refuse_more_than_the_loopback_network_holds():
     (["--in-process", "--workers", "5"], "--workers 5 is more workers than the 4 node"),
     (["--workers", "2"], "add --in-process or drop --workers"),
     (["--in-process", "--workers", "many"], "expected a number of worker processes, got 'many'"),
-    (["--in-process", "--workers", "2", "--faults", "x.faults"], "cannot go with --workers K>1"),
 ])
 def test_bad_workers_options_say_what_to_change(args, message):
     with pytest.raises(options.UsageError, match=re.escape(message)):
@@ -154,7 +153,7 @@ def test_workers_defaults(tmp_path):
     assert options.parse([str(APP), "-n", "4", "--in-process", "--workers", "3"]).workers == 3
     # Past 65535 from one address is fine with workers: the nodes spill over to 127.0.0.2, ...
     assert options.parse([str(APP), "-n", "50000", "--in-process", "--workers", "4"]).workers == 4
-    with pytest.raises(options.UsageError, match="--partition number the nodes on one address"):
+    with pytest.raises(options.UsageError, match="--partition and --faults number the nodes on one address"):
         options.parse([str(APP), "-n", "50000", "--in-process", "--workers", "4",
                        "--partition", "0|1@1-2"])
 

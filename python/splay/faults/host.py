@@ -56,8 +56,9 @@ class HostControl:
             self.host.write_nodes_file()
 
     def restart(self, i):
-        """Run node i afresh (a new namespace) unless it runs."""
-        if i in self.host.running:
+        """Run node i afresh (a new namespace) unless it runs or another process hosts it (a
+        worker of ``--workers`` restarts its own nodes only)."""
+        if i in self.host.running or i not in self.host.jobs:
             return
         self.host.start_node(i)
         self.host.write_nodes_file()
@@ -86,8 +87,9 @@ def start_in_host(host, jobs, report, others_alive):
                     emulation, lambda i: clocks[i])
 
     def send(action, at):
+        # seq: the action's rank in the timeline, the same in every worker of --workers
         report({"fault": action.describe(), "nodes": list(action.fault.targets(count)),
-                "at": round(at, 6), "scheduled": action.t})
+                "at": round(at, 6), "scheduled": action.t, "seq": engine.applied})
     # The base clock: the machine's, or the virtual one in a simulation (splay.sim.clock).
     engine = FaultEngine(timeline, count, epoch, control=HostControl(host, clocks), inside=inside,
                          report=send, clock=lambda: _clock.base_clock())

@@ -86,6 +86,7 @@ class LauncherFaults:
         self.timeline = timeline
         self.epoch = epoch
         self.engine = None
+        self.noted = set()          # the "seq" of the host's reports already noted
         if not in_process:
             self.engine = FaultEngine(timeline, launcher.opts.nodes, epoch,
                                       control=ProcessControl(launcher), report=self.report,
@@ -119,11 +120,17 @@ class LauncherFaults:
         self._record(action.describe(), action.fault.targets(self.launcher.opts.nodes), at, action.t)
 
     def on_control(self, record):
-        """A fault the ``--in-process`` host applied: ``{"fault": text, "nodes", "at", "scheduled"}``."""
+        """A fault the ``--in-process`` host applied: ``{"fault": text, "nodes", "at", "scheduled"}``.
+        Each worker of ``--workers`` applies every action to its own nodes and reports it: the
+        first report of an action is noted."""
         nodes = record.get("nodes")
         if not isinstance(nodes, list):
             nodes = []
         at, scheduled = record.get("at"), record.get("scheduled")
+        key = record.get("seq", len(self.noted))
+        if key in self.noted:
+            return
+        self.noted.add(key)
         if isinstance(at, (int, float)) and isinstance(scheduled, (int, float)):
             self._record(str(record["fault"]), nodes, float(at), float(scheduled))
 

@@ -367,6 +367,11 @@ class HostChurnReport:
         self.stops = 0
         self.events = len(schedule.events())
         self.seen = 0
+        self.began = False
+
+    def _where(self):
+        workers = getattr(self.launcher, "workers", None)
+        return "in one process" if workers is None else f"in {workers.count} worker processes"
 
     def begin(self):
         """Nothing to do: the host starts the replay's clock when it is ready."""
@@ -386,8 +391,11 @@ class HostChurnReport:
         change = record.get("churn")
         quiet = self.launcher.opts.quiet
         if change == "start":
+            if self.began:
+                return           # the other workers of --workers: one common t = 0, noted once
+            self.began = True
             self.launcher.mux.note(
-                f"churn: replaying {self.trace_name} in one process: {self.schedule.nodes} node(s), "
+                f"churn: replaying {self.trace_name} {self._where()}: {self.schedule.nodes} node(s), "
                 f"{self.events} up/down event(s), the last at {format_time(self.schedule.end_time)} s; "
                 "t = 0 now", show=not quiet)
             return
@@ -411,7 +419,7 @@ class HostChurnReport:
     def summary(self):
         """The end-of-run lines, as :meth:`ChurnReplay.summary`."""
         return [f"churn: {self.starts} start(s) and {self.stops} stop(s) of {self.schedule.nodes} "
-                f"node(s) from {self.trace_name} (in one process)"
+                f"node(s) from {self.trace_name} ({self._where()})"
                 + ("" if self.seen >= self.events else " (the run was stopped before the trace's end)"),
                 "churn: " + self.accuracy.summary()]
 
@@ -429,17 +437,18 @@ def read_churn_file(path):
     return Schedule(data["times"]), float(data["speed"])
 
 
-def replay_in_host(schedule, speed, start_node, stop_node, after_change, report):
+def replay_in_host(schedule, speed, start_node, stop_node, after_change, report, t0=None):
     """Body of the churn thread of an ``--in-process`` host (a thread of its scheduler).
 
     ``start_node(i)`` starts node ``i`` afresh; ``stop_node(i)`` stops it and returns ``False``
     when it was not running; ``after_change()`` is called after each action (it rewrites the
-    nodes file); ``report(record)`` sends a control record to the launcher. t = 0 is when this
-    thread starts, that is once the host is ready.
+    nodes file); ``report(record)`` sends a control record to the launcher. t = 0 is ``t0`` (a
+    ``time.monotonic()`` reading: the common start of the workers of ``--workers``), or when
+    this thread starts, that is once the host is ready.
     """
     from splay import events
     timeline = Timeline(schedule, speed)
-    t0 = time.monotonic()
+    t0 = time.monotonic() if t0 is None else t0
     report({"churn": "start"})
     while not timeline.finished:
         target = t0 + timeline.next_time()

@@ -8,7 +8,8 @@ node the launcher sends a request over a Unix socket (the command's module and a
 environment, the directory, and the node's stdin/stdout descriptors by ``SCM_RIGHTS``); the server
 forks a child that becomes the node process exactly as the command would have started it: own
 session and process group, stdout and stderr on the node's pipe, ``PR_SET_PDEATHSIG`` = SIGKILL
-towards the launcher, then ``runpy.run_module(module)`` as ``python -m module`` does.
+towards the launcher, then runs the module as ``__main__`` as ``python -m module`` does -- from a
+code object the server found and compiled once, before forking.
 
 The node must be the *launcher's* child (the launcher waits for it, reads its exit status, and
 kills its group), not the server's. The server therefore forks with ``CLONE_PARENT``
@@ -23,7 +24,9 @@ two halves the server's time per node.
 What a node inherits from the server, beyond a plain start: the modules the server imported
 (:data:`PRELOAD`, never ``ctypes``: a sandboxed job must not find it loaded) and nothing else --
 the server runs no thread and no event loop, sets no signal handler, and closes every descriptor
-but the node's before the node runs. Confinement (sandbox, restricted sockets, emulation) is done
+but the node's before the node runs. Its objects are frozen out of the garbage collector
+(``gc.freeze``) before the first fork: a node's collections never walk them, so the memory
+pages they share with the server are not copied into every node. Confinement (sandbox, restricted sockets, emulation) is done
 by the node runner in the child, after the fork, as before.
 
 - :class:`ForkServer`: the launcher's side (``start``, ``spawn``, ``close``);
@@ -32,7 +35,9 @@ by the node runner in the child, after the fork, as before.
 - :func:`serve`: the server's loop (``python -m splay.launch.fork_server``).
 """
 import array
+import gc
 import importlib
+import importlib.util
 import io
 import json
 import os
@@ -42,6 +47,7 @@ import socket
 import subprocess
 import sys
 import traceback
+import types
 
 __all__ = ["ForkServer", "ForkedProcess", "ForkServerError", "serve", "PRELOAD", "TWICE_ENV", "forkable",
            "set_subreaper"]
@@ -50,7 +56,8 @@ __all__ = ["ForkServer", "ForkedProcess", "ForkServerError", "serve", "PRELOAD",
 PRELOAD = ("splay", "splay.base", "splay.launch.node", "splay.launch.churn_replay",
            "splay.rpc", "splay.rpcq", "splay.urpc", "splay.net", "splay.misc", "splay.log",
            "splay.observatory.sampler", "splay.restricted_socket", "splay.emulation",
-           "splay.sandbox")
+           "splay.sandbox", "splay.metrics",
+           "pkgutil")          # pkgutil: runpy.run_path (the node's app) imports it
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -205,6 +212,11 @@ def serve(sock):
         for name in PRELOAD:
             importlib.import_module(name)
         from splayc.syscalls import prctl
+        # Every object the server holds now goes to the collector's permanent generation: a
+        # node's collections then never walk (and so never write to, copying the page) the
+        # preloaded modules' objects it shares with the server.
+        gc.collect()
+        gc.freeze()
     except BaseException as e:       # the launcher falls back to plain processes and says why
         sock.send(json.dumps({"ready": False, "error": f"{type(e).__name__}: {e}"}).encode())
         return 1
@@ -216,6 +228,7 @@ def serve(sock):
             return 0
         try:
             request = json.loads(data)
+            _prepare(request["module"])       # a runner of pysplay: compiled here once, not in each node
             pid = _fork_node(sock, request, fds, prctl)
             answer = {"pid": pid}
         except Exception as e:
@@ -342,15 +355,47 @@ def _run_node(request, fds):
     module = request["module"]
     sys.argv = [module, *request["args"]]
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    # As ``python -m`` does, the module runs afresh as __main__ (its imports are the preloaded ones).
-    sys.modules.pop(module, None)
     try:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        _run_as_main(module)
     except SystemExit as e:
         return _exit_status(e.code)
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+# The module spec and code object of the pysplay runners the server was asked to run (_prepare).
+_codes = {}
+
+
+def _prepare(module):
+    """Find and compile (or read from its .pyc) ``module`` once in the server when it is one of
+    pysplay's own, whose package the server has loaded: each node then executes the same code
+    object instead of finding and compiling its module again (without .pyc files, as under
+    PYTHONDONTWRITEBYTECODE, that was a compile per node). Other modules (found on the node's
+    own path) are left to the node."""
+    package = module.rpartition(".")[0]
+    if module in _codes or not module.startswith("splay.") or package not in sys.modules:
+        return
+    spec = importlib.util.find_spec(module)
+    if spec is not None and spec.loader is not None and hasattr(spec.loader, "get_code"):
+        _codes[module] = (spec, spec.loader.get_code(module))
+
+
+def _run_as_main(module):
+    """Execute ``module`` afresh as ``__main__``, as ``python -m module`` does (its imports are the
+    preloaded ones): from the code object the server prepared, or found as the command would."""
+    if module not in _codes:
+        sys.modules.pop(module, None)
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        return
+    spec, code = _codes[module]
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__name__="__main__", __file__=spec.origin, __cached__=spec.cached,
+                         __loader__=spec.loader, __package__=spec.parent, __spec__=spec)
+    sys.modules["__main__"] = main
+    sys.argv[0] = spec.origin
+    exec(code, main.__dict__)
 
 
 def _text_stream(fd, unbuffered, line_buffering):

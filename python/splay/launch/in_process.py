@@ -192,7 +192,7 @@ class HostChurn:
 
     def __init__(self, out, jobs, app_path, source):
         self.out = out
-        self.jobs = jobs
+        self.jobs = {job.position: job for job in jobs}    # a worker of --workers hosts some positions
         self.app_path = app_path
         self.source = source
         self.running = {}          # index -> the InProcessNode up now
@@ -235,6 +235,11 @@ class HostChurn:
     def report(self, record):
         """Send a churn record to the launcher."""
         self.out.write_raw(CONTROL + json.dumps(record) + "\n")
+
+    def replay_start(self):
+        """The monotonic time of the replay's t = 0, or None: when its thread starts (a worker
+        of ``--workers`` waits for the launcher's common start instead)."""
+        return None
 
 
 def _crash_simulated_sockets(node):
@@ -306,14 +311,16 @@ def _share_strings(dicts):
             me["ip"] = shared.setdefault(me["ip"], me["ip"])
 
 
-def main(argv=None, output_class=NodeTaggedOutput, scheduler=None, by_position=False):
+def main(argv=None, output_class=NodeTaggedOutput, scheduler=None, by_position=False,
+         host_class=HostChurn):
     """Run every node of the jobs file in this process; returns the exit status.
 
     ``output_class`` frames the nodes' lines for the launcher. A simulation
     (:mod:`splay.sim.run_host`) passes its own ``output_class`` (lines stamped with virtual time)
     and ``scheduler`` (``events.run`` on the virtual clock). With ``by_position`` node objects are
     numbered by their job's position rather than by their rank in the jobs file (a worker of
-    ``--workers`` hosts some of the positions: :mod:`splay.launch.workers_host`)."""
+    ``--workers`` hosts some of the positions: :mod:`splay.launch.workers_host`), whose
+    ``host_class`` (a :class:`HostChurn`) starts and stops its nodes under churn and faults."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         print("usage: python -m splay.launch.in_process APP.py [ARGS...]  (jobs from $SPLAY_JOBS_FILE)",
@@ -348,7 +355,7 @@ def main(argv=None, output_class=NodeTaggedOutput, scheduler=None, by_position=F
                 return 2
     churn_file = os.environ.get(churn_replay.CHURN_ENV)
     if churn_file:
-        return _main_churn(out, jobs, app_path, source, churn_file, real_run)
+        return _main_churn(out, jobs, app_path, source, churn_file, real_run, host_class)
     nodes = [InProcessNode(job.position if by_position else i, job) for i, job in enumerate(jobs)]
     sampler = _start_metrics(lambda: [(n.index, n) for n in nodes])
     for node in nodes:
@@ -358,7 +365,7 @@ def main(argv=None, output_class=NodeTaggedOutput, scheduler=None, by_position=F
         finally:
             hub.set_default_node(None)
     from splay.faults.host import start_for_nodes
-    start_for_nodes(HostChurn, out, jobs, app_path, source, nodes, CONTROL)     # --faults, if given
+    start_for_nodes(host_class, out, jobs, app_path, source, nodes, CONTROL)     # --faults, if given
     try:
         real_run()
     finally:
@@ -376,12 +383,12 @@ def _start_metrics(nodes):
     return sampler.from_environment(nodes)
 
 
-def _main_churn(out, jobs, app_path, source, churn_file, real_run):
+def _main_churn(out, jobs, app_path, source, churn_file, real_run, host_class=HostChurn):
     """Run the nodes as the churn replay of ``churn_file`` says; returns the exit status."""
     from splayc import hub
     try:
         schedule, speed = churn_replay.read_churn_file(churn_file)
-        host = HostChurn(out, jobs, app_path, source)
+        host = host_class(out, jobs, app_path, source)
     except (OSError, ValueError, KeyError) as e:
         print(f"splay in-process: cannot read the churn replay {churn_file!r}: {e}", file=sys.__stderr__)
         return 2
@@ -389,8 +396,11 @@ def _main_churn(out, jobs, app_path, source, churn_file, real_run):
     sampler = _start_metrics(lambda: sorted(host.running.items()))
     from splay.faults.host import start_for_churn
     start_for_churn(host, jobs)                                       # --faults, if given
+    t0 = host.replay_start()
+    if t0 is False:
+        return 0                  # the launcher gave up on this worker before its start
     hub.spawn(churn_replay.replay_in_host, schedule, speed, host.start_node, host.stop_node,
-              host.write_nodes_file, host.report)
+              host.write_nodes_file, host.report, t0)
     try:
         real_run()
     finally:

@@ -265,12 +265,9 @@ def _workers(opts, n):
     opts.workers = 1 if given is None else given
     if opts.workers == 1:
         return
-    _check(opts.churn is None and opts.faults is None,
-           "--churn and --faults replay their timeline in one process: they cannot go with "
-           "--workers K>1 yet; use --workers 1 (or leave --workers out)")
     room = workers.ports_per_address(opts.first_port)
-    _check(room >= n or not (opts.topology or opts.partition),
-           f"--topology and --partition number the nodes on one address: {n} nodes from port "
+    _check(room >= n or not (opts.topology or opts.partition or opts.faults),
+           f"--topology, --partition and --faults number the nodes on one address: {n} nodes from port "
            f"{opts.first_port} need several (127.0.0.1 has {room} ports below the ephemeral "
            "range); use fewer nodes or a lower --first-port")
 

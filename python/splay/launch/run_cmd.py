@@ -50,9 +50,11 @@ STOP_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 # between two batches, so that a Ctrl-C during the start of thousands of nodes acts at once.
 START_BATCH = 8
 
-# SPLAY_JOB must fit in one environment string (Linux: 128 KiB). A node list longer than this many
-# nodes is left out of it: the node reads it from the nodes file instead.
-MAX_INLINE_NODES = 2000
+# A node list longer than this many nodes is left out of SPLAY_JOB: the node reads it from the
+# nodes file instead (which job.nodes() re-reads anyway). Inline, the list cost every node start
+# O(N) -- the launcher encoding it, the fork server and the node decoding it: 1,000 nodes, 2 ms
+# of CPU per node -- and SPLAY_JOB must fit in one environment string (Linux: 128 KiB).
+MAX_INLINE_NODES = 256
 
 # Without pidfds (old kernels), ended nodes are found by polling at this interval.
 POLL_INTERVAL = 0.1
@@ -211,14 +213,13 @@ class Launcher:
         # --in-process: the jobs file would hold N lists of N nodes; the nodes read the nodes
         # file instead (and share what they read, see splay.job).
         plan = JobPlan(n, o.first_port, o.list_size, o.random, o.name, ref=getattr(o, "job_ref", None),
-                       addresses=self.node_addresses(n, o.first_port),
+                       addresses=(workers.node_addresses(n, o.first_port) if o.in_process and o.workers > 1
+                                  else self.node_addresses(n, o.first_port)),   # --workers: past .1's free ports: .2, ...
                        list_seed=getattr(o, "list_seed", None),
                        nodes_file=self.nodes_file.path, node_dirs=o.node_dirs, sandbox=sandbox,
                        inline_limit=0 if o.in_process else MAX_INLINE_NODES,
                        settings={**(emulation_settings(o, n) or {}), **fault_settings(o, n),
                                  **o.net_settings} or None)
-        if o.in_process and o.workers > 1:
-            plan.nodes = workers.node_addresses(n, o.first_port)   # past 127.0.0.1's free ports: .2, ...
         self.plan = plan
         if o.node_dirs is not None:
             for i in range(n):
@@ -228,7 +229,8 @@ class Launcher:
             env[seeding.SEED_ENV] = str(o.seed)
         if o.in_process and o.workers > 1:
             command = [o.python, "-m", "splay.launch.workers_host", o.app, *o.app_args]
-            self.workers = workers.Workers(o.workers, plan, command, env, tmpdir, self.watchdog)
+            self.workers = workers.Workers(o.workers, plan, command, env, tmpdir, self.watchdog,
+                                           o.schedule, o.churn_speed)
             self.procs = self.workers.procs
         elif o.in_process:
             # One process hosts every node; it reads their jobs from a file (N jobs of N nodes
@@ -429,6 +431,8 @@ class Launcher:
     def _on_control(self, record):
         """A control line of the --in-process host: ``{"node": i, "status": s, "how": text}``,
         node i failed."""
+        if self.workers is not None and self.workers.on_control(self, record):
+            return                      # a worker's churn start or change of its nodes up
         if "fault" in record:
             if self.faults is not None:
                 self.faults.on_control(record)
@@ -583,7 +587,8 @@ def main(argv=None):
         if opts.sim:
             from splay.sim.run import SimLauncher
             return SimLauncher(opts, fd_limit=raise_fd_limit()).run()
-        return Launcher(opts, fd_limit=raise_fd_limit()).run()
+        from .fd_limits import for_run
+        return Launcher(opts, fd_limit=for_run(opts, sys.stderr)).run()
     except options.UsageError as e:
         print(f"splay run: error: {e}\n(see 'splay run --help')", file=sys.stderr)
         return 2

@@ -13,6 +13,14 @@ on ``127.0.0.2``, ``127.0.0.3``, ... from ``FIRST_PORT`` again (:func:`node_addr
 Linux every address of ``127.0.0.0/8`` is the machine's own. In such a run a server a node opens
 on "every interface" listens on the node's own address (:data:`splay.node.wildcard_is_own_address`).
 
+Churn and faults (``--churn TRACE``, ``--faults FILE``) act on the worker that holds each node:
+worker ``w`` gets the trace's times of its own nodes only (the others are never up in its copy)
+and every worker replays its share from one common t = 0, which the launcher gives once every
+worker is ready (:meth:`Workers.on_control`); each worker applies every fault of the timeline to
+its own nodes, on the timeline's common epoch. The nodes file that ``job.nodes()`` reads is
+written by the launcher from the workers' reports of the nodes they started and stopped, so every
+node of every worker sees the nodes up in the whole run.
+
 The launcher (:mod:`splay.launch.run_cmd`) treats the workers as it treats the one host process
 of ``--in-process``: their output is demultiplexed by node and merged in write order
 (:mod:`splay.launch.workers_output`), a node failure is reported by its worker, the run ends when
@@ -21,10 +29,12 @@ every worker has ended. A worker that ends otherwise (killed, crashed) takes its
 """
 import json
 import os
+import time
 
 import splay
+from splay.churn.trace import Schedule
 
-from . import in_process
+from . import churn_replay, in_process
 from .processes import NodeProcess, describe_status
 from .workers_host import OWN_ADDRESS_ENV
 
@@ -91,12 +101,15 @@ def check(workers, nodes, in_proc):
 class Workers:
     """The K worker processes of a run and the nodes each one hosts."""
 
-    def __init__(self, count, plan, command, env, tmpdir, watchdog):
+    def __init__(self, count, plan, command, env, tmpdir, watchdog, schedule=None, churn_speed=1.0):
         self.count = count
         self.plan = plan
         self.nodes_of = {}                # worker index ("worker w") -> node positions
         self.procs = []
         n = len(plan.nodes)
+        # The nodes up now, for the nodes file: all of them, or under churn none before t = 0.
+        self.alive = set(range(n)) if schedule is None else set()
+        self.ready = 0                    # under churn: how many workers wait for t = 0
         several = len({node.ip for node in plan.nodes}) > 1
         for w in range(count):
             positions = list(range(w, n, count))
@@ -105,7 +118,13 @@ class Workers:
                 json.dump([plan.job(i).to_dict() for i in positions], f)
             worker_env = dict(env, **{in_process.JOBS_ENV: jobs_path,
                                       OWN_ADDRESS_ENV: "1" if several else "0"})
-            proc = NodeProcess(f"worker {w}", lambda: None, command, worker_env, watchdog=watchdog)
+            if schedule is not None:
+                churn_path = os.path.join(tmpdir, f"churn-{w}.json")
+                churn_replay.write_churn_file(churn_path, share_of(schedule, positions), churn_speed)
+                worker_env[churn_replay.CHURN_ENV] = churn_path
+            # Under churn the worker reads its t = 0 on its stdin (gated: a pipe, not /dev/null).
+            proc = NodeProcess(f"worker {w}", lambda: None, command, worker_env, watchdog=watchdog,
+                               gated=schedule is not None)
             proc.node_indexes = positions
             self.nodes_of[proc.index] = positions
             self.procs.append(proc)
@@ -115,6 +134,42 @@ class Workers:
         first, last = self.plan.nodes[0], self.plan.nodes[-1]
         return (f"{self.count} worker processes, node i on worker i % {self.count}; nodes at "
                 f"{first.ip}:{first.port} to {last.ip}:{last.port}")
+
+    def on_control(self, launcher, record):
+        """A worker's control line about churn or the nodes up: ``{"churn": "ready"}`` (once
+        every worker is ready, each gets the common t = 0) or ``{"alive": {"up", "down"}}`` (the
+        nodes file is rewritten). Returns True when the record was one of those."""
+        if record.get("churn") == "ready":
+            self.ready += 1
+            if self.ready == self.count:
+                self.start_replay()
+            return True
+        alive = record.get("alive")
+        if not isinstance(alive, dict):
+            return False
+        positions = range(len(self.plan.nodes))
+        self.alive.update(i for i in alive.get("up", ()) if type(i) is int and i in positions)
+        self.alive.difference_update(alive.get("down", ()))
+        launcher.nodes_file.write([self.plan.nodes[i] for i in sorted(self.alive)])
+        return True
+
+    def start_replay(self):
+        """Give every worker the churn replay's t = 0: now, on the machine's monotonic clock."""
+        line = f"go {time.monotonic_ns()}\n".encode()
+        for proc in self.procs:
+            gate, proc.gate = proc.gate, None
+            if gate is None or proc.state != "running":
+                continue
+            try:
+                gate.write(line)
+                gate.flush()
+            except OSError:            # it died while waiting: its end is reported as usual
+                pass
+            finally:
+                try:
+                    gate.close()
+                except OSError:
+                    pass
 
     def owns(self, index):
         """True when ``index`` names one of the workers."""
@@ -142,6 +197,12 @@ class Workers:
     def summary(self, started, n):
         """The summary's first part: how the nodes ran."""
         return f"{n if started else 0}/{n} node(s) ran in {self.count} worker processes"
+
+
+def share_of(schedule, positions):
+    """``schedule`` with only the nodes at ``positions`` ever up (a worker's part of a trace)."""
+    mine = set(positions)
+    return Schedule([schedule.times(i) if i in mine else () for i in range(schedule.nodes)])
 
 
 def format_positions(positions, limit=20):
