@@ -602,6 +602,44 @@ cdef inline bint _held_back(Task t) except -1:
 
 
 
+cdef bint _poll_in_task(Hub hub, Task t) except -1:
+    """The poll of the hub's round (``Hub._rounds``), done in the greenlet of the task ``t`` that is
+    blocking: True once polled, False when the hub greenlet must take over instead.
+
+    In a ping-pong (a sequential RPC), the task that blocks is nearly always the one the poll wakes;
+    polling here spares the switch to the hub greenlet and the one back (greenlet copies part of
+    the C stack at each), about a third of the scheduler's cost per call. The steps and their
+    order are the hub's, so the order of events is unchanged. Callbacks run as they would in the
+    hub: no current task, and outside ``t``'s contextvars. Anything unusual (a stop, an error to
+    raise, the virtual clock, a loop with nothing left to wait for, a task inside its own
+    ``Context.run``) is left to the hub greenlet."""
+    if hub.callback_error is not None or hub.fatal is not None or hub.exit_requested \
+            or hub.stopping or _virtual or hub.glet is None or not uv_loop_alive(hub.loop):
+        return False
+    if _context_exit(t.context) < 0:
+        PyErr_Clear()                    # t runs in a context of its own: poll from the hub
+        return False
+    hub.current = None
+    uv_run(hub.loop, UV_RUN_NOWAIT)
+    if hub.ready_tail == hub.ready_batch_end and hub.callback_error is None \
+            and hub.new_pos == len(hub.new_tasks):
+        if hub.release_gil:
+            with nogil:
+                uv_run(hub.loop, UV_RUN_ONCE)
+        else:
+            uv_run(hub.loop, UV_RUN_ONCE)
+    try:
+        PyErr_CheckSignals()
+    except BaseException as e:           # e.g. KeyboardInterrupt: the hub raises it, as its own
+        if hub.callback_error is None:
+            hub.callback_error = e
+    if hub.ready_head == hub.ready_batch_end:   # the batch is done: start the next one
+        hub.ready_batch_end = hub.ready_tail
+    if _context_enter(t.context) < 0:
+        return -1
+    return True
+
+
 cdef class Hub:
     """The scheduler of one OS thread (one per thread, created on first use)."""
 
@@ -717,12 +755,18 @@ cdef class Hub:
         """The running task ``t`` stops (it blocked or yielded): go straight to the next runnable
         task, or to the hub greenlet when only a blocking poll can make progress."""
         cdef Task nxt = self._next()
-        if nxt is not None and nxt.worker is None and not self.idle:
-            # A new thread needs a brand-new greenlet. greenlet starts it with the recursion depth
-            # of the greenlet that switches to it first, so chains of starts from worker to worker
-            # would end in RecursionError: let the hub (depth ~0) start it.
-            self.new_pos -= 1
-            nxt = None
+        cdef bint hub_needed = False
+        while True:
+            if nxt is not None and nxt.worker is None and not self.idle:
+                # A new thread needs a brand-new greenlet. greenlet starts it with the recursion
+                # depth of the greenlet that switches to it first, so chains of starts from worker
+                # to worker would end in RecursionError: let the hub (depth ~0) start it.
+                self.new_pos -= 1
+                nxt = None
+                hub_needed = True
+            if nxt is not None or hub_needed or not _poll_in_task(self, t):
+                break
+            nxt = self._next()
         if nxt is t:
             self.current = t          # it is the only runnable one: carry on without a switch
             t.state = T_RUNNING
