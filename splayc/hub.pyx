@@ -148,6 +148,8 @@ cdef class Worker:
                 hub.current = None
                 return None          # the greenlet ends; control goes back to the hub
             nxt = hub._next()
+            while nxt is None and _poll_in_task(hub, None):
+                nxt = hub._next()        # polled here: no switch to the hub and back
             if nxt is not None and nxt.worker is None:
                 # A new thread: run it right here, no switch needed.
                 self.task = nxt
@@ -187,7 +189,7 @@ cdef int _run_task(Task t) noexcept:
     """Run ``t.fn(*t.args)`` in the task's own contextvars copy (what Context.run() does, without
     its frame): 0, or -1 with the exception set."""
     cdef PyObject* r
-    if _context_enter(t.context) < 0:
+    if t is not None and _context_enter(t.context) < 0:
         return -1
     if t.args:
         r = _call(t.fn, t.args, NULL)
@@ -604,7 +606,8 @@ cdef inline bint _held_back(Task t) except -1:
 
 cdef bint _poll_in_task(Hub hub, Task t) except -1:
     """The poll of the hub's round (``Hub._rounds``), done in the greenlet of the task ``t`` that is
-    blocking: True once polled, False when the hub greenlet must take over instead.
+    blocking (or of a worker whose task just ended, ``t`` None): True once polled, False when the
+    hub greenlet must take over instead.
 
     In a ping-pong (a sequential RPC), the task that blocks is nearly always the one the poll wakes;
     polling here spares the switch to the hub greenlet and the one back (greenlet copies part of
@@ -616,7 +619,7 @@ cdef bint _poll_in_task(Hub hub, Task t) except -1:
     if hub.callback_error is not None or hub.fatal is not None or hub.exit_requested \
             or hub.stopping or _virtual or hub.glet is None or not uv_loop_alive(hub.loop):
         return False
-    if _context_exit(t.context) < 0:
+    if t is not None and _context_exit(t.context) < 0:
         PyErr_Clear()                    # t runs in a context of its own: poll from the hub
         return False
     hub.current = None
@@ -635,7 +638,7 @@ cdef bint _poll_in_task(Hub hub, Task t) except -1:
             hub.callback_error = e
     if hub.ready_head == hub.ready_batch_end:   # the batch is done: start the next one
         hub.ready_batch_end = hub.ready_tail
-    if _context_enter(t.context) < 0:
+    if t is not None and _context_enter(t.context) < 0:
         return -1
     return True
 
