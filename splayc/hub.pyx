@@ -604,6 +604,19 @@ cdef inline bint _held_back(Task t) except -1:
 
 
 
+cdef void _call_suspend_callback(Hub hub) noexcept:
+    """The watched task suspends: call its callback (once). What it raises ends the loop, as a
+    libuv callback's error does: the task cannot be the one to see it."""
+    cb = hub.suspend_callback
+    hub.suspend_watch = None
+    hub.suspend_callback = None
+    try:
+        cb()
+    except BaseException as e:
+        if hub.callback_error is None:
+            hub.callback_error = e
+
+
 cdef bint _poll_in_task(Hub hub, Task t) except -1:
     """The poll of the hub's round (``Hub._rounds``), done in the greenlet of the task ``t`` that is
     blocking (or of a worker whose task just ended, ``t`` None): True once polled, False when the
@@ -757,8 +770,11 @@ cdef class Hub:
     cdef int _leave(self, Task t) except -1:
         """The running task ``t`` stops (it blocked or yielded): go straight to the next runnable
         task, or to the hub greenlet when only a blocking poll can make progress."""
-        cdef Task nxt = self._next()
+        cdef Task nxt
         cdef bint hub_needed = False
+        if self.suspend_watch is t:
+            _call_suspend_callback(self)
+        nxt = self._next()
         while True:
             if nxt is not None and nxt.worker is None and not self.idle:
                 # A new thread needs a brand-new greenlet. greenlet starts it with the recursion
