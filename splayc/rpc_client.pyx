@@ -105,7 +105,9 @@ def client_functions(api):
                     ok, payload = r
                     if not ok:
                         return None
-                    ok, results = _results(payload)
+                    if type(payload) is list:
+                        return _value(<list>payload)
+                    ok, results = results_of(payload)
                     if not ok:
                         return None
                     return _value(results)
