@@ -11,8 +11,10 @@ A scheduler round has four phases, always in this order:
    and a fire nobody waits for is dropped;
 3. libuv is polled: without blocking when something is runnable, else until an event arrives.
 
-A thread that blocks switches directly to the next runnable thread (``Hub._next``); only when
-nothing can run without a blocking poll does control go to the hub greenlet, which polls.
+A thread that blocks switches directly to the next runnable thread (``Hub._next``); when nothing
+can run without a blocking poll, it does the hub's poll itself, in its own greenlet
+(``_poll_in_task``), and control goes to the hub greenlet only in unusual states (stopping, an
+error to raise, the virtual clock).
 libuv callbacks never switch greenlets: they only put tasks on the ready list (``Hub.wake``), so no
 Python exception ever has to cross libuv's C frames. Every wait carries a *token* (``Task.token``)
 and a waker must present it, so a late callback can never wake a task for the wrong reason.
@@ -189,7 +191,7 @@ cdef int _run_task(Task t) noexcept:
     """Run ``t.fn(*t.args)`` in the task's own contextvars copy (what Context.run() does, without
     its frame): 0, or -1 with the exception set."""
     cdef PyObject* r
-    if t is not None and _context_enter(t.context) < 0:
+    if _context_enter(t.context) < 0:
         return -1
     if t.args:
         r = _call(t.fn, t.args, NULL)
