@@ -159,6 +159,11 @@ cdef class Hub:
     # signals
     cdef uv_poll_t* sig_poll
     cdef object sig_sock_r, sig_sock_w, old_wakeup_fd
+    # One watched task: when ``suspend_watch`` is about to suspend (block or yield), the hub calls
+    # ``suspend_callback()`` first, once. The rpcq server runs a call inside its reader thread and
+    # starts another reader only if the call suspends (rpc_fast.RpcqServerConnection).
+    cdef Task suspend_watch
+    cdef object suspend_callback
 
     cdef Task spawn(self, object fn, tuple args)
     cdef void _unlist(self, Task t)

@@ -218,8 +218,22 @@ def rpc_serve_connection(TCP c, object answer, double timeout, Py_ssize_t max_le
         c.close_c()
 
 
+cdef extern from "Python.h":
+    object PyContext_CopyCurrent()
+    object PyContext_Copy(object ctx)
+    int PyContext_Enter(object ctx) except -1
+    int PyContext_Exit(object ctx) except -1
+
+
 cdef class RpcqServerConnection:
-    """One accepted splay.rpcq connection: a reader loop plus one thread per call in progress."""
+    """One accepted splay.rpcq connection: a reader thread that runs each call itself.
+
+    A call runs inside the reader thread (in a contextvars copy of its own, as a thread of its
+    own would), which spares a thread start and two switches per call. If the call suspends (it
+    blocks or yields), the hub tells us first (``Hub.suspend_watch``): a new reader thread takes
+    over the connection and the suspended one ends with its call. Replies to the requests of one
+    read leave in one write, just before the reader waits for more.
+    """
     cdef TCP sock
     cdef object answer
     cdef object log
@@ -228,9 +242,14 @@ cdef class RpcqServerConnection:
     cdef Task reader
     cdef unsigned long reader_token
     cdef bint reader_parked
-    cdef list out                 # reply blocks waiting for the flusher (one write for many)
-    cdef bint flush_pending
-    cdef int batch                # requests read since the reader last waited
+    cdef list out                 # reply blocks waiting for the reader's next wait (one write)
+    cdef Task owner               # the thread running the read loop now
+    cdef object owner_context     # that thread's contextvars (each call runs in a copy)
+    cdef object moved             # self._moved, made once
+    cdef Py_ssize_t max_length
+    cdef bint ended               # the read loop has ended and closed the connection
+    cdef Task server_thread       # the thread in serve(), waiting for that end (after a move)
+    cdef unsigned long server_token
 
     def __cinit__(self, TCP sock, answer, int cap, log):
         self.sock = sock
@@ -240,10 +259,38 @@ cdef class RpcqServerConnection:
         self.out = []
 
     def serve(self, Py_ssize_t max_length):
-        """Read requests until the connection ends; each call runs in its own thread."""
+        """Read requests until the connection ends; a call that suspends hands the reading over
+        to a new thread (see the class docstring). Returns once the connection has ended, whichever
+        thread read last (the server closes the connection when this returns)."""
+        cdef Hub hub = get_hub()
+        cdef Task t
+        self.max_length = max_length
+        self.moved = self._moved
+        self._read_loop()
+        while not self.ended:            # this thread's call suspended; another one reads now
+            t = hub.begin_block()
+            self.server_thread = t
+            self.server_token = t.token
+            hub.block(t, -1.0)
+
+    def _take_over(self):
+        """Body of a new reader thread, started when the previous reader's call suspended."""
+        self._read_loop()
+
+    def _moved(self):
+        # Called by the hub as the owner's call suspends: a new thread reads from now on. It runs
+        # in a copy of the reader's own contextvars, not in the suspended call's.
+        cdef Task t = get_hub().spawn(self._take_over, ())
+        t.context = PyContext_Copy(self.owner_context)
+        self.owner = t
+
+    cdef _read_loop(self):
         cdef int status = READ_OK
         cdef Hub hub = get_hub()
         cdef Task t
+        cdef Task me = hub.current
+        self.owner = me
+        self.owner_context = PyContext_CopyCurrent()
         try:
             while True:
                 while self.busy >= self.cap:
@@ -255,7 +302,7 @@ cdef class RpcqServerConnection:
                         hub.block(t, -1.0)
                     finally:
                         self.reader_parked = False
-                request = read_block_value(self.sock, max_length, 0, &status)
+                request = read_block_value(self.sock, self.max_length, 0, &status)
                 if status == READ_UNDECODABLE:
                     self.log.debug(f"rpcq server: skipped a block: {request}")
                     continue
@@ -268,51 +315,55 @@ cdef class RpcqServerConnection:
                                    f"{request!r:.200}")
                     continue
                 if request.get("type") == "ping":
-                    self._send({"reply": True, "n": request["n"]}, request["n"])
-                else:
-                    self.busy += 1
-                    self.batch += 1
-                    hub.spawn(self._run_one, (request,))
-                if not block_buffered(self.sock):
-                    # About to wait for more requests. With several calls just started, they run
-                    # first (new threads run in creation order), then one write carries all their
-                    # replies; a lone call replies by itself.
-                    if self.batch > 1 and not self.flush_pending:
-                        self.flush_pending = True
-                        hub.spawn(self._flush, ())
-                    self.batch = 0
+                    self._reply({"reply": True, "n": request["n"]}, request["n"])
+                elif not self._run_here(hub, me, request):
+                    return                   # the call suspended: another thread reads now
+                if self.out and not block_buffered(self.sock):
+                    self._write_out()        # about to wait for more requests
         finally:
-            self.sock.close_c()
+            if self.owner is me:
+                self.ended = True
+                self.sock.close_c()
+                if self.server_thread is not None:
+                    hub.wake(self.server_thread, self.server_token, None)
 
-    def _run_one(self, dict request):
+    cdef bint _run_here(self, Hub hub, Task me, dict request) except -1:
+        """Answer ``request`` in this thread: True when it is still the reader afterwards."""
+        cdef object ctx = PyContext_Copy(self.owner_context)
         n = request["n"]
+        self.busy += 1
+        hub.suspend_watch = me
+        hub.suspend_callback = self.moved
+        PyContext_Enter(ctx)
         try:
-            self._send(self.answer(request), n)
+            reply = self.answer(request)
         finally:
+            PyContext_Exit(ctx)
+            if hub.suspend_watch is me:
+                hub.suspend_watch = None
+                hub.suspend_callback = None
             self.busy -= 1
             if self.reader_parked and self.busy < self.cap:
-                get_hub().wake(self.reader, self.reader_token, None)
+                hub.wake(self.reader, self.reader_token, None)
+        self._reply(reply, n)
+        if self.owner is not me:
+            self._write_out()            # this thread ends: nothing of its must stay queued
+            return False
+        return True
 
-    def _flush(self):
-        self.flush_pending = False
-        if not self.out:
-            return
-        data = self.out[0] if len(self.out) == 1 else b"".join(self.out)
-        self.out.clear()
-        self._write(data)
-
-    cdef _send(self, object reply, object n):
+    cdef _reply(self, object reply, object n):
         cdef bytes block
         try:
             block = encode_framed_c(reply)
         except (TypeError, ValueError) as exc:
             block = encode_framed_c({"n": n, "error": f"cannot encode the result: {exc}"})
-        if self.flush_pending:
-            self.out.append(block)
-        else:
-            self._write(block)
+        self.out.append(block)
 
-    cdef _write(self, bytes data):
+    cdef _write_out(self):
+        if not self.out:
+            return
+        data = self.out[0] if len(self.out) == 1 else b"".join(self.out)
+        self.out.clear()
         self.sock.settimeout_c(-1.0)
         if not self.sock.send_data(data):
             self.log.debug(f"rpcq server: could not send a reply: {self.sock.error}")

@@ -396,18 +396,28 @@ def pooled_transport(object pool, dict settings, object open_connection):
     second (so that the module's cleaning keeps its pace), go through ``open_connection``.
     """
     cdef double next_slow = 0.0
+    # The connection of the previous call, and its key: a loop of calls to one peer finds it
+    # without building the key or touching the pool (it is already the most recently used entry:
+    # every other call to the pool goes through here and replaces it).
+    cdef Connection last = None
+    cdef object last_node = None, last_ip = None, last_port = None
 
     def transport(ip, port, request, timeout):
-        nonlocal next_slow
+        nonlocal next_slow, last, last_node, last_ip, last_port
         cdef Hub hub = get_hub()
         cdef object node = hub.current.node if hub.current is not None else hub.default_node
         cdef double now = _monotonic()
         cdef Connection conn = None
         if now < next_slow:
-            key = (None if node is None else id(node), ip, port)
-            conn = pool.get(key)
+            if last is not None and node is last_node and port == last_port and \
+                    (ip is last_ip or ip == last_ip) and last.state != CLOSED:
+                conn = last
+            else:
+                key = (None if node is None else id(node), ip, port)
+                conn = pool.get(key)
+                if conn is not None:
+                    pool.move_to_end(key)
             if conn is not None and not conn._peer_gone():
-                pool.move_to_end(key)
                 conn.window = int(settings["window_size"])
                 conn.last_used = now
             else:
@@ -415,6 +425,7 @@ def pooled_transport(object pool, dict settings, object open_connection):
         if conn is None:
             next_slow = now + 1.0
             conn = open_connection(ip, port)
+        last, last_node, last_ip, last_port = conn, node, ip, port
         ok, value = conn.call(request, timeout)
         if not ok:
             return False, value

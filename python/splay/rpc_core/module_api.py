@@ -14,6 +14,7 @@ a call and the server. Each builds one :class:`ModeModule` and binds its functio
 """
 from splay import log as _log
 
+from splayc.rpc_client import client_functions as compiled_client_functions
 from splayc.rpcstats import MeasuredTransport
 
 from .client_api import ClientAPI
@@ -55,7 +56,9 @@ class ModeModule:
         # Every call made is counted for the observatory (splayc.rpcstats), in C.
         api = ClientAPI(self.mode, self.settings, MeasuredTransport(self.mode, transport),
                         self.log)
-        return api.acall, api.call, api.ecall, api.ping, api.proxy
+        # The common call(node, [...]) runs compiled (splayc.rpc_client); other forms reach api.
+        acall, call, ecall = compiled_client_functions(api)
+        return acall, call, ecall, api.ping, api.proxy
 
     def tcp_server(self, serve_connection):
         """The ``server`` function of a TCP mode: every accepted connection is served by
