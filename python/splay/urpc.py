@@ -24,12 +24,11 @@ import itertools
 import os
 import random
 import time
-from collections import OrderedDict
 
-from splayc.errors import DecodeError
 from splayc.rpc_fast import spawn, track, untrack
 from splayc.rpcstats import MeasuredAnswer
 from splayc.urpc_client import Client, enlarge_receive_buffer, free_message
+from splayc.urpc_server import MAX_DATAGRAM, Server
 
 from . import benc, events, socket
 from .node import address
@@ -41,9 +40,6 @@ __all__ = [*MODULE_API, "MAX_DATAGRAM"]
 
 #: This module's RPC flavour.
 mode = "urpc"
-
-#: The largest datagram (bytes) urpc sends or accepts, as the original.
-MAX_DATAGRAM = 8192
 
 #: ``max``: concurrent outgoing calls (None: unlimited); ``default_timeout``: seconds for a whole
 #: call; ``retry_number``: extra sends of an unanswered call, spread over the timeout;
@@ -105,7 +101,8 @@ acall, call, ecall, ping, proxy = _module.client_functions(_transport)
 
 
 class UDPServer:
-    """A urpc server: one UDP socket, one receiving thread, one thread per call in progress."""
+    """A urpc server: one UDP socket, one receiving thread, one thread per call in progress (the
+    loop, the reply cache and the replies are compiled: splayc.urpc_server)."""
 
     def __init__(self, port_or_node, dispatcher):
         ip, port = address(port_or_node, default_ip="0.0.0.0")
@@ -119,103 +116,34 @@ class UDPServer:
         self.ip = ip
         self.port = s.getsockname()[1]
         self.dispatcher = dispatcher
-        self.answer = MeasuredAnswer("urpc", dispatcher.answer_urpc, dispatcher)   # counted (splayc.rpcstats)
-        self.cache = OrderedDict()       # key -> [reply datagram or None while running, time]
-        self.closed = False
-        self.thread = spawn(self._receive_loop)
+        answer = MeasuredAnswer("urpc", dispatcher.answer_urpc, dispatcher)   # counted, compiled
+        self.core = Server(s, self.port, answer, settings, l_o)
+        self.thread = spawn(self.core.serve)
         track(self)
         _servers.add(self)
 
     def __repr__(self):
         return f"<urpc server {self.ip}:{self.port}{' closed' if self.closed else ''}>"
 
-    def _clean(self, now):
-        limit = now - float(settings["cleaning_after"])
-        cache = self.cache
-        while cache:
-            key, entry = next(iter(cache.items()))
-            if entry[1] >= limit:
-                break
-            del cache[key]
+    @property
+    def closed(self):
+        """True once the server stopped."""
+        return self.core.closed
 
-    def _receive_loop(self):
-        s = self.sock
-        while not self.closed:
-            got = s.receivefrom(65536)
-            if got is None:
-                if self.closed or s.error == "closed":
-                    return
-                l_o.debug(f"urpc server on port {self.port}: receive failed: {s.error}")
-                continue
-            data, ip, port = got
-            try:
-                self._handle(data, ip, port)
-            except Exception as exc:            # a hostile datagram must never end the server
-                l_o.notice(f"urpc server on port {self.port}: ignored a datagram from "
-                           f"{ip}:{port}: {type(exc).__name__}: {exc}")
-
-    def _handle(self, data, ip, port):
-        if len(data) > MAX_DATAGRAM:
-            l_o.debug(f"ignored a datagram of {len(data)} bytes from {ip}:{port} "
-                      f"(more than {MAX_DATAGRAM})")
-            return
-        try:
-            request = benc.decode(data)
-        except DecodeError as exc:
-            l_o.debug(f"ignored an undecodable datagram from {ip}:{port}: {exc}")
-            return
-        if not isinstance(request, dict):
-            l_o.debug(f"ignored a datagram that is not a dict from {ip}:{port}")
-            return
-        key = request.get("key")
-        if not isinstance(key, (str, bytes)):
-            key = None
-        if request.get("free"):
-            if key is not None:
-                self.cache.pop(key, None)
-            return
-        if request.get("type") == "ping":
-            self.sock.sendto(benc.encode(self.answer(request)), ip, port)
-            return
-        now = time.monotonic()
-        self._clean(now)
-        if key is not None:
-            entry = self.cache.get(key)
-            if entry is not None:
-                if entry[0] is not None:           # a retry: answer from the cache
-                    self.sock.sendto(entry[0], ip, port)
-                return                             # still running: it answers when done
-            entry = self.cache[key] = [None, now]
-        else:
-            entry = None
-        spawn(self._run, request, ip, port, entry)
-
-    def _run(self, request, ip, port, entry):
-        reply = self.answer(request)
-        try:
-            data = benc.encode(reply)
-        except (TypeError, ValueError) as exc:
-            reply.pop("call", None)
-            reply["error"] = f"cannot encode the result: {exc}"
-            data = benc.encode(reply)
-        if len(data) > MAX_DATAGRAM:
-            reply.pop("call", None)
-            reply["error"] = f"reply length ({len(data)})"
-            data = benc.encode(reply)
-        if entry is not None:
-            entry[0] = data
-        if not self.closed:
-            self.sock.sendto(data, ip, port)
+    @property
+    def cache(self):
+        """The reply cache: request key -> cached reply (oldest first)."""
+        return self.core.cache
 
     def close(self):
         """Stop serving (idempotent)."""
-        if self.closed:
+        if self.core.closed:
             return
-        self.closed = True
+        self.core.closed = True
         self.sock.close()
         if not self.thread.dead and self.thread is not events.current():
             events.kill(self.thread)
-        self.cache.clear()
+        self.core.cache.clear()
         untrack(self)
         _servers.remove(self)
 
