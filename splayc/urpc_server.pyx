@@ -25,8 +25,7 @@ from libc.stdint cimport uint64_t
 from splayc.hub cimport Hub, get_hub, clock_ns
 from splayc.benc cimport encode_c, decode_c
 from splayc.udp cimport UDP
-from splayc.addr cimport fill_sockaddr, error_message
-from splayc.uv cimport sockaddr_storage
+from splayc.urpc_client cimport send_to
 
 from splayc.errors import DecodeError
 
@@ -163,19 +162,7 @@ cdef class Server:
             self._send(data, ip, port)
 
     cdef int _send(self, bytes data, object ip, object port) except -1:
-        """Send a reply: straight to the socket's ``_sendto`` for a plain socket with no emulated
-        links, else through its ``sendto`` (simulated sockets, emulated links)."""
-        cdef UDP s = self.sock
-        cdef sockaddr_storage ss
-        cdef int err
-        if type(s) is UDP and (s.policy is None or s.policy.links is None):
-            err = fill_sockaddr(ip, <int>port, &ss)
-            if err < 0:
-                s.error = error_message(err)
-            elif s._sendto(data, &ss) is not None:
-                return 0
-        elif s.sendto(data, ip, port) is not None:
-            return 0
-        self.log.debug(f"urpc server on port {self.port}: could not reply to {ip}:{port}: "
-                       f"{s.error}")
+        if send_to(self.sock, data, ip, port) is None:
+            self.log.debug(f"urpc server on port {self.port}: could not reply to {ip}:{port}: "
+                           f"{self.sock.error}")
         return 0

@@ -20,17 +20,16 @@ locally with "call length (N)", a larger reply comes back as the error "reply le
 onetwo
 """
 import hashlib
-import itertools
 import os
 import random
 import time
 
 from splayc.rpc_fast import spawn, track, untrack
 from splayc.rpcstats import MeasuredAnswer
-from splayc.urpc_client import Client, enlarge_receive_buffer, free_message
+from splayc.urpc_client import enlarge_receive_buffer, urpc_transport
 from splayc.urpc_server import MAX_DATAGRAM, Server
 
-from . import benc, events, socket
+from . import events, socket
 from .node import address
 from .rpc_core.dispatch import Dispatcher
 from .rpc_core.module_api import MODULE_API, ModeModule
@@ -57,44 +56,13 @@ _servers = _module.servers
 
 # Keys are unique per caller: 40 hex digits for this process, then a counter (as Lua's SHA1+count).
 _key_prefix = hashlib.sha1(f"{os.getpid()} {time.time()} {random.random()}".encode()).hexdigest()
-_key_counter = itertools.count(1)
 
 
-# The calling side's shared socket, one per node (closed when the node exits).
+# The calling side's shared socket, one per node (closed when the node exits): node id -> Client.
 _clients = {}
 
-
-def _client():
-    node = events.current_node()
-    key = None if node is None else id(node)
-    c = _clients.get(key)
-    if c is None or c.closed:
-        c = _clients[key] = Client(l_o)
-        track(c)
-    return c
-
-
-def _transport(ip, port, request, timeout):
-    key = f"{_key_prefix}{next(_key_counter)}"
-    request["key"] = key
-    try:
-        data = benc.encode(request)
-    except (TypeError, ValueError) as exc:
-        return False, f"cannot encode the call: {exc}"
-    if len(data) > MAX_DATAGRAM:
-        return False, f"call length ({len(data)})"
-    client = _client()
-    ok, reply = client.call(ip, port, key, data, timeout, int(settings["retry_number"]))
-    if not ok:
-        return False, reply
-    is_call = request.get("type") == "call"
-    if is_call:
-        client.sock.sendto(free_message(key), ip, port)
-    if "error" in reply:
-        return False, str(reply["error"])
-    if not is_call:
-        return True, True
-    return True, reply.get("call")
+# Keys, encoding, the shared socket, retries and the free message: compiled (splayc.urpc_client).
+_transport = urpc_transport(_clients, settings, _key_prefix, l_o)
 
 
 acall, call, ecall, ping, proxy = _module.client_functions(_transport)
