@@ -178,8 +178,8 @@ cdef class Client:
             left = remaining(wake_at)
             if left == 0.0:
                 return 0
-            self.sock.settimeout(left if left > 0 else None)
-            got = self.sock.receivefrom(65536)
+            self.sock.timeout = left if left > 0 else -1.0
+            got = self.sock._receive(65536, True)
             if got is None:
                 if self.sock.error == "timeout":
                     return 0
@@ -262,7 +262,7 @@ def urpc_transport(dict clients, dict settings, str key_prefix, object log):
         kind = request.get("type")
         is_call = type(kind) is str and <str>kind == "call"
         if is_call:
-            send_to(client.sock, free_message(key), ip, port)
+            send_to(client.sock, _free_message(key), ip, port)
         if "error" in reply:
             return (False, str(reply["error"]))
         if not is_call:
@@ -271,6 +271,16 @@ def urpc_transport(dict clients, dict settings, str key_prefix, object log):
     return transport
 
 
+cdef bytes _free_message(object key):
+    # Our own keys are ASCII: the benc of {"free": true, "key": key} written directly (the same
+    # bytes as encode_c, keys in sorted order), without building and sorting a dict.
+    cdef bytes k
+    if type(key) is str and (<str>key).isascii():
+        k = (<str>key).encode("ascii")
+        return b"d4:freet3:key%d:%se" % (len(k), k)
+    return encode_c({"free": True, "key": key})
+
+
 def free_message(key):
     """The benc ``{"free": true, "key": key}`` datagram."""
-    return encode_c({"free": True, "key": key})
+    return _free_message(key)
