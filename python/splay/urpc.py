@@ -6,8 +6,10 @@ sends at once and again every ``timeout / (retry_number + 1)`` seconds until a r
 server caches replies by key for ``cleaning_after`` seconds and answers a repeated key from its
 cache, so a call runs at most once. After the reply the caller sends ``{"free": true, "key": K}``
 so the server can drop it. A node's calls share one UDP socket (``splayc.urpc_client``): the waiting
-callers take turns reading it and hand each reply to the call with its key. A datagram carries at most 8192 bytes each way: a larger call fails
-locally with "call length (N)", a larger reply comes back as the error "reply length (N)".
+callers take turns reading it and hand each reply to the call with its key. The server's loop, reply
+cache and replies are compiled too (``splayc.urpc_server``). A datagram carries at most 8192 bytes
+each way: a larger call fails locally with "call length (N)", a larger reply comes back as the
+error "reply length (N)".
 
 >>> from splay import events, urpc
 >>> def concat(a, b):
