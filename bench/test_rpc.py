@@ -17,7 +17,8 @@ Families (what is compared with what):
 * ``percall``: pysplay **rpc** (a connection per call) against the same per-call-connection pattern
   in gevent, asyncio+uvloop and plain asyncio.
 * ``udp``: pysplay **urpc** against the same RPC over asyncio datagram endpoints (numbered
-  requests, JSON, no retry), on uvloop and on asyncio's own loop.
+  requests, JSON, no retry), on uvloop and on asyncio's own loop, and over a gevent UDP socket
+  (the server answers in its receiving greenlet, the client's reader greenlet matches replies).
 
 Every family also runs ``c-floor``, bench/rpc_floor.c (compiled here with ``cc -O2``): 48-byte
 messages with no encoding and no dispatch over non-blocking sockets and epoll, the least work any
@@ -31,6 +32,7 @@ client times its own main task, from the first call to the last reply, so start-
 one. Every TCP peer sets TCP_NODELAY (pysplay and uvloop do by default).
 
     python bench/test_rpc.py --reps 5          # interleaved runs, medians, ratios (RESULTS-rpc.md)
+    python bench/test_rpc.py --family udp --reps 5   # one family (persistent, percall, udp)
     python bench/test_rpc.py --callgrind       # CPU instructions per sequential call (both sides)
     python bench/test_rpc.py --callgrind --ours --keep DIR   # pysplay only; keep the profiles
     python -m pytest bench/test_rpc.py         # pytest-benchmark, one benchmark per cell
@@ -70,7 +72,7 @@ CLIENT_PROCESSES = {("persistent", "conns"): 8}
 IMPLS = {
     "persistent": ["rpcq", "rpcq-w100", "c-floor", "gevent", "uvloop", "asyncio"],
     "percall": ["rpc", "c-floor", "gevent", "uvloop", "asyncio"],
-    "udp": ["urpc", "c-floor", "uvloop", "asyncio"],
+    "udp": ["urpc", "c-floor", "gevent", "uvloop", "asyncio"],
 }
 #: What is not a peer: pysplay's implementations and the C floor (which does no RPC at all).
 PYSPLAY = {"rpcq", "rpcq-w100", "rpc", "urpc"}
@@ -125,6 +127,8 @@ def serve_gevent(family, ready):
     from gevent import socket as gsocket
     import socket as pysocket
 
+    if family == "udp":
+        return serve_gevent_udp(ready)
     server = gsocket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1024)
@@ -152,6 +156,26 @@ def serve_gevent(family, ready):
     gevent.signal_handler(signal.SIGTERM, os._exit, 0)
     ready(server.getsockname()[1])
     gevent.spawn(acceptor).join()
+
+
+def serve_gevent_udp(ready):
+    """The udp family's gevent server: each datagram answered by the receiving greenlet."""
+    import gevent
+    from gevent import socket as gsocket
+    import socket as pysocket
+
+    sock = gsocket.socket(pysocket.AF_INET, pysocket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            data, addr = sock.recvfrom(65536)
+            req = json.loads(data)
+            sock.sendto(json.dumps({"reply": answer(req), "n": req["n"]}).encode(), addr)
+
+    gevent.signal_handler(signal.SIGTERM, os._exit, 0)
+    ready(sock.getsockname()[1])
+    gevent.spawn(serve).join()
 
 
 def serve_uvloop(family, ready, use_uvloop=True):
@@ -258,7 +282,28 @@ def client_gevent(family, port, callers, calls):
         s.setsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_NODELAY, 1)
         return s
 
-    if family == "percall":
+    if family == "udp":
+        # one socket; a reader greenlet hands each reply to the caller with its number (no retry:
+        # loopback loses no datagram at these rates, a loss would time out)
+        s = gsocket.socket(pysocket.AF_INET, pysocket.SOCK_DGRAM)
+        s.connect(("127.0.0.1", port))
+        pending = {}
+        numbers = itertools.count()
+
+        def reader():
+            while True:
+                msg = json.loads(s.recv(65536))
+                r = pending.pop(msg["n"], None)
+                if r is not None:
+                    r.set(msg["reply"])
+        gevent.spawn(reader)
+
+        def call(name, *args):
+            n = next(numbers)
+            r = pending[n] = AsyncResult()
+            s.send(json.dumps({"type": "call", "n": n, "call": [name, *args]}).encode())
+            return r.get(timeout=60)[0]
+    elif family == "percall":
         def call(name, *args):
             s = connect()
             s.sendall(frame({"type": "call", "call": [name, *args]}))
@@ -651,6 +696,9 @@ if __name__ == "__main__":
         print(callgrind_table("--ours" in sys.argv, keep))
     else:
         reps = int(sys.argv[sys.argv.index("--reps") + 1]) if "--reps" in sys.argv else 5
+        if "--family" in sys.argv:             # e.g. --family udp: that family's rows alone
+            families = sys.argv[sys.argv.index("--family") + 1].split(",")
+            CALLS = {k: v for k, v in CALLS.items() if k[0] in families}
         print(f"median of {reps} runs; speed-up = the best peer's median time / this median time "
               f"(>1: pysplay faster); load average at start: {os.getloadavg()[0]:.1f}")
         print(table(reps))

@@ -14,8 +14,12 @@ from splayc.sockbase cimport deadline_after, remaining
 from splayc.uv cimport uv_recv_buffer_size, uv_handle_t
 
 from splayc.udp cimport UDP, udp_new
+from splayc.addr cimport fill_sockaddr, error_message
+from splayc.uv cimport sockaddr_storage
 
 from splayc.errors import DecodeError
+
+DEF MAX_DATAGRAM = 8192             # as splayc.urpc_server.MAX_DATAGRAM (the original's limit)
 
 
 #: Receive buffer asked for urpc sockets: a burst of replies (or of calls, on a server) to
@@ -79,6 +83,10 @@ cdef class Client:
     def call(self, ip, int port, key, bytes data, double timeout, int retry_number):
         """Send ``data`` (the encoded request carrying ``key``) and wait for the reply dict:
         ``(True, reply)`` or ``(False, "message")``."""
+        return self.call_c(ip, port, key, data, timeout, retry_number)
+
+    cdef tuple call_c(self, object ip, int port, object key, bytes data, double timeout,
+                      int retry_number):
         cdef Hub hub = get_hub()
         cdef Pending m = Pending.__new__(Pending)
         cdef int tries = retry_number + 1 if retry_number >= 0 else 1
@@ -103,7 +111,7 @@ cdef class Client:
                 del self.pending[key]
 
     cdef object _send(self, Pending m):
-        if self.sock.sendto(m.data, m.ip, m.port) is None:
+        if send_to(self.sock, m.data, m.ip, m.port) is None:
             return self.sock.error
         if not self.buffer_set:             # bound by its first send
             self.buffer_set = True
@@ -170,8 +178,8 @@ cdef class Client:
             left = remaining(wake_at)
             if left == 0.0:
                 return 0
-            self.sock.settimeout(left if left > 0 else None)
-            got = self.sock.receivefrom(65536)
+            self.sock.timeout = left if left > 0 else -1.0
+            got = self.sock._receive(65536, True)
             if got is None:
                 if self.sock.error == "timeout":
                     return 0
@@ -193,6 +201,86 @@ cdef class Client:
         return 0
 
 
+cdef object send_to(UDP s, bytes data, object ip, object port):
+    """Send one datagram to ``ip:port``: True, or None with the reason on ``s.error``.
+
+    A plain socket with no emulated links takes the short way to its ``_sendto`` (no Python-level
+    address parsing); a simulated socket or one with emulated links goes through its ``sendto``."""
+    cdef sockaddr_storage ss
+    cdef int err
+    if type(s) is UDP and (s.policy is None or s.policy.links is None):
+        err = fill_sockaddr(ip, <int>port, &ss)
+        if err < 0:
+            s.error = error_message(err)
+            return None
+        return s._sendto(data, &ss)
+    return s.sendto(data, ip, port)
+
+
+cdef Client _client_of_current_node(dict clients, object log):
+    """The shared client of the running thread's node (a new one when it has none or its socket
+    closed), registered with the node so that its exit closes it."""
+    cdef Hub hub = get_hub()
+    cdef object node = hub.current.node if hub.current is not None else hub.default_node
+    cdef object key = None if node is None else id(node)
+    cdef Client c = clients.get(key)
+    if c is None or c.sock.closed:
+        c = Client(log)
+        clients[key] = c
+        hub.track(c)
+    return c
+
+
+def urpc_transport(dict clients, dict settings, str key_prefix, object log):
+    """splay.urpc's transport ``transport(ip, port, request, timeout) -> (ok, value)``.
+
+    Gives the request the next key (``key_prefix`` + a counter), encodes it (at most
+    ``MAX_DATAGRAM`` bytes: else ``(False, "call length (N)")``), sends it through the node's
+    shared :class:`Client` (kept in ``clients``, by node) with ``settings["retry_number"]``
+    retries, and after a call's reply sends the ``free`` message. The value is the result list
+    of a call, True for a ping, or the error message."""
+    cdef unsigned long long counter = 0
+
+    def transport(ip, port, dict request, double timeout):
+        nonlocal counter
+        cdef bytes data
+        cdef Client client
+        cdef bint is_call
+        counter += 1
+        key = f"{key_prefix}{counter}"
+        request["key"] = key
+        try:
+            data = encode_c(request)
+        except (TypeError, ValueError) as exc:
+            return (False, f"cannot encode the call: {exc}")
+        if len(data) > MAX_DATAGRAM:
+            return (False, f"call length ({len(data)})")
+        client = _client_of_current_node(clients, log)
+        ok, reply = client.call_c(ip, port, key, data, timeout, int(settings["retry_number"]))
+        if not ok:
+            return (False, reply)
+        kind = request.get("type")
+        is_call = type(kind) is str and <str>kind == "call"
+        if is_call:
+            send_to(client.sock, _free_message(key), ip, port)
+        if "error" in reply:
+            return (False, str(reply["error"]))
+        if not is_call:
+            return (True, True)
+        return (True, reply.get("call"))
+    return transport
+
+
+cdef bytes _free_message(object key):
+    # Our own keys are ASCII: the benc of {"free": true, "key": key} written directly (the same
+    # bytes as encode_c, keys in sorted order), without building and sorting a dict.
+    cdef bytes k
+    if type(key) is str and (<str>key).isascii():
+        k = (<str>key).encode("ascii")
+        return b"d4:freet3:key%d:%se" % (len(k), k)
+    return encode_c({"free": True, "key": key})
+
+
 def free_message(key):
     """The benc ``{"free": true, "key": key}`` datagram."""
-    return encode_c({"free": True, "key": key})
+    return _free_message(key)

@@ -1,0 +1,168 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The serving side of splay.urpc, compiled: datagram in, duplicate check, dispatch, reply out.
+
+:class:`splay.urpc.UDPServer` binds the socket and owns the server's life; :class:`Server` is its
+receiving loop (one thread) and its calls (one thread each). Per datagram, without a Python frame:
+
+* a datagram over ``MAX_DATAGRAM`` bytes, one that is not benc, or one that is not a dict is
+  logged (debug) and dropped; any other failure handling one is logged (notice) and the loop goes
+  on: no datagram ends a server;
+* ``{"free": t, "key": K}`` drops the cached reply of ``K``;
+* a ping is answered at once, by the receiving thread;
+* a call whose key is in the reply cache is a retry: answered from the cache, or not at all while
+  the first copy still runs (that one answers when done), so a call runs at most once;
+* any other call runs in a new thread through ``answer`` (splayc.rpcstats.MeasuredAnswer: the
+  compiled dispatch of splayc.rpc_answer, the Python dispatcher for the rest); its encoded reply is
+  cached under its key and sent. A reply over ``MAX_DATAGRAM`` bytes becomes the error
+  ``"reply length (N)"``; a result benc cannot encode becomes ``"cannot encode the result: ..."``.
+
+The cache keeps a reply at least ``settings["cleaning_after"]`` seconds (read at each cleaning);
+it is cleaned on the arrival of a call, at most every quarter of that (and every second), from the
+oldest entry on (a dict keeps insertion order; entries are never moved).
+"""
+from libc.stdint cimport uint64_t
+
+from splayc.hub cimport Hub, get_hub, clock_ns
+from splayc.benc cimport encode_c, decode_c
+from splayc.udp cimport UDP
+from splayc.urpc_client cimport send_to
+
+from splayc.errors import DecodeError
+
+#: The largest datagram (bytes) urpc sends or accepts, as the original.
+MAX_DATAGRAM = 8192
+DEF MAX_DATAGRAM_C = 8192
+DEF RECEIVE_SIZE = 65536           # larger than any datagram, so an oversized one is seen whole
+
+
+cdef class Entry:
+    """A cached reply: its datagram (None while the call runs) and when the call arrived."""
+    cdef bytes data
+    cdef uint64_t born
+
+
+cdef class Server:
+    """The loop and calls of one urpc server (see the module docstring).
+
+    ``sock``: the bound UDP socket; ``answer(request) -> reply dict`` (must not raise);
+    ``settings``: splay.urpc.settings (``cleaning_after``); ``log``: the module's logger.
+    """
+    cdef readonly UDP sock
+    cdef readonly dict cache          # key -> Entry, oldest first
+    cdef readonly int port
+    cdef public bint closed
+    cdef object answer
+    cdef dict settings
+    cdef object log
+    cdef uint64_t next_clean          # clock_ns() from which the next cleaning may run
+
+    def __cinit__(self, UDP sock, int port, answer, dict settings, log):
+        self.sock = sock
+        self.port = port
+        self.answer = answer
+        self.settings = settings
+        self.log = log
+        self.cache = {}
+
+    def serve(self):
+        """Receive and handle datagrams until the socket closes (the receiving thread's body)."""
+        cdef UDP s = self.sock
+        cdef bytes data
+        while not self.closed:
+            got = s._receive(RECEIVE_SIZE, True)
+            if got is None:
+                if self.closed or s.error == "closed":
+                    return
+                self.log.debug(f"urpc server on port {self.port}: receive failed: {s.error}")
+                continue
+            data = <bytes>(<tuple>got)[0]
+            try:
+                self._handle(data, (<tuple>got)[1], (<tuple>got)[2])
+            except Exception as exc:            # a hostile datagram must never end the server
+                self.log.notice(f"urpc server on port {self.port}: ignored a datagram from "
+                                f"{got[1]}:{got[2]}: {type(exc).__name__}: {exc}")
+
+    cdef int _handle(self, bytes data, object ip, object port) except -1:
+        cdef object request, key, kind
+        cdef Entry entry
+        cdef uint64_t now
+        if len(data) > MAX_DATAGRAM_C:
+            self.log.debug(f"ignored a datagram of {len(data)} bytes from {ip}:{port} "
+                           f"(more than {MAX_DATAGRAM})")
+            return 0
+        try:
+            request = decode_c(data, len(data), False, False)
+        except DecodeError as exc:
+            self.log.debug(f"ignored an undecodable datagram from {ip}:{port}: {exc}")
+            return 0
+        if type(request) is not dict:
+            self.log.debug(f"ignored a datagram that is not a dict from {ip}:{port}")
+            return 0
+        key = (<dict>request).get("key")
+        if not isinstance(key, (str, bytes)):
+            key = None
+        if (<dict>request).get("free"):
+            if key is not None:
+                self.cache.pop(key, None)
+            return 0
+        kind = (<dict>request).get("type")
+        if type(kind) is str and <str>kind == "ping":
+            self._send(encode_c(self.answer(request)), ip, port)
+            return 0
+        now = clock_ns()
+        if now >= self.next_clean:
+            self._clean(now)
+        if key is None:
+            entry = None
+        else:
+            entry = <Entry>self.cache.get(key)
+            if entry is not None:
+                if entry.data is not None:         # a retry: answer from the cache
+                    self._send(entry.data, ip, port)
+                return 0                           # still running: it answers when done
+            entry = Entry.__new__(Entry)
+            entry.born = now
+            self.cache[key] = entry
+        get_hub().spawn(self._run, (request, ip, port, entry))
+        return 0
+
+    cdef int _clean(self, uint64_t now) except -1:
+        cdef double keep = float(self.settings["cleaning_after"])
+        cdef uint64_t keep_ns = <uint64_t>(keep * 1e9) if keep > 0 else 0
+        cdef uint64_t limit = now - keep_ns if now > keep_ns else 0
+        cdef list expired = []
+        cdef Entry entry
+        self.next_clean = now + min(keep_ns // 4, <uint64_t>1000000000)
+        for key, value in self.cache.items():
+            entry = <Entry>value
+            if entry.born >= limit:
+                break
+            expired.append(key)
+        for key in expired:
+            del self.cache[key]
+        return 0
+
+    def _run(self, dict request, ip, port, Entry entry):
+        """Run one call and send its reply (the body of a call's thread)."""
+        cdef bytes data
+        reply = self.answer(request)
+        try:
+            data = encode_c(reply)
+        except (TypeError, ValueError) as exc:
+            reply.pop("call", None)
+            reply["error"] = f"cannot encode the result: {exc}"
+            data = encode_c(reply)
+        if len(data) > MAX_DATAGRAM_C:
+            reply.pop("call", None)
+            reply["error"] = f"reply length ({len(data)})"
+            data = encode_c(reply)
+        if entry is not None:
+            entry.data = data
+        if not self.closed:
+            self._send(data, ip, port)
+
+    cdef int _send(self, bytes data, object ip, object port) except -1:
+        if send_to(self.sock, data, ip, port) is None:
+            self.log.debug(f"urpc server on port {self.port}: could not reply to {ip}:{port}: "
+                           f"{self.sock.error}")
+        return 0

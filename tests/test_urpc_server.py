@@ -1,0 +1,133 @@
+"""The compiled urpc server loop (splayc/urpc_server.pyx): bad datagrams, keyless calls, results
+that cannot be encoded, all over real loopback sockets; the server keeps serving after each."""
+from socket import SOCK_DGRAM
+
+import pytest
+
+from splay import benc, events, socket, urpc
+from lua_peer import free_port, urpc_key
+from support_events import run
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def exchange(s, port, datagram, expect_reply=True):
+    """Send ``datagram`` to the server; its decoded reply (None when ``expect_reply`` is False
+    and nothing came back within 0.3 s)."""
+    s.settimeout(5 if expect_reply else 0.3)
+    s.sendto(datagram, "127.0.0.1", port)
+    data = s.receive(65536)
+    return None if data is None else benc.decode(data)
+
+
+def serve_and(port, body, namespace):
+    def main():
+        urpc.server(port, namespace=namespace)
+        s = socket.udp()
+        try:
+            return body(s)
+        finally:
+            s.close()
+            urpc.stop_server(port)
+    return run(main)
+
+
+def call_datagram(key, *call):
+    request = {"type": "call", "call": list(call)}
+    if key is not None:
+        request["key"] = key
+    return benc.encode(request)
+
+
+BAD_DATAGRAMS = [
+    b"x" * 9000,                                   # over MAX_DATAGRAM
+    b"d4:call",                                    # not benc
+    b"i3e",                                        # benc, not a dict
+    b"l4:type4:calle",                             # a list
+    b"d4:freete",                                  # free without a key
+    b"d4:callle4:type4:call3:key" + b"i7e" + b"e",  # a key that is not a string
+]
+
+
+@pytest.mark.parametrize("datagram", BAD_DATAGRAMS, ids=range(len(BAD_DATAGRAMS)))
+def test_bad_datagram_is_dropped_and_the_server_keeps_serving(datagram):
+    port = free_port(SOCK_DGRAM)
+
+    def body(s):
+        s.settimeout(0.3)
+        s.sendto(datagram, "127.0.0.1", port)
+        first = s.receive(65536)
+        answer = exchange(s, port, call_datagram(urpc_key(1), "concat", "a", "b"))
+        return first, answer
+    first, answer = serve_and(port, body, {"concat": lambda a, b: a + b})
+    if first is not None:                      # the keyless-but-valid call is answered anyway
+        assert datagram.startswith(b"d4:callle")
+        assert "error" in benc.decode(first)
+    assert answer["call"] == ["ab"] and answer["reply"] is True
+
+
+def test_unknown_request_type_gets_an_error_reply():
+    port = free_port(SOCK_DGRAM)
+    reply = serve_and(port, lambda s: exchange(
+        s, port, benc.encode({"type": "cast", "key": urpc_key(1), "call": ["f"]})), {"f": int})
+    assert reply["reply"] is True and "call" not in reply
+    assert "unknown request type 'cast'" in reply["error"]
+
+
+def test_keyless_call_is_answered_and_not_cached():
+    port = free_port(SOCK_DGRAM)
+    runs = []
+
+    def body(s):
+        first = exchange(s, port, call_datagram(None, "f"))
+        second = exchange(s, port, call_datagram(None, "f"))
+        return first, second, len(urpc._servers.by_port[port].cache)
+    first, second, cached = serve_and(port, body, {"f": lambda: runs.append(1) or len(runs)})
+    assert first["call"] == [1] and second["call"] == [2]
+    assert cached == 0
+
+
+def test_result_that_cannot_be_encoded_becomes_an_error():
+    port = free_port(SOCK_DGRAM)
+
+    def body(s):
+        bad = exchange(s, port, call_datagram(urpc_key(1), "f"))
+        good = exchange(s, port, call_datagram(urpc_key(2), "g"))
+        return bad, good
+    bad, good = serve_and(port, body, {"f": lambda: object(), "g": lambda: "fine"})
+    assert "call" not in bad and bad["error"].startswith("cannot encode the result")
+    assert good["call"] == ["fine"]
+
+
+def test_failing_function_is_an_error_reply_and_free_drops_the_cache():
+    port = free_port(SOCK_DGRAM)
+
+    def fail():
+        raise ValueError("no luck")
+
+    def body(s):
+        reply = exchange(s, port, call_datagram(urpc_key(1), "fail"))
+        cached = list(urpc._servers.by_port[port].cache)
+        s.sendto(benc.encode({"free": True, "key": urpc_key(1)}), "127.0.0.1", port)
+        ping = exchange(s, port, benc.encode({"type": "ping", "key": "p"}))   # after the free
+        return reply, cached, list(urpc._servers.by_port[port].cache), ping
+    reply, cached, after, ping = serve_and(port, body, {"fail": fail})
+    assert "call" not in reply and "no luck" in reply["error"]
+    assert cached == [urpc_key(1)] and after == []
+    assert ping == {"type": "ping", "key": "p", "reply": True}
+
+
+def test_stop_server_ends_the_loop_and_frees_the_port():
+    port = free_port(SOCK_DGRAM)
+
+    def main():
+        urpc.server(port, namespace={"v": 1})
+        srv = urpc._servers.by_port[port]
+        assert urpc.stop_server(port) is True
+        events.yield_()
+        again = urpc.server(port, namespace={"v": 2})
+        r = urpc.acall(("127.0.0.1", port), "v", 10)
+        urpc.stop_server(port)
+        return srv.closed, srv.thread.dead, again, r
+    closed, dead, again, r = run(main)
+    assert closed and dead and again is True and r == (True, [2])
