@@ -8,7 +8,7 @@
 # carries no bookkeeping.
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from cpython.dict cimport PyDict_Next, PyDict_SetItem
+from cpython.dict cimport PyDict_Copy, PyDict_Next, PyDict_SetItem
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_Append, PyList_New, PyList_SET_ITEM
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.long cimport PyLong_FromLongLong, PyLong_FromUnsignedLongLong
@@ -1619,6 +1619,190 @@ cdef object dec_key(Dec* d):
         return cached_key(p, n, d.raw)
     return dec_atom(d, c, "a dict key (a string, a number, t, f or n) or 'e'")
 
+# Decoded dicts of up to DEC_SHAPE_MAX_KEYS keys are made by copying a template. Building a dict key
+# by key (an empty dict, then one insert per key: hashing into the table, growing it from nothing)
+# was a third of decoding a node list. Dicts that arrive with the same key objects in the same order
+# (the key cache above shares them) are the usual case: node tables, RPC messages. For those a
+# template {key: None, ...} is kept in a small direct-mapped cache found by the key objects'
+# addresses, and the decoded dict is PyDict_Copy(template) (one allocation and a copy of its table)
+# with the values stored straight into the copy's entries. A template is made the second time in a
+# row that a slot sees the same keys, so dicts whose keys are never shared (long keys, numbers) do
+# not pay for templates they would not reuse. A template holds its keys, so their addresses cannot
+# be reused by other objects while it is cached.
+cdef enum:
+    DEC_SHAPE_SLOTS = 256              # a power of two
+    DEC_SHAPE_MAX_KEYS = 8
+
+cdef struct DecShape:
+    Py_ssize_t n                           # 0: no template here
+    size_t seen                            # the signature of the last keys that missed here
+    PyObject* keys[DEC_SHAPE_MAX_KEYS]     # in wire order, held by the template
+    PyObject* template                     # {key: None, ...}, held
+
+cdef DecShape dec_shapes[DEC_SHAPE_SLOTS]
+
+cdef extern from *:
+    """
+    /* Stores vals[0..n) (new references) as the values of the n entries of dict d, a fresh copy of
+       a template, in order, replacing its placeholders. Returns 0, having done nothing, when d is
+       not laid out as expected (the caller then sets the items one by one). */
+    static inline int benc_dict_fill(PyObject* d, PyObject** vals, Py_ssize_t n) {
+    #if BENC_DICT_LAYOUT
+        PyDictObject* mp = (PyDictObject*)d;
+        if (benc_dict_layout_ok && mp->ma_values == NULL && mp->ma_used == n) {
+            benc_dictkeys* dk = (benc_dictkeys*)mp->ma_keys;
+            if (dk->dk_refcnt == 1 && dk->dk_nentries == n && dk->dk_kind <= 1) {
+                Py_ssize_t stride = dk->dk_kind == 1 ? 2 : 3, i;   /* {key, value} or {hash, key, value} */
+                PyObject** e = (PyObject**)(dk->dk_indices + ((size_t)1 << dk->dk_log2_index_bytes))
+                               + stride - 1;
+                for (i = 0; i < n; i++, e += stride) {
+                    PyObject* old = *e;
+                    Py_INCREF(vals[i]);
+                    *e = vals[i];
+                    Py_DECREF(old);
+                }
+                return 1;
+            }
+        }
+    #endif
+        return 0;
+    }
+    /* The template was not tracked by the garbage collector (its values are None): the copy must
+       be as soon as it holds a container, as inserting the values would have made it. */
+    static inline void benc_dict_track(PyObject* d, PyObject** vals, Py_ssize_t n) {
+        Py_ssize_t i;
+        if (PyObject_GC_IsTracked(d)) return;
+        for (i = 0; i < n; i++) {
+            if (PyType_IS_GC(Py_TYPE(vals[i]))) { PyObject_GC_Track(d); return; }
+        }
+    }
+    static int benc_dict_fill_ok = BENC_DICT_LAYOUT;
+    """
+    bint benc_dict_fill(object d, PyObject** vals, Py_ssize_t n) noexcept
+    void benc_dict_track(object d, PyObject** vals, Py_ssize_t n) noexcept
+    int benc_dict_fill_ok
+
+cdef bint dict_fill_check():
+    # A template's copy filled directly equals, item by item and in order, the dict built by
+    # inserting the same entries, for every key kind; otherwise templates are switched off.
+    cdef PyObject* vals[DEC_SHAPE_MAX_KEYS]
+    cdef Py_ssize_t i
+    samples = [[("ip", "10.0.0.1"), ("port", 20001), ("id", [1, {"a": 2}])],
+               [(b"a", 1), (b"b", b"\xff")], [(1, "one"), ("k", None), (2.5, True)],
+               [(f"key{i}", i * 1000) for i in range(DEC_SHAPE_MAX_KEYS)]]
+    for entries in samples:
+        template = dict.fromkeys([k for k, _ in entries])
+        for i in range(len(entries)):
+            vals[i] = <PyObject*>entries[i][1]
+        copy = PyDict_Copy(template)
+        if not benc_dict_fill(copy, vals, len(entries)):
+            return False
+        if (list(copy.items()) != entries or copy != dict(entries)
+                or template != dict.fromkeys(template)):
+            return False
+    return True
+
+if not dict_fill_check():
+    benc_dict_fill_ok = 0
+DICT_TEMPLATES = bool(benc_dict_fill_ok)
+
+cdef dict dict_of_entries(Dec* d, PyObject** keys, PyObject** vals, const char** at, Py_ssize_t n):
+    # The dict of n decoded entries, inserted one by one; a repeated key fails at its offset.
+    cdef dict dct = {}
+    cdef Py_ssize_t i
+    for i in range(n):
+        PyDict_SetItem(dct, <object>keys[i], <object>vals[i])
+        if PyDict_GET_SIZE(dct) == i:
+            fail(d, at[i], f"duplicate dict key {<object>keys[i]!r}")
+    return dct
+
+cdef int remember_template(DecShape* s, PyObject** keys, Py_ssize_t n) except -1:
+    cdef Py_ssize_t i
+    cdef PyObject* old = s.template
+    template = {}
+    for i in range(n):
+        PyDict_SetItem(template, <object>keys[i], None)
+    # (no allocation from here on: nothing can run and look at the slot half updated)
+    Py_INCREF(template)
+    s.template = <PyObject*>template
+    for i in range(n):
+        s.keys[i] = keys[i]
+    s.n = n
+    Py_XDECREF(old)
+    return 0
+
+cdef object dict_from_template(Dec* d, PyObject** keys, PyObject** vals, const char** at,
+                               Py_ssize_t n):
+    # The dict of n decoded entries (1 <= n <= DEC_SHAPE_MAX_KEYS): a copy of the template of these
+    # keys when the cache has it, else inserted one by one.
+    cdef size_t h = <size_t>n
+    cdef Py_ssize_t i
+    cdef DecShape* s
+    for i in range(n):
+        h = (h ^ (<size_t>keys[i] >> 4)) * <size_t>0x9E3779B97F4A7C15ULL
+    s = &dec_shapes[(h >> 40) & (DEC_SHAPE_SLOTS - 1)]
+    if s.n == n:
+        i = 0
+        while i < n and s.keys[i] == keys[i]:
+            i += 1
+        if i == n:
+            # (the template is held while it is copied: the copy allocates, which may run a
+            # finalizer that decodes and replaces this slot's template)
+            template = <object>s.template
+            dct = PyDict_Copy(template)
+            if not benc_dict_fill(dct, vals, n):
+                for i in range(n):
+                    PyDict_SetItem(dct, <object>keys[i], <object>vals[i])
+            benc_dict_track(dct, vals, n)
+            return dct
+    dct = dict_of_entries(d, keys, vals, at, n)
+    if benc_dict_fill_ok:
+        if s.seen == h:
+            remember_template(s, keys, n)
+        s.seen = h
+    return dct
+
+cdef dict dec_dict_rest(Dec* d, dict dct, int depth):
+    # The entries of a dict beyond its first DEC_SHAPE_MAX_KEYS, inserted as they are read.
+    cdef const char* at
+    cdef Py_ssize_t before
+    while not container_ends(d, "a dict key or 'e'"):
+        at = d.p
+        key = dec_key(d)
+        before = PyDict_GET_SIZE(dct)
+        PyDict_SetItem(dct, key, dec_item(d, depth + 1))
+        if PyDict_GET_SIZE(dct) == before:
+            fail(d, at, f"duplicate dict key {key!r}")
+    return dct
+
+cdef object dec_dict(Dec* d, int depth):
+    # A dict's entries (d.p just after its 'd'): the first DEC_SHAPE_MAX_KEYS are read into arrays,
+    # then made into a dict at once; a larger dict goes on entry by entry. A repeated key is
+    # reported when the dict is made, at the offset of the repeat.
+    cdef PyObject* keys[DEC_SHAPE_MAX_KEYS]
+    cdef PyObject* vals[DEC_SHAPE_MAX_KEYS]
+    cdef const char* at[DEC_SHAPE_MAX_KEYS]
+    cdef Py_ssize_t n = 0, i
+    try:
+        while not container_ends(d, "a dict key or 'e'"):
+            if n == DEC_SHAPE_MAX_KEYS:
+                return dec_dict_rest(d, dict_of_entries(d, keys, vals, at, n), depth)
+            at[n] = d.p
+            key = dec_key(d)
+            value = dec_item(d, depth + 1)
+            Py_INCREF(key)
+            keys[n] = <PyObject*>key
+            Py_INCREF(value)
+            vals[n] = <PyObject*>value
+            n += 1
+        if n == 0:
+            return {}
+        return dict_from_template(d, keys, vals, at, n)
+    finally:
+        for i in range(n):
+            Py_DECREF(<object>keys[i])
+            Py_DECREF(<object>vals[i])
+
 cdef object as_list_if_sequence(dict dct):
     # lists=True: a dict whose keys are exactly 1..n (a Lua array with its keys written out).
     cdef Py_ssize_t n = len(dct), i
@@ -1683,14 +1867,7 @@ cdef object dec_value(Dec* d, int depth):
         while not container_ends(d, "a list item or 'e'"):
             PyList_Append(lst, dec_item(d, depth + 1))
         return lst
-    dct = {}
-    while not container_ends(d, "a dict key or 'e'"):
-        at = d.p
-        key = dec_key(d)
-        before = PyDict_GET_SIZE(dct)
-        PyDict_SetItem(dct, key, dec_item(d, depth + 1))
-        if PyDict_GET_SIZE(dct) == before:
-            fail(d, at, f"duplicate dict key {key!r}")
+    dct = dec_dict(d, depth)
     return as_list_if_sequence(dct) if d.lists else dct
 
 cdef object decode_prefix_c(const char* data, Py_ssize_t length, Py_ssize_t* end, bint raw,
