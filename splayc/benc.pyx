@@ -1629,17 +1629,31 @@ cdef object dec_key(Dec* d):
 # row that a slot sees the same keys, so dicts whose keys are never shared (long keys, numbers) do
 # not pay for templates they would not reuse. A template holds its keys, so their addresses cannot
 # be reused by other objects while it is cached.
+#
+# A template also keeps its keys' wire form. The next dict at the same depth is guessed to have the
+# keys of the last one there (a node list, the nodes of a finger table): each of its keys is first
+# compared with the guessed key's bytes, and on a match the template's key object is taken as it
+# is, without the key cache's hashing and lookup; on a mismatch the key is read as usual.
 cdef enum:
     DEC_SHAPE_SLOTS = 256              # a power of two
     DEC_SHAPE_MAX_KEYS = 8
+    DEC_SHAPE_BLOB = 120               # room for the wire form of one template's keys
+    GUESS_DEPTHS = 16                  # depths at which the next dict's keys are guessed
 
 cdef struct DecShape:
     Py_ssize_t n                           # 0: no template here
     size_t seen                            # the signature of the last keys that missed here
     PyObject* keys[DEC_SHAPE_MAX_KEYS]     # in wire order, held by the template
     PyObject* template                     # {key: None, ...}, held
+    bint raw                               # the keys were read with raw=True
+    Py_ssize_t wire_n                      # how many keys have their wire form below (0..n)
+    unsigned char start[DEC_SHAPE_MAX_KEYS + 1]   # key i is blob[start[i]:start[i + 1]]
+    char blob[DEC_SHAPE_BLOB]
 
 cdef DecShape dec_shapes[DEC_SHAPE_SLOTS]
+cdef int dec_guess[GUESS_DEPTHS]           # the slot of the last dict at each depth, or -1
+for _i in range(GUESS_DEPTHS):
+    dec_guess[_i] = -1
 
 cdef extern from *:
     """
@@ -1671,9 +1685,11 @@ cdef extern from *:
        be as soon as it holds a container, as inserting the values would have made it. */
     static inline void benc_dict_track(PyObject* d, PyObject** vals, Py_ssize_t n) {
         Py_ssize_t i;
-        if (PyObject_GC_IsTracked(d)) return;
         for (i = 0; i < n; i++) {
-            if (PyType_IS_GC(Py_TYPE(vals[i]))) { PyObject_GC_Track(d); return; }
+            if (PyType_IS_GC(Py_TYPE(vals[i]))) {
+                if (!PyObject_GC_IsTracked(d)) PyObject_GC_Track(d);
+                return;
+            }
         }
     }
     static int benc_dict_fill_ok = BENC_DICT_LAYOUT;
@@ -1716,31 +1732,60 @@ cdef dict dict_of_entries(Dec* d, PyObject** keys, PyObject** vals, const char**
             fail(d, at[i], f"duplicate dict key {<object>keys[i]!r}")
     return dct
 
-cdef int remember_template(DecShape* s, PyObject** keys, Py_ssize_t n) except -1:
-    cdef Py_ssize_t i
+cdef int remember_template(DecShape* s, PyObject** keys, Py_ssize_t n, bint raw) except -1:
+    cdef Py_ssize_t i, kl, at = 0, wire_n = 0
+    cdef const char* kb
+    cdef unsigned char start[DEC_SHAPE_MAX_KEYS + 1]
+    cdef char blob[DEC_SHAPE_BLOB]
     cdef PyObject* old = s.template
     template = {}
     for i in range(n):
         PyDict_SetItem(template, <object>keys[i], None)
+    # the wire form of the leading str (or bytes) keys, as they were read
+    for i in range(n):
+        if benc_is_exact_str(keys[i]):
+            kb = str_utf8(<object>keys[i], &kl)
+        elif type(<object>keys[i]) is bytes:
+            kb = PyBytes_AS_STRING(<object>keys[i])
+            kl = PyBytes_GET_SIZE(<object>keys[i])
+        else:
+            break
+        if at + kl + 21 > DEC_SHAPE_BLOB:
+            break
+        start[i] = <unsigned char>at
+        at += write_u64(blob + at, <unsigned long long>kl)
+        blob[at] = b':'
+        memcpy(blob + at + 1, kb, kl)
+        at += 1 + kl
+        wire_n = i + 1
+    start[wire_n] = <unsigned char>at
     # (no allocation from here on: nothing can run and look at the slot half updated)
     Py_INCREF(template)
     s.template = <PyObject*>template
     for i in range(n):
         s.keys[i] = keys[i]
     s.n = n
+    s.raw = raw
+    s.wire_n = wire_n
+    memcpy(s.start, start, wire_n + 1)
+    memcpy(s.blob, blob, at)
     Py_XDECREF(old)
     return 0
 
 cdef object dict_from_template(Dec* d, PyObject** keys, PyObject** vals, const char** at,
-                               Py_ssize_t n):
+                               Py_ssize_t n, int depth):
     # The dict of n decoded entries (1 <= n <= DEC_SHAPE_MAX_KEYS): a copy of the template of these
-    # keys when the cache has it, else inserted one by one.
+    # keys when the cache has it, else inserted one by one. The slot becomes the guess at `depth`.
     cdef size_t h = <size_t>n
     cdef Py_ssize_t i
     cdef DecShape* s
+    cdef int slot
     for i in range(n):
         h = (h ^ (<size_t>keys[i] >> 4)) * <size_t>0x9E3779B97F4A7C15ULL
-    s = &dec_shapes[(h >> 40) & (DEC_SHAPE_SLOTS - 1)]
+    slot = <int>((h >> 40) & (DEC_SHAPE_SLOTS - 1))
+    s = &dec_shapes[slot]
+    if depth < GUESS_DEPTHS:
+        dec_guess[depth] = slot
     if s.n == n:
         i = 0
         while i < n and s.keys[i] == keys[i]:
@@ -1758,7 +1803,7 @@ cdef object dict_from_template(Dec* d, PyObject** keys, PyObject** vals, const c
     dct = dict_of_entries(d, keys, vals, at, n)
     if benc_dict_fill_ok:
         if s.seen == h:
-            remember_template(s, keys, n)
+            remember_template(s, keys, n, d.raw)
         s.seen = h
     return dct
 
@@ -1782,13 +1827,29 @@ cdef object dec_dict(Dec* d, int depth):
     cdef PyObject* keys[DEC_SHAPE_MAX_KEYS]
     cdef PyObject* vals[DEC_SHAPE_MAX_KEYS]
     cdef const char* at[DEC_SHAPE_MAX_KEYS]
-    cdef Py_ssize_t n = 0, i
+    cdef Py_ssize_t n = 0, i, kl
+    cdef DecShape* guess = NULL
+    if depth < GUESS_DEPTHS and dec_guess[depth] >= 0:
+        guess = &dec_shapes[dec_guess[depth]]
+        if guess.raw != d.raw:
+            guess = NULL
     try:
         while not container_ends(d, "a dict key or 'e'"):
             if n == DEC_SHAPE_MAX_KEYS:
                 return dec_dict_rest(d, dict_of_entries(d, keys, vals, at, n), depth)
             at[n] = d.p
-            key = dec_key(d)
+            # (the guess is read afresh each time: a decode run by a garbage collection between
+            # two keys may have replaced it, always whole)
+            if guess != NULL and n < guess.wire_n:
+                kl = guess.start[n + 1] - guess.start[n]
+                if kl <= d.end - d.p and benc_same_bytes(d.p, guess.blob + guess.start[n], kl):
+                    key = <object>guess.keys[n]
+                    d.p += kl
+                else:
+                    guess = NULL
+                    key = dec_key(d)
+            else:
+                key = dec_key(d)
             value = dec_item(d, depth + 1)
             Py_INCREF(key)
             keys[n] = <PyObject*>key
@@ -1797,7 +1858,7 @@ cdef object dec_dict(Dec* d, int depth):
             n += 1
         if n == 0:
             return {}
-        return dict_from_template(d, keys, vals, at, n)
+        return dict_from_template(d, keys, vals, at, n, depth)
     finally:
         for i in range(n):
             Py_DECREF(<object>keys[i])

@@ -131,3 +131,43 @@ def test_decoding_again_from_inside_a_garbage_collection():
     finally:
         gc.set_threshold(*threshold)
         gc.callbacks.remove(collecting)
+
+
+def test_guessed_keys_that_differ_from_the_last_dict_at_that_depth():
+    # Each dict's keys are first compared with the wire form of the last dict's keys at its depth;
+    # every way of differing from that guess must read the real keys.
+    first = {"ip": "h", "port": 1, "id": 2}
+    variants = [
+        first,
+        {"ip": "h", "port": 1},                         # fewer keys
+        {"ip": "h", "port": 1, "id": 2, "zz": 3},       # more keys
+        {"ip": "h", "pork": 1, "id": 2},                # same length, other bytes
+        {"i": "h", "port": 1, "id": 2},                 # a prefix of the guessed key
+        {"ipp": "h", "port": 1, "id": 2},               # the guessed key is a prefix of it
+        {"id": 2, "ip": "h", "q": 1},
+        {"é": 1, "ip": "h"},                            # non-ASCII key
+        {1: "int key", "ip": "h"},
+    ]
+    for _ in range(3):
+        for doc in variants:
+            for wrapped in (doc, [doc, doc], {"x": doc, "y": [doc]}):
+                assert benc.decode(benc.encode(wrapped)) == wrapped
+                assert benc.decode(benc.encode(wrapped), raw=True) == _as_raw(wrapped)
+    for _ in range(3):
+        assert benc.decode(b"d2:ip1:h4:porti1e2:idi2ee") == first
+        assert benc.decode(b"d02:ip1:h4:porti1e2:idi2ee") == first     # a leading zero in a length
+        with pytest.raises(DecodeError, match="duplicate dict key 'ip'"):
+            benc.decode(b"d2:ip1:h2:ipi1ee")
+        with pytest.raises(DecodeError):
+            benc.decode(b"d2:ip1:h4:por")                          # cut inside a guessed key
+    assert benc.decode(b"d2:\xff\xfei1ee") == {b"\xff\xfe": 1}
+    assert benc.decode(b"d2:\xff\xfei1ee") == {b"\xff\xfe": 1}
+    assert benc.decode(b"d2:\xff\xfei1ee", raw=True) == {b"\xff\xfe": 1}
+
+
+def _as_raw(value):
+    if isinstance(value, dict):
+        return {_as_raw(k): _as_raw(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_raw(v) for v in value]
+    return value.encode() if isinstance(value, str) else value
