@@ -1275,7 +1275,7 @@ cdef object text_or_bytes(const char* p, Py_ssize_t n):
     cdef PyObject* s
     if k == n:
         text = PyUnicode_New(n, 127)
-        memcpy(PyUnicode_DATA(text), p, n)
+        benc_copy(<char*>PyUnicode_DATA(text), p, n)
         return text
     if not utf8_valid(<const unsigned char*>p + k, n - k):
         return PyBytes_FromStringAndSize(p, n)
@@ -1943,14 +1943,24 @@ cdef object decode_prefix_c(const char* data, Py_ssize_t length, Py_ssize_t* end
     end[0] = d.p - data
     return value
 
-cdef object decode_c(const char* data, Py_ssize_t length, bint raw, bint lists):
-    cdef Py_ssize_t end = 0
+cdef inline object decode_whole(const char* data, Py_ssize_t length, bint raw, bint lists):
+    # The value that the whole buffer holds (decode_c, written out for decode() as well: two nested
+    # calls were a tenth of decoding a small message).
+    cdef Dec d
     if length == 0:
         raise DecodeError("empty input: expected a value", 0)
-    value = decode_prefix_c(data, length, &end, raw, lists)
-    if end != length:
-        raise DecodeError(f"trailing data after the value ({length - end} bytes)", end)
+    d.start = data
+    d.p = data
+    d.end = data + length
+    d.raw = raw
+    d.lists = lists
+    value = dec_value(&d, 0)
+    if d.p != d.end:
+        raise DecodeError(f"trailing data after the value ({d.end - d.p} bytes)", d.p - data)
     return value
+
+cdef object decode_c(const char* data, Py_ssize_t length, bint raw, bint lists):
+    return decode_whole(data, length, raw, lists)
 
 def decode(data, bint raw=False, bint lists=False, bint strict=True):
     """Decode one benc value from ``data`` (bytes, bytearray, memoryview; a str is read as UTF-8).
@@ -1967,7 +1977,7 @@ def decode(data, bint raw=False, bint lists=False, bint strict=True):
         data = (<str>data).encode("utf-8")
     if type(data) is bytes:
         if strict:
-            return decode_c(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), raw, lists)
+            return decode_whole(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), raw, lists)
         return decode_prefix_c(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), &end, raw, lists)
     try:
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
