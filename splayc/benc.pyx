@@ -203,9 +203,13 @@ cdef inline int out_char(Out* o, char c) except -1:
 # ----------------------------------------------------------------------------------------------
 # Encoding
 
-# Decimal formatting in C: numbers below 2**32 (ports, ids, lengths, counters) with 32-bit
-# arithmetic, whose division by 100 is a short multiply (the 64-bit one cost ~12 instructions per
-# pair of digits); larger ones split into a head and eight-digit groups.
+# Decimal formatting in C: eight digits at a time in the lanes of one 64-bit word (a multiply and a
+# shift for each split, instead of a division and a table lookup per pair of digits: the pairs were
+# a fifth of encoding a node list). Numbers of up to 8 digits are one such word, 9 to 10 digits a
+# head of one or two digits and a word; larger ones a head and 8-digit groups. The words are stored
+# whole, so a number's formatting may write up to 20 bytes at dst however short it is (every caller
+# reserves room for the longest number); the bytes after its digits are overwritten by what follows.
+# Little-endian only, as the decoder's eight-digit reads (the first digit is the lowest byte).
 cdef extern from *:
     """
     static const char benc_pairs[201] =
@@ -215,49 +219,60 @@ cdef extern from *:
     static const uint32_t benc_pow10_32[10] = {1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u,
                                                10000000u, 100000000u, 1000000000u};
 
-    /* Writes v's digits so that the last one is just before `end`. */
-    static inline void benc_digits32(char* end, uint32_t v) {
-        while (v >= 100) {
-            uint32_t r = (v % 100) * 2;
-            v /= 100;
-            end -= 2;
-            memcpy(end, benc_pairs + r, 2);
-        }
-        if (v >= 10) { end -= 2; memcpy(end, benc_pairs + v * 2, 2); }
-        else { end[-1] = (char)('0' + v); }
-    }
-
     static inline int benc_len32(uint32_t v) {
         int t = ((32 - __builtin_clz(v | 1)) * 1233) >> 12;   /* about log10: the digits or one less */
         return t + 1 - (v < benc_pow10_32[t]);
     }
 
-    /* Writes u in decimal at dst (at most 20 bytes); returns the number of digits. */
-    static inline Py_ssize_t benc_write_u64(char* dst, unsigned long long u) {
-        int n, k;
+    /* The 8 digits of x < 10**8 (leading zeros included) as ASCII, the first digit in the lowest
+       byte: x splits into two 4-digit halves (32-bit lanes), each into two 2-digit parts (16-bit
+       lanes), each into two digits (bytes). A lane's division by 100 is (v * 10486) >> 20 and by 10
+       (v * 103) >> 10, exact for the values a lane holds (below 10,000 and 100), whose products
+       stay inside the lane. */
+    static inline uint64_t benc_ascii8(uint32_t x) {
+        uint64_t v = (uint64_t)(x / 10000) | ((uint64_t)(x % 10000) << 32);
+        uint64_t q = ((v * 10486) >> 20) & 0x0000007F0000007Full;
+        v = q | ((v - q * 100) << 16);
+        q = ((v * 103) >> 10) & 0x000F000F000F000Full;
+        v = q | ((v - q * 10) << 8);
+        return v | 0x3030303030303030ull;
+    }
+
+    /* u < 10**8 at dst; returns the number of digits. */
+    static inline Py_ssize_t benc_write_below_1e8(char* dst, uint32_t u) {
+        int n;
+        uint64_t a;
         if (u < 10) { dst[0] = (char)('0' + u); return 1; }
-        if (u <= 0xFFFFFFFFull) {
-            n = benc_len32((uint32_t)u);
-            benc_digits32(dst + n, (uint32_t)u);
-            return n;
+        if (u < 100) { memcpy(dst, benc_pairs + u * 2, 2); return 2; }
+        n = benc_len32(u);
+        a = benc_ascii8(u) >> (8 * (8 - n));        /* drop the leading zeros */
+        memcpy(dst, &a, 8);
+        return n;
+    }
+
+    /* Writes u in decimal at dst (room for 20 bytes); returns the number of digits. */
+    static inline Py_ssize_t benc_write_u64(char* dst, unsigned long long u) {
+        Py_ssize_t n;
+        uint64_t a;
+        if (u < 100000000ull) return benc_write_below_1e8(dst, (uint32_t)u);
+        if (u <= 0xFFFFFFFFull) {                     /* 9 or 10 digits: a head of 1 or 2 */
+            n = benc_write_below_1e8(dst, (uint32_t)(u / 100000000u));
+            a = benc_ascii8((uint32_t)(u % 100000000u));
+            memcpy(dst + n, &a, 8);
+            return n + 8;
         }
         {
             /* eight-digit groups from the end, then the head */
             uint32_t groups[3];
-            int g = 0;
+            int g = 0, k;
             while (u >= 100000000ull) {
                 groups[g++] = (uint32_t)(u % 100000000ull);
                 u /= 100000000ull;
             }
-            n = benc_len32((uint32_t)u);
-            benc_digits32(dst + n, (uint32_t)u);
+            n = benc_write_below_1e8(dst, (uint32_t)u);
             for (k = g - 1; k >= 0; k--) {           /* exactly 8 digits, zeros included */
-                uint32_t v = groups[k];
-                uint32_t hi = v / 10000, lo = v % 10000;
-                memcpy(dst + n, benc_pairs + (hi / 100) * 2, 2);
-                memcpy(dst + n + 2, benc_pairs + (hi % 100) * 2, 2);
-                memcpy(dst + n + 4, benc_pairs + (lo / 100) * 2, 2);
-                memcpy(dst + n + 6, benc_pairs + (lo % 100) * 2, 2);
+                a = benc_ascii8(groups[k]);
+                memcpy(dst + n, &a, 8);
                 n += 8;
             }
             return n;
@@ -267,7 +282,7 @@ cdef extern from *:
     Py_ssize_t benc_write_u64(char* dst, unsigned long long u) noexcept
 
 cdef inline Py_ssize_t write_u64(char* dst, unsigned long long u) noexcept:
-    # Writes u in decimal at dst (at most 20 bytes); returns the number of digits.
+    # Writes u in decimal at dst (room for 20 bytes: see above); returns the number of digits.
     return benc_write_u64(dst, u)
 
 cdef inline char* write_digits(char* end, unsigned long long u) noexcept:
@@ -795,7 +810,7 @@ cdef struct Shape:
     PyObject* keys[SHAPE_MAX_KEYS]         # in the dict's order, each held
     unsigned char order[SHAPE_MAX_KEYS]    # order[i]: the dict position of the i-th key when sorted
     unsigned char start[SHAPE_MAX_KEYS + 1]    # encoded sorted key i: blob[start[i]:start[i + 1]]
-    char blob[SHAPE_BLOB]
+    char blob[SHAPE_BLOB + 8]              # (+ 8: a key length's digits are stored 8 bytes at a time)
 
 cdef Shape shapes[SHAPE_SLOTS]
 
