@@ -240,23 +240,21 @@ cdef extern from *:
 
     /* u < 10**8 at dst; returns the number of digits. */
     static inline Py_ssize_t benc_write_below_1e8(char* dst, uint32_t u) {
-        int n;
-        uint64_t a;
-        if (u < 10) { dst[0] = (char)('0' + u); return 1; }
-        if (u < 100) { memcpy(dst, benc_pairs + u * 2, 2); return 2; }
-        n = benc_len32(u);
-        a = benc_ascii8(u) >> (8 * (8 - n));        /* drop the leading zeros */
+        int n = benc_len32(u);
+        uint64_t a = benc_ascii8(u) >> (8 * (8 - n));        /* drop the leading zeros */
         memcpy(dst, &a, 8);
         return n;
     }
 
-    /* Writes u in decimal at dst (room for 20 bytes); returns the number of digits. */
-    static inline Py_ssize_t benc_write_u64(char* dst, unsigned long long u) {
+    /* u >= 100 at dst; returns the number of digits. */
+    static Py_ssize_t benc_write_u64_from_100(char* dst, unsigned long long u) {
         Py_ssize_t n;
         uint64_t a;
         if (u < 100000000ull) return benc_write_below_1e8(dst, (uint32_t)u);
         if (u <= 0xFFFFFFFFull) {                     /* 9 or 10 digits: a head of 1 or 2 */
-            n = benc_write_below_1e8(dst, (uint32_t)(u / 100000000u));
+            uint32_t head = (uint32_t)(u / 100000000u);
+            if (head < 10) { dst[0] = (char)('0' + head); n = 1; }
+            else { memcpy(dst, benc_pairs + head * 2, 2); n = 2; }
             a = benc_ascii8((uint32_t)(u % 100000000u));
             memcpy(dst + n, &a, 8);
             return n + 8;
@@ -269,7 +267,9 @@ cdef extern from *:
                 groups[g++] = (uint32_t)(u % 100000000ull);
                 u /= 100000000ull;
             }
-            n = benc_write_below_1e8(dst, (uint32_t)u);
+            if (u < 10) { dst[0] = (char)('0' + u); n = 1; }
+            else if (u < 100) { memcpy(dst, benc_pairs + u * 2, 2); n = 2; }
+            else n = benc_write_below_1e8(dst, (uint32_t)u);
             for (k = g - 1; k >= 0; k--) {           /* exactly 8 digits, zeros included */
                 a = benc_ascii8(groups[k]);
                 memcpy(dst + n, &a, 8);
@@ -277,6 +277,15 @@ cdef extern from *:
             }
             return n;
         }
+    }
+
+    /* Writes u in decimal at dst (room for 20 bytes); returns the number of digits. The one- and
+       two-digit numbers (string lengths, keys, counters) are inlined in every caller. */
+    static inline __attribute__((always_inline)) Py_ssize_t benc_write_u64(char* dst,
+                                                                           unsigned long long u) {
+        if (u < 10) { dst[0] = (char)('0' + u); return 1; }
+        if (u < 100) { memcpy(dst, benc_pairs + u * 2, 2); return 2; }
+        return benc_write_u64_from_100(dst, u);
     }
     """
     Py_ssize_t benc_write_u64(char* dst, unsigned long long u) noexcept
