@@ -8,7 +8,7 @@
 # carries no bookkeeping.
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from cpython.dict cimport PyDict_Next, PyDict_SetItem
+from cpython.dict cimport PyDict_Copy, PyDict_Next, PyDict_SetItem
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_Append, PyList_New, PyList_SET_ITEM
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.long cimport PyLong_FromLongLong, PyLong_FromUnsignedLongLong
@@ -203,9 +203,13 @@ cdef inline int out_char(Out* o, char c) except -1:
 # ----------------------------------------------------------------------------------------------
 # Encoding
 
-# Decimal formatting in C: numbers below 2**32 (ports, ids, lengths, counters) with 32-bit
-# arithmetic, whose division by 100 is a short multiply (the 64-bit one cost ~12 instructions per
-# pair of digits); larger ones split into a head and eight-digit groups.
+# Decimal formatting in C: eight digits at a time in the lanes of one 64-bit word (a multiply and a
+# shift for each split, instead of a division and a table lookup per pair of digits: the pairs were
+# a fifth of encoding a node list). Numbers of up to 8 digits are one such word, 9 to 10 digits a
+# head of one or two digits and a word; larger ones a head and 8-digit groups. The words are stored
+# whole, so a number's formatting may write up to 20 bytes at dst however short it is (every caller
+# reserves room for the longest number); the bytes after its digits are overwritten by what follows.
+# Little-endian only, as the decoder's eight-digit reads (the first digit is the lowest byte).
 cdef extern from *:
     """
     static const char benc_pairs[201] =
@@ -215,59 +219,79 @@ cdef extern from *:
     static const uint32_t benc_pow10_32[10] = {1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u,
                                                10000000u, 100000000u, 1000000000u};
 
-    /* Writes v's digits so that the last one is just before `end`. */
-    static inline void benc_digits32(char* end, uint32_t v) {
-        while (v >= 100) {
-            uint32_t r = (v % 100) * 2;
-            v /= 100;
-            end -= 2;
-            memcpy(end, benc_pairs + r, 2);
-        }
-        if (v >= 10) { end -= 2; memcpy(end, benc_pairs + v * 2, 2); }
-        else { end[-1] = (char)('0' + v); }
-    }
-
     static inline int benc_len32(uint32_t v) {
         int t = ((32 - __builtin_clz(v | 1)) * 1233) >> 12;   /* about log10: the digits or one less */
         return t + 1 - (v < benc_pow10_32[t]);
     }
 
-    /* Writes u in decimal at dst (at most 20 bytes); returns the number of digits. */
-    static inline Py_ssize_t benc_write_u64(char* dst, unsigned long long u) {
-        int n, k;
-        if (u < 10) { dst[0] = (char)('0' + u); return 1; }
-        if (u <= 0xFFFFFFFFull) {
-            n = benc_len32((uint32_t)u);
-            benc_digits32(dst + n, (uint32_t)u);
-            return n;
+    /* The 8 digits of x < 10**8 (leading zeros included) as ASCII, the first digit in the lowest
+       byte: x splits into two 4-digit halves (32-bit lanes), each into two 2-digit parts (16-bit
+       lanes), each into two digits (bytes). A lane's division by 100 is (v * 10486) >> 20 and by 10
+       (v * 103) >> 10, exact for the values a lane holds (below 10,000 and 100), whose products
+       stay inside the lane. */
+    static inline uint64_t benc_ascii8(uint32_t x) {
+        uint64_t v = (uint64_t)(x / 10000) | ((uint64_t)(x % 10000) << 32);
+        uint64_t q = ((v * 10486) >> 20) & 0x0000007F0000007Full;
+        v = q | ((v - q * 100) << 16);
+        q = ((v * 103) >> 10) & 0x000F000F000F000Full;
+        v = q | ((v - q * 10) << 8);
+        return v | 0x3030303030303030ull;
+    }
+
+    /* u < 10**8 at dst; returns the number of digits. */
+    static inline Py_ssize_t benc_write_below_1e8(char* dst, uint32_t u) {
+        int n = benc_len32(u);
+        uint64_t a = benc_ascii8(u) >> (8 * (8 - n));        /* drop the leading zeros */
+        memcpy(dst, &a, 8);
+        return n;
+    }
+
+    /* u >= 100 at dst; returns the number of digits. */
+    static Py_ssize_t benc_write_u64_from_100(char* dst, unsigned long long u) {
+        Py_ssize_t n;
+        uint64_t a;
+        if (u < 100000000ull) return benc_write_below_1e8(dst, (uint32_t)u);
+        if (u <= 0xFFFFFFFFull) {                     /* 9 or 10 digits: a head of 1 or 2 */
+            uint32_t head = (uint32_t)(u / 100000000u);
+            if (head < 10) { dst[0] = (char)('0' + head); n = 1; }
+            else { memcpy(dst, benc_pairs + head * 2, 2); n = 2; }
+            a = benc_ascii8((uint32_t)(u % 100000000u));
+            memcpy(dst + n, &a, 8);
+            return n + 8;
         }
         {
             /* eight-digit groups from the end, then the head */
             uint32_t groups[3];
-            int g = 0;
+            int g = 0, k;
             while (u >= 100000000ull) {
                 groups[g++] = (uint32_t)(u % 100000000ull);
                 u /= 100000000ull;
             }
-            n = benc_len32((uint32_t)u);
-            benc_digits32(dst + n, (uint32_t)u);
+            if (u < 10) { dst[0] = (char)('0' + u); n = 1; }
+            else if (u < 100) { memcpy(dst, benc_pairs + u * 2, 2); n = 2; }
+            else n = benc_write_below_1e8(dst, (uint32_t)u);
             for (k = g - 1; k >= 0; k--) {           /* exactly 8 digits, zeros included */
-                uint32_t v = groups[k];
-                uint32_t hi = v / 10000, lo = v % 10000;
-                memcpy(dst + n, benc_pairs + (hi / 100) * 2, 2);
-                memcpy(dst + n + 2, benc_pairs + (hi % 100) * 2, 2);
-                memcpy(dst + n + 4, benc_pairs + (lo / 100) * 2, 2);
-                memcpy(dst + n + 6, benc_pairs + (lo % 100) * 2, 2);
+                a = benc_ascii8(groups[k]);
+                memcpy(dst + n, &a, 8);
                 n += 8;
             }
             return n;
         }
     }
+
+    /* Writes u in decimal at dst (room for 20 bytes); returns the number of digits. The one- and
+       two-digit numbers (string lengths, keys, counters) are inlined in every caller. */
+    static inline __attribute__((always_inline)) Py_ssize_t benc_write_u64(char* dst,
+                                                                           unsigned long long u) {
+        if (u < 10) { dst[0] = (char)('0' + u); return 1; }
+        if (u < 100) { memcpy(dst, benc_pairs + u * 2, 2); return 2; }
+        return benc_write_u64_from_100(dst, u);
+    }
     """
     Py_ssize_t benc_write_u64(char* dst, unsigned long long u) noexcept
 
 cdef inline Py_ssize_t write_u64(char* dst, unsigned long long u) noexcept:
-    # Writes u in decimal at dst (at most 20 bytes); returns the number of digits.
+    # Writes u in decimal at dst (room for 20 bytes: see above); returns the number of digits.
     return benc_write_u64(dst, u)
 
 cdef inline char* write_digits(char* end, unsigned long long u) noexcept:
@@ -795,7 +819,7 @@ cdef struct Shape:
     PyObject* keys[SHAPE_MAX_KEYS]         # in the dict's order, each held
     unsigned char order[SHAPE_MAX_KEYS]    # order[i]: the dict position of the i-th key when sorted
     unsigned char start[SHAPE_MAX_KEYS + 1]    # encoded sorted key i: blob[start[i]:start[i + 1]]
-    char blob[SHAPE_BLOB]
+    char blob[SHAPE_BLOB + 8]              # (+ 8: a key length's digits are stored 8 bytes at a time)
 
 cdef Shape shapes[SHAPE_SLOTS]
 
@@ -1275,7 +1299,7 @@ cdef object text_or_bytes(const char* p, Py_ssize_t n):
     cdef PyObject* s
     if k == n:
         text = PyUnicode_New(n, 127)
-        memcpy(PyUnicode_DATA(text), p, n)
+        benc_copy(<char*>PyUnicode_DATA(text), p, n)
         return text
     if not utf8_valid(<const unsigned char*>p + k, n - k):
         return PyBytes_FromStringAndSize(p, n)
@@ -1619,6 +1643,251 @@ cdef object dec_key(Dec* d):
         return cached_key(p, n, d.raw)
     return dec_atom(d, c, "a dict key (a string, a number, t, f or n) or 'e'")
 
+# Decoded dicts of up to DEC_SHAPE_MAX_KEYS keys are made by copying a template. Building a dict key
+# by key (an empty dict, then one insert per key: hashing into the table, growing it from nothing)
+# was a third of decoding a node list. Dicts that arrive with the same key objects in the same order
+# (the key cache above shares them) are the usual case: node tables, RPC messages. For those a
+# template {key: None, ...} is kept in a small direct-mapped cache found by the key objects'
+# addresses, and the decoded dict is PyDict_Copy(template) (one allocation and a copy of its table)
+# with the values stored straight into the copy's entries. A template is made the second time in a
+# row that a slot sees the same keys, so dicts whose keys are never shared (long keys, numbers) do
+# not pay for templates they would not reuse. A template holds its keys, so their addresses cannot
+# be reused by other objects while it is cached.
+#
+# A template also keeps its keys' wire form. The next dict at the same depth is guessed to have the
+# keys of the last one there (a node list, the nodes of a finger table): each of its keys is first
+# compared with the guessed key's bytes, and on a match the template's key object is taken as it
+# is, without the key cache's hashing and lookup; on a mismatch the key is read as usual.
+cdef enum:
+    DEC_SHAPE_SLOTS = 256              # a power of two
+    DEC_SHAPE_MAX_KEYS = 8
+    DEC_SHAPE_BLOB = 120               # room for the wire form of one template's keys
+    GUESS_DEPTHS = 16                  # depths at which the next dict's keys are guessed
+
+cdef struct DecShape:
+    Py_ssize_t n                           # 0: no template here
+    size_t seen                            # the signature of the last keys that missed here
+    PyObject* keys[DEC_SHAPE_MAX_KEYS]     # in wire order, held by the template
+    PyObject* template                     # {key: None, ...}, held
+    bint raw                               # the keys were read with raw=True
+    Py_ssize_t wire_n                      # how many keys have their wire form below (0..n)
+    unsigned char start[DEC_SHAPE_MAX_KEYS + 1]   # key i is blob[start[i]:start[i + 1]]
+    char blob[DEC_SHAPE_BLOB]
+
+cdef DecShape dec_shapes[DEC_SHAPE_SLOTS]
+cdef int dec_guess[GUESS_DEPTHS]           # the slot of the last dict at each depth, or -1
+for _i in range(GUESS_DEPTHS):
+    dec_guess[_i] = -1
+
+cdef extern from *:
+    """
+    /* Stores vals[0..n) (new references) as the values of the n entries of dict d, a fresh copy of
+       a template, in order, replacing its placeholders. Returns 0, having done nothing, when d is
+       not laid out as expected (the caller then sets the items one by one). */
+    static inline int benc_dict_fill(PyObject* d, PyObject** vals, Py_ssize_t n) {
+    #if BENC_DICT_LAYOUT
+        PyDictObject* mp = (PyDictObject*)d;
+        if (benc_dict_layout_ok && mp->ma_values == NULL && mp->ma_used == n) {
+            benc_dictkeys* dk = (benc_dictkeys*)mp->ma_keys;
+            if (dk->dk_refcnt == 1 && dk->dk_nentries == n && dk->dk_kind <= 1) {
+                Py_ssize_t stride = dk->dk_kind == 1 ? 2 : 3, i;   /* {key, value} or {hash, key, value} */
+                PyObject** e = (PyObject**)(dk->dk_indices + ((size_t)1 << dk->dk_log2_index_bytes))
+                               + stride - 1;
+                for (i = 0; i < n; i++, e += stride) {
+                    PyObject* old = *e;
+                    Py_INCREF(vals[i]);
+                    *e = vals[i];
+                    Py_DECREF(old);
+                }
+                return 1;
+            }
+        }
+    #endif
+        return 0;
+    }
+    /* The template was not tracked by the garbage collector (its values are None): the copy must
+       be as soon as it holds a container, as inserting the values would have made it. */
+    static inline void benc_dict_track(PyObject* d, PyObject** vals, Py_ssize_t n) {
+        Py_ssize_t i;
+        for (i = 0; i < n; i++) {
+            if (PyType_IS_GC(Py_TYPE(vals[i]))) {
+                if (!PyObject_GC_IsTracked(d)) PyObject_GC_Track(d);
+                return;
+            }
+        }
+    }
+    static int benc_dict_fill_ok = BENC_DICT_LAYOUT;
+    """
+    bint benc_dict_fill(object d, PyObject** vals, Py_ssize_t n) noexcept
+    void benc_dict_track(object d, PyObject** vals, Py_ssize_t n) noexcept
+    int benc_dict_fill_ok
+
+cdef bint dict_fill_check():
+    # A template's copy filled directly equals, item by item and in order, the dict built by
+    # inserting the same entries, for every key kind; otherwise templates are switched off.
+    cdef PyObject* vals[DEC_SHAPE_MAX_KEYS]
+    cdef Py_ssize_t i
+    samples = [[("ip", "10.0.0.1"), ("port", 20001), ("id", [1, {"a": 2}])],
+               [(b"a", 1), (b"b", b"\xff")], [(1, "one"), ("k", None), (2.5, True)],
+               [(f"key{i}", i * 1000) for i in range(DEC_SHAPE_MAX_KEYS)]]
+    for entries in samples:
+        template = dict.fromkeys([k for k, _ in entries])
+        for i in range(len(entries)):
+            vals[i] = <PyObject*>entries[i][1]
+        copy = PyDict_Copy(template)
+        if not benc_dict_fill(copy, vals, len(entries)):
+            return False
+        if (list(copy.items()) != entries or copy != dict(entries)
+                or template != dict.fromkeys(template)):
+            return False
+    return True
+
+if not dict_fill_check():
+    benc_dict_fill_ok = 0
+DICT_TEMPLATES = bool(benc_dict_fill_ok)
+
+cdef dict dict_of_entries(Dec* d, PyObject** keys, PyObject** vals, const char** at, Py_ssize_t n):
+    # The dict of n decoded entries, inserted one by one; a repeated key fails at its offset.
+    cdef dict dct = {}
+    cdef Py_ssize_t i
+    for i in range(n):
+        PyDict_SetItem(dct, <object>keys[i], <object>vals[i])
+        if PyDict_GET_SIZE(dct) == i:
+            fail(d, at[i], f"duplicate dict key {<object>keys[i]!r}")
+    return dct
+
+cdef int remember_template(DecShape* s, PyObject** keys, Py_ssize_t n, bint raw) except -1:
+    cdef Py_ssize_t i, kl, at = 0, wire_n = 0
+    cdef const char* kb
+    cdef unsigned char start[DEC_SHAPE_MAX_KEYS + 1]
+    cdef char blob[DEC_SHAPE_BLOB]
+    cdef PyObject* old = s.template
+    template = {}
+    for i in range(n):
+        PyDict_SetItem(template, <object>keys[i], None)
+    # the wire form of the leading str (or bytes) keys, as they were read
+    for i in range(n):
+        if benc_is_exact_str(keys[i]):
+            kb = str_utf8(<object>keys[i], &kl)
+        elif type(<object>keys[i]) is bytes:
+            kb = PyBytes_AS_STRING(<object>keys[i])
+            kl = PyBytes_GET_SIZE(<object>keys[i])
+        else:
+            break
+        if at + kl + 21 > DEC_SHAPE_BLOB:
+            break
+        start[i] = <unsigned char>at
+        at += write_u64(blob + at, <unsigned long long>kl)
+        blob[at] = b':'
+        memcpy(blob + at + 1, kb, kl)
+        at += 1 + kl
+        wire_n = i + 1
+    start[wire_n] = <unsigned char>at
+    # (no allocation from here on: nothing can run and look at the slot half updated)
+    Py_INCREF(template)
+    s.template = <PyObject*>template
+    for i in range(n):
+        s.keys[i] = keys[i]
+    s.n = n
+    s.raw = raw
+    s.wire_n = wire_n
+    memcpy(s.start, start, wire_n + 1)
+    memcpy(s.blob, blob, at)
+    Py_XDECREF(old)
+    return 0
+
+cdef object dict_from_template(Dec* d, PyObject** keys, PyObject** vals, const char** at,
+                               Py_ssize_t n, int depth):
+    # The dict of n decoded entries (1 <= n <= DEC_SHAPE_MAX_KEYS): a copy of the template of these
+    # keys when the cache has it, else inserted one by one. The slot becomes the guess at `depth`.
+    cdef size_t h = <size_t>n
+    cdef Py_ssize_t i
+    cdef DecShape* s
+    cdef int slot
+    for i in range(n):
+        h = (h ^ (<size_t>keys[i] >> 4)) * <size_t>0x9E3779B97F4A7C15ULL
+    slot = <int>((h >> 40) & (DEC_SHAPE_SLOTS - 1))
+    s = &dec_shapes[slot]
+    if depth < GUESS_DEPTHS:
+        dec_guess[depth] = slot
+    if s.n == n:
+        i = 0
+        while i < n and s.keys[i] == keys[i]:
+            i += 1
+        if i == n:
+            # (the template is held while it is copied: the copy allocates, which may run a
+            # finalizer that decodes and replaces this slot's template)
+            template = <object>s.template
+            dct = PyDict_Copy(template)
+            if not benc_dict_fill(dct, vals, n):
+                for i in range(n):
+                    PyDict_SetItem(dct, <object>keys[i], <object>vals[i])
+            benc_dict_track(dct, vals, n)
+            return dct
+    dct = dict_of_entries(d, keys, vals, at, n)
+    if benc_dict_fill_ok:
+        if s.seen == h:
+            remember_template(s, keys, n, d.raw)
+        s.seen = h
+    return dct
+
+cdef dict dec_dict_rest(Dec* d, dict dct, int depth):
+    # The entries of a dict beyond its first DEC_SHAPE_MAX_KEYS, inserted as they are read.
+    cdef const char* at
+    cdef Py_ssize_t before
+    while not container_ends(d, "a dict key or 'e'"):
+        at = d.p
+        key = dec_key(d)
+        before = PyDict_GET_SIZE(dct)
+        PyDict_SetItem(dct, key, dec_item(d, depth + 1))
+        if PyDict_GET_SIZE(dct) == before:
+            fail(d, at, f"duplicate dict key {key!r}")
+    return dct
+
+cdef object dec_dict(Dec* d, int depth):
+    # A dict's entries (d.p just after its 'd'): the first DEC_SHAPE_MAX_KEYS are read into arrays,
+    # then made into a dict at once; a larger dict goes on entry by entry. A repeated key is
+    # reported when the dict is made, at the offset of the repeat.
+    cdef PyObject* keys[DEC_SHAPE_MAX_KEYS]
+    cdef PyObject* vals[DEC_SHAPE_MAX_KEYS]
+    cdef const char* at[DEC_SHAPE_MAX_KEYS]
+    cdef Py_ssize_t n = 0, i, kl
+    cdef DecShape* guess = NULL
+    if depth < GUESS_DEPTHS and dec_guess[depth] >= 0:
+        guess = &dec_shapes[dec_guess[depth]]
+        if guess.raw != d.raw:
+            guess = NULL
+    try:
+        while not container_ends(d, "a dict key or 'e'"):
+            if n == DEC_SHAPE_MAX_KEYS:
+                return dec_dict_rest(d, dict_of_entries(d, keys, vals, at, n), depth)
+            at[n] = d.p
+            # (the guess is read afresh each time: a decode run by a garbage collection between
+            # two keys may have replaced it, always whole)
+            if guess != NULL and n < guess.wire_n:
+                kl = guess.start[n + 1] - guess.start[n]
+                if kl <= d.end - d.p and benc_same_bytes(d.p, guess.blob + guess.start[n], kl):
+                    key = <object>guess.keys[n]
+                    d.p += kl
+                else:
+                    guess = NULL
+                    key = dec_key(d)
+            else:
+                key = dec_key(d)
+            value = dec_item(d, depth + 1)
+            Py_INCREF(key)
+            keys[n] = <PyObject*>key
+            Py_INCREF(value)
+            vals[n] = <PyObject*>value
+            n += 1
+        if n == 0:
+            return {}
+        return dict_from_template(d, keys, vals, at, n, depth)
+    finally:
+        for i in range(n):
+            Py_DECREF(<object>keys[i])
+            Py_DECREF(<object>vals[i])
+
 cdef object as_list_if_sequence(dict dct):
     # lists=True: a dict whose keys are exactly 1..n (a Lua array with its keys written out).
     cdef Py_ssize_t n = len(dct), i
@@ -1683,14 +1952,7 @@ cdef object dec_value(Dec* d, int depth):
         while not container_ends(d, "a list item or 'e'"):
             PyList_Append(lst, dec_item(d, depth + 1))
         return lst
-    dct = {}
-    while not container_ends(d, "a dict key or 'e'"):
-        at = d.p
-        key = dec_key(d)
-        before = PyDict_GET_SIZE(dct)
-        PyDict_SetItem(dct, key, dec_item(d, depth + 1))
-        if PyDict_GET_SIZE(dct) == before:
-            fail(d, at, f"duplicate dict key {key!r}")
+    dct = dec_dict(d, depth)
     return as_list_if_sequence(dct) if d.lists else dct
 
 cdef object decode_prefix_c(const char* data, Py_ssize_t length, Py_ssize_t* end, bint raw,
@@ -1705,14 +1967,24 @@ cdef object decode_prefix_c(const char* data, Py_ssize_t length, Py_ssize_t* end
     end[0] = d.p - data
     return value
 
-cdef object decode_c(const char* data, Py_ssize_t length, bint raw, bint lists):
-    cdef Py_ssize_t end = 0
+cdef inline object decode_whole(const char* data, Py_ssize_t length, bint raw, bint lists):
+    # The value that the whole buffer holds (decode_c, written out for decode() as well: two nested
+    # calls were a tenth of decoding a small message).
+    cdef Dec d
     if length == 0:
         raise DecodeError("empty input: expected a value", 0)
-    value = decode_prefix_c(data, length, &end, raw, lists)
-    if end != length:
-        raise DecodeError(f"trailing data after the value ({length - end} bytes)", end)
+    d.start = data
+    d.p = data
+    d.end = data + length
+    d.raw = raw
+    d.lists = lists
+    value = dec_value(&d, 0)
+    if d.p != d.end:
+        raise DecodeError(f"trailing data after the value ({d.end - d.p} bytes)", d.p - data)
     return value
+
+cdef object decode_c(const char* data, Py_ssize_t length, bint raw, bint lists):
+    return decode_whole(data, length, raw, lists)
 
 def decode(data, bint raw=False, bint lists=False, bint strict=True):
     """Decode one benc value from ``data`` (bytes, bytearray, memoryview; a str is read as UTF-8).
@@ -1729,7 +2001,7 @@ def decode(data, bint raw=False, bint lists=False, bint strict=True):
         data = (<str>data).encode("utf-8")
     if type(data) is bytes:
         if strict:
-            return decode_c(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), raw, lists)
+            return decode_whole(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), raw, lists)
         return decode_prefix_c(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), &end, raw, lists)
     try:
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
@@ -1744,6 +2016,47 @@ def decode(data, bint raw=False, bint lists=False, bint strict=True):
         return decode_prefix_c(<const char*>view.buf, view.len, &end, raw, lists)
     finally:
         PyBuffer_Release(&view)
+
+# The module's `decode` is a C function of the fast-call convention in front of the function above:
+# a call with a single bytes argument (nearly every call) goes straight to the decoder, without the
+# keyword parsing of a four-parameter Python function (a tenth of decoding a small message); any
+# other call is passed on to the function above unchanged, with its errors.
+cdef extern from *:
+    """
+    static PyObject* (*benc_decode_bytes)(PyObject* data) = NULL;
+    static PyObject* benc_decode_any = NULL;
+
+    static PyObject* benc_decode_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                                          PyObject* kwnames) {
+        if (nargs == 1 && kwnames == NULL && PyBytes_CheckExact(args[0]))
+            return benc_decode_bytes(args[0]);
+        return PyObject_Vectorcall(benc_decode_any, args, (size_t)nargs, kwnames);
+    }
+
+    static PyMethodDef benc_decode_def = {
+        "decode", (PyCFunction)(void(*)(void))benc_decode_fastcall, METH_FASTCALL | METH_KEYWORDS,
+        NULL};
+    """
+    object (*benc_decode_bytes)(object data)
+    PyObject* benc_decode_any
+    ctypedef struct PyMethodDef:
+        const char* ml_doc
+    PyMethodDef benc_decode_def
+    object PyCFunction_NewEx(PyMethodDef* ml, PyObject* self, object module)
+
+cdef object decode_bytes(object data):
+    return decode_whole(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), False, False)
+
+benc_decode_bytes = decode_bytes
+_decode_any = decode
+benc_decode_any = <PyObject*>_decode_any      # (held by the module global)
+_decode_doc = _decode_any.__doc__
+if _decode_doc.startswith("decode("):         # (the signature line Cython may put first)
+    _decode_doc = _decode_doc.partition("\n")[2]
+_decode_doc = "decode(data, raw=False, lists=False, strict=True)\n--\n\n" + _decode_doc.lstrip("\n")
+benc_decode_def.ml_doc = PyUnicode_AsUTF8AndSize(_decode_doc, NULL)
+decode = PyCFunction_NewEx(&benc_decode_def, NULL, __name__)
+
 
 def decode_prefix(data, Py_ssize_t offset=0, raw=False, lists=False):
     """Decode the value starting at ``offset``; returns ``(value, offset just after it)``.

@@ -153,3 +153,30 @@ def test_large_results_through_the_scratch_buffer():
             return {"inner": benc.encode(big)}
     nested = benc.encode([big, Nested(), big])
     assert nested == b"l" + wire + b"d5:inner%d:" % len(wire) + wire + b"e" + wire + b"e"
+
+
+def test_decode_front_passes_every_other_call_on_unchanged():
+    # benc.decode takes a single bytes argument itself and hands any other call to the full
+    # function: keywords, other buffers, bytes subclasses and wrong calls behave as before.
+    import inspect
+
+    class Sub(bytes):
+        pass
+    wire = b"d1:al1:xee"
+    expected = {"a": ["x"]}
+    assert benc.decode(wire) == expected
+    for data in (bytearray(wire), memoryview(wire), wire.decode(), Sub(wire)):
+        assert benc.decode(data) == expected
+    assert benc.decode(data=wire) == expected
+    assert benc.decode(wire, raw=True) == {b"a": [b"x"]}
+    assert benc.decode(wire + b"junk", strict=False) == expected
+    with pytest.raises(DecodeError, match="trailing data"):
+        benc.decode(wire + b"junk")
+    with pytest.raises(TypeError, match=r"decode\(\)"):
+        benc.decode()
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        benc.decode(wire, rawr=True)
+    with pytest.raises(TypeError, match="expects bytes"):
+        benc.decode(7)
+    assert str(inspect.signature(benc.decode)) == "(data, raw=False, lists=False, strict=True)"
+    assert benc.decode.__doc__.startswith("Decode one benc value")

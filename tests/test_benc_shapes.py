@@ -211,3 +211,17 @@ def test_results_with_room_left_over_are_ordinary_bytes():
         assert len(wire) == len(reference(doc)) and wire[-1:] == b"e"
         assert hash(wire) == hash(bytes(bytearray(wire))) and wire + b"x" == reference(doc) + b"x"
         assert benc.decode(wire) == doc
+
+
+def test_eight_digit_words_write_every_digit_in_every_position():
+    # Numbers are formatted eight digits at a time in the lanes of one word: every digit value at
+    # every position, every length, and what follows a short number written over the word's rest.
+    for digit in range(10):
+        for width in range(1, 21):
+            for position in range(width):
+                v = int("1" * width) + (digit - 1) * 10 ** position if width > 1 else digit
+                assert benc.encode([v, -v, "x"]) == b"li%dei%de1:xe" % (v, -v)
+    for n in list(range(0, 130)) + [999, 1000, 10 ** 5, 10 ** 6 + 7]:
+        assert benc.encode("a" * n) == b"%d:%s" % (n, b"a" * n)
+        key = "k" * n
+        assert benc.encode({key: 1, "z": [n]}) == b"d%d:%si1e1:zli%deee" % (n, key.encode(), n)
