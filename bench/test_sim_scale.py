@@ -54,13 +54,17 @@ CHECKED_CYCLON = """
         n = {nodes}
         first = job.me.port - job.position
         degree = {{}}
+        answered = 0
         for i in range(n):
             ip, port = "127.0.0.%d" % (1 + i // (65536 - first)), first + i % (65536 - first)
-            for peer in rpc.call((ip, port), "view_nodes", 60) or []:
+            view = rpc.call((ip, port), "view_nodes", 60)
+            answered += view is not None
+            for peer in view or []:
                 degree[tuple(peer)] = degree.get(tuple(peer), 0) + 1
         counts = [degree.get(("127.0.0.%d" % (1 + i // (65536 - first)), first + i % (65536 - first)), 0)
                   for i in range(n)]
-        print("CENSUS", n, sum(counts), min(counts), max(counts), round(statistics.pstdev(counts), 2))
+        print("CENSUS", answered, sum(counts), min(counts), max(counts),
+              round(statistics.pstdev(counts), 2))
 
     if job.position == 0:
         events.thread(census)
@@ -123,9 +127,13 @@ def test_cyclon_scale(benchmark, tmp_path, n):
     max_rss = int(done.stdout.split()[-1])
     census = re.search(r"CENSUS (\d+) (\d+) (\d+) (\d+) ([0-9.]+)", log)
     assert census, log[-3000:]
-    nodes, entries, low, high, stdev = census.groups()
-    assert int(nodes) == n and int(entries) == n * VIEW      # every node answered, views full
+    answered, entries, low, high, stdev = census.groups()
+    assert int(answered) == n                                # every node up and serving
     if ROUNDS >= 20:
+        # Before that, views from the skewed start can be one short: a refused exchange leaves
+        # its peer out (e.g. one of the first 8 nodes, which every view points at at the start,
+        # with its listen backlog full).
+        assert int(entries) == n * VIEW                      # every view full
         assert int(low) > 0                                  # no node forgotten
         assert float(stdev) < VIEW / 2                       # skewed start (all on 8) undone
     benchmark.extra_info.update(nodes=n, wall_seconds=wall, host_seconds=real, events=events,

@@ -37,12 +37,16 @@ def test_consecutive_peers_continue_on_the_next_address_with_the_same_ports():
         ConsecutivePeers("127.0.0.1", 0, 3)
 
 
-def test_a_peer_table_of_a_list_is_built_once_for_the_same_list():
-    nodes = [("127.0.0.1", 20000 + i) for i in range(5)] + [{"ip": "10.0.0.1", "port": 1}]
+def test_a_peer_table_is_built_once_for_the_same_tuple_and_afresh_for_a_list():
+    nodes = tuple([("127.0.0.1", 20000 + i) for i in range(5)] + [{"ip": "10.0.0.1", "port": 1}])
     table = peer_table(nodes)
     assert isinstance(table, PeerTable) and peer_table(nodes) is table and len(table) == 6
     assert table.position(("10.0.0.1", 1)) == 5 and table.position(("10.0.0.1", 2)) is None
     assert peer_table(table) is table
+    growing = list(nodes)
+    assert len(peer_table(growing)) == 6
+    growing.append(("10.0.0.2", 1))                 # a list may change: never a stale table
+    assert peer_table(growing).position(("10.0.0.2", 1)) == 6
 
 
 def test_100000_nodes_of_a_uniform_topology_share_one_table_and_hold_no_link(tmp_path):

@@ -80,19 +80,20 @@ class ConsecutivePeers:
         return position if block >= 0 and position < self.count else None
 
 
-# The last table built from a list, by identity: nodes that call apply() with the same list
-# object (the in-process jobs' shared settings) share its table.
+# The last table built from a tuple, by identity: nodes that call apply() with the same tuple
+# share its table. (A list may change between two calls: it gets a table of its own each time.)
 _last = (None, None)
 
 
 def peer_table(nodes):
-    """``nodes`` as a table: a table is used as it is; a list gets a :class:`PeerTable` (the same
-    one as the previous call when it is the same list object)."""
+    """``nodes`` as a table: a table is used as it is; a sequence gets a :class:`PeerTable` (the
+    same one as the previous call when it is the same tuple object)."""
     global _last
     if isinstance(nodes, (PeerTable, ConsecutivePeers)):
         return nodes
-    if _last[0] is nodes:
+    if type(nodes) is tuple and _last[0] is nodes:
         return _last[1]
     table = PeerTable(nodes)
-    _last = (nodes, table)
+    if type(nodes) is tuple:
+        _last = (nodes, table)
     return table
