@@ -51,16 +51,17 @@ APP = """
     events.run(main)
 """
 
-# Replayed twice as fast: on the replay clock nodes 0 and 3 are up from 0 on, node 1 from 0.1 to
-# 0.6 and from 1.6 to 2.1, node 2 from 0.3 to 1.1.
-TRACE = "0\n0.2 1.2 3.2 4.2\n0.6 2.2\n0\n"
+# Replayed twice as fast: on the replay clock nodes 0 and 3 are up from 0 to 3 (their down ends
+# the run: no wall-clock end that a slow start on a loaded machine could overtake), node 1 from
+# 0.1 to 0.6 and from 1.6 to 2.1, node 2 from 0.3 to 1.1.
+TRACE = "0 6\n0.2 1.2 3.2 4.2\n0.6 2.2\n0 6\n"
 # Replay instants in the middle of steady stretches, with the nodes up then.
 PROBES = {0.45: {0, 1, 2, 3}, 0.85: {0, 2, 3}, 1.35: {0, 3}, 1.85: {0, 1, 3}, 2.5: {0, 3}}
 
 ACTION = re.compile(r"\[splay\] churn: node (\d+) (up|down) at ([\d.]+) \(scheduled ([\d.]+)")
 
 
-def start_run(tmp_path, name, *args, app=APP, trace=TRACE, end=None):
+def start_run(tmp_path, name, *args, app=APP, trace=TRACE):
     """Start ``splay run`` of ``app`` under ``trace`` in ``tmp_path/name``; the Popen and its
     directory and first port."""
     where = tmp_path / name
@@ -70,7 +71,7 @@ def start_run(tmp_path, name, *args, app=APP, trace=TRACE, end=None):
     first = free_port_range(8)
     cmd = [sys.executable, "-m", "splay.cli", "run", "app.py", "--churn", "trace.txt",
            "--churn-speed", "2", "--in-process", "--first-port", str(first), "--log", "run.log",
-           "--quiet", *args, "--", f"{end if end is not None else time.time() + 3600:.3f}"]
+           "--quiet", *args, "--", f"{time.time() + 3600:.3f}"]
     proc = subprocess.Popen(cmd, cwd=where, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     return proc, where, first
@@ -117,8 +118,7 @@ def in_force(seen, wall):
 
 
 def test_a_churn_trace_over_two_workers_acts_as_in_one_process(tmp_path):
-    end = time.time() + 6.0
-    runs = {mode: start_run(tmp_path, mode, *args, end=end)
+    runs = {mode: start_run(tmp_path, mode, *args)
             for mode, args in (("one", []), ("workers", ["--workers", "2"]))}
     results = {}
     for mode, (proc, where, first) in runs.items():
@@ -131,11 +131,11 @@ def test_a_churn_trace_over_two_workers_acts_as_in_one_process(tmp_path):
     one, two = results["one"], results["workers"]
     # The same actions at the same scheduled times, each on time.
     expected = sorted((round(t / 2, 3), node, change) for t, node, change in Schedule.from_intervals(
-        [[(0, None)], [(0.2, 1.2), (3.2, 4.2)], [(0.6, 2.2)], [(0, None)]]).events())
+        [[(0, 6)], [(0.2, 1.2), (3.2, 4.2)], [(0.6, 2.2)], [(0, 6)]]).events())
     for lines, acts, _, _ in (one, two):
         assert sorted((s, n, c) for n, c, _, s in acts) == expected
         assert all(0 <= at - scheduled <= LAG for _, _, at, scheduled in acts), acts
-        assert "churn: 5 start(s) and 3 stop(s) of 4 node(s)" in "\n".join(lines)
+        assert "churn: 5 start(s) and 5 stop(s) of 4 node(s)" in "\n".join(lines)
     assert "(in 2 worker processes)" in "\n".join(two[0])
     # Over workers: nodes 0 and 2 in one process, 1 and 3 in the other; node 1 came back afresh.
     ups = {}
