@@ -51,7 +51,8 @@ def _metrics_off():
     """Take the metrics out of the RPC paths: the modules then run as they did before them."""
     import splay.rpcq as rpcq
     from splayc.rpc_answer import compiled_answer
-    rpcq.acall.__self__.transport = rpcq._transport        # acall, call, ecall share the API
+    fast = rpcq.call.fast            # the compiled call's state, shared by acall, call, ecall
+    fast.api.transport = fast.transport = rpcq._transport  # (and their ClientAPI, for other forms)
     # the same compiled dispatch as with metrics, without the counting (looked up at the first
     # connection of a server)
     rpcq.MeasuredAnswer = lambda mode, answer, dispatcher: compiled_answer(mode, dispatcher)

@@ -22,10 +22,10 @@ cdef inline bint _plain_address(object ip, object port) noexcept:
 
 cdef class _FastCall:
     """The state shared by one mode's compiled functions: its API object, settings and
-    transport."""
-    cdef object api
+    transport (each compiled function's ``fast`` attribute; a benchmark may swap ``transport``)."""
+    cdef readonly object api
     cdef dict settings
-    cdef object transport
+    cdef public object transport
     cdef str mode
 
     cdef object exchange(self, object node, list call, object timeout):
@@ -132,4 +132,5 @@ def client_functions(api):
                     return _value(payload)
         return slow_ecall(node, *args, call=call, timeout=timeout)
 
+    acall.fast = call.fast = ecall.fast = fast
     return acall, call, ecall
