@@ -26,6 +26,7 @@ INTERVAL_ENV = "SPLAY_METRICS_INTERVAL"
 """The environment variable giving the sampling interval in seconds (default 1)."""
 
 BUFFER_BYTES = 256 * 1024
+LINE_BYTES = 32 * 1024          # a line of samples is cut near this size (ship)
 """Bytes of unsent batches a process keeps before it drops new samples."""
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -142,25 +143,44 @@ class Sampler:
         while not self._stop.wait(self.interval):
             self.ship()
 
-    def ship(self, nodes=None):
-        """Take one sample of each node (or of ``nodes``) and queue them as one batch."""
+    def ship(self, nodes=None, deadline=None):
+        """Take one sample of each node (or of ``nodes``) and queue them, in lines of about
+        LINE_BYTES: a process of many nodes (--in-process, --sim) would otherwise make one line
+        larger than the writer's buffer, dropped whole every time. With ``deadline`` (a
+        ``time.monotonic()`` value: the last sample), wait for the reader until then rather than
+        drop."""
         with self._lock:
             nodes = self.nodes() if nodes is None else nodes
             threads = rpcstats.threads_by_node(self.hub)
             share = max(1, len(nodes))
-            samples = [sample(i, n, threads.get(n, 0), share) for i, n in nodes]
-            line = json.dumps({"samples": samples, "dropped": self.dropped},
-                              separators=(",", ":")).encode() + b"\n"
-            if not self.writer.offer(line):
-                self.dropped += len(samples)
+            encoded = [json.dumps(sample(i, n, threads.get(n, 0), share),
+                                  separators=(",", ":")).encode() for i, n in nodes]
+            start = 0
+            while start < len(encoded):
+                end, size = start, 0
+                while end < len(encoded) and (end == start or size + len(encoded[end]) < LINE_BYTES):
+                    size += len(encoded[end]) + 1
+                    end += 1
+                line = b'{"samples":[' + b",".join(encoded[start:end]) + \
+                    b'],"dropped":' + str(self.dropped).encode() + b"}\n"
+                if not self.writer.offer(line) and not (
+                        deadline is not None and self._offer_by(line, deadline)):
+                    self.dropped += end - start
+                start = end
+
+    def _offer_by(self, line, deadline):
+        """Offer ``line`` again while the reader empties the pipe, until ``deadline``."""
+        self.writer.drain(max(0.0, deadline - time.monotonic()))
+        return self.writer.offer(line)
 
     def stop(self, timeout=2.0):
         """Stop the thread, ship a last sample and wait up to ``timeout`` s for it to be read."""
+        deadline = time.monotonic() + timeout
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        self.ship()
-        self.writer.drain(timeout)
+        self.ship(deadline=deadline)
+        self.writer.drain(max(0.0, deadline - time.monotonic()))
 
 
 def from_environment(nodes, environ=os.environ):
