@@ -23,6 +23,7 @@ Run (see bench/RESULTS-codecs.md):
     python bench/test_codecs.py /tmp/codecs.json        # prints the ratio table
     python bench/test_codecs.py --msgspec /tmp/codecs.json # issue #17: msgspec ÷ pysplay
     python bench/test_codecs.py --callgrind                # issue #17 in instructions per call
+    python bench/test_codecs.py --rpc-callgrind            # benc's instructions per rpcq call
 Instruction counts (noise-free), one operation repeated N times, minus N=0:
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \
         python bench/test_codecs.py --one encode dicts pysplay 10
@@ -309,6 +310,44 @@ def callgrind_table():
     return "\n".join(lines)
 
 
+def rpc_codec_count(calls=(200, 1200)):
+    """benc's instructions per sequential rpcq call (bench/test_rpc.py's concat("one", "two")),
+    client and server, counted by callgrind only inside the entry points the RPC core uses
+    (encode_framed_c, decode_c): deterministic, where whole-call counts move with the load."""
+    import importlib.util
+    import signal
+    import subprocess
+    import tempfile
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location("bench_rpc", os.path.join(here, "test_rpc.py"))
+    rpc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rpc)
+    vg = ["valgrind", "--tool=callgrind", "--quiet",
+          "--toggle-collect=__pyx_f_6splayc_4benc_decode_c",
+          "--toggle-collect=__pyx_f_6splayc_4benc_encode_framed_c"]
+    counts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in calls:
+            s_out, c_out = os.path.join(tmp, f"s{n}"), os.path.join(tmp, f"c{n}")
+            env = dict(rpc._env(), PYTHONHASHSEED="0")
+            server = subprocess.Popen(vg + [f"--callgrind-out-file={s_out}", sys.executable,
+                                            rpc.__file__, "--server", rpc.server_impl("rpcq"),
+                                            "persistent"], stdout=subprocess.PIPE, text=True, env=env)
+            try:
+                port = int(server.stdout.readline())
+                subprocess.run(vg + [f"--callgrind-out-file={c_out}", sys.executable, rpc.__file__,
+                                     "--client", "rpcq", "persistent", "seq", str(port)],
+                               check=True, capture_output=True, timeout=1800,
+                               env=dict(env, RPC_BENCH_CALLS=str(n)))
+            finally:
+                server.send_signal(signal.SIGTERM)
+                server.wait(300)
+            counts.append((rpc._instructions(c_out), rpc._instructions(s_out)))
+    (c1, s1), (c2, s2) = counts
+    span = calls[1] - calls[0]
+    return (c2 - c1) / span, (s2 - s1) / span
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
         run_one(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
@@ -316,6 +355,10 @@ if __name__ == "__main__":
         print(callgrind_table())
     elif len(sys.argv) > 1 and sys.argv[1] == "--callgrind-one":     # op case lib
         print(f"{callgrind_count(sys.argv[2], sys.argv[3], sys.argv[4]):,.0f}")
+    elif len(sys.argv) > 1 and sys.argv[1] == "--rpc-callgrind":
+        client, server = rpc_codec_count()
+        print(f"benc per rpcq call: client {client:,.0f}, server {server:,.0f}, "
+              f"both {client + server:,.0f} instructions")
     elif len(sys.argv) > 1 and sys.argv[1] == "--msgspec":
         print(msgspec_table(sys.argv[2]))
     else:

@@ -2,8 +2,8 @@
 #
 # Encoding writes into a stack buffer that moves into the result bytes object when it outgrows it
 # (no Python-level concatenation, one copy), dispatches on exact types first, formats integers in
-# C and sorts dict keys in C; decoding scans the input buffer with a pointer, checks UTF-8 itself
-# and shares repeated short dict keys. The path of an unencodable value ("at [2]['peers']") is
+# C and sorts dict keys in C; decoding scans the input buffer with a pointer, checks UTF-8 itself,
+# shares repeated short dict keys and makes small dicts of keys seen before by copying a template. The path of an unencodable value ("at [2]['peers']") is
 # worked out only after a failure, by a second, slow walk (locate_failure), so the fast path
 # carries no bookkeeping.
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
