@@ -1955,14 +1955,18 @@ cdef object dec_value(Dec* d, int depth):
     dct = dec_dict(d, depth)
     return as_list_if_sequence(dct) if d.lists else dct
 
-cdef object decode_prefix_c(const char* data, Py_ssize_t length, Py_ssize_t* end, bint raw,
-                            bint lists):
-    cdef Dec d
+cdef inline void dec_start(Dec* d, const char* data, Py_ssize_t length, bint raw,
+                           bint lists) noexcept:
     d.start = data
     d.p = data
     d.end = data + length
     d.raw = raw
     d.lists = lists
+
+cdef object decode_prefix_c(const char* data, Py_ssize_t length, Py_ssize_t* end, bint raw,
+                            bint lists):
+    cdef Dec d
+    dec_start(&d, data, length, raw, lists)
     value = dec_value(&d, 0)
     end[0] = d.p - data
     return value
@@ -1973,11 +1977,7 @@ cdef inline object decode_whole(const char* data, Py_ssize_t length, bint raw, b
     cdef Dec d
     if length == 0:
         raise DecodeError("empty input: expected a value", 0)
-    d.start = data
-    d.p = data
-    d.end = data + length
-    d.raw = raw
-    d.lists = lists
+    dec_start(&d, data, length, raw, lists)
     value = dec_value(&d, 0)
     if d.p != d.end:
         raise DecodeError(f"trailing data after the value ({d.end - d.p} bytes)", d.p - data)

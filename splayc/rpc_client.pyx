@@ -49,6 +49,17 @@ cdef class _FastCall:
         t = -1.0 if timeout is None or timeout < 0 else float(timeout)
         return self.transport(ip, port, {"type": "call", "call": call}, t)
 
+    cdef object common(self, object node, tuple args, object call, object timeout):
+        """:meth:`exchange` when ``args`` is the common ``(["name", args...],)`` with no
+        ``call=`` keyword, else None (the caller then uses the ClientAPI method)."""
+        cdef object c
+        if len(args) != 1 or call is not NO_CALL:
+            return None
+        c = args[0]
+        if type(c) is not list or not c:
+            return None
+        return self.exchange(node, <list>c, timeout)
+
 
 cdef inline object _results(object payload):
     """``(True, [results])`` or ``(False, message)`` (results_of, with its common case inline)."""
@@ -80,56 +91,44 @@ def client_functions(api):
         """``acall(node, call, timeout=None)`` or ``acall(ip, port, call, timeout=None)``: call
         ``call`` (``"name"`` or ``["name", args...]``) on the node:
         ``(True, [results])`` or ``(False, "message")``."""
-        cdef object c, r
-        if len(args) == 1 and call is NO_CALL:
-            c = args[0]
-            if type(c) is list and c:
-                r = fast.exchange(node, <list>c, timeout)
-                if r is not None:
-                    ok, payload = r
-                    if not ok:
-                        return (False, payload)
-                    return _results(payload)
+        cdef object r = fast.common(node, args, call, timeout)
+        if r is not None:
+            ok, payload = r
+            if not ok:
+                return (False, payload)
+            return _results(payload)
         return slow_acall(node, *args, call=call, timeout=timeout)
 
     def call(node, *args, call=NO_CALL, timeout=None):
         """``call(node, call, timeout=None)`` (or ``call(ip, port, ...)``): the result of the
         remote call: one value, a tuple for several, None for none or on failure (use
         :func:`acall` to tell a failure from a None result)."""
-        cdef object c, r
-        if len(args) == 1 and call is NO_CALL:
-            c = args[0]
-            if type(c) is list and c:
-                r = fast.exchange(node, <list>c, timeout)
-                if r is not None:
-                    ok, payload = r
-                    if not ok:
-                        return None
-                    if type(payload) is list:
-                        return _value(<list>payload)
-                    ok, results = results_of(payload)
-                    if not ok:
-                        return None
-                    return _value(results)
+        cdef object r = fast.common(node, args, call, timeout)
+        if r is not None:
+            ok, payload = r
+            if not ok:
+                return None
+            if type(payload) is list:
+                return _value(<list>payload)
+            ok, results = results_of(payload)
+            if not ok:
+                return None
+            return _value(results)
         return slow_call(node, *args, call=call, timeout=timeout)
 
     def ecall(node, *args, call=NO_CALL, timeout=None):
         """Like :func:`call`, but a failure raises :class:`splay.RPCError`
         (:class:`splay.RPCTimeout` for a timeout)."""
-        cdef object c, r
-        if len(args) == 1 and call is NO_CALL:
-            c = args[0]
-            if type(c) is list and c:
-                r = fast.exchange(node, <list>c, timeout)
-                if r is not None:
-                    ok, payload = r
-                    if ok:
-                        ok, payload = _results(payload)
-                    if not ok:
-                        if payload == "timeout":
-                            raise RPCTimeout(f"{fast.mode} call {c!r:.80} to {node!r}: timeout")
-                        raise RPCError(f"{fast.mode} call {c!r:.80} to {node!r} failed: {payload}")
-                    return _value(payload)
+        cdef object r = fast.common(node, args, call, timeout)
+        if r is not None:
+            ok, payload = r
+            if ok:
+                ok, payload = _results(payload)
+            if not ok:
+                if payload == "timeout":
+                    raise RPCTimeout(f"{fast.mode} call {args[0]!r:.80} to {node!r}: timeout")
+                raise RPCError(f"{fast.mode} call {args[0]!r:.80} to {node!r} failed: {payload}")
+            return _value(payload)
         return slow_ecall(node, *args, call=call, timeout=timeout)
 
     acall.fast = call.fast = ecall.fast = fast

@@ -20,6 +20,7 @@ import time
 import pytest
 
 from splay.churn import Schedule
+from test_churn_replay import CRASHES          # node 1 fails as it starts; the others wait
 from splay.deploy.testbed import free_port_range
 from splay.launch import options, workers
 
@@ -151,18 +152,6 @@ def test_a_churn_trace_over_two_workers_acts_as_in_one_process(tmp_path):
             seen = views(lines, position, first)
             got = {probe: in_force(seen, t0 + probe) for probe in PROBES}
             assert got == PROBES, (position, got, seen)
-
-
-CRASHES = """
-    import splay
-    from splay import events
-    if splay.job.position == 1:
-        raise RuntimeError("boom at start")
-    def main():
-        while True:
-            events.sleep(1)
-    events.run(main)
-"""
 
 
 def test_a_node_that_fails_under_churn_is_reported_and_comes_back_at_its_next_up(tmp_path):
