@@ -167,6 +167,22 @@ def test_churn_acts_on_the_virtual_timeline(tmp_path):
                if "[splay] churn" in line and "00:02:10" in line)
 
 
+def test_churn_starting_nodes_a_fraction_of_a_millisecond_apart_keeps_going(tmp_path):
+    # 600 joins within 0.3 virtual seconds: the replay's wait for an action could end a hair
+    # before its time, and a sleep shorter than the virtual clock's step does not move it, so the
+    # replay spun forever at the first such action (2,000 joins never finished).
+    app = write_app(tmp_path, """
+        from splay import events
+        from splay.base import job
+        events.run(lambda: print("up", job.position))
+    """)
+    trace = write_trace(tmp_path, [[f"{i / 2000:.6f}"] for i in range(600)])
+    rc, log, _ = splay_run(tmp_path, app, "--churn", str(trace), "--until", "1")
+    assert rc == 0
+    assert sorted(int(text.split()[1]) for _, _, text in node_lines(log) if text.startswith("up ")) \
+        == list(range(600))
+
+
 def test_a_partition_cuts_and_heals_on_the_virtual_timeline(tmp_path):
     app = write_app(tmp_path, BUSY)
     rc, log, _ = splay_run(tmp_path, app, "-n", "2", "--seed", "1", "--partition", "0|1@6-12")

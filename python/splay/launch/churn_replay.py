@@ -437,6 +437,10 @@ def read_churn_file(path):
     return Schedule(data["times"]), float(data["speed"])
 
 
+#: Waits for a churn action end this close to its time (seconds): below any clock's resolution.
+CLOCK_STEP = 1e-6
+
+
 def replay_in_host(schedule, speed, start_node, stop_node, after_change, report, t0=None):
     """Body of the churn thread of an ``--in-process`` host (a thread of its scheduler).
 
@@ -451,13 +455,17 @@ def replay_in_host(schedule, speed, start_node, stop_node, after_change, report,
     t0 = time.monotonic() if t0 is None else t0
     report({"churn": "start"})
     while not timeline.finished:
-        target = t0 + timeline.next_time()
+        due_at = timeline.next_time()
+        target = t0 + due_at
         while True:
             delay = target - time.monotonic()
-            if delay <= 0:
+            if delay <= CLOCK_STEP:
                 break
             events.sleep(delay)
-        for t, index, change, trace_t in timeline.due(time.monotonic() - t0):
+        # A wait may end a hair before the target (float rounding; on a simulation's virtual
+        # clock a sleep of less than its step does not move it at all): what is due at the target
+        # is due now, or this loop would spin without the clock ever reaching it.
+        for t, index, change, trace_t in timeline.due(max(time.monotonic() - t0, due_at)):
             issued = time.monotonic() - t0
             if change == UP:
                 start_node(index)
