@@ -433,8 +433,11 @@ def test_signal_ends_the_loop_cleanly(tmp_path, sig, exc, code):
     app = tmp_path / "app.py"
     app.write_text(APP_SLEEPS_FOREVER.format(exc=exc))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    # A shell's background job (a CI script started with `&`) runs with SIGINT ignored, and a
+    # Python started so keeps ignoring it (no KeyboardInterrupt): the app gets the default.
     p = subprocess.Popen([sys.executable, str(app)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=env)
+                         text=True, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert p.stdout.readline().strip() == "ready"
     t0 = time.monotonic()
     p.send_signal(sig)
