@@ -196,6 +196,12 @@ cdef Hub get_hub()
 cdef Hub current_hub_or_raise(str what)
 
 
+# The node of the running thread, or the hub's default node outside any thread (what
+# events.current_node() answers; --in-process nodes are told apart by it).
+cdef inline object node_of_current(Hub hub):
+    return hub.current.node if hub.current is not None else hub.default_node
+
+
 # Virtual time (splay.sim): the clock every deadline is measured on, in ns -- the virtual clock
 # while a simulation runs, else uv_hrtime(). Socket timeouts, RPC deadlines and link pacing use it.
 cdef uint64_t clock_ns() noexcept

@@ -27,6 +27,7 @@ or wait, none per delivery); live threads are a linked list (``Hub.alive_head``)
 cimport cython
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from cpython.list cimport PyList_GET_SIZE
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport uint64_t
 
@@ -638,6 +639,21 @@ cdef void _call_suspend_callback(Hub hub) noexcept:
             hub.callback_error = e
 
 
+cdef inline void _poll_libuv(Hub hub) noexcept:
+    """Phase 3 of a round: poll libuv, without blocking when something is runnable, else until an
+    event arrives. It looks without blocking first: on loopback the answer is often already there,
+    and releasing and taking back the GIL costs more than this poll (~2k instructions); a callback
+    may also have started a thread (a listening socket's on_connection)."""
+    uv_run(hub.loop, UV_RUN_NOWAIT)
+    if hub.ready_tail == hub.ready_batch_end and hub.callback_error is None \
+            and hub.new_pos == PyList_GET_SIZE(hub.new_tasks):
+        if hub.release_gil:
+            with nogil:
+                uv_run(hub.loop, UV_RUN_ONCE)
+        else:
+            uv_run(hub.loop, UV_RUN_ONCE)
+
+
 cdef bint _poll_in_task(Hub hub, Task t) except -1:
     """The poll of the hub's round (``Hub._rounds``), done in the greenlet of the task ``t`` that is
     blocking (or of a worker whose task just ended, ``t`` None): True once polled, False when the
@@ -657,14 +673,7 @@ cdef bint _poll_in_task(Hub hub, Task t) except -1:
         PyErr_Clear()                    # t runs in a context of its own: poll from the hub
         return False
     hub.current = None
-    uv_run(hub.loop, UV_RUN_NOWAIT)
-    if hub.ready_tail == hub.ready_batch_end and hub.callback_error is None \
-            and hub.new_pos == len(hub.new_tasks):
-        if hub.release_gil:
-            with nogil:
-                uv_run(hub.loop, UV_RUN_ONCE)
-        else:
-            uv_run(hub.loop, UV_RUN_ONCE)
+    _poll_libuv(hub)
     try:
         PyErr_CheckSignals()
     except BaseException as e:           # e.g. KeyboardInterrupt: the hub raises it, as its own
@@ -722,7 +731,7 @@ cdef class Hub:
         t.fn = fn
         t.args = args
         t.context = PyContext_CopyCurrent()
-        t.node = self.current.node if self.current is not None else self.default_node
+        t.node = node_of_current(self)
         t.state = T_NEW
         self.new_tasks.append(t)
         t.alive_prev = self.alive_tail             # append to the list of live tasks
@@ -1034,7 +1043,7 @@ cdef class Hub:
     # ----- objects to close when their node exits
 
     cdef void track(self, object obj):
-        node = self.current.node if self.current is not None else self.default_node
+        node = node_of_current(self)
         d = self.tracked.get(node)
         if d is None:
             d = self.tracked[node] = {}
@@ -1123,17 +1132,7 @@ cdef class Hub:
                 continue
             if not uv_loop_alive(self.loop):
                 return                                    # nothing can ever run again
-            # Look without blocking first: on loopback the answer is often already there, and
-            # releasing and taking back the GIL costs more than this poll (~2k instructions).
-            uv_run(self.loop, UV_RUN_NOWAIT)
-            # (a callback may also have started a thread: a listening socket's on_connection)
-            if self.ready_tail == self.ready_batch_end and self.callback_error is None \
-                    and self.new_pos == len(self.new_tasks):
-                if self.release_gil:
-                    with nogil:
-                        uv_run(self.loop, UV_RUN_ONCE)
-                else:
-                    uv_run(self.loop, UV_RUN_ONCE)
+            _poll_libuv(self)
             PyErr_CheckSignals()
             if self.ready_head == self.ready_batch_end:  # the batch is done: start the next one
                 self.ready_batch_end = self.ready_tail

@@ -28,7 +28,7 @@ from libc.stdint cimport uint64_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from splayc.tcp cimport TCP, tcp_new
-from splayc.hub cimport Hub, Task, get_hub
+from splayc.hub cimport Hub, Task, get_hub, node_of_current
 from splayc.benc cimport encode_framed_c
 from splayc.rpc_fast cimport (read_block_value, block_buffered, READ_OK, READ_TIMEOUT, READ_CLOSED,
                               READ_UNDECODABLE)
@@ -405,7 +405,7 @@ def pooled_transport(object pool, dict settings, object open_connection):
     def transport(ip, port, request, timeout):
         nonlocal next_slow, last, last_node, last_ip, last_port
         cdef Hub hub = get_hub()
-        cdef object node = hub.current.node if hub.current is not None else hub.default_node
+        cdef object node = node_of_current(hub)
         cdef double now = _monotonic()
         cdef Connection conn = None
         if now < next_slow:

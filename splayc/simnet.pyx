@@ -45,9 +45,10 @@ from cpython.mem cimport PyMem_Realloc, PyMem_Free
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 
 from splayc.uv cimport UV_ECONNRESET, UV_ECONNREFUSED, UV_EADDRINUSE, UV_ECANCELED
-from splayc.hub cimport Hub, Task, get_hub, clock_ns, set_event_source
-from splayc.tcp cimport (want_met, shutdown_mode, TCP, TCP_MASTER, TCP_SERVER, TCP_CLIENT, TCP_CLOSED, R_WOKEN, R_TIMEOUT,
-                         WANT_BYTES, WANT_LINE, WANT_ANY)
+from splayc.hub cimport Hub, Task, get_hub, clock_ns, set_event_source, node_of_current
+from splayc.tcp cimport (want_met, shutdown_mode, call_connection_hook, TCP, TCP_MASTER,
+                         TCP_SERVER, TCP_CLIENT, TCP_CLOSED, R_WOKEN, R_TIMEOUT, WANT_BYTES,
+                         WANT_LINE, WANT_ANY)
 from splayc.udp cimport UDP
 from splayc.sockbase cimport SocketBase, remaining, as_bytes
 from splayc.shaping cimport Link
@@ -236,7 +237,7 @@ cdef bint _sim_open(SocketBase s, object node, bint datagram) except -1:
 
 cdef object _current_node():
     cdef Hub hub = get_hub()
-    return hub.current.node if hub.current is not None else hub.default_node
+    return node_of_current(hub)
 
 
 cdef Network _installed():
@@ -247,16 +248,6 @@ cdef Network _installed():
 
 
 # ---------------------------------------------------------------------------- the network
-
-cdef void _call_connection_hook(SimTCP s) noexcept:
-    """Call a listener's on_connection() callback; what it raises ends the run, as in tcp.pyx
-    (a callback runs in the scheduler, where nobody else would see the error)."""
-    try:
-        s.connection_hook()
-    except BaseException as e:
-        if s.hub.callback_error is None:
-            s.hub.callback_error = e
-
 
 cdef Py_ssize_t _crash_all(list socks) except -1:
     """Reset the TCP sockets (peers see a reset after the delay) and close the UDP ones, as a
@@ -432,7 +423,7 @@ cdef class Network:
         listener._wake_reader()
         listener._wake_select()
         if listener.connection_hook is not None and listener.reader is None:
-            _call_connection_hook(listener)     # accept on demand (TCP.on_connection), as tcp.pyx does
+            call_connection_hook(listener)      # accept on demand (TCP.on_connection), as tcp.pyx does
         self.schedule(due, EV_SYNACK, client, server)
         return 0
 

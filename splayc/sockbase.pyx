@@ -18,7 +18,7 @@
 from libc.stdlib cimport free
 
 from splayc.uv cimport *
-from splayc.hub cimport get_hub
+from splayc.hub cimport get_hub, node_of_current
 from splayc.addr cimport sockaddr_to_tuple, ERR_RESTRICTED
 from splayc.accounting cimport policy_for
 
@@ -74,7 +74,7 @@ cdef class SocketBase:
         refuses the socket (``h`` is closed, the socket is closed, ``error`` is "restricted")."""
         self.hub = get_hub()
         self.datagram = datagram
-        self.node = self.hub.current.node if self.hub.current is not None else self.hub.default_node
+        self.node = node_of_current(self.hub)
         self.policy = policy_for(self.node)
         if self.policy is not None:
             if not self.policy.open_socket(datagram):

@@ -138,3 +138,14 @@ cdef inline str shutdown_mode(object mode):
     if mode not in ("both", "send", "receive"):
         raise ValueError(f"shutdown mode must be 'both', 'send' or 'receive', got {mode!r}")
     return mode
+
+
+# Call a listening socket's on_connection() callback (TCP.on_connection), for the real and the
+# simulated socket: it runs inside the scheduler, where nobody else would see what it raises, so
+# that ends the loop (as a libuv callback's error does).
+cdef inline void call_connection_hook(TCP s) noexcept:
+    try:
+        s.connection_hook()
+    except BaseException as e:
+        if s.hub.callback_error is None:
+            s.hub.callback_error = e

@@ -201,17 +201,7 @@ cdef void _connection_cb(uv_stream_t* server, int status) noexcept with gil:
     if s.select_waiters:
         s._wake_select()
     if s.connection_hook is not None and s.reader is None and (s.n_accepted or s.listen_err):
-        _call_connection_hook(s)
-
-
-cdef void _call_connection_hook(TCP s) noexcept:
-    """Call the socket's on_connection() callback; what it raises ends the loop (as a callback
-    error does), since nobody else would ever see it."""
-    try:
-        s.connection_hook()
-    except BaseException as e:
-        if s.hub.callback_error is None:
-            s.hub.callback_error = e
+        call_connection_hook(s)
 
 
 # ---------------------------------------------------------------------------- the socket types

@@ -8,7 +8,7 @@ that are not a reply to a pending key (late replies, garbage) are dropped.
 """
 from libc.stdint cimport uint64_t
 
-from splayc.hub cimport Hub, Task, get_hub, clock_ns
+from splayc.hub cimport Hub, Task, get_hub, clock_ns, node_of_current
 from splayc.benc cimport encode_c, decode_c
 from splayc.sockbase cimport deadline_after, remaining
 from splayc.uv cimport uv_recv_buffer_size, uv_handle_t
@@ -18,8 +18,6 @@ from splayc.addr cimport fill_sockaddr, error_message
 from splayc.uv cimport sockaddr_storage
 
 from splayc.errors import DecodeError
-
-DEF MAX_DATAGRAM = 8192             # as splayc.urpc_server.MAX_DATAGRAM (the original's limit)
 
 
 #: Receive buffer asked for urpc sockets: a burst of replies (or of calls, on a server) to
@@ -221,7 +219,7 @@ cdef Client _client_of_current_node(dict clients, object log):
     """The shared client of the running thread's node (a new one when it has none or its socket
     closed), registered with the node so that its exit closes it."""
     cdef Hub hub = get_hub()
-    cdef object node = hub.current.node if hub.current is not None else hub.default_node
+    cdef object node = node_of_current(hub)
     cdef object key = None if node is None else id(node)
     cdef Client c = clients.get(key)
     if c is None or c.sock.closed:
@@ -235,7 +233,7 @@ def urpc_transport(dict clients, dict settings, str key_prefix, object log):
     """splay.urpc's transport ``transport(ip, port, request, timeout) -> (ok, value)``.
 
     Gives the request the next key (``key_prefix`` + a counter), encodes it (at most
-    ``MAX_DATAGRAM`` bytes: else ``(False, "call length (N)")``), sends it through the node's
+    ``URPC_MAX_DATAGRAM`` bytes: else ``(False, "call length (N)")``), sends it through the node's
     shared :class:`Client` (kept in ``clients``, by node) with ``settings["retry_number"]``
     retries, and after a call's reply sends the ``free`` message. The value is the result list
     of a call, True for a ping, or the error message."""
@@ -253,7 +251,7 @@ def urpc_transport(dict clients, dict settings, str key_prefix, object log):
             data = encode_c(request)
         except (TypeError, ValueError) as exc:
             return (False, f"cannot encode the call: {exc}")
-        if len(data) > MAX_DATAGRAM:
+        if len(data) > URPC_MAX_DATAGRAM:
             return (False, f"call length ({len(data)})")
         client = _client_of_current_node(clients, log)
         ok, reply = client.call_c(ip, port, key, data, timeout, int(settings["retry_number"]))

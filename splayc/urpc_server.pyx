@@ -25,13 +25,12 @@ from libc.stdint cimport uint64_t
 from splayc.hub cimport Hub, get_hub, clock_ns
 from splayc.benc cimport encode_c, decode_c
 from splayc.udp cimport UDP
-from splayc.urpc_client cimport send_to
+from splayc.urpc_client cimport send_to, URPC_MAX_DATAGRAM
 
 from splayc.errors import DecodeError
 
 #: The largest datagram (bytes) urpc sends or accepts, as the original.
-MAX_DATAGRAM = 8192
-DEF MAX_DATAGRAM_C = 8192
+MAX_DATAGRAM = URPC_MAX_DATAGRAM
 DEF RECEIVE_SIZE = 65536           # larger than any datagram, so an oversized one is seen whole
 
 
@@ -86,7 +85,7 @@ cdef class Server:
         cdef object request, key, kind
         cdef Entry entry
         cdef uint64_t now
-        if len(data) > MAX_DATAGRAM_C:
+        if len(data) > URPC_MAX_DATAGRAM:
             self.log.debug(f"ignored a datagram of {len(data)} bytes from {ip}:{port} "
                            f"(more than {MAX_DATAGRAM})")
             return 0
@@ -152,7 +151,7 @@ cdef class Server:
             reply.pop("call", None)
             reply["error"] = f"cannot encode the result: {exc}"
             data = encode_c(reply)
-        if len(data) > MAX_DATAGRAM_C:
+        if len(data) > URPC_MAX_DATAGRAM:
             reply.pop("call", None)
             reply["error"] = f"reply length ({len(data)})"
             data = encode_c(reply)
