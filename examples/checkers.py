@@ -35,7 +35,7 @@ __all__ = ["ROOT", "ENV", "local_nodes", "free_port_range", "start_run", "run", 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "python"), ROOT]))
 ENV.pop("SPLAY_JOB", None)
-M = 32    # identifier bits of the Chord examples
+M = 48    # identifier bits of the Chord examples
 
 
 def free_port_range(count, low=10000, high=32768, rng=random):
@@ -175,15 +175,15 @@ def chord_ring_problems(nodes, field="successor"):
     for node, succ, pred in zip(nodes, succs, preds):
         k = chord_key(node)
         if not isinstance(succ, dict) or succ.get("id") != nxt[k]:
-            problems.append(f"{node['port']}: successor {_id_of(succ)}, expected {nxt[k]:08x}")
+            problems.append(f"{node['port']}: successor {_id_of(succ)}, expected {nxt[k]:012x}")
         if len(ids) > 1 and (not isinstance(pred, dict) or pred.get("id") != prv[k]):
-            problems.append(f"{node['port']}: predecessor {_id_of(pred)}, expected {prv[k]:08x}")
+            problems.append(f"{node['port']}: predecessor {_id_of(pred)}, expected {prv[k]:012x}")
     return problems
 
 
 def _id_of(node):
     if isinstance(node, dict) and isinstance(node.get("id"), int):
-        return f"{node['id']:08x}"
+        return f"{node['id']:012x}"
     return repr(node)
 
 
@@ -197,10 +197,10 @@ def chord_lookup_problems(nodes, samples=20, call="find_successor", rng=random):
         found = rpc.call(start, [call, key], 20)
         want = chord_owner(key, ids)
         if not isinstance(found, tuple) or not isinstance(found[0], dict):
-            problems.append(f"lookup {key:08x} from {start['port']}: no answer ({found!r:.80})")
+            problems.append(f"lookup {key:012x} from {start['port']}: no answer ({found!r:.80})")
         elif found[0].get("id") != want:
-            problems.append(f"lookup {key:08x} from {start['port']}: {_id_of(found[0])}, "
-                            f"expected {want:08x}")
+            problems.append(f"lookup {key:012x} from {start['port']}: {_id_of(found[0])}, "
+                            f"expected {want:012x}")
         else:
             hops.append(found[1])
     return problems, hops

@@ -15,7 +15,7 @@ from splay.base import *
 from splay import metrics, rpc
 
 opts = dict(arg.split("=", 1) for arg in sys.argv[1:])
-PERIOD, M = float(opts.get("period", 0.5)), 32                 # M: identifier bits
+PERIOD, M = float(opts.get("period", 0.5)), 48                 # M: identifier bits
 WAVE = float(opts.get("wave", PERIOD * 3))                   # seconds between join waves
 
 def key(text):                                               # an M-bit id: SHA1, truncated

@@ -9,7 +9,7 @@ import time
 
 from splay import events, rpc
 
-M = 32    # identifier bits of the Chord examples
+M = 48    # identifier bits of the Chord examples
 
 
 def chord_walk(start, limit):
@@ -29,20 +29,21 @@ def chord_demo(nodes, period):
     print the ring and five lookups with their hop counts, then stop every other node and this
     one."""
     reported, last = -1, 0.0
-    # A walk costs one RPC per node of the ring: one per (virtual) second at most, so that at
-    # 100,000 nodes the wait adds a fraction to the protocol's own RPCs (about ten per node per period).
+    # A walk costs one RPC per node of the ring: one per (virtual) second at most, and one per
+    # 20,000 nodes-seconds at scale (every 5 s at 100,000 nodes), so that the wait adds a few
+    # percent to the protocol's own RPCs (about ten per node per period).
     while (joined := len(chord_walk(nodes[0], len(nodes)))) != len(nodes):
         if joined != reported and time.monotonic() - last >= 1.0:   # progress, not silence
             print(f"ring forming: {joined} of {len(nodes)} nodes joined", flush=True)
             reported, last = joined, time.monotonic()
-        events.sleep(max(period, 1.0))
+        events.sleep(max(period, 1.0, len(nodes) / 20000))
     print(f"ring whole: {len(nodes)} nodes; letting the fingers settle", flush=True)
     events.sleep(period * 8)
     ring = chord_walk(nodes[0], len(nodes))
-    print("ring of", len(ring), "nodes:", " -> ".join(f"{n['id']:08x}" for n in ring))
+    print("ring of", len(ring), "nodes:", " -> ".join(f"{n['id']:012x}" for n in ring))
     for key in random.sample(range(2 ** M), 5):
         owner, hops = rpc.call(nodes[0], ["find_successor", key])
-        print(f"lookup {key:08x}: node {owner['id']:08x} (port {owner['port']}), {hops} hops")
+        print(f"lookup {key:012x}: node {owner['id']:012x} (port {owner['port']}), {hops} hops")
     for n in nodes[1:]:
         rpc.call(n, "stop")
     events.exit()

@@ -18,7 +18,7 @@ from splay.base import *
 from splay import rpc
 
 opts = dict(arg.split("=", 1) for arg in sys.argv[1:])
-PERIOD, R, M = float(opts.get("period", 0.5)), int(opts.get("successors", 4)), 32
+PERIOD, R, M = float(opts.get("period", 0.5)), int(opts.get("successors", 4)), 48
 WAVE = float(opts.get("wave", PERIOD * 3))        # seconds between join waves (as in chord.py)
 TIMEOUT = max(2.0, PERIOD * 10)                   # a node silent this long is taken as dead
 pid = os.getpid()                                 # lets a test crash this node

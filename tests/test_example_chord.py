@@ -65,7 +65,7 @@ def test_demo_prints_the_whole_ring_and_lookups_then_ends_cleanly(tmp_path):
     ids = sorted(checkers.chord_key(node) for node in local_nodes(n, first))
     start = ids.index(int(printed[0], 16))
     assert [int(x, 16) for x in printed] == ids[start:] + ids[:start]   # in ring order
-    lookups = re.findall(r"\[node 0\] lookup ([0-9a-f]{8}): node ([0-9a-f]{8}) .*, (\d+) hops", log)
+    lookups = re.findall(r"\[node 0\] lookup ([0-9a-f]{12}): node ([0-9a-f]{12}) .*, (\d+) hops", log)
     assert len(lookups) == 5
     for key, owner, hops in lookups:
         assert int(owner, 16) == checkers.chord_owner(int(key, 16), ids)

@@ -30,7 +30,7 @@ def successor_list_problems(nodes):
         want = [ids[(me + k) % len(ids)] for k in range(1, min(R, len(ids) - 1) + 1)]
         got = [s["id"] for s in state[1]] if isinstance(state, (list, tuple)) else None
         if got != want:
-            problems.append(f"{checkers.chord_key(node):08x}: successors {got}, expected {want}")
+            problems.append(f"{checkers.chord_key(node):012x}: successors {got}, expected {want}")
     return problems
 
 
@@ -59,12 +59,12 @@ def crash_and_check(nodes, rng):
         alive = [n for n in alive if n not in victims]
         ids = sorted(checkers.chord_key(n) for n in alive)
         for _ in range(10):                                    # lookups while the ring repairs
-            key, origin = rng.randrange(2 ** 32), rng.choice(alive)
+            key, origin = rng.randrange(2 ** checkers.M), rng.choice(alive)
             found = rpc.call(origin, ["find_successor", key], 30)
             got = found[0]["id"] if isinstance(found, tuple) else None
             if got not in dead and got != checkers.chord_owner(key, ids):
-                report["during"].append(f"lookup {key:08x}: {got!r}, "
-                                        f"expected {checkers.chord_owner(key, ids):08x}")
+                report["during"].append(f"lookup {key:012x}: {got!r}, "
+                                        f"expected {checkers.chord_owner(key, ids):012x}")
         report["after"] += wait_for(lambda: checkers.chord_ring_problems(alive), LIVENESS)
         problems, _ = checkers.chord_lookup_problems(alive, samples=30, rng=rng)
         report["lookups"] += problems

@@ -12,7 +12,7 @@ from examples import checkers
 from support_sim import real_chord_hops, simulated_chord_hops
 
 N, PERIOD, LOOKUPS = 48, 0.2, 1000
-SETTLE = 40 * PERIOD          # a finger per period; 32-bit ids, about log2(N) distinct fingers
+SETTLE = 40 * PERIOD          # a finger per period; 48-bit ids, about log2(N) distinct fingers
 LIVENESS = 120                # seconds: generous, only a broken ring ever waits this long
 
 
