@@ -76,3 +76,14 @@ def test_dump_refuses_an_invalid_document_and_writes_nothing(tmp_path):
     with pytest.raises(ValueError):
         rundata.dump(doc, str(path))
     assert not path.exists()
+
+
+def test_dump_without_check_writes_what_it_is_given(tmp_path):
+    # The launcher's periodic writes: the collector checked every sample as it came in.
+    doc = sample_doc()
+    doc["run"]["mode"] = "cloud"
+    path = tmp_path / "metrics.json"
+    rundata.dump(doc, str(path), check=False)
+    assert json.loads(path.read_text())["run"]["mode"] == "cloud"
+    with pytest.raises(ValueError, match="run.mode 'cloud'"):
+        rundata.load(str(path))

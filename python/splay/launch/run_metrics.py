@@ -4,7 +4,7 @@ Each node process (or the one process of ``--in-process`` nodes) gets a metrics 
 (:mod:`splay.observatory.sampler` writes its samples there); :class:`LocalMetrics` reads the pipes,
 notes the nodes' start, stop and crash, the churn actions, partitions and the run's state, keeps
 the nodes' output lines, and writes the run-data document ``metrics.json`` beside the merged log
-(every :data:`WRITE_INTERVAL` seconds and at the end); with ``--report FILE.html`` it also writes
+(every :data:`WRITE_INTERVAL` seconds or less often for a large document, and at the end); with ``--report FILE.html`` it also writes
 the run's HTML report (:mod:`splay.observatory.report`) at the end. With ``--metrics-port P`` it serves the
 run's figures to Prometheus on ``127.0.0.1:P`` (:mod:`splay.observatory.prometheus`).
 """
@@ -23,7 +23,12 @@ from splay.observatory.collector import RunCollector
 from splay.observatory.sampler import INTERVAL_ENV
 
 WRITE_INTERVAL = 5.0
-"""Seconds between two writes of ``metrics.json`` during a run."""
+"""Seconds between two writes of ``metrics.json`` during a run, at least."""
+
+WRITE_SHARE = 0.05
+"""The largest share of the launcher's time spent writing ``metrics.json`` during a run: after a
+write that took ``d`` seconds, the next waits ``d / WRITE_SHARE`` seconds if that is longer than
+:data:`WRITE_INTERVAL` (the document of a 100,000-node run grows to hundreds of megabytes)."""
 
 _READ = 65536
 
@@ -196,13 +201,16 @@ class LocalMetrics:
             self.collector.events.append(self.partition_events.pop(0))
 
     def write(self, state=None, ended=None):
-        """Write the run-data document now; returns it."""
-        self.next_write = time.monotonic() + WRITE_INTERVAL
+        """Write the run-data document now; returns it. The last write (``state`` given)
+        validates the whole document; the periodic ones trust the collector's checks."""
+        began = time.monotonic()
         doc = self.collector.document(state, ended)
         try:
-            rundata.dump(doc, self.path)
+            rundata.dump(doc, self.path, check=state is not None)
         except OSError as e:
             self.mux.note(f"[splay] cannot write {self.path}: {e.strerror}")
+        took = time.monotonic() - began
+        self.next_write = began + took + max(WRITE_INTERVAL, took / WRITE_SHARE)
         return doc
 
     def close(self, state):

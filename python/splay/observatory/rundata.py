@@ -129,9 +129,15 @@ def validate(doc):
     return doc
 
 
-def dump(doc, path):
-    """Validate ``doc`` and write it to ``path`` as JSON, atomically (a reader never sees half)."""
-    validate(doc)
+def dump(doc, path, check=True):
+    """Validate ``doc`` and write it to ``path`` as JSON, atomically (a reader never sees half).
+
+    ``check=False`` skips the validation, for a writer that validated each part as it came in
+    (:class:`~splay.observatory.collector.RunCollector` checks every sample it accepts): at
+    100,000 nodes the document holds millions of samples, and checking them all again at every
+    periodic write took most of the launcher's time."""
+    if check:
+        validate(doc)
     tmp = f"{path}.tmp{os.getpid()}"
     text = json.dumps(doc, separators=(",", ":"))     # the C encoder (dump streams in Python)
     with open(tmp, "w", encoding="utf-8") as f:
