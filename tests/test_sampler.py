@@ -4,6 +4,8 @@ import json
 import os
 import threading
 
+import pytest
+
 from splay.observatory import sampler as sampling
 from splayc import hub
 
@@ -49,3 +51,18 @@ def test_samples_the_reader_cannot_take_are_counted_as_dropped():
     last = [sample["node"] for b in batches for sample in b["samples"]][-2000:]
     assert last == list(range(2000))           # the whole last sample arrived
     assert batches[-1]["dropped"] == s.dropped
+
+
+def test_a_costly_round_spaces_the_next_so_sampling_takes_a_small_share():
+    # 100,000 simulated nodes take seconds per round: sampling every second would hold the
+    # interpreter most of the time the nodes need it.
+    assert sampling.next_wait(1.0, 0.002) == 1.0
+    assert sampling.next_wait(1.0, 3.0) == 3.0 / sampling.SAMPLING_SHARE - 3.0
+    took = 3.0
+    assert took / (took + sampling.next_wait(1.0, took)) == pytest.approx(sampling.SAMPLING_SHARE)
+
+
+def test_one_read_of_the_process_usage_serves_every_node_of_a_round():
+    usage = (4096 * 10, 2.5)
+    s = sampling.sample(3, None, 7, share=10, usage=usage)
+    assert (s["node"], s["threads"], s["rss"], s["cpu"]) == (3, 7, 4096, 0.25)

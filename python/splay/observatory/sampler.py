@@ -25,6 +25,12 @@ METRICS_FD_ENV = "SPLAY_METRICS_FD"
 INTERVAL_ENV = "SPLAY_METRICS_INTERVAL"
 """The environment variable giving the sampling interval in seconds (default 1)."""
 
+SAMPLING_SHARE = 0.05
+"""The largest share of the process's time its sampler takes: a round over N nodes holds the
+interpreter for 25-50 us per node (seconds for 100,000 simulated nodes), and the next round waits
+until that is at most this share of the time since the last one began (about a minute between
+rounds at 100,000 nodes) instead of taking the interpreter from the nodes half of the time."""
+
 BUFFER_BYTES = 256 * 1024
 LINE_BYTES = 32 * 1024          # a line of samples is cut near this size (ship)
 """Bytes of unsent batches a process keeps before it drops new samples."""
@@ -56,14 +62,15 @@ def _rss_and_cpu():
     return rss, t.user + t.system
 
 
-def sample(index, node, threads, share=1):
+def sample(index, node, threads, share=1, usage=None):
     """One cumulative sample of ``node`` (None: the process's node) as node ``index``.
 
     ``threads`` is its number of live threads; ``share`` the number of nodes sharing the process,
-    whose RSS and CPU are divided among them.
+    whose RSS and CPU are divided among them; ``usage`` the process's ``(rss, cpu)`` if already
+    read (one read per round serves all the nodes of the process).
     """
     from splay import metrics
-    rss, cpu = _rss_and_cpu()
+    rss, cpu = usage or _rss_and_cpu()
     policy = policy_of(node) if node is not None else default_policy()
     sent, received = policy.stats()[:2] if policy is not None else (0, 0)
     return {"ts": time.time(), "node": index, "rpc": rpcstats.stats_of(node).snapshot(),
@@ -78,6 +85,12 @@ class _ProcessNode:
 
 
 _PROCESS = _ProcessNode()
+
+
+def next_wait(interval, took):
+    """Seconds to wait after a sampling round that took ``took`` seconds: ``interval``, or longer
+    so that the rounds take at most :data:`SAMPLING_SHARE` of the time."""
+    return max(interval, took / SAMPLING_SHARE - took)
 
 
 class BatchWriter:
@@ -140,8 +153,11 @@ class Sampler:
         return self
 
     def _loop(self):
-        while not self._stop.wait(self.interval):
+        wait = self.interval
+        while not self._stop.wait(wait):
+            began = time.monotonic()
             self.ship()
+            wait = next_wait(self.interval, time.monotonic() - began)
 
     def ship(self, nodes=None, deadline=None):
         """Take one sample of each node (or of ``nodes``) and queue them, in lines of about
@@ -152,8 +168,8 @@ class Sampler:
         with self._lock:
             nodes = self.nodes() if nodes is None else nodes
             threads = rpcstats.threads_by_node(self.hub)
-            share = max(1, len(nodes))
-            encoded = [json.dumps(sample(i, n, threads.get(n, 0), share),
+            share, usage = max(1, len(nodes)), _rss_and_cpu()
+            encoded = [json.dumps(sample(i, n, threads.get(n, 0), share, usage),
                                   separators=(",", ":")).encode() for i, n in nodes]
             start = 0
             while start < len(encoded):
