@@ -445,8 +445,8 @@ def replay_in_host(schedule, speed, start_node, stop_node, after_change, report,
     """Body of the churn thread of an ``--in-process`` host (a thread of its scheduler).
 
     ``start_node(i)`` starts node ``i`` afresh; ``stop_node(i)`` stops it and returns ``False``
-    when it was not running; ``after_change()`` is called after each action (it rewrites the
-    nodes file); ``report(record)`` sends a control record to the launcher. t = 0 is ``t0`` (a
+    when it was not running; ``after_change()`` is called once after the actions of each instant
+    (the nodes' list changed); ``report(record)`` sends a control record to the launcher. t = 0 is ``t0`` (a
     ``time.monotonic()`` reading: the common start of the workers of ``--workers``), or when
     this thread starts, that is once the host is ready.
     """
@@ -472,9 +472,11 @@ def replay_in_host(schedule, speed, start_node, stop_node, after_change, report,
                 acted = True
             else:
                 acted = stop_node(index)
-            after_change()
             report({"churn": change, "node": index, "at": issued, "scheduled": t, "trace_time": trace_t,
                     "acted": acted})
+        # Once for the actions of one instant: no node runs between them (this thread does not
+        # yield), so none can see the list in between.
+        after_change()
 
 
 def gate_main(argv=None):

@@ -54,6 +54,8 @@ class WorkerHost(HostChurn):
     :class:`~splay.launch.in_process.HostChurn` does, but the changes of the list go to the
     launcher, which writes the nodes file of every worker's nodes."""
 
+    knows_every_node = False        # its nodes read the launcher's file, not this worker's list
+
     def __init__(self, out, jobs, app_path, source):
         super().__init__(out, jobs, app_path, source)
         self.listed = set()         # the positions the launcher was last told are up
