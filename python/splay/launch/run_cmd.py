@@ -34,8 +34,8 @@ from . import churn_replay, in_process, options, workers
 from .output import OutputMux
 from .workers_output import WorkersMux
 from .membership_file import MembershipFile
-from .processes import (NodeProcess, Watchdog, describe_status, node_environment,
-                        raise_fd_limit)
+from .processes import NodeProcess, Watchdog, describe_status, node_environment
+from .fd_limits import for_run, raise_to_hard
 from .progress import Progress
 from .run_metrics import LocalMetrics
 
@@ -595,8 +595,7 @@ def main(argv=None):
         opts.argv = argv
         if opts.sim:
             from splay.sim.run import SimLauncher
-            return SimLauncher(opts, fd_limit=raise_fd_limit()).run()
-        from .fd_limits import for_run
+            return SimLauncher(opts, fd_limit=raise_to_hard()).run()
         return Launcher(opts, fd_limit=for_run(opts, sys.stderr)).run()
     except options.UsageError as e:
         print(f"splay run: error: {e}\n(see 'splay run --help')", file=sys.stderr)

@@ -31,7 +31,7 @@ import time
 
 from .in_process import HostChurn, NodeTaggedOutput
 from .in_process import main as in_process_main
-from .processes import raise_fd_limit
+from .fd_limits import raise_to_hard
 
 __all__ = ["StampedOutput", "WorkerHost", "main", "read_start", "STAMP", "OWN_ADDRESS_ENV"]
 
@@ -95,7 +95,7 @@ def read_start(fd):
 
 def main(argv=None):
     """Run this worker's nodes; returns the exit status."""
-    raise_fd_limit()
+    raise_to_hard()
     if os.environ.get(OWN_ADDRESS_ENV) == "1":
         import splay.node
         splay.node.wildcard_is_own_address = True

@@ -1,0 +1,77 @@
+"""What a churn replay costs per join at scale: ``splay run APP --churn TRACE --sim``.
+
+``test_churn_joins``: a trace of N joins 1 ms apart (N from ``SPLAY_BENCH_CHURN_JOINS``,
+comma-separated, default 20000) replayed in ``--sim`` with an application that does nothing but
+start; its peer in the same run is the same N nodes started at once without churn (``-n N
+--sim``). The churn replay's wall time over the peer's is the cost of the replay itself; the bytes
+the host process wrote (``/proc/self/io`` read by the last node) show whether each join rewrote
+the whole nodes file (O(N) each: about 65 MB for 2,000 joins) or not.
+
+Run::
+
+    python -m pytest bench/test_churn_scale.py -s
+    SPLAY_BENCH_CHURN_JOINS=2000,5000,20000 python -m pytest bench/test_churn_scale.py -s
+
+Figures in BENCHMARKS.md ("Churn replay at scale").
+"""
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RUN_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), str(ROOT)]))
+RUN_ENV.pop("SPLAY_JOB", None)
+SCALES = [int(n) for n in os.environ.get("SPLAY_BENCH_CHURN_JOINS", "20000").split(",")]
+
+# The last node prints how many bytes its process (the host of every node) wrote in all.
+APP = """
+    import splay
+    from splay import events
+
+    def main():
+        if splay.job.position == {last}:
+            with open("/proc/self/io") as f:
+                wchar = dict(line.split(": ") for line in f.read().splitlines())["wchar"]
+            print("host wrote", int(wchar))
+
+    events.run(main)
+"""
+
+
+def _run(tmp_path, n, churn):
+    app = tmp_path / "app.py"
+    app.write_text(textwrap.dedent(APP.format(last=n - 1)))
+    if churn:
+        trace = tmp_path / "joins.txt"
+        trace.write_text("".join(f"{i / 1000:.3f}\n" for i in range(n)))
+        how = ["--churn", str(trace)]
+    else:
+        how = ["-n", str(n)]
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "splay.cli", "run", str(app), *how, "--sim"],
+                          env=RUN_ENV, cwd=tmp_path, capture_output=True, text=True, timeout=3600)
+    wall = time.monotonic() - began
+    assert done.returncode == 0, done.stderr[-2000:]
+    wrote = [line for line in done.stdout.splitlines() if "host wrote" in line]
+    assert len(wrote) == 1, done.stdout[-2000:]
+    return wall, int(wrote[0].split()[-1])
+
+
+@pytest.mark.parametrize("n", SCALES)
+def test_churn_joins(benchmark, tmp_path, n):
+    results = []
+    benchmark.pedantic(lambda: results.append(_run(tmp_path, n, churn=True)), rounds=1, iterations=1)
+    churn_wall, churn_bytes = results[0]
+    peer_wall, peer_bytes = _run(tmp_path, n, churn=False)
+    print(f"\n{n} joins in --sim: {churn_wall:.2f} s, host wrote {churn_bytes / 1e6:.2f} MB "
+          f"({churn_bytes / n:.0f} B per join); without churn: {peer_wall:.2f} s, "
+          f"{peer_bytes / 1e6:.2f} MB; ratio {churn_wall / peer_wall:.2f}")
+    benchmark.extra_info.update(joins=n, churn_seconds=churn_wall, churn_bytes=churn_bytes,
+                                peer_seconds=peer_wall, peer_bytes=peer_bytes)
+    # Linear: a join's control record and its share of a few copies of the list.
+    assert churn_bytes < 1000 * n
