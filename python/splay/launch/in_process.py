@@ -260,9 +260,14 @@ class HostChurn:
         """Send a churn record to the launcher."""
         self.out.write_raw(CONTROL + json.dumps(record) + "\n")
 
-    def replay_start(self):
-        """The monotonic time of the replay's t = 0, or None: when its thread starts (a worker
-        of ``--workers`` waits for the launcher's common start instead)."""
+    def wait_for_start(self):
+        """Whether the churn replay goes ahead, once it may start: a host of every node starts
+        as soon as it is ready (a worker of ``--workers`` waits for the launcher instead)."""
+        return True
+
+    def start_time(self):
+        """The monotonic time of the replay's t = 0 (after :meth:`wait_for_start`), or None: the
+        moment its thread starts, once the scheduler runs."""
         return None
 
 
@@ -427,10 +432,9 @@ def _main_churn(out, jobs, app_path, source, churn_file, real_run, host_class=Ho
     sampler = _start_metrics(lambda: sorted(host.running.items()))
     from splay.faults.host import start_for_churn
     start_for_churn(host, jobs)                                       # --faults, if given
-    t0 = host.replay_start()
-    if t0 is False:
+    if not host.wait_for_start():
         return 0                  # the launcher gave up on this worker before its start
-    hub.spawn(_replay, host, schedule, speed, t0)
+    hub.spawn(_replay, host, schedule, speed, host.start_time())
     try:
         real_run()
     finally:

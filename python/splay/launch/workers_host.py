@@ -59,6 +59,7 @@ class WorkerHost(HostChurn):
     def __init__(self, out, jobs, app_path, source):
         super().__init__(out, jobs, app_path, source)
         self.listed = set()         # the positions the launcher was last told are up
+        self.t0 = None              # the common t = 0 the launcher gave
 
     def write_nodes_file(self):
         """Tell the launcher which of this worker's nodes came up or went down since last time."""
@@ -68,21 +69,26 @@ class WorkerHost(HostChurn):
         if came or went:
             self.report({"alive": {"up": came, "down": went}})
 
-    def replay_start(self):
-        """Announce that this worker is ready, then wait for the launcher's common t = 0: its
-        monotonic time, or False when the launcher closed the pipe instead (the run stopped)."""
+    def wait_for_start(self):
+        """Announce that this worker is ready, then wait for the launcher's common t = 0; False
+        when the launcher closed the pipe instead (the run stopped)."""
         self.report({"churn": "ready"})
-        return read_start(0)
+        self.t0 = read_start(0)
+        return self.t0 is not None
+
+    def start_time(self):
+        """The monotonic time of the common t = 0 the launcher gave."""
+        return self.t0
 
 
 def read_start(fd):
-    """Read ``go T0`` (nanoseconds) from ``fd``; T0 in seconds, or False at end of file. The
+    """Read ``go T0`` (nanoseconds) from ``fd``; T0 in seconds, or None at end of file. The
     descriptor is then replaced by /dev/null (the nodes get no stdin)."""
     data = b""
     while not data.endswith(b"\n"):
         chunk = os.read(fd, 64)
         if not chunk:
-            return False
+            return None
         data += chunk
     word, _, stamp = data.decode("ascii", "replace").strip().partition(" ")
     if word != "go" or not stamp.isdigit():
