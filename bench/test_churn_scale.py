@@ -7,6 +7,11 @@ start; its peer in the same run is the same N nodes started at once without chur
 the host process wrote (``/proc/self/io`` read by the last node) show whether each join rewrote
 the whole nodes file (O(N) each: about 65 MB for 2,000 joins) or not.
 
+``test_churn_joins_workers``: the same trace over ``--in-process --workers 2``, where the launcher
+writes the nodes file for every worker's nodes; its wall time and the bytes *the launcher* wrote
+(its own ``/proc/self/io``, ``splay run`` called in the measuring process), against the same N
+nodes over 2 workers without churn.
+
 Run::
 
     python -m pytest bench/test_churn_scale.py -s
@@ -75,3 +80,47 @@ def test_churn_joins(benchmark, tmp_path, n):
                                 peer_seconds=peer_wall, peer_bytes=peer_bytes)
     # Linear: a join's control record and its share of a few copies of the list.
     assert churn_bytes < 1000 * n
+
+
+# Runs ``splay run`` in this process, then prints the bytes this process (the launcher) wrote.
+LAUNCHER = """
+import sys
+from splay.launch.run_cmd import main
+rc = main(sys.argv[1:])
+io = dict(line.split(": ") for line in open("/proc/self/io").read().splitlines())
+print("launcher wrote", io["wchar"], file=sys.stderr)
+sys.exit(rc)
+"""
+
+
+def _run_workers(tmp_path, n, churn):
+    app = tmp_path / "app.py"
+    app.write_text(textwrap.dedent(APP.format(last=-1)))        # no node prints
+    if churn:
+        trace = tmp_path / "joins.txt"
+        trace.write_text("".join(f"{i / 1000:.3f}\n" for i in range(n)))
+        how = ["--churn", str(trace)]
+    else:
+        how = ["-n", str(n)]
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, str(app), *how, "--in-process", "--workers", "2",
+                           "-q"], env=RUN_ENV, cwd=tmp_path, capture_output=True, text=True, timeout=3600)
+    wall = time.monotonic() - began
+    assert done.returncode == 0, done.stderr[-2000:]
+    wrote = [line for line in done.stderr.splitlines() if line.startswith("launcher wrote")]
+    assert len(wrote) == 1, done.stderr[-2000:]
+    return wall, int(wrote[0].split()[-1])
+
+
+@pytest.mark.parametrize("n", SCALES)
+def test_churn_joins_workers(benchmark, tmp_path, n):
+    results = []
+    benchmark.pedantic(lambda: results.append(_run_workers(tmp_path, n, churn=True)), rounds=1,
+                       iterations=1)
+    churn_wall, churn_bytes = results[0]
+    peer_wall, peer_bytes = _run_workers(tmp_path, n, churn=False)
+    print(f"\n{n} joins over 2 workers: {churn_wall:.2f} s (the trace lasts {n / 1000:g} s), launcher "
+          f"wrote {churn_bytes / 1e6:.1f} MB ({churn_bytes / n:.0f} B per join); without churn: "
+          f"{peer_wall:.2f} s, {peer_bytes / 1e6:.2f} MB")
+    benchmark.extra_info.update(joins=n, churn_seconds=churn_wall, churn_bytes=churn_bytes,
+                                peer_seconds=peer_wall, peer_bytes=peer_bytes)
