@@ -1,13 +1,13 @@
-"""What a churn replay costs per join at scale: ``splay run APP --churn TRACE --sim``.
+"""What a churn replay costs per join at scale: ``splay run APP --churn TRACE`` (``--sim``, ``--workers``).
 
-``test_churn_joins``: a trace of N joins 1 ms apart (N from ``SPLAY_BENCH_CHURN_JOINS``,
+``test_churn_joins[sim-N]``: a trace of N joins 1 ms apart (N from ``SPLAY_BENCH_CHURN_JOINS``,
 comma-separated, default 20000) replayed in ``--sim`` with an application that does nothing but
 start; its peer in the same run is the same N nodes started at once without churn (``-n N
 --sim``). The churn replay's wall time over the peer's is the cost of the replay itself; the bytes
 the host process wrote (``/proc/self/io`` read by the last node) show whether each join rewrote
 the whole nodes file (O(N) each: about 65 MB for 2,000 joins) or not.
 
-``test_churn_joins_workers``: the same trace over ``--in-process --workers 2``, where the launcher
+``test_churn_joins[workers-N]``: the same trace over ``--in-process --workers 2``, where the launcher
 writes the nodes file for every worker's nodes; its wall time and the bytes *the launcher* wrote
 (its own ``/proc/self/io``, ``splay run`` called in the measuring process), against the same N
 nodes over 2 workers without churn.
@@ -48,9 +48,11 @@ APP = """
 """
 
 
-def _run(tmp_path, n, churn):
+def _measure(tmp_path, n, churn, last, command, options, marker):
+    """Run ``command + [APP, the churn trace of n joins or -n n] + options``, node ``last`` of
+    the app printing; ``(wall seconds, the number at the end of the line that holds marker)``."""
     app = tmp_path / "app.py"
-    app.write_text(textwrap.dedent(APP.format(last=n - 1)))
+    app.write_text(textwrap.dedent(APP.format(last=last)))
     if churn:
         trace = tmp_path / "joins.txt"
         trace.write_text("".join(f"{i / 1000:.3f}\n" for i in range(n)))
@@ -58,28 +60,20 @@ def _run(tmp_path, n, churn):
     else:
         how = ["-n", str(n)]
     began = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "splay.cli", "run", str(app), *how, "--sim"],
-                          env=RUN_ENV, cwd=tmp_path, capture_output=True, text=True, timeout=3600)
+    done = subprocess.run([*command, str(app), *how, *options], env=RUN_ENV, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=3600)
     wall = time.monotonic() - began
     assert done.returncode == 0, done.stderr[-2000:]
-    wrote = [line for line in done.stdout.splitlines() if "host wrote" in line]
-    assert len(wrote) == 1, done.stdout[-2000:]
-    return wall, int(wrote[0].split()[-1])
+    out = done.stdout + done.stderr
+    found = [line for line in out.splitlines() if marker in line]
+    assert len(found) == 1, out[-2000:]
+    return wall, int(found[0].split()[-1])
 
 
-@pytest.mark.parametrize("n", SCALES)
-def test_churn_joins(benchmark, tmp_path, n):
-    results = []
-    benchmark.pedantic(lambda: results.append(_run(tmp_path, n, churn=True)), rounds=1, iterations=1)
-    churn_wall, churn_bytes = results[0]
-    peer_wall, peer_bytes = _run(tmp_path, n, churn=False)
-    print(f"\n{n} joins in --sim: {churn_wall:.2f} s, host wrote {churn_bytes / 1e6:.2f} MB "
-          f"({churn_bytes / n:.0f} B per join); without churn: {peer_wall:.2f} s, "
-          f"{peer_bytes / 1e6:.2f} MB; ratio {churn_wall / peer_wall:.2f}")
-    benchmark.extra_info.update(joins=n, churn_seconds=churn_wall, churn_bytes=churn_bytes,
-                                peer_seconds=peer_wall, peer_bytes=peer_bytes)
-    # Linear: a join's control record and its share of a few copies of the list.
-    assert churn_bytes < 1000 * n
+def _run(tmp_path, n, churn):
+    """``splay run --sim``: wall time and the bytes the host process wrote."""
+    return _measure(tmp_path, n, churn, n - 1, [sys.executable, "-m", "splay.cli", "run"], ["--sim"],
+                    "host wrote")
 
 
 # Runs ``splay run`` in this process, then prints the bytes this process (the launcher) wrote.
@@ -94,33 +88,28 @@ sys.exit(rc)
 
 
 def _run_workers(tmp_path, n, churn):
-    app = tmp_path / "app.py"
-    app.write_text(textwrap.dedent(APP.format(last=-1)))        # no node prints
-    if churn:
-        trace = tmp_path / "joins.txt"
-        trace.write_text("".join(f"{i / 1000:.3f}\n" for i in range(n)))
-        how = ["--churn", str(trace)]
-    else:
-        how = ["-n", str(n)]
-    began = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", LAUNCHER, str(app), *how, "--in-process", "--workers", "2",
-                           "-q"], env=RUN_ENV, cwd=tmp_path, capture_output=True, text=True, timeout=3600)
-    wall = time.monotonic() - began
-    assert done.returncode == 0, done.stderr[-2000:]
-    wrote = [line for line in done.stderr.splitlines() if line.startswith("launcher wrote")]
-    assert len(wrote) == 1, done.stderr[-2000:]
-    return wall, int(wrote[0].split()[-1])
+    """``splay run --in-process --workers 2``: wall time and the bytes the launcher wrote."""
+    return _measure(tmp_path, n, churn, -1, [sys.executable, "-c", LAUNCHER],
+                    ["--in-process", "--workers", "2", "-q"], "launcher wrote")
+
+
+# mode -> (how it runs, what wrote the bytes)
+MODES = {"sim": (_run, "--sim: the host"), "workers": (_run_workers, "--in-process --workers 2: the launcher")}
 
 
 @pytest.mark.parametrize("n", SCALES)
-def test_churn_joins_workers(benchmark, tmp_path, n):
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_churn_joins(benchmark, tmp_path, mode, n):
+    run, who = MODES[mode]
     results = []
-    benchmark.pedantic(lambda: results.append(_run_workers(tmp_path, n, churn=True)), rounds=1,
-                       iterations=1)
+    benchmark.pedantic(lambda: results.append(run(tmp_path, n, True)), rounds=1, iterations=1)
     churn_wall, churn_bytes = results[0]
-    peer_wall, peer_bytes = _run_workers(tmp_path, n, churn=False)
-    print(f"\n{n} joins over 2 workers: {churn_wall:.2f} s (the trace lasts {n / 1000:g} s), launcher "
-          f"wrote {churn_bytes / 1e6:.1f} MB ({churn_bytes / n:.0f} B per join); without churn: "
-          f"{peer_wall:.2f} s, {peer_bytes / 1e6:.2f} MB")
-    benchmark.extra_info.update(joins=n, churn_seconds=churn_wall, churn_bytes=churn_bytes,
+    peer_wall, peer_bytes = run(tmp_path, n, False)
+    print(f"\n{n} joins ({n / 1000:g} s of trace), {who} wrote {churn_bytes / 1e6:.2f} MB "
+          f"({churn_bytes / n:.0f} B per join) in {churn_wall:.2f} s; without churn: {peer_wall:.2f} s, "
+          f"{peer_bytes / 1e6:.2f} MB")
+    benchmark.extra_info.update(mode=mode, joins=n, churn_seconds=churn_wall, churn_bytes=churn_bytes,
                                 peer_seconds=peer_wall, peer_bytes=peer_bytes)
+    if mode == "sim":
+        # Linear: a join's control record, and the list written once at the end.
+        assert churn_bytes < 1000 * n
