@@ -5,8 +5,9 @@ during them: at each up time it starts afresh -- a new process, or with ``--in-p
 object running the application's source anew in a fresh namespace -- with the same job (position,
 address, port); at each down time it is stopped (SIGTERM to its process group, SIGKILL after
 ``--grace`` seconds; in one process: the node's threads are killed and its sockets closed). The
-nodes file is rewritten at every change, so ``job.nodes()`` of every running node lists the nodes
-alive now. A node that crashes while up is reported as a failure as usual and, like any node that
+nodes file follows every change (:class:`~splay.launch.membership_file.MembershipFile`; in one
+process the nodes read the host's list instead), so ``job.nodes()`` of every running node lists
+the nodes alive now. A node that crashes while up is reported as a failure as usual and, like any node that
 ended early, starts again at its next up time.
 
 Times run on the launcher's monotonic clock from the moment the replay starts (t = 0), divided by
