@@ -37,6 +37,15 @@ def test_consecutive_peers_continue_on_the_next_address_with_the_same_ports():
         ConsecutivePeers("127.0.0.1", 0, 3)
 
 
+def test_first_ip_is_the_address_of_node_0_seen_from_any_node():
+    table = ConsecutivePeers("127.0.0.1", 65530, 14)
+    for position in range(14):
+        assert ConsecutivePeers.first_ip(table.address(position), position, 65530) == "127.0.0.1"
+    # local_peers (a node's view of splay run's layout) finds the same table from any node.
+    job = Job(me=table.address(13), position=13, nodes=[])
+    assert local_peers(job, 14, first_port=65530).address(0) == ("127.0.0.1", 65530)
+
+
 def test_a_peer_table_is_built_once_for_the_same_tuple_and_afresh_for_a_list():
     nodes = tuple([("127.0.0.1", 20000 + i) for i in range(5)] + [{"ip": "10.0.0.1", "port": 1}])
     table = peer_table(nodes)

@@ -99,3 +99,23 @@ def test_what_each_kind_of_run_needs():
     what, need, advised = fd_limits.process_needs(1000, False)
     assert need == advised == 3064 and what == "the launcher of 1,000 node processes"
     assert fd_limits.nr_open() >= 1024
+
+
+def test_raise_to_hard_gives_a_simulation_the_hard_limit(tmp_path):
+    # A simulation's launcher (and the Maelstrom runner, and each worker) only raises the soft
+    # limit to the hard one: its nodes see 250 of 250, not the 100 the process started with.
+    (tmp_path / "app.py").write_text(APP)
+
+    def soft_below_hard():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 250))
+    done = subprocess.run([sys.executable, "-m", "splay.cli", "run", "app.py", "-n", "3", "--sim"],
+                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=LIVENESS,
+                          preexec_fn=soft_below_hard)
+    assert done.returncode == 0, done.stderr
+    assert "[node 0] limit 250 250" in done.stdout, done.stdout
+
+
+def test_raise_to_hard_returns_the_soft_limit_now_and_keeps_the_hard_one():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert fd_limits.raise_to_hard() == (fd_limits.nr_open() if hard == resource.RLIM_INFINITY else hard)
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[1] == hard

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from splay import Node
-from splay.job import ENV_VAR, Job
+from splay.job import ENV_VAR, Job, read_nodes_from
 from support_log import check_module_logger
 
 NODES = [Node("127.0.0.1", 20000 + i) for i in range(5)]
@@ -181,6 +181,27 @@ def test_nodes_file_random_view_never_contains_me_and_is_stable(tmp_path):
     assert all(job.nodes() == view for _ in range(20))   # drawn once per version of the file
     write_nodes_file(path, NODES[:3])
     assert sorted(job.nodes()) == [NODES[0], NODES[1]]
+
+
+def test_read_nodes_from_serves_the_membership_from_memory_instead_of_the_file(tmp_path):
+    path = tmp_path / "nodes.json"
+    write_nodes_file(path, NODES)
+    head = Job(me=NODES[0], position=0, nodes=[], nodes_file=str(path))
+    drawn = Job(me=NODES[1], position=1, nodes=[], list_type="random", list_size=2, nodes_file=str(path))
+    alive = [tuple(NODES[:3])]
+    read_nodes_from(str(path), lambda: alive[0])
+    try:
+        assert head.nodes() == NODES[:3]               # the host's list, not the file's five
+        view = drawn.nodes()
+        assert len(view) == 2 and set(view) <= {NODES[0], NODES[2]}
+        assert all(drawn.nodes() == view for _ in range(20))     # drawn again only on a change
+        alive[0] = (NODES[0], NODES[3])
+        assert head.nodes() == [NODES[0], NODES[3]] and sorted(drawn.nodes()) == [NODES[0], NODES[3]]
+        assert head.derive(len) == 2
+    finally:
+        read_nodes_from(str(path), None)
+    write_nodes_file(path, NODES[:4])
+    assert head.nodes() == NODES[:4]                    # the file again
 
 
 def test_unreadable_nodes_file_keeps_the_last_list(tmp_path):

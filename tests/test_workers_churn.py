@@ -184,7 +184,7 @@ def test_faults_are_refused_when_the_nodes_spill_over_several_addresses(tmp_path
 
 def test_a_worker_reads_its_start_from_the_launcher_or_gives_up_at_end_of_file():
     from splay.launch.workers_host import read_start
-    for written, expected in ((b"go 1500000000\n", 1.5), (b"", False)):
+    for written, expected in ((b"go 1500000000\n", 1.5), (b"", None)):
         r, w = os.pipe()
         os.write(w, written)
         os.close(w)

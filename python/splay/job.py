@@ -30,7 +30,7 @@ import time
 from . import log as _log
 from .node import Node, as_node
 
-__all__ = ["Job", "ENV_VAR", "LIST_TYPES"]
+__all__ = ["Job", "ENV_VAR", "LIST_TYPES", "read_nodes_from"]
 
 #: This module's logger (a ``splay.log`` object, level warning) that users may tune.
 l_o = _log.module_logger("job")
@@ -46,6 +46,11 @@ LIST_TYPES = ("head", "random")
 # lists, hold one tuple instead of N copies.
 _nodes_files = {}
 
+# Nodes files whose writer runs in this process (the host of an --in-process or --sim churn
+# replay): {path: alive}, alive() the tuple of the nodes alive now. The jobs read it instead of the
+# file: exact at every instant, and no O(N) rewrite and parse per change (see read_nodes_from).
+_in_process_sources = {}
+
 # What Job.derive() computed: {code of the function: (the node tuple it was given, result)}, one
 # entry per function (the latest membership), shared by the jobs of one process.
 _derived = {}
@@ -59,6 +64,21 @@ def _racy(stamp):
     """Whether a file with this stamp is too young for its stamp to be trusted."""
     # The file system's clock: never the virtual one a simulation gives time.time().
     return time.clock_gettime(time.CLOCK_REALTIME) - stamp[0] / 1e9 < RACY_SECONDS
+
+
+def read_nodes_from(nodes_file, alive):
+    """Let the jobs of this process whose nodes file is ``nodes_file`` take the alive nodes from
+    ``alive()`` rather than from the file (``alive=None``: from the file again).
+
+    For a writer in the same process as the nodes (the host of an ``--in-process`` or ``--sim``
+    churn replay): ``alive()`` returns a tuple of :class:`splay.Node`, the same object while the
+    membership has not changed, so each node's view is recomputed only after a change.
+    """
+    path = os.fspath(nodes_file)     # as the jobs carry it: their key for the lookup
+    if alive is None:
+        _in_process_sources.pop(path, None)
+    else:
+        _in_process_sources[path] = alive
 
 
 class Job:
@@ -169,6 +189,12 @@ class Job:
         return alive
 
     def _refresh_from_file(self, keep_consistent=False):
+        source = _in_process_sources.get(self.nodes_file)
+        if source is not None:
+            alive = source()
+            if alive is not self._alive:
+                self._take_alive(alive, keep_consistent)
+            return
         stamp = self._stamp()
         if stamp is None:
             return
@@ -179,11 +205,15 @@ class Job:
         alive = self._read_alive(stamp)
         if alive is None:
             return
+        self._take_alive(alive, keep_consistent)
+        self._file_stamp = stamp
+
+    def _take_alive(self, alive, keep_consistent):
+        """The membership is now ``alive`` (a tuple of Node): recompute this node's view of it."""
         if keep_consistent and self._nodes and self._agrees_with(alive):
             pass                     # a random list drawn from this very membership: keep it
         elif alive != self._alive:   # _alive is None until the content is known
             self._nodes = tuple(self._view_of(alive))
-        self._file_stamp = stamp
         self._alive = alive
 
     def _agrees_with(self, alive):

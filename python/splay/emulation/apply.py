@@ -12,7 +12,6 @@ peer (a node of a 100,000-node topology holds the links it uses); the socket lay
 >>> emu.cut([0, 1], [2, 3]); emu.heal()
 1
 """
-import ipaddress
 import weakref
 
 from splayc.shaping import Link
@@ -222,9 +221,7 @@ def local_peers(job, count, first_port=None):
         if first_port < 1:
             raise ValueError(f"job settings: node {job.position} at port {job.me.port} is past its "
                              "address's ports: give 'topology_first_port' (splay run does)")
-    per_ip = 65536 - first_port
-    block = job.position // per_ip
-    ip = str(ipaddress.IPv4Address(int(ipaddress.IPv4Address(job.me.ip)) - block))
+    ip = ConsecutivePeers.first_ip(job.me, job.position, first_port)
     key = (ip, first_port, count)
     table = _local_tables.get(key)
     if table is None:

@@ -56,13 +56,21 @@ class ConsecutivePeers:
     def __len__(self):
         return self.count
 
+    @staticmethod
+    def first_ip(me, position, first_port):
+        """The address of node 0 in the layout where node ``position`` is at ``me`` (an
+        ``(ip, port)``) and node 0 at port ``first_port``: ``me``'s, or one before it per block of
+        ports its position is past."""
+        block, _ = _place(position, first_port)
+        return me[0] if block == 0 else str(ipaddress.IPv4Address(int(ipaddress.IPv4Address(me[0])) - block))
+
     def address(self, position):
         """The ``(ip, port)`` of job node ``position``."""
         if not 0 <= position < self.count:
             raise IndexError(f"node {position} is not one of the {self.count} nodes")
-        block, offset = divmod(position, self.per_ip)
+        block, port = _place(position, self.first_port)
         ip = self.ip if block == 0 else str(ipaddress.IPv4Address(self.base + block))
-        return (ip, self.first_port + offset)
+        return (ip, port)
 
     def position(self, address):
         """The position of the node at ``(ip, port)``, or None when no job node is there."""
@@ -78,6 +86,13 @@ class ConsecutivePeers:
                 return None
         position = block * self.per_ip + port - self.first_port
         return position if block >= 0 and position < self.count else None
+
+
+def _place(position, first_port):
+    """``(block, port)`` of node ``position`` in the consecutive layout from ``first_port``: on the
+    ``block``-th IPv4 address after the first one, at ``port``."""
+    block, offset = divmod(position, 65536 - first_port)
+    return block, first_port + offset
 
 
 # The last table built from a tuple, by identity: nodes that call apply() with the same tuple

@@ -5,8 +5,9 @@ during them: at each up time it starts afresh -- a new process, or with ``--in-p
 object running the application's source anew in a fresh namespace -- with the same job (position,
 address, port); at each down time it is stopped (SIGTERM to its process group, SIGKILL after
 ``--grace`` seconds; in one process: the node's threads are killed and its sockets closed). The
-nodes file is rewritten at every change, so ``job.nodes()`` of every running node lists the nodes
-alive now. A node that crashes while up is reported as a failure as usual and, like any node that
+nodes file follows every change (:class:`~splay.launch.membership_file.MembershipFile`; in one
+process the nodes read the host's list instead), so ``job.nodes()`` of every running node lists
+the nodes alive now. A node that crashes while up is reported as a failure as usual and, like any node that
 ended early, starts again at its next up time.
 
 Times run on the launcher's monotonic clock from the moment the replay starts (t = 0), divided by
@@ -445,8 +446,8 @@ def replay_in_host(schedule, speed, start_node, stop_node, after_change, report,
     """Body of the churn thread of an ``--in-process`` host (a thread of its scheduler).
 
     ``start_node(i)`` starts node ``i`` afresh; ``stop_node(i)`` stops it and returns ``False``
-    when it was not running; ``after_change()`` is called after each action (it rewrites the
-    nodes file); ``report(record)`` sends a control record to the launcher. t = 0 is ``t0`` (a
+    when it was not running; ``after_change()`` is called once after the actions of each instant
+    (the nodes' list changed); ``report(record)`` sends a control record to the launcher. t = 0 is ``t0`` (a
     ``time.monotonic()`` reading: the common start of the workers of ``--workers``), or when
     this thread starts, that is once the host is ready.
     """
@@ -472,9 +473,11 @@ def replay_in_host(schedule, speed, start_node, stop_node, after_change, report,
                 acted = True
             else:
                 acted = stop_node(index)
-            after_change()
             report({"churn": change, "node": index, "at": issued, "scheduled": t, "trace_time": trace_t,
                     "acted": acted})
+        # Once for the actions of one instant: no node runs between them (this thread does not
+        # yield), so none can see the list in between.
+        after_change()
 
 
 def gate_main(argv=None):

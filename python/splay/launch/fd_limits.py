@@ -16,6 +16,10 @@ workers inherit it) before the run starts:
 - when the hard limit cannot be raised: below :data:`MIN_PER_NODE` per node the run cannot work
   and :class:`FdLimitError` says which limit, how far short, and what to do; between the two, a
   warning.
+
+:func:`raise_to_hard` only raises the soft limit to the hard one: for the processes that do not
+know how many descriptors they will need, or whose launcher checked it already (a simulation's
+launcher, the Maelstrom runner, each worker of ``--workers``).
 """
 import math
 import os
@@ -23,7 +27,7 @@ import resource
 
 from .options import UsageError
 
-__all__ = ["for_run", "process_needs", "raise_limit", "nr_open", "FdLimitError",
+__all__ = ["for_run", "process_needs", "raise_limit", "raise_to_hard", "nr_open", "FdLimitError",
            "BASE", "MIN_PER_NODE", "ADVISED_PER_NODE", "PER_NODE_PROCESS"]
 
 #: Where the kernel's ceiling of any process's open-file limit is set.
@@ -102,6 +106,19 @@ def raise_limit(need, advised, what, advice=""):
         f"{what} need at least {need:,} open files (a listening socket each; {advised:,} advised "
         f"with the calls in flight), but the open-file hard limit is {hard:,} (ulimit -Hn) and "
         f"{who}{advice}")
+
+
+def raise_to_hard():
+    """Raise this process's soft open-file limit (inherited by the processes it starts) to its
+    hard limit -- to the kernel's ceiling (:func:`nr_open`) when the hard limit is unlimited.
+
+    Returns the soft limit in force afterwards; leaves it unchanged where the system refuses.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = nr_open() if hard == resource.RLIM_INFINITY else hard
+    if target > soft:
+        _set(target, hard)
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _set(soft, hard):

@@ -41,7 +41,7 @@ import traceback
 import types
 
 import splay
-from splay.job import Job
+from splay.job import Job, read_nodes_from
 
 from . import churn_replay
 
@@ -188,7 +188,15 @@ def _run_module(out, node, app_path, source):
 
 
 class HostChurn:
-    """The nodes of a churn replay in this process: node ``i`` started afresh, stopped, listed."""
+    """The nodes of a churn replay in this process: node ``i`` started afresh, stopped, listed.
+
+    The nodes read the membership from :meth:`alive_nodes` (memory, exact at every instant, one
+    tuple per change for all of them) rather than from the nodes file: a change costs O(1), and the
+    file, a copy for whoever looks from outside, is written again at the replay's end.
+    """
+
+    #: Whether this host knows every node of the run (a worker of ``--workers`` knows its own).
+    knows_every_node = True
 
     def __init__(self, out, jobs, app_path, source):
         self.out = out
@@ -200,14 +208,18 @@ class HostChurn:
         nodes_file = jobs[0].nodes_file if jobs else None
         if nodes_file is None:
             raise ValueError("the jobs of a churn replay need a nodes_file (splay run writes it)")
-        from .processes import NodesFile
-        self.nodes_file = NodesFile(nodes_file)
+        from .membership_file import MembershipFile
+        self.nodes_file = MembershipFile(nodes_file)
+        self._alive = None         # the tuple alive_nodes() gives until the next change
+        if self.knows_every_node:
+            read_nodes_from(nodes_file, self.alive_nodes)
 
     def start_node(self, index):
         """Node ``index`` comes up: a new node object runs the application's module anew."""
         from splayc import hub
         node = InProcessNode(index, self.jobs[index])
         self.running[index] = node
+        self._alive = None
         self.every_node.append(node)
         hub.spawn_in_node(node, self._run, node)
 
@@ -224,21 +236,38 @@ class HostChurn:
         node = self.running.pop(index, None)
         if node is None:
             return False
+        self._alive = None
         _crash_simulated_sockets(node)
         hub.hub().request_exit(node)
         return True
 
+    def alive_nodes(self):
+        """The nodes up now, in index order: a tuple, the same object until the next change."""
+        if self._alive is None:
+            self._alive = tuple(self.jobs[i].me for i in sorted(self.running))
+        return self._alive
+
     def write_nodes_file(self):
-        """The nodes file lists the nodes up now, in index order."""
-        self.nodes_file.write([self.jobs[i].me for i in sorted(self.running)])
+        """The nodes up changed: the nodes of this process see it now, the nodes file at the end."""
+        self._alive = None
+        self.nodes_file.stale(self.alive_nodes)
+
+    def replay_ended(self):
+        """The churn trace is over: the nodes file lists exactly the nodes up now."""
+        self.nodes_file.flush()
 
     def report(self, record):
         """Send a churn record to the launcher."""
         self.out.write_raw(CONTROL + json.dumps(record) + "\n")
 
-    def replay_start(self):
-        """The monotonic time of the replay's t = 0, or None: when its thread starts (a worker
-        of ``--workers`` waits for the launcher's common start instead)."""
+    def wait_for_start(self):
+        """Whether the churn replay goes ahead, once it may start: a host of every node starts
+        as soon as it is ready (a worker of ``--workers`` waits for the launcher instead)."""
+        return True
+
+    def start_time(self):
+        """The monotonic time of the replay's t = 0 (after :meth:`wait_for_start`), or None: the
+        moment its thread starts, once the scheduler runs."""
         return None
 
 
@@ -383,6 +412,13 @@ def _start_metrics(nodes):
     return sampler.from_environment(nodes)
 
 
+def _replay(host, schedule, speed, t0):
+    """The churn thread of ``host``: the replay, then the last list in the nodes file."""
+    churn_replay.replay_in_host(schedule, speed, host.start_node, host.stop_node,
+                                host.write_nodes_file, host.report, t0)
+    host.replay_ended()
+
+
 def _main_churn(out, jobs, app_path, source, churn_file, real_run, host_class=HostChurn):
     """Run the nodes as the churn replay of ``churn_file`` says; returns the exit status."""
     from splayc import hub
@@ -396,11 +432,9 @@ def _main_churn(out, jobs, app_path, source, churn_file, real_run, host_class=Ho
     sampler = _start_metrics(lambda: sorted(host.running.items()))
     from splay.faults.host import start_for_churn
     start_for_churn(host, jobs)                                       # --faults, if given
-    t0 = host.replay_start()
-    if t0 is False:
+    if not host.wait_for_start():
         return 0                  # the launcher gave up on this worker before its start
-    hub.spawn(churn_replay.replay_in_host, schedule, speed, host.start_node, host.stop_node,
-              host.write_nodes_file, host.report, t0)
+    hub.spawn(_replay, host, schedule, speed, host.start_time())
     try:
         real_run()
     finally:

@@ -21,7 +21,7 @@ import splay
 from splay.job import ENV_VAR
 from splay.sandbox.environ import job_environment
 
-__all__ = ["NodeProcess", "NodesFile", "Watchdog", "node_environment", "raise_fd_limit", "describe_status"]
+__all__ = ["NodeProcess", "NodesFile", "Watchdog", "node_environment", "describe_status"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -57,23 +57,6 @@ def _die_with_parent(parent_pid, niceness=None):
         if os.getppid() != parent_pid:
             os.kill(os.getpid(), signal.SIGKILL)
     return preexec
-
-
-def raise_fd_limit():
-    """Raise this process's open-file limit (inherited by the nodes) to the hard limit.
-
-    Returns the soft limit in force afterwards; leaves it unchanged where the system refuses.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    for target in (hard, 1 << 20, 65536):
-        if target == resource.RLIM_INFINITY or target <= soft or (hard != resource.RLIM_INFINITY and target > hard):
-            continue
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            return target
-        except (ValueError, OSError):
-            continue
-    return soft
 
 
 def _source_dirs():

@@ -33,8 +33,9 @@ from splay.utils import local_nodes
 from . import churn_replay, in_process, options, workers
 from .output import OutputMux
 from .workers_output import WorkersMux
-from .processes import (NodeProcess, NodesFile, Watchdog, describe_status, node_environment,
-                        raise_fd_limit)
+from .membership_file import MembershipFile
+from .processes import NodeProcess, Watchdog, describe_status, node_environment
+from .fd_limits import for_run, raise_to_hard
 from .progress import Progress
 from .run_metrics import LocalMetrics
 
@@ -194,7 +195,7 @@ class Launcher:
     def _run(self, tmpdir):
         o = self.opts
         n = o.nodes
-        self.nodes_file = NodesFile(os.path.join(tmpdir, "nodes.json"))
+        self.nodes_file = MembershipFile(os.path.join(tmpdir, "nodes.json"))
         if not os.path.isdir(o.app_origin) and (o.sandbox or zipfile.is_zipfile(o.app_origin)):
             # The nodes import the application's modules from files: a zip archive is unpacked.
             # So is, under --sandbox, a file with the modules it ships: the nodes then read a
@@ -349,6 +350,8 @@ class Launcher:
                 timeouts.append(self.faults.next_wakeup() - time.monotonic())
             if self.churn is not None and not self.stopping and self.churn.next_wakeup() is not None:
                 timeouts.append(self.churn.next_wakeup() - time.monotonic())
+            if self.nodes_file.next_write() is not None:
+                timeouts.append(self.nodes_file.next_write())       # a change waits to be written
             timeout = max(0.0, min(timeouts)) if timeouts else None
             for key, _ in self.sel.select(timeout):
                 key.data()
@@ -356,6 +359,7 @@ class Launcher:
                 for p in self.procs:
                     if p.state == "running" and p.exit_fd is None and p.poll():
                         self._on_exit(p)
+            self.nodes_file.write_due()
             self.mux.flush()
             self.progress.redraw()
             if self.metrics is not None:
@@ -453,12 +457,17 @@ class Launcher:
                 self.metrics.node_failed(index, how)
 
     def write_nodes_file(self):
-        """Rewrite the nodes file with the nodes alive now (what ``job.nodes()`` returns)."""
+        """The nodes alive changed: the nodes file (what ``job.nodes()`` returns) follows, at once
+        or, for a long list, once the rewrites' share of time allows (:class:`MembershipFile`)."""
+        self.nodes_file.changed(self._alive_nodes)
+
+    def _alive_nodes(self):
+        """The nodes alive now, in index order."""
         if self.churn is not None:
             alive = self.churn.alive(self.procs)
         else:
             alive = [p for p in self.procs if p.state != "ended"]
-        self.nodes_file.write([self.plan.nodes[p.index] for p in alive])
+        return [self.plan.nodes[p.index] for p in alive]
 
     @staticmethod
     def _name(index):
@@ -586,8 +595,7 @@ def main(argv=None):
         opts.argv = argv
         if opts.sim:
             from splay.sim.run import SimLauncher
-            return SimLauncher(opts, fd_limit=raise_fd_limit()).run()
-        from .fd_limits import for_run
+            return SimLauncher(opts, fd_limit=raise_to_hard()).run()
         return Launcher(opts, fd_limit=for_run(opts, sys.stderr)).run()
     except options.UsageError as e:
         print(f"splay run: error: {e}\n(see 'splay run --help')", file=sys.stderr)

@@ -138,7 +138,7 @@ class Workers:
     def on_control(self, launcher, record):
         """A worker's control line about churn or the nodes up: ``{"churn": "ready"}`` (once
         every worker is ready, each gets the common t = 0) or ``{"alive": {"up", "down"}}`` (the
-        nodes file is rewritten). Returns True when the record was one of those."""
+        nodes file follows, as :meth:`Launcher.write_nodes_file` says). Returns True when the record was one of those."""
         if record.get("churn") == "ready":
             self.ready += 1
             if self.ready == self.count:
@@ -150,8 +150,12 @@ class Workers:
         positions = range(len(self.plan.nodes))
         self.alive.update(i for i in alive.get("up", ()) if type(i) is int and i in positions)
         self.alive.difference_update(alive.get("down", ()))
-        launcher.nodes_file.write([self.plan.nodes[i] for i in sorted(self.alive)])
+        launcher.nodes_file.changed(self.alive_nodes)
         return True
+
+    def alive_nodes(self):
+        """The nodes up in the whole run (every worker's), in position order."""
+        return [self.plan.nodes[i] for i in sorted(self.alive)]
 
     def start_replay(self):
         """Give every worker the churn replay's t = 0: now, on the machine's monotonic clock."""

@@ -31,7 +31,7 @@ import time
 
 from .in_process import HostChurn, NodeTaggedOutput
 from .in_process import main as in_process_main
-from .processes import raise_fd_limit
+from .fd_limits import raise_to_hard
 
 __all__ = ["StampedOutput", "WorkerHost", "main", "read_start", "STAMP", "OWN_ADDRESS_ENV"]
 
@@ -54,9 +54,12 @@ class WorkerHost(HostChurn):
     :class:`~splay.launch.in_process.HostChurn` does, but the changes of the list go to the
     launcher, which writes the nodes file of every worker's nodes."""
 
+    knows_every_node = False        # its nodes read the launcher's file, not this worker's list
+
     def __init__(self, out, jobs, app_path, source):
         super().__init__(out, jobs, app_path, source)
         self.listed = set()         # the positions the launcher was last told are up
+        self.t0 = None              # the common t = 0 the launcher gave
 
     def write_nodes_file(self):
         """Tell the launcher which of this worker's nodes came up or went down since last time."""
@@ -66,21 +69,26 @@ class WorkerHost(HostChurn):
         if came or went:
             self.report({"alive": {"up": came, "down": went}})
 
-    def replay_start(self):
-        """Announce that this worker is ready, then wait for the launcher's common t = 0: its
-        monotonic time, or False when the launcher closed the pipe instead (the run stopped)."""
+    def wait_for_start(self):
+        """Announce that this worker is ready, then wait for the launcher's common t = 0; False
+        when the launcher closed the pipe instead (the run stopped)."""
         self.report({"churn": "ready"})
-        return read_start(0)
+        self.t0 = read_start(0)
+        return self.t0 is not None
+
+    def start_time(self):
+        """The monotonic time of the common t = 0 the launcher gave."""
+        return self.t0
 
 
 def read_start(fd):
-    """Read ``go T0`` (nanoseconds) from ``fd``; T0 in seconds, or False at end of file. The
+    """Read ``go T0`` (nanoseconds) from ``fd``; T0 in seconds, or None at end of file. The
     descriptor is then replaced by /dev/null (the nodes get no stdin)."""
     data = b""
     while not data.endswith(b"\n"):
         chunk = os.read(fd, 64)
         if not chunk:
-            return False
+            return None
         data += chunk
     word, _, stamp = data.decode("ascii", "replace").strip().partition(" ")
     if word != "go" or not stamp.isdigit():
@@ -93,7 +101,7 @@ def read_start(fd):
 
 def main(argv=None):
     """Run this worker's nodes; returns the exit status."""
-    raise_fd_limit()
+    raise_to_hard()
     if os.environ.get(OWN_ADDRESS_ENV) == "1":
         import splay.node
         splay.node.wildcard_is_own_address = True

@@ -60,6 +60,7 @@ def main(argv):
     """Entry point: ``argv`` is ``splay run``'s argument list holding ``--maelstrom``."""
     from splay.check import check, timeline
     from splay.launch import options, run_cmd
+    from splay.launch.fd_limits import raise_to_hard
 
     p = parser()
     if "-h" in argv or "--help" in argv:
@@ -91,7 +92,7 @@ def main(argv):
     except options.UsageError as e:
         print(f"splay run: error: {e}\n(see 'splay run --help')", file=sys.stderr)
         return 2
-    status = run_cmd.Launcher(opts, fd_limit=run_cmd.raise_fd_limit()).run()
+    status = run_cmd.Launcher(opts, fd_limit=raise_to_hard()).run()
     path = os.path.join(os.path.dirname(opts.log), "history.jsonl")
     if not os.path.exists(path):
         print("splay run --maelstrom: no operation was recorded (see the log: "
