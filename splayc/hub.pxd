@@ -69,7 +69,7 @@ cdef class Task:
     cdef object fn
     cdef tuple args
     cdef object context          # contextvars.Context copied at spawn
-    cdef public object node      # per-node identity (job, logger, accounting), inherited at spawn
+    cdef readonly object node    # per-node identity (job, logger, accounting), inherited at spawn
     cdef TaskState state
     cdef readonly unsigned long token   # wake token: bumped at every begin_block()
     cdef readonly bint timed_out        # the last block() ended by its timeout
@@ -85,10 +85,17 @@ cdef class Task:
     cdef list held_locks                # Locks held, for secure release at death
     cdef Task alive_prev, alive_next    # Hub's list of live tasks (intrusive: no set add/discard)
     cdef bint listed                    # in that list
+    cdef NodeTasks node_tasks           # its node's list of live tasks (None: node is None)
+    cdef Task node_prev, node_next      # links in that list
     cdef list joiners                   # (Task, token) waiting for this task's end
     cdef bint repeating                 # spawn_repeating(): fn runs again after the delay it returns
 
     cdef void _on_death(self)
+
+
+@cython.final
+cdef class NodeTasks:           # the live tasks of one node of a many-node process, oldest first
+    cdef Task head, tail        # (so that one node's exit need not walk every node's threads)
 
 
 @cython.final
@@ -143,6 +150,7 @@ cdef class Hub:
     # list through Task.alive_prev/alive_next.
     cdef Task alive_head, alive_tail
     cdef Py_ssize_t n_alive
+    cdef dict node_tasks             # node -> NodeTasks, for the nodes that have live tasks
     cdef readonly EventSlots slots
     cdef dict tracked                # node -> {id(obj): obj} closeables to close at exit
     cdef object fatal                # KeyboardInterrupt/SystemExit to re-raise from run()
@@ -167,6 +175,8 @@ cdef class Hub:
 
     cdef Task spawn(self, object fn, tuple args)
     cdef void _unlist(self, Task t)
+    cdef void _node_link(self, Task t)
+    cdef void _node_unlink(self, Task t)
     cdef list _alive_tasks(self)
     cdef Task begin_block(self)
     cdef object block(self, Task t, double timeout)

@@ -715,6 +715,7 @@ cdef class Hub:
         self.idle = []
         self.slots = EventSlots(self)
         self.tracked = {}
+        self.node_tasks = {}
         self.release_gil = True
         self.next_id = 1
 
@@ -741,9 +742,43 @@ cdef class Hub:
             self.alive_tail.alive_next = t
         self.alive_tail = t
         t.listed = True
+        if t.node is not None:
+            self._node_link(t)
         self.n_alive += 1
         self.n_created += 1
         return t
+
+    cdef void _node_link(self, Task t):
+        """Append ``t`` to its node's list of live tasks."""
+        cdef NodeTasks nt = self.node_tasks.get(t.node)
+        if nt is None:
+            nt = NodeTasks.__new__(NodeTasks)
+            self.node_tasks[t.node] = nt
+        t.node_tasks = nt
+        t.node_prev = nt.tail
+        if nt.tail is None:
+            nt.head = t
+        else:
+            nt.tail.node_next = t
+        nt.tail = t
+
+    cdef void _node_unlink(self, Task t):
+        """Take ``t`` off its node's list of live tasks (no-op if it is on none)."""
+        cdef NodeTasks nt = t.node_tasks
+        if nt is None:
+            return
+        t.node_tasks = None
+        if t.node_prev is None:
+            nt.head = t.node_next
+        else:
+            t.node_prev.node_next = t.node_next
+        if t.node_next is None:
+            nt.tail = t.node_prev
+        else:
+            t.node_next.node_prev = t.node_prev
+        t.node_prev = t.node_next = None
+        if nt.head is None:
+            del self.node_tasks[t.node]
 
     cdef void _unlist(self, Task t):
         """Take ``t`` off the list of live tasks (no-op if it is not on it)."""
@@ -759,6 +794,7 @@ cdef class Hub:
         else:
             t.alive_next.alive_prev = t.alive_prev
         t.alive_prev = t.alive_next = None
+        self._node_unlink(t)
         self.n_alive -= 1
 
     cdef list _alive_tasks(self):
@@ -1236,10 +1272,22 @@ cdef class Hub:
         if node is _NO_EXIT or not self.running:
             self.exit_requested = True
             return
-        for t in self._alive_tasks():
-            if t.node is node and t is not self.current:
+        for t in self.threads_of(node):    # a snapshot: killing may unlist them
+            if t is not self.current:
                 self.kill(t)
         self._close_tracked(node)
+
+    def threads_of(self, node):
+        """The live threads of ``node`` (not None), oldest first: a new list. Each node of a
+        many-node process keeps its own list, so that this costs the node's threads, not the
+        process's (100,000 simulated nodes ending one after the other)."""
+        cdef NodeTasks nt = self.node_tasks.get(node)
+        cdef list out = []
+        cdef Task t = nt.head if nt is not None else None
+        while t is not None:
+            out.append(t)
+            t = t.node_next
+        return out
 
     # ----- killing
 
@@ -1468,8 +1516,13 @@ def spawn_repeating(delay, fn):
 
 def spawn_in_node(node, fn, *args):
     """Create a thread that belongs to ``node`` (the per-node identity of ``--in-process`` runs)."""
-    cdef Task t = get_hub().spawn(fn, args)
-    t.node = node
+    cdef Hub h = get_hub()
+    cdef Task t = h.spawn(fn, args)
+    if t.node is not node:
+        h._node_unlink(t)
+        t.node = node
+        if node is not None:
+            h._node_link(t)
     return t
 
 
