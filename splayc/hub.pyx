@@ -577,10 +577,13 @@ def resumptions():
 
 cdef void _hub_timer_cb(uv_timer_t* timer) noexcept with gil:
     cdef Hub hub
+    cdef Py_ssize_t mark
     if timer.data == NULL:
         return
     hub = <Hub>timer.data
+    mark = runnable_mark(hub)
     hub._fire_timers()
+    stop_poll_if_runnable(hub, mark)      # hub.pxd: else a blocking poll may not see the wake
 
 
 # -------------------------------------------------------------------------------------- signals
