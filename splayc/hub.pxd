@@ -34,7 +34,8 @@
 cimport cython
 from libc.stdint cimport uint64_t
 from cpython.ref cimport PyObject
-from splayc.uv cimport uv_loop_t, uv_timer_t, uv_poll_t
+from cpython.list cimport PyList_GET_SIZE
+from splayc.uv cimport uv_loop_t, uv_timer_t, uv_poll_t, uv_stop
 from splayc.greenlet_capi cimport greenlet
 
 ctypedef struct TimerEntry:     # one entry of the hub's timer heap
@@ -210,6 +211,23 @@ cdef Hub current_hub_or_raise(str what)
 # events.current_node() answers; --in-process nodes are told apart by it).
 cdef inline object node_of_current(Hub hub):
     return hub.current.node if hub.current is not None else hub.default_node
+
+
+# A libuv timer callback that wakes or starts a thread must say so to the poll it runs in.
+# libuv before 1.45 (Debian 12 has 1.44) runs the timers already due at the *start* of
+# uv_run(UV_RUN_ONCE), then blocks in epoll with a timeout computed as if their callbacks had done
+# nothing: the thread a timer made runnable there waited for the next I/O event or deadline --
+# forever when there was none (a thread's sleep ending just after the non-blocking look of
+# _poll_libuv: a hang seen under load). Such a callback takes a mark before its work and calls
+# stop_poll_if_runnable after it: uv_stop() makes this uv_run poll without blocking (libuv clears
+# the flag when uv_run returns; later libuv versions need none of this, and it costs them nothing).
+cdef inline Py_ssize_t runnable_mark(Hub hub) noexcept:
+    return hub.ready_tail + PyList_GET_SIZE(hub.new_tasks)
+
+
+cdef inline void stop_poll_if_runnable(Hub hub, Py_ssize_t mark) noexcept:
+    if hub.ready_tail + PyList_GET_SIZE(hub.new_tasks) != mark:
+        uv_stop(hub.loop)
 
 
 # Virtual time (splay.sim): the clock every deadline is measured on, in ns -- the virtual clock

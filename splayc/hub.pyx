@@ -16,8 +16,11 @@ can run without a blocking poll, it does the hub's poll itself, in its own green
 (``_poll_in_task``), and control goes to the hub greenlet only in unusual states (stopping, an
 error to raise, the virtual clock).
 libuv callbacks never switch greenlets: they only put tasks on the ready list (``Hub.wake``), so no
-Python exception ever has to cross libuv's C frames. Every wait carries a *token* (``Task.token``)
-and a waker must present it, so a late callback can never wake a task for the wrong reason.
+Python exception ever has to cross libuv's C frames. A timer callback that makes a thread runnable
+also keeps the poll it runs in from blocking (hub.pxd, ``stop_poll_if_runnable``): libuv 1.44 runs
+due timers at the start of a blocking ``uv_run`` and would then wait as if they had woken nobody.
+Every wait carries a *token* (``Task.token``) and a waker must present it, so a late callback can
+never wake a task for the wrong reason.
 
 The hot paths avoid Python containers (every instruction here is paid per switch or per round):
 woken threads wait in a ring of C pointers (``Hub.ready``); timeouts sit in a C binary heap under
@@ -577,10 +580,13 @@ def resumptions():
 
 cdef void _hub_timer_cb(uv_timer_t* timer) noexcept with gil:
     cdef Hub hub
+    cdef Py_ssize_t mark
     if timer.data == NULL:
         return
     hub = <Hub>timer.data
+    mark = runnable_mark(hub)
     hub._fire_timers()
+    stop_poll_if_runnable(hub, mark)      # hub.pxd: else a blocking poll may not see the wake
 
 
 # -------------------------------------------------------------------------------------- signals
@@ -643,7 +649,9 @@ cdef inline void _poll_libuv(Hub hub) noexcept:
     """Phase 3 of a round: poll libuv, without blocking when something is runnable, else until an
     event arrives. It looks without blocking first: on loopback the answer is often already there,
     and releasing and taking back the GIL costs more than this poll (~2k instructions); a callback
-    may also have started a thread (a listening socket's on_connection)."""
+    may also have started a thread (a listening socket's on_connection). A deadline that passes
+    between the two looks fires at the start of the blocking one, whose timer callback then stops
+    it from blocking (hub.pxd, stop_poll_if_runnable)."""
     uv_run(hub.loop, UV_RUN_NOWAIT)
     if hub.ready_tail == hub.ready_batch_end and hub.callback_error is None \
             and hub.new_pos == PyList_GET_SIZE(hub.new_tasks):

@@ -32,7 +32,7 @@ from libc.stdlib cimport malloc, free, realloc
 from libc.string cimport memcpy, memchr, memmove
 
 from splayc.uv cimport *
-from splayc.hub cimport Hub, Task, get_hub, clock_ns
+from splayc.hub cimport Hub, Task, get_hub, clock_ns, runnable_mark, stop_poll_if_runnable
 from splayc.addr cimport error_message, fill_sockaddr, sockaddr_to_tuple, ERR_RESTRICTED
 from splayc.accounting cimport NetPolicy
 from splayc.shaping cimport Link
@@ -136,8 +136,13 @@ cdef void _connect_cb(uv_connect_t* req, int status) noexcept with gil:
 
 
 cdef void _deliver_cb(uv_timer_t* timer) noexcept with gil:
+    cdef TCP s
+    cdef Py_ssize_t mark
     if timer.data != NULL:
-        (<TCP>timer.data)._deliver_due()
+        s = <TCP>timer.data
+        mark = runnable_mark(s.hub)
+        s._deliver_due()
+        stop_poll_if_runnable(s.hub, mark)    # hub.pxd: a delivery may wake the reader
 
 
 cdef void _shutdown_cb(uv_shutdown_t* req, int status) noexcept with gil:
