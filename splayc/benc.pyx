@@ -166,7 +166,7 @@ cdef bytes out_finish(Out* o):
     cdef bytes result
     if o.in_scratch:
         try:
-            return PyBytes_FromStringAndSize(o.data, o.len)
+            return bytes_of(o.data, o.len)
         finally:
             out_release_scratch(o)
     if o.buf == NULL:
@@ -303,13 +303,34 @@ cdef inline char* write_digits(char* end, unsigned long long u) noexcept:
         if u == 0:
             return end
 
+# Copies of 4 KiB and more (a bytes value's payload) may go through a vector loop instead of
+# memcpy: see csrc/large_copy.h (glibc's rep movsb on AMD Zen 3/4 when source and destination are
+# differently aligned). LARGE_COPY_LOOP says whether this machine uses it.
+cdef extern from "large_copy.h":
+    int splay_large_copy_init() noexcept
+    int splay_loop_copy_supported() noexcept
+    void splay_loop_copy(char* dst, const char* src, size_t n) noexcept
+    void splay_large_copy(char* dst, const char* src, size_t n) noexcept
+    enum: SPLAY_LOOP_COPY_MIN
+
+LARGE_COPY_LOOP = bool(splay_large_copy_init())
+
+cdef object bytes_of(const char* p, Py_ssize_t n):
+    # A new bytes object holding p[:n] (a decoded byte string, a result copied out of the scratch
+    # buffer), a large one copied by splay_large_copy.
+    if n < SPLAY_LOOP_COPY_MIN:
+        return PyBytes_FromStringAndSize(p, n)
+    b = PyBytes_FromStringAndSize(NULL, n)
+    splay_large_copy(PyBytes_AS_STRING(b), p, n)
+    return b
+
 # Copies of at most 16 bytes (keys, addresses, short names: most strings on the wire) as two
 # overlapping loads and stores, without a call into libc's memcpy.
 cdef extern from *:
     """
     static inline void benc_copy(char* dst, const char* src, Py_ssize_t n) {
         if (n > 16) {
-            memcpy(dst, src, (size_t)n);
+            splay_large_copy(dst, src, (size_t)n);
         } else if (n >= 8) {
             uint64_t a, b;
             memcpy(&a, src, 8); memcpy(&b, src + n - 8, 8);
@@ -1302,11 +1323,11 @@ cdef object text_or_bytes(const char* p, Py_ssize_t n):
         benc_copy(<char*>PyUnicode_DATA(text), p, n)
         return text
     if not utf8_valid(<const unsigned char*>p + k, n - k):
-        return PyBytes_FromStringAndSize(p, n)
+        return bytes_of(p, n)
     s = PyUnicode_DecodeUTF8(p, n, NULL)
     if s == NULL:            # (not expected: the check above is the decoder's own rule)
         PyErr_Clear()
-        return PyBytes_FromStringAndSize(p, n)
+        return bytes_of(p, n)
     result = <object>s
     Py_DECREF(result)
     return result
@@ -1328,7 +1349,7 @@ cdef object dec_string(Dec* d, bint as_bytes):
         fail(d, d.p, f"truncated: the string claims {n} bytes but only {d.end - p} remain")
     d.p = p + n
     if as_bytes:
-        return PyBytes_FromStringAndSize(p, n)
+        return bytes_of(p, n)
     return text_or_bytes(p, n)
 
 cdef object dec_number(Dec* d):
@@ -1940,7 +1961,7 @@ cdef object dec_value(Dec* d, int depth):
             return dec_string(d, d.raw)
         d.p = q + n
         if d.raw:
-            return PyBytes_FromStringAndSize(q, n)
+            return bytes_of(q, n)
         return text_or_bytes(q, n)
     if c != b'l' and c != b'd':
         return dec_atom(d, c, "a value (a digit, 'i', 'l', 'd', 't', 'f' or 'n')")
@@ -2079,3 +2100,26 @@ def decode_prefix(data, Py_ssize_t offset=0, raw=False, lists=False):
         return value, offset + end
     finally:
         PyBuffer_Release(&view)
+
+
+def _loop_copy(bytes data, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t shift):
+    """Test support for csrc/large_copy.h: ``data[start:stop]`` copied by its vector loop to an
+    address ``shift`` bytes (0..31) past a 32-byte boundary, returned as bytes; ``None`` where the
+    CPU cannot run the loop. (Every machine can thus check the loop, whether or not its encode and
+    decode use it: ``LARGE_COPY_LOOP``.)"""
+    cdef Py_ssize_t n = stop - start
+    cdef char* block
+    cdef char* dst
+    if not splay_loop_copy_supported():
+        return None
+    if not (0 <= start and start + 64 <= stop <= len(data) and 0 <= shift < 32):
+        raise ValueError("need 0 <= start, start + 64 <= stop <= len(data) and 0 <= shift < 32")
+    block = <char*>PyMem_Malloc(n + 64)
+    if block == NULL:
+        raise MemoryError()
+    try:
+        dst = <char*>((<size_t>block + 31) & ~(<size_t>31)) + shift
+        splay_loop_copy(dst, PyBytes_AS_STRING(data) + start, <size_t>n)
+        return PyBytes_FromStringAndSize(dst, n)
+    finally:
+        PyMem_Free(block)
