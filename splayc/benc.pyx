@@ -246,36 +246,46 @@ cdef extern from *:
         return n;
     }
 
-    /* u >= 100 at dst; returns the number of digits. */
+    /* 1 <= h < 10**4 at dst (the head of a number of 17 to 20 digits); returns its digits. */
+    static inline Py_ssize_t benc_write_below_1e4(char* dst, uint32_t h) {
+        if (h < 10) { dst[0] = (char)('0' + h); return 1; }
+        if (h < 100) { memcpy(dst, benc_pairs + h * 2, 2); return 2; }
+        if (h < 1000) {
+            dst[0] = (char)('0' + h / 100);
+            memcpy(dst + 1, benc_pairs + (h % 100) * 2, 2);
+            return 3;
+        }
+        memcpy(dst, benc_pairs + (h / 100) * 2, 2);
+        memcpy(dst + 2, benc_pairs + (h % 100) * 2, 2);
+        return 4;
+    }
+
+    /* u >= 100 at dst; returns the number of digits. Straight-line code for each size class (no
+       loop over a group array): 9 to 16 digits are a head below 10**8 and one eight-digit group,
+       17 to 20 digits a head below 10**4 (2**64 - 1 has 20 digits) and two groups. */
     static Py_ssize_t benc_write_u64_from_100(char* dst, unsigned long long u) {
         Py_ssize_t n;
-        uint64_t a;
+        uint64_t a, b;
         if (u < 100000000ull) return benc_write_below_1e8(dst, (uint32_t)u);
-        if (u <= 0xFFFFFFFFull) {                     /* 9 or 10 digits: a head of 1 or 2 */
+        if (u < 10000000000000000ull) {
             uint32_t head = (uint32_t)(u / 100000000u);
             if (head < 10) { dst[0] = (char)('0' + head); n = 1; }
-            else { memcpy(dst, benc_pairs + head * 2, 2); n = 2; }
-            a = benc_ascii8((uint32_t)(u % 100000000u));
+            else if (head < 100) { memcpy(dst, benc_pairs + head * 2, 2); n = 2; }
+            else n = benc_write_below_1e8(dst, head);
+            a = benc_ascii8((uint32_t)(u - (uint64_t)head * 100000000u));
             memcpy(dst + n, &a, 8);
             return n + 8;
         }
         {
-            /* eight-digit groups from the end, then the head */
-            uint32_t groups[3];
-            int g = 0, k;
-            while (u >= 100000000ull) {
-                groups[g++] = (uint32_t)(u % 100000000ull);
-                u /= 100000000ull;
-            }
-            if (u < 10) { dst[0] = (char)('0' + u); n = 1; }
-            else if (u < 100) { memcpy(dst, benc_pairs + u * 2, 2); n = 2; }
-            else n = benc_write_below_1e8(dst, (uint32_t)u);
-            for (k = g - 1; k >= 0; k--) {           /* exactly 8 digits, zeros included */
-                a = benc_ascii8(groups[k]);
-                memcpy(dst + n, &a, 8);
-                n += 8;
-            }
-            return n;
+            uint32_t top = (uint32_t)(u / 10000000000000000ull);
+            uint64_t rest = u - (uint64_t)top * 10000000000000000ull;
+            uint32_t mid = (uint32_t)(rest / 100000000u);
+            n = benc_write_below_1e4(dst, top);
+            a = benc_ascii8(mid);
+            b = benc_ascii8((uint32_t)(rest - (uint64_t)mid * 100000000u));
+            memcpy(dst + n, &a, 8);
+            memcpy(dst + n + 8, &b, 8);
+            return n + 16;
         }
     }
 
@@ -315,14 +325,19 @@ cdef extern from "large_copy.h":
 
 LARGE_COPY_LOOP = bool(splay_large_copy_init())
 
-cdef object bytes_of(const char* p, Py_ssize_t n):
-    # A new bytes object holding p[:n] (a decoded byte string, a result copied out of the scratch
-    # buffer), a large one copied by splay_large_copy.
-    if n < SPLAY_LOOP_COPY_MIN:
-        return PyBytes_FromStringAndSize(p, n)
-    b = PyBytes_FromStringAndSize(NULL, n)
-    splay_large_copy(PyBytes_AS_STRING(b), p, n)
-    return b
+# A new bytes object holding p[:n] (a decoded byte string, a result copied out of the scratch
+# buffer), a large one copied by splay_large_copy.
+cdef extern from *:
+    """
+    static inline PyObject* benc_bytes_of(const char* p, Py_ssize_t n) {
+        PyObject* b;
+        if (n < SPLAY_LOOP_COPY_MIN) return PyBytes_FromStringAndSize(p, n);
+        b = PyBytes_FromStringAndSize(NULL, n);
+        if (b != NULL) splay_large_copy(PyBytes_AS_STRING(b), p, (size_t)n);
+        return b;
+    }
+    """
+    object bytes_of "benc_bytes_of" (const char* p, Py_ssize_t n)
 
 # Copies of at most 16 bytes (keys, addresses, short names: most strings on the wire) as two
 # overlapping loads and stores, without a call into libc's memcpy.
@@ -1334,8 +1349,12 @@ cdef object text_or_bytes(const char* p, Py_ssize_t n):
 
 cdef object dec_string(Dec* d, bint as_bytes):
     cdef const char* p = d.p
+    cdef const char* stop = d.end if d.end - d.p <= 15 else d.p + 15
     cdef Py_ssize_t n = 0
-    while p < d.end and is_digit(p[0]):
+    while p < stop and is_digit(p[0]):       # 15 digits cannot overflow: no check per digit
+        n = n * 10 + (p[0] - 48)
+        p += 1
+    while p < d.end and is_digit(p[0]):      # (more digits: leading zeros, or too large)
         if n > <Py_ssize_t>100000000000000LL:    # 10^14: more than any buffer; stops overflow
             fail(d, d.p, "string length too large")
         n = n * 10 + (p[0] - 48)
