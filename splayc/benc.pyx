@@ -798,11 +798,15 @@ cdef extern from *:
         return c;
     }
     static inline int benc_is_exact_str(PyObject* o) { return Py_TYPE(o) == &PyUnicode_Type; }
+    static inline int benc_is_exact_bytes(PyObject* o) { return Py_TYPE(o) == &PyBytes_Type; }
+    static inline int benc_is_exact_int(PyObject* o) { return Py_TYPE(o) == &PyLong_Type; }
     """
     int benc_dict_layout_ok
     Py_ssize_t benc_dict_items(object d, PyObject** keys, PyObject** vals, Py_ssize_t max,
                                int direct) noexcept
     bint benc_is_exact_str(PyObject* o) noexcept
+    bint benc_is_exact_bytes(PyObject* o) noexcept
+    bint benc_is_exact_int(PyObject* o) noexcept
 
 cdef bint dict_layout_check():
     # The direct read gives exactly PyDict_Next's entries, on dicts of every table kind and with
@@ -899,10 +903,10 @@ cdef void shape_clear(Shape* s) noexcept:
         Py_DECREF(<object>s.keys[i])
 
 cdef int put_dict_entries(Out* o, Shape* s, PyObject** vals, int depth) except -1:
-    # 'd', each cached key followed by its value, 'e'. ASCII str and small int values are written
-    # with their key under one capacity check. Any other value may run a user's code (a to_dict
-    # hook deep inside it) that could change the dict, so from the first such value on, every
-    # value is held until the end.
+    # 'd', each cached key followed by its value, 'e'. ASCII str, small int and bytes values are
+    # written with their key under one capacity check. Exact bytes and ints run no user code;
+    # any other value may (a to_dict hook deep inside it) and so change the dict, so from the
+    # first such value on, every value is held until the end.
     cdef Py_ssize_t i, n = s.n, kl, sl, k
     cdef PyObject* v
     cdef const char* kp
@@ -927,6 +931,20 @@ cdef int put_dict_entries(Out* o, Shape* s, PyObject** vals, int depth) except -
                 p = out_reserve(o, kl + 22)
                 benc_copy(p, kp, kl)
                 o.len += kl + benc_small_int_text(p + kl, x)
+            elif benc_is_exact_bytes(v):
+                # (exact bytes and ints run no user code: no need to hold the values for them)
+                sl = PyBytes_GET_SIZE(<object>v)
+                p = out_reserve(o, kl + sl + 21)
+                benc_copy(p, kp, kl)
+                k = kl + write_u64(p + kl, <unsigned long long>sl)
+                p[k] = b':'
+                benc_copy(p + k + 1, PyBytes_AS_STRING(<object>v), sl)
+                o.len += k + 1 + sl
+            elif benc_is_exact_int(v):
+                p = out_reserve(o, kl)
+                benc_copy(p, kp, kl)
+                o.len += kl
+                put_int(o, <object>v)
             else:
                 if not held:
                     for k in range(n):
@@ -1348,17 +1366,20 @@ cdef object text_or_bytes(const char* p, Py_ssize_t n):
     return result
 
 cdef object dec_string(Dec* d, bint as_bytes):
-    cdef const char* p = d.p
-    cdef const char* stop = d.end if d.end - d.p <= 15 else d.p + 15
     cdef Py_ssize_t n = 0
-    while p < stop and is_digit(p[0]):       # 15 digits cannot overflow: no check per digit
-        n = n * 10 + (p[0] - 48)
-        p += 1
-    while p < d.end and is_digit(p[0]):      # (more digits: leading zeros, or too large)
-        if n > <Py_ssize_t>100000000000000LL:    # 10^14: more than any buffer; stops overflow
-            fail(d, d.p, "string length too large")
-        n = n * 10 + (p[0] - 48)
-        p += 1
+    cdef const char* p = benc_length8(d.p, d.end, &n)    # up to 7 digits, read at once
+    cdef const char* stop
+    if p == NULL:
+        p = d.p
+        stop = d.end if d.end - d.p <= 15 else d.p + 15
+        while p < stop and is_digit(p[0]):       # 15 digits cannot overflow: no check per digit
+            n = n * 10 + (p[0] - 48)
+            p += 1
+        while p < d.end and is_digit(p[0]):      # (more digits: leading zeros, or too large)
+            if n > <Py_ssize_t>100000000000000LL:    # 10^14: more than any buffer; stops overflow
+                fail(d, d.p, "string length too large")
+            n = n * 10 + (p[0] - 48)
+            p += 1
     if p >= d.end:
         fail(d, p, "truncated: expected ':' after the string length, found the end of the data")
     if p[0] != b':':
@@ -1565,6 +1586,18 @@ cdef extern from *:
         *mag = acc;
         return q + 1;
     }
+    /* "<1 to 7 digits>:" at p, with eight bytes there to read: the ':' (the length in *n), or
+       NULL (fewer bytes left, no digit, eight digits or more, or no ':' after them). */
+    static inline const char* benc_length8(const char* p, const char* end, Py_ssize_t* n) {
+        uint64_t x;
+        int m;
+        if (end - p < 8) return NULL;
+        memcpy(&x, p, 8);
+        m = benc_digit_count8(x);
+        if (m == 0 || m == 8 || p[m] != ':') return NULL;
+        *n = (Py_ssize_t)benc_value8((x - 0x3030303030303030ull) << (8 * (8 - m)));
+        return p + m;
+    }
     /* "<1 or 2 digits>:" at p with all its bytes present: the first byte of the string (its
        length in *n), or NULL. */
     static inline const char* benc_short_string(const char* p, const char* end, Py_ssize_t* n) {
@@ -1583,6 +1616,7 @@ cdef extern from *:
     const char* benc_plain_int(const char* p, const char* end, unsigned long long* mag,
                                int* neg) noexcept
     const char* benc_short_string(const char* p, const char* end, Py_ssize_t* n) noexcept
+    const char* benc_length8(const char* p, const char* end, Py_ssize_t* n) noexcept
 
 cdef inline size_t key_slot(const char* p, Py_ssize_t n) noexcept:
     return benc_key_hash(p, n) % KEY_CACHE_SLOTS
