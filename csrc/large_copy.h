@@ -3,9 +3,10 @@
  *
  * Why not always memcpy: glibc 2.36 (Debian 12) copies from about 2 KiB up to the L2 cache size
  * with `rep movsb` on CPUs that have ERMS. On AMD Zen 4 (the project machine) that instruction is
- * 5-30 % slower than a loop of 32-byte loads and aligned stores whenever the source and the
- * destination differ in their alignment modulo 32, and about as fast otherwise (measured: 64 KiB in
- * 1.24 µs against 1.13 µs; 16 KiB in 197 ns against 163 ns; 256 KiB in 4.9 µs against 4.5 µs).
+ * slower than a loop of 32-byte loads and aligned stores whenever the source and the destination
+ * differ in their alignment modulo 32 (by 2 to 40 %, about 10 % at most sizes), and about as fast
+ * otherwise (measured, in cache: 64 KiB in 1.24 µs against 1.13 µs; 16 KiB in 200 ns against
+ * 145-165 ns; 256 KiB in 4.9 µs against 4.5 µs; 1 MiB in 21.8 µs against 21.3 µs).
  * A byte string inside an encoded document almost never shares its source's alignment: its payload
  * starts after "<length>:", at an odd offset of a freshly allocated bytes object. Later glibc
  * releases stopped using rep movsb on AMD Zen 3/4 below the non-temporal threshold for the same
