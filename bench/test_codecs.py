@@ -24,6 +24,7 @@ Run (see bench/RESULTS-codecs.md):
     python bench/test_codecs.py --msgspec /tmp/codecs.json # issue #17: msgspec ÷ pysplay
     python bench/test_codecs.py --callgrind                # issue #17 in instructions per call
     python bench/test_codecs.py --rpc-callgrind            # benc's instructions per rpcq call
+    python bench/test_codecs.py --callgrind-layouts encode bytes64k   # the same in 4 heap layouts
 Instruction counts (noise-free), one operation repeated N times, minus N=0:
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \
         python bench/test_codecs.py --one encode dicts pysplay 10
@@ -282,8 +283,10 @@ _ENTRY_POINTS = {("pysplay", "encode"): "__pyx_pw_6splayc_4benc_*encode",
                  ("msgspec", "decode"): "Decoder_decode"}
 
 
-def callgrind_count(op, case, lib, times=200):
-    """Instructions per call of `lib`'s `op` on `case`, counted by callgrind inside the codec."""
+def callgrind_count(op, case, lib, times=200, pad=None):
+    """Instructions per call of `lib`'s `op` on `case`, counted by callgrind inside the codec.
+    `pad`: the length of an extra environment variable, which moves the process's heap layout (see
+    callgrind_layouts)."""
     import re
     import subprocess
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -291,12 +294,29 @@ def callgrind_count(op, case, lib, times=200):
     # more or less depending on how the key hashes collide, which otherwise varies run to run.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(root, "python"), root]),
                PYTHONHASHSEED="0")
+    if pad is not None:
+        env["BENCH_LAYOUT_PAD"] = "x" * pad
     result = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
          f"--toggle-collect={_ENTRY_POINTS[(lib, op)]}", sys.executable,
          os.path.abspath(__file__), "--one", op, case, lib, str(times)],
         env=env, capture_output=True, text=True, check=True)
     return int(re.search(r"refs:\s+([\d,]+)", result.stderr).group(1).replace(",", "")) / times
+
+
+LAYOUT_PADS = (0, 700, 1500, 2900)
+
+
+def callgrind_layouts(op, case, pads=LAYOUT_PADS):
+    """pysplay's and msgspec's instructions per call on `case` in several heap layouts (an
+    environment variable of each length in `pads`), as [(pad, pysplay, msgspec)]. For the bytes64k
+    document the counts move by a few hundred with the layout, in both libraries: callgrind counts
+    each byte of glibc's `rep movsb` copy as an instruction, and how many bytes go through it
+    depends on the addresses' alignment (up to ~60); and glibc's malloc serves the ~66-98 KiB
+    result from the top of the heap or from a free bin (~100 instructions apart) depending on what
+    earlier frees left."""
+    return [(pad, callgrind_count(op, case, "pysplay", pad=pad),
+             callgrind_count(op, case, "msgspec", pad=pad)) for pad in pads]
 
 
 def callgrind_table():
@@ -355,6 +375,10 @@ if __name__ == "__main__":
         print(callgrind_table())
     elif len(sys.argv) > 1 and sys.argv[1] == "--callgrind-one":     # op case lib
         print(f"{callgrind_count(sys.argv[2], sys.argv[3], sys.argv[4]):,.0f}")
+    elif len(sys.argv) > 1 and sys.argv[1] == "--callgrind-layouts":     # op case
+        for pad, mine, other in callgrind_layouts(sys.argv[2], sys.argv[3]):
+            print(f"env pad {pad:5}: pysplay {mine:,.0f}, msgspec {other:,.0f}, "
+                  f"msgspec ÷ pysplay {other / mine:.4f}")
     elif len(sys.argv) > 1 and sys.argv[1] == "--rpc-callgrind":
         client, server = rpc_codec_count()
         print(f"benc per rpcq call: client {client:,.0f}, server {server:,.0f}, "

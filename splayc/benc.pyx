@@ -166,7 +166,7 @@ cdef bytes out_finish(Out* o):
     cdef bytes result
     if o.in_scratch:
         try:
-            return PyBytes_FromStringAndSize(o.data, o.len)
+            return bytes_of(o.data, o.len)
         finally:
             out_release_scratch(o)
     if o.buf == NULL:
@@ -246,36 +246,46 @@ cdef extern from *:
         return n;
     }
 
-    /* u >= 100 at dst; returns the number of digits. */
+    /* 1 <= h < 10**4 at dst (the head of a number of 17 to 20 digits); returns its digits. */
+    static inline Py_ssize_t benc_write_below_1e4(char* dst, uint32_t h) {
+        if (h < 10) { dst[0] = (char)('0' + h); return 1; }
+        if (h < 100) { memcpy(dst, benc_pairs + h * 2, 2); return 2; }
+        if (h < 1000) {
+            dst[0] = (char)('0' + h / 100);
+            memcpy(dst + 1, benc_pairs + (h % 100) * 2, 2);
+            return 3;
+        }
+        memcpy(dst, benc_pairs + (h / 100) * 2, 2);
+        memcpy(dst + 2, benc_pairs + (h % 100) * 2, 2);
+        return 4;
+    }
+
+    /* u >= 100 at dst; returns the number of digits. Straight-line code for each size class (no
+       loop over a group array): 9 to 16 digits are a head below 10**8 and one eight-digit group,
+       17 to 20 digits a head below 10**4 (2**64 - 1 has 20 digits) and two groups. */
     static Py_ssize_t benc_write_u64_from_100(char* dst, unsigned long long u) {
         Py_ssize_t n;
-        uint64_t a;
+        uint64_t a, b;
         if (u < 100000000ull) return benc_write_below_1e8(dst, (uint32_t)u);
-        if (u <= 0xFFFFFFFFull) {                     /* 9 or 10 digits: a head of 1 or 2 */
+        if (u < 10000000000000000ull) {
             uint32_t head = (uint32_t)(u / 100000000u);
             if (head < 10) { dst[0] = (char)('0' + head); n = 1; }
-            else { memcpy(dst, benc_pairs + head * 2, 2); n = 2; }
-            a = benc_ascii8((uint32_t)(u % 100000000u));
+            else if (head < 100) { memcpy(dst, benc_pairs + head * 2, 2); n = 2; }
+            else n = benc_write_below_1e8(dst, head);
+            a = benc_ascii8((uint32_t)(u - (uint64_t)head * 100000000u));
             memcpy(dst + n, &a, 8);
             return n + 8;
         }
         {
-            /* eight-digit groups from the end, then the head */
-            uint32_t groups[3];
-            int g = 0, k;
-            while (u >= 100000000ull) {
-                groups[g++] = (uint32_t)(u % 100000000ull);
-                u /= 100000000ull;
-            }
-            if (u < 10) { dst[0] = (char)('0' + u); n = 1; }
-            else if (u < 100) { memcpy(dst, benc_pairs + u * 2, 2); n = 2; }
-            else n = benc_write_below_1e8(dst, (uint32_t)u);
-            for (k = g - 1; k >= 0; k--) {           /* exactly 8 digits, zeros included */
-                a = benc_ascii8(groups[k]);
-                memcpy(dst + n, &a, 8);
-                n += 8;
-            }
-            return n;
+            uint32_t top = (uint32_t)(u / 10000000000000000ull);
+            uint64_t rest = u - (uint64_t)top * 10000000000000000ull;
+            uint32_t mid = (uint32_t)(rest / 100000000u);
+            n = benc_write_below_1e4(dst, top);
+            a = benc_ascii8(mid);
+            b = benc_ascii8((uint32_t)(rest - (uint64_t)mid * 100000000u));
+            memcpy(dst + n, &a, 8);
+            memcpy(dst + n + 8, &b, 8);
+            return n + 16;
         }
     }
 
@@ -303,13 +313,39 @@ cdef inline char* write_digits(char* end, unsigned long long u) noexcept:
         if u == 0:
             return end
 
+# Copies of 4 KiB and more (a bytes value's payload) may go through a vector loop instead of
+# memcpy: see csrc/large_copy.h (glibc's rep movsb on AMD Zen 3/4 when source and destination are
+# differently aligned). LARGE_COPY_LOOP says whether this machine uses it.
+cdef extern from "large_copy.h":
+    int splay_large_copy_init() noexcept
+    int splay_loop_copy_supported() noexcept
+    void splay_loop_copy(char* dst, const char* src, size_t n) noexcept
+    void splay_large_copy(char* dst, const char* src, size_t n) noexcept
+    enum: SPLAY_LOOP_COPY_MIN
+
+LARGE_COPY_LOOP = bool(splay_large_copy_init())
+
+# A new bytes object holding p[:n] (a decoded byte string, a result copied out of the scratch
+# buffer), a large one copied by splay_large_copy.
+cdef extern from *:
+    """
+    static inline PyObject* benc_bytes_of(const char* p, Py_ssize_t n) {
+        PyObject* b;
+        if (n < SPLAY_LOOP_COPY_MIN) return PyBytes_FromStringAndSize(p, n);
+        b = PyBytes_FromStringAndSize(NULL, n);
+        if (b != NULL) splay_large_copy(PyBytes_AS_STRING(b), p, (size_t)n);
+        return b;
+    }
+    """
+    object bytes_of "benc_bytes_of" (const char* p, Py_ssize_t n)
+
 # Copies of at most 16 bytes (keys, addresses, short names: most strings on the wire) as two
 # overlapping loads and stores, without a call into libc's memcpy.
 cdef extern from *:
     """
     static inline void benc_copy(char* dst, const char* src, Py_ssize_t n) {
         if (n > 16) {
-            memcpy(dst, src, (size_t)n);
+            splay_large_copy(dst, src, (size_t)n);
         } else if (n >= 8) {
             uint64_t a, b;
             memcpy(&a, src, 8); memcpy(&b, src + n - 8, 8);
@@ -762,11 +798,15 @@ cdef extern from *:
         return c;
     }
     static inline int benc_is_exact_str(PyObject* o) { return Py_TYPE(o) == &PyUnicode_Type; }
+    static inline int benc_is_exact_bytes(PyObject* o) { return Py_TYPE(o) == &PyBytes_Type; }
+    static inline int benc_is_exact_int(PyObject* o) { return Py_TYPE(o) == &PyLong_Type; }
     """
     int benc_dict_layout_ok
     Py_ssize_t benc_dict_items(object d, PyObject** keys, PyObject** vals, Py_ssize_t max,
                                int direct) noexcept
     bint benc_is_exact_str(PyObject* o) noexcept
+    bint benc_is_exact_bytes(PyObject* o) noexcept
+    bint benc_is_exact_int(PyObject* o) noexcept
 
 cdef bint dict_layout_check():
     # The direct read gives exactly PyDict_Next's entries, on dicts of every table kind and with
@@ -863,10 +903,10 @@ cdef void shape_clear(Shape* s) noexcept:
         Py_DECREF(<object>s.keys[i])
 
 cdef int put_dict_entries(Out* o, Shape* s, PyObject** vals, int depth) except -1:
-    # 'd', each cached key followed by its value, 'e'. ASCII str and small int values are written
-    # with their key under one capacity check. Any other value may run a user's code (a to_dict
-    # hook deep inside it) that could change the dict, so from the first such value on, every
-    # value is held until the end.
+    # 'd', each cached key followed by its value, 'e'. ASCII str, small int and bytes values are
+    # written with their key under one capacity check. Exact bytes and ints run no user code;
+    # any other value may (a to_dict hook deep inside it) and so change the dict, so from the
+    # first such value on, every value is held until the end.
     cdef Py_ssize_t i, n = s.n, kl, sl, k
     cdef PyObject* v
     cdef const char* kp
@@ -891,6 +931,20 @@ cdef int put_dict_entries(Out* o, Shape* s, PyObject** vals, int depth) except -
                 p = out_reserve(o, kl + 22)
                 benc_copy(p, kp, kl)
                 o.len += kl + benc_small_int_text(p + kl, x)
+            elif benc_is_exact_bytes(v):
+                # (exact bytes and ints run no user code: no need to hold the values for them)
+                sl = PyBytes_GET_SIZE(<object>v)
+                p = out_reserve(o, kl + sl + 21)
+                benc_copy(p, kp, kl)
+                k = kl + write_u64(p + kl, <unsigned long long>sl)
+                p[k] = b':'
+                benc_copy(p + k + 1, PyBytes_AS_STRING(<object>v), sl)
+                o.len += k + 1 + sl
+            elif benc_is_exact_int(v):
+                p = out_reserve(o, kl)
+                benc_copy(p, kp, kl)
+                o.len += kl
+                put_int(o, <object>v)
             else:
                 if not held:
                     for k in range(n):
@@ -1302,23 +1356,30 @@ cdef object text_or_bytes(const char* p, Py_ssize_t n):
         benc_copy(<char*>PyUnicode_DATA(text), p, n)
         return text
     if not utf8_valid(<const unsigned char*>p + k, n - k):
-        return PyBytes_FromStringAndSize(p, n)
+        return bytes_of(p, n)
     s = PyUnicode_DecodeUTF8(p, n, NULL)
     if s == NULL:            # (not expected: the check above is the decoder's own rule)
         PyErr_Clear()
-        return PyBytes_FromStringAndSize(p, n)
+        return bytes_of(p, n)
     result = <object>s
     Py_DECREF(result)
     return result
 
 cdef object dec_string(Dec* d, bint as_bytes):
-    cdef const char* p = d.p
     cdef Py_ssize_t n = 0
-    while p < d.end and is_digit(p[0]):
-        if n > <Py_ssize_t>100000000000000LL:    # 10^14: more than any buffer; stops overflow
-            fail(d, d.p, "string length too large")
-        n = n * 10 + (p[0] - 48)
-        p += 1
+    cdef const char* p = benc_length8(d.p, d.end, &n)    # up to 7 digits, read at once
+    cdef const char* stop
+    if p == NULL:
+        p = d.p
+        stop = d.end if d.end - d.p <= 15 else d.p + 15
+        while p < stop and is_digit(p[0]):       # 15 digits cannot overflow: no check per digit
+            n = n * 10 + (p[0] - 48)
+            p += 1
+        while p < d.end and is_digit(p[0]):      # (more digits: leading zeros, or too large)
+            if n > <Py_ssize_t>100000000000000LL:    # 10^14: more than any buffer; stops overflow
+                fail(d, d.p, "string length too large")
+            n = n * 10 + (p[0] - 48)
+            p += 1
     if p >= d.end:
         fail(d, p, "truncated: expected ':' after the string length, found the end of the data")
     if p[0] != b':':
@@ -1328,7 +1389,7 @@ cdef object dec_string(Dec* d, bint as_bytes):
         fail(d, d.p, f"truncated: the string claims {n} bytes but only {d.end - p} remain")
     d.p = p + n
     if as_bytes:
-        return PyBytes_FromStringAndSize(p, n)
+        return bytes_of(p, n)
     return text_or_bytes(p, n)
 
 cdef object dec_number(Dec* d):
@@ -1525,6 +1586,18 @@ cdef extern from *:
         *mag = acc;
         return q + 1;
     }
+    /* "<1 to 7 digits>:" at p, with eight bytes there to read: the ':' (the length in *n), or
+       NULL (fewer bytes left, no digit, eight digits or more, or no ':' after them). */
+    static inline const char* benc_length8(const char* p, const char* end, Py_ssize_t* n) {
+        uint64_t x;
+        int m;
+        if (end - p < 8) return NULL;
+        memcpy(&x, p, 8);
+        m = benc_digit_count8(x);
+        if (m == 0 || m == 8 || p[m] != ':') return NULL;
+        *n = (Py_ssize_t)benc_value8((x - 0x3030303030303030ull) << (8 * (8 - m)));
+        return p + m;
+    }
     /* "<1 or 2 digits>:" at p with all its bytes present: the first byte of the string (its
        length in *n), or NULL. */
     static inline const char* benc_short_string(const char* p, const char* end, Py_ssize_t* n) {
@@ -1543,6 +1616,7 @@ cdef extern from *:
     const char* benc_plain_int(const char* p, const char* end, unsigned long long* mag,
                                int* neg) noexcept
     const char* benc_short_string(const char* p, const char* end, Py_ssize_t* n) noexcept
+    const char* benc_length8(const char* p, const char* end, Py_ssize_t* n) noexcept
 
 cdef inline size_t key_slot(const char* p, Py_ssize_t n) noexcept:
     return benc_key_hash(p, n) % KEY_CACHE_SLOTS
@@ -1940,7 +2014,7 @@ cdef object dec_value(Dec* d, int depth):
             return dec_string(d, d.raw)
         d.p = q + n
         if d.raw:
-            return PyBytes_FromStringAndSize(q, n)
+            return bytes_of(q, n)
         return text_or_bytes(q, n)
     if c != b'l' and c != b'd':
         return dec_atom(d, c, "a value (a digit, 'i', 'l', 'd', 't', 'f' or 'n')")
@@ -2079,3 +2153,26 @@ def decode_prefix(data, Py_ssize_t offset=0, raw=False, lists=False):
         return value, offset + end
     finally:
         PyBuffer_Release(&view)
+
+
+def _loop_copy(bytes data, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t shift):
+    """Test support for csrc/large_copy.h: ``data[start:stop]`` copied by its vector loop to an
+    address ``shift`` bytes (0..31) past a 32-byte boundary, returned as bytes; ``None`` where the
+    CPU cannot run the loop. (Every machine can thus check the loop, whether or not its encode and
+    decode use it: ``LARGE_COPY_LOOP``.)"""
+    cdef Py_ssize_t n = stop - start
+    cdef char* block
+    cdef char* dst
+    if not splay_loop_copy_supported():
+        return None
+    if not (0 <= start and start + 64 <= stop <= len(data) and 0 <= shift < 32):
+        raise ValueError("need 0 <= start, start + 64 <= stop <= len(data) and 0 <= shift < 32")
+    block = <char*>PyMem_Malloc(n + 64)
+    if block == NULL:
+        raise MemoryError()
+    try:
+        dst = <char*>((<size_t>block + 31) & ~(<size_t>31)) + shift
+        splay_loop_copy(dst, PyBytes_AS_STRING(data) + start, <size_t>n)
+        return PyBytes_FromStringAndSize(dst, n)
+    finally:
+        PyMem_Free(block)

@@ -119,6 +119,26 @@ def test_a_hook_that_changes_the_dict_being_encoded():
     assert outer == {}
 
 
+def test_bytes_and_big_int_values_around_a_hook_that_empties_the_dict():
+    # Exact bytes and ints are written without holding the dict's values (they run no user code);
+    # those after a value whose hook empties the dict are still the ones snapshotted before.
+    outer = {}
+
+    class Clearing(tuple):
+        def to_dict(self):
+            outer.clear()
+            return {"k": b"\x00\xff"}
+    blob, big = bytes(range(256)) * 40, 2 ** 64 - 12345
+    outer.update({"a": blob, "b": big, "c": Clearing(), "d": bytes(3000), "e": -(2 ** 70)})
+    wire = benc.encode(outer)
+    assert wire == (b"d1:a10240:" + blob + b"1:bi%de1:cd1:k2:\x00\xffe1:d3000:" % big + bytes(3000)
+                    + b"1:ei%dee" % -(2 ** 70))
+    assert outer == {}
+    for doc in ({"x": b"", "y": 0}, {"x": b"1:e", "y": 2 ** 63}, {"x": bytearray(b"ab"), "y": True}):
+        assert benc.encode(doc) == reference({k: bytes(v) if isinstance(v, bytearray) else v
+                                              for k, v in doc.items()})
+
+
 def test_nested_dicts_of_the_same_shape():
     doc = {"a": 1, "b": {"a": 2, "b": {"a": 3, "b": None}}}
     assert benc.encode(doc) == b"d1:ai1e1:bd1:ai2e1:bd1:ai3e1:bneee"
