@@ -177,9 +177,10 @@ def measure(mode, n, options, launched_at, launcher):
     result["wrong_over_time"] = history
     result["peak_descriptors_per_process"] = sorted(peak.values())
     result["cpu_s_of_nodes"] = round(cpu_seconds(hosts), 1)
-    lookups, hops = checkers.chord_lookup_problems(nodes, samples=100, rng=random.Random(1))
-    result["lookup_problems"] = len(lookups)
-    result["mean_hops"] = round(sum(hops) / len(hops), 2) if hops else None
+    if not ring:       # lookups through a ring still forming say nothing and may each time out
+        lookups, hops = checkers.chord_lookup_problems(nodes, samples=100, rng=random.Random(1))
+        result["lookup_problems"] = len(lookups)
+        result["mean_hops"] = round(sum(hops) / len(hops), 2) if hops else None
     procs = node_processes(launcher, mode)
     rss, uss = memory(procs)
     result.update(processes=len(procs), rss_total_mb=round(rss / 2 ** 20, 1),
@@ -211,5 +212,5 @@ def test_chord_ring_converges(tmp_path, mode, n, options):
     print("scale " + json.dumps(result), flush=True)
     assert result["silent_nodes"] == 0
     assert result["ring_problems"] == 0, result["ring_problem_sample"]
-    assert result["lookup_problems"] == 0
+    assert result["lookup_problems"] == 0, "lookups returned wrong owners on a correct ring"
     assert launcher.returncode == 0, out[-2000:]
