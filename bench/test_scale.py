@@ -18,10 +18,15 @@ The quick default sizes run in about two minutes. The figures of bench/RESULTS-s
 
 (``MODE:N[:key=value ...]``, comma-separated; the key=value options go to chord.py;
 ``SPLAY_SCALE_RUN_ARGS``: more ``splay run`` options, e.g. ``--no-metrics``;
-``SPLAY_SCALE_FIRST_PORT``: the nodes' first port, when another run holds ports of the range). Each run prints
+``SPLAY_SCALE_FIRST_PORT``: the nodes' first port, when another run holds ports of the range;
+``SPLAY_SCALE_DEADLINE``: seconds after the launch when the benchmark stops waiting for the ring,
+so that a large run ends by a known time and still reports how far it got). Each run prints
 ``scale started {json}`` once every node answers (with the memory per node then), ``scale
-progress:`` lines while it waits (wrong pointers, the node processes' open descriptors and CPU
-use) and one line ``scale {json}``.
+progress:`` lines while it waits (wrong pointers, the node processes' open descriptors and the
+cores they used since the last line) and one line ``scale {json}``, whose ``wrong_over_time``
+holds the [seconds, wrong pointers] of every check and ``joins_due_s`` when the last join wave
+of examples/chord.py has ended (node i joins in wave floor(log2(i)), at ``wave`` * (floor(log2(i))
++ a random fraction) seconds after its start: the last wave ends at ``wave`` * bit_length(N - 1)).
 """
 import json
 import math
@@ -93,6 +98,28 @@ def descriptors_and_cpu(procs):
     return f"open files max {max(fds, default=0)}, CPU {cpu:.0f} s"
 
 
+def peak_descriptors(procs, peak):
+    """Update ``peak`` (pid -> most descriptors seen) with what ``procs`` hold now."""
+    for p in procs:
+        try:
+            peak[p.pid] = max(peak.get(p.pid, 0), p.num_fds())
+        except psutil.Error:
+            continue
+    return peak
+
+
+def cpu_seconds(procs):
+    """The CPU seconds (user + system) used so far by ``procs``."""
+    total = 0.0
+    for p in procs:
+        try:
+            times = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def memory(procs):
     """(RSS, USS) summed over ``procs``, in bytes."""
     rss = uss = 0
@@ -113,30 +140,47 @@ def measure(mode, n, options, launched_at, launcher):
     period = period_of(options)
     wave = next((float(o.split("=", 1)[1]) for o in options if o.startswith("wave=")), period * 3)
     liveness = 300 + (math.log2(max(n, 2)) + 1) * wave * 2 + n * 0.05
+    deadline = float(os.environ.get("SPLAY_SCALE_DEADLINE", 0)) or math.inf
     silent = wait_for(lambda: [x for x, r in zip(nodes, checkers.call_all(nodes, "me", 30, 200))
                                if r is None], liveness, period=1)
     started = time.monotonic() - launched_at
     result = {"mode": mode, "nodes": n, "options": options, "start_s": round(started, 1),
-              "silent_nodes": len(silent)}
+              "silent_nodes": len(silent), "joins_due_s": round(wave * (n - 1).bit_length(), 1),
+              "load_at_start": os.getloadavg()[0]}
     hosts = node_processes(launcher, mode)
     rss, uss = memory(hosts)           # every node up and serving, before the ring forms
     print("scale started " + json.dumps(dict(result, rss_per_node_kb=round(rss / n / 1024, 1),
                                              uss_per_node_kb=round(uss / n / 1024, 1))), flush=True)
 
+    history, peak, last = [], {}, [time.monotonic(), cpu_seconds(hosts)]
+
     def ring_problems():
         problems = checkers.chord_ring_problems(nodes)
-        print(f"scale progress: {time.monotonic() - launched_at:.0f} s, {len(problems)} wrong "
-              f"pointers; {descriptors_and_cpu(hosts)}; load {os.getloadavg()[0]:.1f}", flush=True)
+        now, cpu = time.monotonic(), cpu_seconds(hosts)
+        cores, last[:] = (cpu - last[1]) / max(now - last[0], 1e-9), [now, cpu]
+        history.append([round(now - launched_at), len(problems)])
+        peak_descriptors(hosts, peak)
+        print(f"scale progress: {now - launched_at:.0f} s, {len(problems)} wrong "
+              f"pointers; {descriptors_and_cpu(hosts)}; {cores:.2f} cores since the last line; "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
         return problems
 
-    ring = wait_for(ring_problems, liveness, period=max(2, period * 2))
+    wait_s = min(liveness, deadline - (time.monotonic() - launched_at))
+    ring = wait_for(ring_problems, max(wait_s, 0), period=max(2, period * 2))
     result["ring_problems"] = len(ring)
     result["ring_problem_sample"] = ring[:3]
-    result["converged_s"] = round(time.monotonic() - launched_at, 1)
+    waited = round(time.monotonic() - launched_at, 1)
+    result["converged_s"] = waited if not ring else None      # None: still wrong when it stopped
+    result["waited_s"] = waited
     result["at_convergence"] = descriptors_and_cpu(hosts)
-    lookups, hops = checkers.chord_lookup_problems(nodes, samples=100, rng=random.Random(1))
-    result["lookup_problems"] = len(lookups)
-    result["mean_hops"] = round(sum(hops) / len(hops), 2) if hops else None
+    result["load_at_end"] = os.getloadavg()[0]
+    result["wrong_over_time"] = history
+    result["peak_descriptors_per_process"] = sorted(peak.values())
+    result["cpu_s_of_nodes"] = round(cpu_seconds(hosts), 1)
+    if not ring:       # lookups through a ring still forming say nothing and may each time out
+        lookups, hops = checkers.chord_lookup_problems(nodes, samples=100, rng=random.Random(1))
+        result["lookup_problems"] = len(lookups)
+        result["mean_hops"] = round(sum(hops) / len(hops), 2) if hops else None
     procs = node_processes(launcher, mode)
     rss, uss = memory(procs)
     result.update(processes=len(procs), rss_total_mb=round(rss / 2 ** 20, 1),
@@ -168,5 +212,5 @@ def test_chord_ring_converges(tmp_path, mode, n, options):
     print("scale " + json.dumps(result), flush=True)
     assert result["silent_nodes"] == 0
     assert result["ring_problems"] == 0, result["ring_problem_sample"]
-    assert result["lookup_problems"] == 0
+    assert result["lookup_problems"] == 0, "lookups returned wrong owners on a correct ring"
     assert launcher.returncode == 0, out[-2000:]

@@ -10,6 +10,10 @@ each (default 2); the ratio of the best rounds goes in BENCHMARKS.md.
 
     python -m pytest bench/test_workers.py -s -q
     SPLAY_WORKERS_NODES=64 SPLAY_WORKERS_SECONDS=10 SPLAY_WORKERS_ROUNDS=3 python -m pytest bench/test_workers.py -s -q
+    SPLAY_WORKERS_MODE=rpc python -m pytest bench/test_workers.py -s -q     # a connection per call
+
+(``SPLAY_WORKERS_MODE``: ``rpcq``, the default, or ``rpc``, the family examples/chord.py uses:
+its calls per CPU second are the budget of a Chord run over workers, see bench/test_scale.py.)
 
 Prints one line ``workers {json}`` per round and a last one with the ratio.
 """
@@ -29,6 +33,7 @@ NODES = int(os.environ.get("SPLAY_WORKERS_NODES", "64"))
 SECONDS = float(os.environ.get("SPLAY_WORKERS_SECONDS", "10"))
 ROUNDS = int(os.environ.get("SPLAY_WORKERS_ROUNDS", "2"))
 K = int(os.environ.get("SPLAY_WORKERS_K", str(max(2, default_workers()))))
+MODE = os.environ.get("SPLAY_WORKERS_MODE", "rpcq")
 
 
 def calls_per_second(tmp_path, workers):
@@ -40,7 +45,7 @@ def calls_per_second(tmp_path, workers):
                           "--first-port", str(free_port_range(NODES)), "--in-process",
                           "--workers", str(workers), "--quiet", "--no-metrics",
                           "--log", str(tmp_path / f"run-{workers}.log"), "--",
-                          f"start={start}", f"seconds={SECONDS}"],
+                          f"start={start}", f"seconds={SECONDS}", f"mode={MODE}"],
                          env=env, capture_output=True, text=True, timeout=SECONDS + 120)
     assert run.returncode == 0, run.stderr
     found = re.findall(r"\[node \d+\] calls (\d+) pid (\d+) cpu ([\d.]+)",
@@ -61,13 +66,13 @@ def test_rpc_throughput_workers_against_one_process(benchmark, tmp_path):
                 rate, rate_per_cpu = calls_per_second(tmp_path, workers)
                 best[workers] = max(best[workers], rate)
                 per_cpu[workers] = max(per_cpu[workers], rate_per_cpu)
-                print("workers", json.dumps({"round": r, "workers": workers, "nodes": NODES,
+                print("workers", json.dumps({"round": r, "workers": workers, "nodes": NODES, "mode": MODE,
                                              "calls_per_s": round(rate),
                                              "calls_per_cpu_s": round(rate_per_cpu),
                                              "load": os.getloadavg()[0]}), flush=True)
 
     benchmark.pedantic(rounds, rounds=1, iterations=1)
-    print("workers", json.dumps({"nodes": NODES, "k": K, "best_one_process": round(best[1]),
+    print("workers", json.dumps({"nodes": NODES, "mode": MODE, "k": K, "best_one_process": round(best[1]),
                                  f"best_{K}_workers": round(best[K]),
                                  "ratio": round(best[K] / best[1], 2),
                                  "per_cpu_ratio": round(per_cpu[K] / per_cpu[1], 2),

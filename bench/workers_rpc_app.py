@@ -1,17 +1,20 @@
-"""The RPC-heavy application of bench/test_workers.py: every node serves rpcq and runs CALLERS
+"""The RPC-heavy application of bench/test_workers.py: every node serves rpcq (or ``rpc``, a TCP
+connection per call, with ``mode=rpc``) and runs CALLERS
 threads that call random other nodes' ``ping`` in a loop, from the wall-clock time ``start=T``
 for ``seconds=D``; then each node prints ``calls C pid P cpu S``: the calls it completed in that
 window, its process and the CPU seconds that process used in the window (all its nodes together).
 
-Arguments (key=value): start=T (epoch seconds), seconds=D, callers=C (default 4).
+Arguments (key=value): start=T (epoch seconds), seconds=D, callers=C (default 4),
+mode=rpcq|rpc (default rpcq).
 """
 import os, random, sys, time
 from splay.base import *
-from splay import rpcq
+from splay import rpc, rpcq
 
 opts = dict(arg.split("=", 1) for arg in sys.argv[1:])
 START, SECONDS = float(opts["start"]), float(opts["seconds"])
 CALLERS = int(opts.get("callers", 4))
+family = {"rpcq": rpcq, "rpc": rpc}[opts.get("mode", "rpcq")]
 done = [0]
 
 def ping(x):
@@ -19,11 +22,11 @@ def ping(x):
 
 def caller(nodes, rng):
     while time.time() < START + SECONDS:
-        if rpcq.call(rng.choice(nodes), ["ping", 1], 10) == 1 and START <= time.time() < START + SECONDS:
+        if family.call(rng.choice(nodes), ["ping", 1], 10) == 1 and START <= time.time() < START + SECONDS:
             done[0] += 1
 
 def main():
-    rpcq.server(job.me.port)
+    family.server(job.me.port)
     others = [n for n in job.nodes() if n.port != job.me.port or n.ip != job.me.ip]
     events.sleep(max(0.0, START - time.time() - 0.5))     # every node's server is up by then
     rng = random.Random(job.position)
