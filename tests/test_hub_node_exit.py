@@ -17,15 +17,9 @@ def test_a_node_that_exits_ends_all_its_threads_and_no_other_node_s():
     nodes = [Node(i) for i in range(3)]
     ended = []
 
-    def worker(tag):
-        try:
-            events.sleep(100)
-        finally:
-            ended.append(tag)
-
     def node_main(i):
         for k in range(3):
-            events.thread(functools.partial(worker, (i, k)))   # inherits the node
+            events.thread(functools.partial(_sleep_then_note, ended, (i, k)))   # inherits the node
         events.thread(lambda: None)                # one that is already gone at the exit
         events.sleep(100)
 
@@ -47,20 +41,14 @@ def test_a_thread_spawned_for_another_node_belongs_to_that_node():
     a, b = Node("a"), Node("b")
     ended = []
 
-    def sleeper(tag):
-        try:
-            events.sleep(100)
-        finally:
-            ended.append(tag)
-
     def in_a():
-        hub.spawn_in_node(b, sleeper, "made by a, of b")   # moves from a's list to b's
-        events.thread(functools.partial(sleeper, "of a"))
+        hub.spawn_in_node(b, _sleep_then_note, ended, "made by a, of b")   # from a's list to b's
+        events.thread(functools.partial(_sleep_then_note, ended, "of a"))
         events.sleep(100)
 
     def main():
         hub.spawn_in_node(a, in_a)
-        hub.spawn_in_node(None, sleeper, "of no node")      # not on any node's list
+        hub.spawn_in_node(None, _sleep_then_note, ended, "of no node")      # not on any node's list
         events.sleep(1)
         seen["a"] = [t.node.name for t in _threads_of(a)]
         seen["b"] = [t.node.name for t in _threads_of(b)]
@@ -93,6 +81,13 @@ def test_threads_that_end_leave_their_node_s_list():
     seen = {}
     events.run(main)
     assert seen == {"before": 1000, "after": 0}
+
+
+def _sleep_then_note(ended, tag):
+    try:
+        events.sleep(100)
+    finally:
+        ended.append(tag)
 
 
 def _threads_of(node):
