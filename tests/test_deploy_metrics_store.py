@@ -95,6 +95,22 @@ def test_one_sample_per_node_and_second_is_written_the_newest_wins(db):
         rundata.validate_sample(s)
 
 
+def test_a_second_sent_again_after_a_flush_replaces_the_one_written(db):
+    # A node's last sample often comes right after the flush its end caused, in the same second.
+    import json
+    job_id, _ = job_with_nodes(db, 1)
+    store = MetricsStore(db, clock=Clock(T0 + 10))
+    for t, calls in ((T0 + 1.2, 1), (T0 + 2.1, 2)):
+        store.add(job_id, 0, t, sample(calls), json.dumps(sample(calls)))
+    store.flush()
+    for t, calls in ((T0 + 2.7, 3), (T0 + 3.5, 4)):
+        store.add(job_id, 0, t, sample(calls), json.dumps(sample(calls)))
+    store.flush()
+    part = store.run_data(job_id, T0)
+    assert [(s["t"], s["rpc"]["rpc/f"]["made"]) for s in part["samples"]] == \
+        [(1.0, 1), (2.0, 3), (3.0, 4)]
+
+
 def test_since_returns_what_was_stored_later_even_with_older_times(db):
     job_id, _ = job_with_nodes(db, 1)
     clock = Clock(T0 + 5)

@@ -352,6 +352,12 @@ class Database:
             self._run("INSERT INTO metric_samples (job_id, node, t, sec, res, received, data) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?)", rows, many=True)
 
+    def delete_metric_samples_at(self, keys):
+        """Delete the samples of ``keys``: (job_id, node, sec) -- a second written again."""
+        if keys:
+            self._run("DELETE FROM metric_samples WHERE job_id = ? AND node = ? AND sec = ?",
+                      list(keys), many=True)
+
     def metric_samples(self, job_id, received_after=None, ids=None):
         """A job's samples (id, node, t, sec, data), by time: all, those stored after ``received_after``,
         or those of ``ids``."""

@@ -140,6 +140,7 @@ class MetricsStore:
         self.events = collections.Counter()   # job -> events stored (counted once, then kept)
         self.clock = clock
         self.pending = {}          # (job, node) -> {second: (t, data text)}
+        self.written = {}          # (job, node) -> the newest second written (replaced if sent again)
         self.pending_dropped = collections.Counter()   # job -> samples lost, not yet written
         self.latest = {}           # job -> {node: (t, sample)}: its newest sample
         self.up = {}               # (job, node) -> whether its last start/stop event was a start
@@ -210,11 +211,17 @@ class MetricsStore:
     def flush(self):
         """Write the waiting samples and lost-sample counts (one transaction each)."""
         now = self.clock()
-        rows, sizes = [], self._sizes()
+        rows, sizes, again = [], self._sizes(), []
         for (job_id, node), seconds in self.pending.items():
             size = sizes.get(job_id)
             if size is None:
                 size = sizes[job_id] = _JobSize()
+            # A node's samples come in time order: only the second written last can come again
+            # (its final sample, sent right after a flush): the newer one replaces it.
+            if self.written.get((job_id, node)) in seconds:
+                again.append((job_id, node, self.written[(job_id, node)]))
+                size.rows -= 1
+            self.written[(job_id, node)] = max(seconds)
             for second, (t, data) in seconds.items():
                 rows.append((job_id, node, t, second, 1, now, data))
                 size.rows += 1
@@ -222,6 +229,7 @@ class MetricsStore:
                 size.first_sec = second if size.first_sec is None else min(size.first_sec, second)
                 size.last_sec = second if size.last_sec is None else max(size.last_sec, second)
         self.pending = {}
+        self.db.delete_metric_samples_at(again)
         self.db.add_metric_samples(rows)
         self.stats["samples_stored"] += len(rows)
         if self.pending_dropped:
@@ -258,7 +266,7 @@ class MetricsStore:
 
     def _forget_ended(self):
         """Drop what is kept in memory of jobs ended more than RECENT seconds ago."""
-        for job_id in set(self.latest) | {job for job, _ in self.up}:
+        for job_id in set(self.latest) | {job for job, _ in self.up} | {job for job, _ in self.written}:
             job = self.db.job(job_id)
             if job is None or (job["state"] in m.JOB_FINAL and
                                (job["ended_at"] or 0) < self.clock() - RECENT):
@@ -266,6 +274,8 @@ class MetricsStore:
                 self.events.pop(job_id, None)
                 for key in [k for k in self.up if k[0] == job_id]:
                     del self.up[key]
+                for key in [k for k in self.written if k[0] == job_id]:
+                    del self.written[key]
 
     # -- downsampling and retention ----------------------------------------------------------
     def compact(self, job_id):
