@@ -16,6 +16,8 @@ instead of from the file, which is then only a copy for whoever looks from outsi
 """
 import time
 
+from splay.pacing import wait_after
+
 from .processes import NodesFile
 
 __all__ = ["MembershipFile", "WRITE_SHARE"]
@@ -45,7 +47,7 @@ class MembershipFile:
         ended = time.perf_counter()
         self.writes += 1
         self.alive = None
-        self.allowed_at = ended + (ended - began) * (1 - WRITE_SHARE) / WRITE_SHARE
+        self.allowed_at = ended + wait_after(ended - began, WRITE_SHARE)
 
     def changed(self, alive):
         """Membership changed; ``alive()`` gives the nodes alive now (called when the file is

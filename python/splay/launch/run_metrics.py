@@ -17,6 +17,7 @@ import sys
 import time
 
 import splay
+from splay.pacing import wait_after
 from splay.emulation.partitions import format_positions
 from splay.observatory import rundata
 from splay.observatory.collector import RunCollector
@@ -27,8 +28,8 @@ WRITE_INTERVAL = 5.0
 
 WRITE_SHARE = 0.05
 """The largest share of the launcher's time spent writing ``metrics.json`` during a run: after a
-write that took ``d`` seconds, the next waits ``d / WRITE_SHARE`` seconds if that is longer than
-:data:`WRITE_INTERVAL` (the document of a 100,000-node run grows to hundreds of megabytes)."""
+write that took ``d`` seconds, the next waits ``d / WRITE_SHARE - d`` seconds if that is longer
+than :data:`WRITE_INTERVAL` (:func:`splay.pacing.wait_after`) (the document of a 100,000-node run grows to hundreds of megabytes)."""
 
 _READ = 65536
 
@@ -210,7 +211,7 @@ class LocalMetrics:
         except OSError as e:
             self.mux.note(f"[splay] cannot write {self.path}: {e.strerror}")
         took = time.monotonic() - began
-        self.next_write = began + took + max(WRITE_INTERVAL, took / WRITE_SHARE)
+        self.next_write = began + took + wait_after(took, WRITE_SHARE, at_least=WRITE_INTERVAL)
         return doc
 
     def close(self, state):

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 
+from splay.pacing import wait_after
 from splayc import rpcstats
 from splayc.accounting import NetPolicy, default_policy, install_default, policy_of
 
@@ -90,7 +91,7 @@ _PROCESS = _ProcessNode()
 def next_wait(interval, took):
     """Seconds to wait after a sampling round that took ``took`` seconds: ``interval``, or longer
     so that the rounds take at most :data:`SAMPLING_SHARE` of the time."""
-    return max(interval, took / SAMPLING_SHARE - took)
+    return wait_after(took, SAMPLING_SHARE, at_least=interval)
 
 
 class BatchWriter:
