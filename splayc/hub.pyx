@@ -31,6 +31,8 @@ cimport cython
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.list cimport PyList_GET_SIZE
+from cpython.pystate cimport (PyThreadState, PyInterpreterState, PyInterpreterState_ThreadHead,
+                              PyThreadState_Next)
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport uint64_t
 
@@ -655,11 +657,29 @@ cdef inline void _poll_libuv(Hub hub) noexcept:
     uv_run(hub.loop, UV_RUN_NOWAIT)
     if hub.ready_tail == hub.ready_batch_end and hub.callback_error is None \
             and hub.new_pos == PyList_GET_SIZE(hub.new_tasks):
-        if hub.release_gil:
+        if hub.release_gil and _other_python_threads():
             with nogil:
                 uv_run(hub.loop, UV_RUN_ONCE)
         else:
             uv_run(hub.loop, UV_RUN_ONCE)
+
+
+cdef extern from "Python.h":
+    PyInterpreterState* PyInterpreterState_Get()
+
+
+cdef inline bint _other_python_threads() noexcept:
+    """Whether a thread other than this one has a Python thread state, i.e. may need the GIL.
+
+    The blocking poll releases the GIL so that such threads (the deploy daemon's, a
+    ``threading.Timer``) run while the hub sleeps; with none, releasing it and taking it back
+    around ``epoll_wait`` -- and once more in each callback, whose ``with gil`` then really takes
+    it -- is ~1k instructions per poll for nothing (a third of what polling costs in a
+    ping-pong). No thread can appear while we block: ``threading`` creates a thread's state in
+    the thread that starts it, under the GIL, before the new thread runs. (A thread started from
+    C without a Python state, like faulthandler's watchdog, never takes the GIL.)"""
+    cdef PyThreadState* head = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
+    return head != NULL and PyThreadState_Next(head) != NULL
 
 
 cdef bint _poll_in_task(Hub hub, Task t) except -1:
