@@ -20,6 +20,7 @@ from libc.math cimport isfinite
 from libc.stdint cimport uint64_t
 
 from splayc.errors import DecodeError
+import sys
 
 cdef extern from *:
     int __builtin_clzll(unsigned long long x) nogil
@@ -1481,6 +1482,14 @@ cdef enum:
 cdef PyObject* key_cache_str[KEY_CACHE_SLOTS]
 cdef PyObject* key_cache_bytes[KEY_CACHE_SLOTS]
 
+# The keys of the RPC messages and node tables (WIRE.md), as the interpreter's interned strings.
+# The first time one is decoded the key cache keeps this very object, so the lookups of the RPC
+# layer -- compiled and Python code use interned constants such as "n" -- find it by identity
+# instead of hashing and comparing characters (~100 instructions per lookup; an rpcq call makes
+# about ten). Other keys are not interned: a peer could send any number of them.
+cdef dict WIRE_KEYS = {k: k for k in map(sys.intern, (
+    "type", "call", "n", "reply", "error", "free", "retry_number", "ip", "port", "id", "key"))}
+
 # Decoding fast paths in C: short keys hashed from their first and last eight bytes and compared
 # eight bytes at a time (the byte-by-byte hash and libc's memcmp were a tenth of decoding a node
 # list); a plain integer of up to 18 digits and a string whose length has one or two digits, read
@@ -1644,6 +1653,9 @@ cdef object cached_key(const char* p, Py_ssize_t n, bint as_bytes):
     key = text_or_bytes(p, n)
     if type(key) is not str:
         return key                     # not UTF-8: a bytes key, not cached
+    known = WIRE_KEYS.get(key)
+    if known is not None:
+        key = known
     Py_INCREF(key)
     Py_XDECREF(hit)
     key_cache_str[slot] = <PyObject*>key
