@@ -649,19 +649,31 @@ cdef void _call_suspend_callback(Hub hub) noexcept:
 
 cdef inline void _poll_libuv(Hub hub) noexcept:
     """Phase 3 of a round: poll libuv, without blocking when something is runnable, else until an
-    event arrives. It looks without blocking first: on loopback the answer is often already there,
-    and releasing and taking back the GIL costs more than this poll (~2k instructions); a callback
-    may also have started a thread (a listening socket's on_connection). A deadline that passes
-    between the two looks fires at the start of the blocking one, whose timer callback then stops
-    it from blocking (hub.pxd, stop_poll_if_runnable)."""
-    uv_run(hub.loop, UV_RUN_NOWAIT)
-    if hub.ready_tail == hub.ready_batch_end and hub.callback_error is None \
-            and hub.new_pos == PyList_GET_SIZE(hub.new_tasks):
-        if hub.release_gil and _other_python_threads():
+    event arrives.
+
+    With no other Python thread the GIL stays held and one ``uv_run(UV_RUN_ONCE)`` does it: it
+    runs the due timers, then waits in ``epoll_wait`` (not at all when a timer callback made a
+    thread runnable: it stops the loop, hub.pxd stop_poll_if_runnable), then runs the I/O
+    callbacks of what arrived -- one system call when the answer is already there, as on
+    loopback. A look without blocking first would be a second ``epoll_wait`` per wait for
+    nothing (~5 % of an rpcq call). With another Python thread the blocking poll releases the GIL;
+    then the look comes first, because releasing the GIL and taking it back costs more than a poll
+    that finds the answer already there (~2k instructions); a callback of that look may also have
+    made a thread runnable (a listening socket's on_connection), and then nothing blocks."""
+    if not _nothing_runnable(hub):
+        uv_run(hub.loop, UV_RUN_NOWAIT)
+    elif not (hub.release_gil and _other_python_threads()):
+        uv_run(hub.loop, UV_RUN_ONCE)
+    else:
+        uv_run(hub.loop, UV_RUN_NOWAIT)
+        if _nothing_runnable(hub):
             with nogil:
                 uv_run(hub.loop, UV_RUN_ONCE)
-        else:
-            uv_run(hub.loop, UV_RUN_ONCE)
+
+
+cdef inline bint _nothing_runnable(Hub hub) noexcept:
+    return hub.ready_tail == hub.ready_batch_end and hub.callback_error is None \
+        and hub.new_pos == PyList_GET_SIZE(hub.new_tasks)
 
 
 cdef extern from "Python.h":
