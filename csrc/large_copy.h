@@ -139,7 +139,8 @@ static inline int splay_large_copy_path(const char* dst, const char* src, size_t
     return distance & 31 ? SPLAY_COPY_FORWARD : SPLAY_COPY_MEMCPY;
 }
 
-static inline void splay_large_copy(char* dst, const char* src, size_t n) {
+/* A copy the loops may make (out of line: the common, small copies only test the size). */
+static __attribute__((noinline)) void splay_large_copy_sized(char* dst, const char* src, size_t n) {
     switch (splay_large_copy_path(dst, src, n)) {
     case SPLAY_COPY_FORWARD:
         splay_loop_copy(dst, src, n);
@@ -150,6 +151,13 @@ static inline void splay_large_copy(char* dst, const char* src, size_t n) {
     default:
         memcpy(dst, src, n);
     }
+}
+
+static inline void splay_large_copy(char* dst, const char* src, size_t n) {
+    if (splay_loop_copy_on && n >= SPLAY_LOOP_COPY_MIN && n < SPLAY_LOOP_COPY_MAX)
+        splay_large_copy_sized(dst, src, n);
+    else
+        memcpy(dst, src, n);
 }
 
 #else
