@@ -17,7 +17,7 @@
  * forward copy can match stores it made just before, still in flight, and wait for them; a copy
  * going down (splay_loop_copy_backward) only matches stores it has not made yet. Measured on this
  * machine (session 8, bench/large_copy_distances.c, 64 KiB in cache, every distance in steps of 8):
- * memcpy's rep movsb takes 18-35 µs instead of 1.13 at 8-24 bytes and ~1.2-1.9 µs (a 32-byte
+ * memcpy's rep movsb takes 18-35 µs instead of 1.13 at 8-24 bytes and 1.21-1.55 µs (a 32-byte
  * misalignment plus aliasing) elsewhere below 512; at distances that are multiples of 32 it is the
  * fastest copy (1.14-1.16 µs, the loops 1-2 % slower). Between two fixed buffers the forward loop
  * slows down only at some distances (72-216 with a page-aligned source: 1.22 µs against the
