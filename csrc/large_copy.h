@@ -20,11 +20,13 @@
  * memcpy's rep movsb takes 18-35 µs instead of 1.13 at 8-24 bytes and 1.21-1.55 µs (a 32-byte
  * misalignment plus aliasing) elsewhere below 512; at distances that are multiples of 32 it is the
  * fastest copy (1.14-1.16 µs, the loops 1-2 % slower). Between two fixed buffers the forward loop
- * slows down only at some distances (72-216 with a page-aligned source: 1.22 µs against the
- * backward loop's 1.16); in a decode, where the new bytes object is allocated again each time,
- * the forward loop took 1.46-1.65 µs at 275 bytes and the backward one 1.32 (the same process
- * layout before and after the change). No distance makes the backward loop slower than the
- * forward one below 512 bytes (above ~3,900 it is: it meets its own stores there).
+ * slowed down at 56-216 bytes (up to 1.43 µs; which distances moved from run to run), the backward
+ * loop not there (it does above ~3,900 bytes, where it meets its own stores); in bench/
+ * test_codecs.py's decode, where benc's copy lands 275 bytes past its source, the forward loop took
+ * 1.46-2.20 µs in 10 of 11 processes and the backward one 1.31-1.32 µs in 7 of 11 (1.44-1.65 in
+ * noisy runs). Over the misaligned distances below 512 the backward loop averaged 1.13-1.18 µs,
+ * the forward one 1.13-1.22; at a few isolated distances (296, 344, 376) it was 4-17 % slower than
+ * the forward loop in one or two of four runs, not in the last (worst 1.14 µs at any distance).
  *
  * So, on an x86-64 AMD CPU with ERMS and AVX2 (checked once, at import: splay_large_copy_init), a
  * copy of SPLAY_LOOP_COPY_MIN up to SPLAY_LOOP_COPY_MAX bytes whose two ends differ in alignment
