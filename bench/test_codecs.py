@@ -25,6 +25,8 @@ Run (see bench/RESULTS-codecs.md):
     python bench/test_codecs.py --callgrind                # issue #17 in instructions per call
     python bench/test_codecs.py --rpc-callgrind            # benc's instructions per rpcq call
     python bench/test_codecs.py --callgrind-layouts encode bytes64k   # the same in 4 heap layouts
+    python bench/test_codecs.py --copy-distances [SIZE SRC_OFFSET]   # 4 KiB aliasing (quiet machine)
+    python bench/test_codecs.py --alternate bytes64k [ROUNDS]        # one process, alternating
 Instruction counts (noise-free), one operation repeated N times, minus N=0:
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \
         python bench/test_codecs.py --one encode dicts pysplay 10
@@ -160,6 +162,22 @@ def _rounds(case):
             "nodes200": 10, "bytes64k": 50}[case]
 
 
+def copy_distances_of(lib, case="bytes64k", data=None):
+    """For a document with one large bytes value: the distances modulo 4 KiB from each copy's
+    source to its destination in one more call of `lib` (encode: the value's payload to its place
+    in the result; decode of `data`, the encoded document a benchmark decodes: its payload to the
+    new bytes object's), as (encode, decode). They decide whether the copy meets 4 KiB aliasing
+    (csrc/large_copy.h); the allocator picks them."""
+    form = _form(lib, case)
+    (value,) = [v for v in form.values() if isinstance(v, bytes)]
+    result = LIBS[lib][0](form)
+    encoded = (id(result) + result.index(value[:64]) - id(value)) % 4096
+    data = result if data is None else data
+    (decoded_value,) = [v for v in _decoder(lib, case)(data).values() if isinstance(v, bytes)]
+    decoded = (id(decoded_value) - id(data) - data.index(value[:64])) % 4096
+    return encoded, decoded
+
+
 @pytest.mark.parametrize("lib", list(LIBS))
 @pytest.mark.parametrize("case", list(DOCS))
 def test_encode(benchmark, case, lib):
@@ -175,6 +193,8 @@ def test_encode(benchmark, case, lib):
             encode(doc)
     benchmark.pedantic(run, rounds=30 if _rounds(case) == 1 else 20, warmup_rounds=2)
     benchmark.extra_info["per_call_divisor"] = n
+    if case == "bytes64k":
+        benchmark.extra_info["copy_distance"] = copy_distances_of(lib, case)[0]
 
 
 @pytest.mark.parametrize("lib", list(LIBS))
@@ -193,6 +213,8 @@ def test_decode(benchmark, case, lib):
             decode(data)
     benchmark.pedantic(run, rounds=30 if _rounds(case) == 1 else 20, warmup_rounds=2)
     benchmark.extra_info["per_call_divisor"] = n
+    if case == "bytes64k":
+        benchmark.extra_info["copy_distance"] = copy_distances_of(lib, case, data)[1]
 
 
 def test_documents_agree():
@@ -256,11 +278,13 @@ def msgspec_table(path):
     more means benc is at least as fast."""
     with open(path) as f:
         data = json.load(f)
-    times = {}
+    times, distances = {}, {}
     for b in data["benchmarks"]:
         divisor = b["extra_info"].get("per_call_divisor", 1)
         op = "encode" if b["name"].startswith("test_encode") else "decode"
         times[(op, b["params"]["case"], b["params"]["lib"])] = b["stats"]["min"] / divisor
+        if "copy_distance" in b["extra_info"]:
+            distances[(op, b["params"]["lib"])] = b["extra_info"]["copy_distance"]
     lines = ["| document | encode: benc, msgspec, ratio | decode: benc, msgspec, ratio |",
              "|---|---|---|"]
     for case in ISSUE17_CASES:
@@ -270,6 +294,10 @@ def msgspec_table(path):
             cells.append(f"{mine * 1e6:,.2f} µs, {other * 1e6:,.2f} µs, **{other / mine:.2f}**"
                          if mine and other else "n/a")
         lines.append(f"| {case} | " + " | ".join(cells) + " |")
+    if distances:
+        lines.append("\nbytes64k copies, destination - source mod 4096: " + ", ".join(
+            f"{lib} {op} {distances[(op, lib)]}" for op in ("encode", "decode")
+            for lib in ("pysplay", "msgspec") if (op, lib) in distances))
     return "\n".join(lines)
 
 
@@ -368,6 +396,93 @@ def rpc_codec_count(calls=(200, 1200)):
     return (c2 - c1) / span, (s2 - s1) / span
 
 
+def copy_distances(size=65536, src_offset=13, step=8):
+    """Times csrc/large_copy.h's three copies of `size` bytes at every distance (destination -
+    source modulo 4 KiB, in steps of `step`) with bench/large_copy_distances.c, compiled here with
+    `cc -O2`: returns [(distance, memcpy ns, forward ns, backward ns, path benc takes)]."""
+    import subprocess
+    import tempfile
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "large_copy_distances")
+        subprocess.run(["cc", "-O2", "-I", os.path.join(root, "csrc"), "-o", exe,
+                        os.path.join(root, "bench", "large_copy_distances.c")], check=True)
+        out = subprocess.run([exe, str(size), str(src_offset), str(step)], check=True,
+                             capture_output=True, text=True).stdout
+    rows = []
+    for line in out.splitlines():
+        d, mem, fwd, back, path = line.split()
+        rows.append((int(d), float(mem), float(fwd), float(back), path))
+    return rows
+
+
+def _slow_ranges(rows, column, factor=1.1):
+    """The distances where a copy took more than `factor` times its median, as "a-b" ranges."""
+    times = sorted(r[column] for r in rows)
+    limit = times[len(times) // 2] * factor
+    ranges, step = [], rows[1][0] - rows[0][0]
+    for r in rows:
+        if r[column] > limit:
+            if ranges and ranges[-1][1] == r[0] - step:
+                ranges[-1][1] = r[0]
+            else:
+                ranges.append([r[0], r[0]])
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in ranges) or "none"
+
+
+def copy_distances_report(rows):
+    """Markdown summary of copy_distances: each copy's median and worst time, where it is slow, and
+    the time of the copy benc takes at each distance against memcpy's."""
+    lines = ["| copy | median ns | worst ns (distance) | slow (> 1.1 × median) at distances |",
+             "|---|---|---|---|"]
+    for column, name in ((1, "memcpy"), (2, "forward loop"), (3, "backward loop")):
+        times = sorted(r[column] for r in rows)
+        worst = max(rows, key=lambda r: r[column])
+        lines.append(f"| {name} | {times[len(times) // 2]:,.0f} | {worst[column]:,.0f} ({worst[0]}) "
+                     f"| {_slow_ranges(rows, column)} |")
+    taken = [(r[0], r[{"memcpy": 1, "forward": 2, "backward": 3}[r[4]]], r[1]) for r in rows]
+    chosen = sorted(t for _, t, _ in taken)
+    worst = max(taken, key=lambda t: t[1])
+    lines.append(f"| benc's choice | {chosen[len(chosen) // 2]:,.0f} | {worst[1]:,.0f} ({worst[0]}) "
+                 f"| {_slow_ranges([(d, t) for d, t, _ in taken], 1)} |")
+    wins = sum(t <= m * 1.02 for _, t, m in taken)
+    lines.append(f"\nbenc's choice within 2 % of memcpy or faster at {wins} of {len(taken)} distances; "
+                 f"paths: " + ", ".join(f"{p} {sum(r[4] == p for r in rows)}"
+                                        for p in ("memcpy", "forward", "backward")))
+    return "\n".join(lines)
+
+
+def alternate(case="bytes64k", rounds=400, calls=50):
+    """pysplay's and msgspec's encode and decode of `case` in one process, the four operations
+    alternating `rounds` times (`calls` calls each): the minimum time per call of each, and for
+    the bytes64k document the distances (modulo 4 KiB) from each copy's source to its destination
+    in one more call (encode: the value's payload to its place in the result; decode: the input's
+    payload to the new bytes object's), which decide whether the copy meets 4 KiB aliasing."""
+    import time
+    ops = {}
+    for lib in ("pysplay", "msgspec"):
+        encode, data = LIBS[lib][0], LIBS[lib][0](_form(lib, case))
+        ops[("encode", lib)] = (encode, _form(lib, case))
+        ops[("decode", lib)] = (_decoder(lib, case), data)
+    best = dict.fromkeys(ops, float("inf"))
+    for _ in range(rounds):
+        for key, (fn, arg) in ops.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn(arg)
+            best[key] = min(best[key], (time.perf_counter() - start) / calls)
+    lines = []
+    for op in ("encode", "decode"):
+        mine, other = best[(op, "pysplay")], best[(op, "msgspec")]
+        lines.append(f"{op} {case}: benc {mine * 1e6:.3f} µs, msgspec {other * 1e6:.3f} µs, "
+                     f"msgspec ÷ benc {other / mine:.2f}")
+    if case == "bytes64k":
+        for lib in ("pysplay", "msgspec"):
+            encoded, decoded = copy_distances_of(lib, case, ops[("decode", lib)][1])
+            lines.append(f"{lib}: destination - source mod 4096: encode {encoded}, decode {decoded}")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
         run_one(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
@@ -383,6 +498,10 @@ if __name__ == "__main__":
         client, server = rpc_codec_count()
         print(f"benc per rpcq call: client {client:,.0f}, server {server:,.0f}, "
               f"both {client + server:,.0f} instructions")
+    elif len(sys.argv) > 1 and sys.argv[1] == "--copy-distances":    # [size src_offset]
+        print(copy_distances_report(copy_distances(*map(int, sys.argv[2:4]))))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--alternate":         # case [rounds]
+        print(alternate(sys.argv[2], *map(int, sys.argv[3:4])))
     elif len(sys.argv) > 1 and sys.argv[1] == "--msgspec":
         print(msgspec_table(sys.argv[2]))
     else:

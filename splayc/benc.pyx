@@ -316,13 +316,19 @@ cdef inline char* write_digits(char* end, unsigned long long u) noexcept:
 
 # Copies of 4 KiB and more (a bytes value's payload) may go through a vector loop instead of
 # memcpy: see csrc/large_copy.h (glibc's rep movsb on AMD Zen 3/4 when source and destination are
-# differently aligned). LARGE_COPY_LOOP says whether this machine uses it.
+# differently aligned; a backward loop when the destination is a little past the source modulo
+# 4 KiB, where a forward copy meets 4 KiB aliasing). LARGE_COPY_LOOP says whether this machine
+# uses them.
 cdef extern from "large_copy.h":
     int splay_large_copy_init() noexcept
     int splay_loop_copy_supported() noexcept
     void splay_loop_copy(char* dst, const char* src, size_t n) noexcept
+    void splay_loop_copy_backward(char* dst, const char* src, size_t n) noexcept
     void splay_large_copy(char* dst, const char* src, size_t n) noexcept
+    int splay_large_copy_path(const char* dst, const char* src, size_t n) noexcept
     enum: SPLAY_LOOP_COPY_MIN
+    enum: SPLAY_LOOP_COPY_MAX
+    enum: SPLAY_ALIAS_WINDOW
 
 LARGE_COPY_LOOP = bool(splay_large_copy_init())
 
@@ -2167,11 +2173,11 @@ def decode_prefix(data, Py_ssize_t offset=0, raw=False, lists=False):
         PyBuffer_Release(&view)
 
 
-def _loop_copy(bytes data, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t shift):
-    """Test support for csrc/large_copy.h: ``data[start:stop]`` copied by its vector loop to an
-    address ``shift`` bytes (0..31) past a 32-byte boundary, returned as bytes; ``None`` where the
-    CPU cannot run the loop. (Every machine can thus check the loop, whether or not its encode and
-    decode use it: ``LARGE_COPY_LOOP``.)"""
+def _loop_copy(bytes data, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t shift, bint backward=False):
+    """Test support for csrc/large_copy.h: ``data[start:stop]`` copied by its forward vector loop
+    (or its backward one) to an address ``shift`` bytes (0..31) past a 32-byte boundary, returned
+    as bytes; ``None`` where the CPU cannot run the loops. (Every machine can thus check the loops,
+    whether or not its encode and decode use them: ``LARGE_COPY_LOOP``.)"""
     cdef Py_ssize_t n = stop - start
     cdef char* block
     cdef char* dst
@@ -2184,7 +2190,40 @@ def _loop_copy(bytes data, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t shift):
         raise MemoryError()
     try:
         dst = <char*>((<size_t>block + 31) & ~(<size_t>31)) + shift
-        splay_loop_copy(dst, PyBytes_AS_STRING(data) + start, <size_t>n)
+        if backward:
+            splay_loop_copy_backward(dst, PyBytes_AS_STRING(data) + start, <size_t>n)
+        else:
+            splay_loop_copy(dst, PyBytes_AS_STRING(data) + start, <size_t>n)
         return PyBytes_FromStringAndSize(dst, n)
+    finally:
+        PyMem_Free(block)
+
+
+#: Sizes and the 4 KiB-aliasing window of csrc/large_copy.h, for its tests.
+LARGE_COPY_LIMITS = (SPLAY_LOOP_COPY_MIN, SPLAY_LOOP_COPY_MAX, SPLAY_ALIAS_WINDOW)
+_COPY_PATHS = ("memcpy", "forward", "backward")
+
+
+def _large_copy(bytes data, Py_ssize_t start, Py_ssize_t stop, Py_ssize_t distance):
+    """Test support for csrc/large_copy.h: ``data[start:stop]`` copied by ``splay_large_copy``
+    (what encode and decode use) to an address ``distance`` bytes (0..4095) past the source modulo
+    4 KiB, as ``(copy, path)``: the bytes written and the copy taken ("memcpy", "forward" or
+    "backward")."""
+    cdef Py_ssize_t n = stop - start
+    cdef const char* src
+    cdef char* block
+    cdef char* dst
+    cdef int path
+    if not (0 <= start <= stop <= len(data) and 0 <= distance < 4096):
+        raise ValueError("need 0 <= start <= stop <= len(data) and 0 <= distance < 4096")
+    src = PyBytes_AS_STRING(data) + start
+    block = <char*>PyMem_Malloc(n + 4096)
+    if block == NULL:
+        raise MemoryError()
+    try:
+        dst = block + ((<size_t>src + <size_t>distance - <size_t>block) & 4095)
+        path = splay_large_copy_path(dst, src, <size_t>n)
+        splay_large_copy(dst, src, <size_t>n)
+        return PyBytes_FromStringAndSize(dst, n), _COPY_PATHS[path]
     finally:
         PyMem_Free(block)
