@@ -140,10 +140,16 @@ static int splay_large_copy_init(void) {
     return splay_loop_copy_on = amd && erms && splay_loop_copy_supported();
 }
 
+/* Whether a copy of n bytes may go through the loops (the size and the CPU; the addresses
+ * decide the rest, splay_large_copy_path). */
+static inline int splay_large_copy_may_loop(size_t n) {
+    return splay_loop_copy_on && n >= SPLAY_LOOP_COPY_MIN && n < SPLAY_LOOP_COPY_MAX;
+}
+
 /* Which copy splay_large_copy makes of n bytes from src to dst. */
 static inline int splay_large_copy_path(const char* dst, const char* src, size_t n) {
     uintptr_t distance = ((uintptr_t)dst - (uintptr_t)src) & 4095;
-    if (!splay_loop_copy_on || n < SPLAY_LOOP_COPY_MIN || n >= SPLAY_LOOP_COPY_MAX)
+    if (!splay_large_copy_may_loop(n))
         return SPLAY_COPY_MEMCPY;
     if (!(distance & 31))
         return SPLAY_COPY_MEMCPY;
@@ -165,7 +171,7 @@ static __attribute__((noinline)) void splay_large_copy_sized(char* dst, const ch
 }
 
 static inline void splay_large_copy(char* dst, const char* src, size_t n) {
-    if (splay_loop_copy_on && n >= SPLAY_LOOP_COPY_MIN && n < SPLAY_LOOP_COPY_MAX)
+    if (splay_large_copy_may_loop(n))
         splay_large_copy_sized(dst, src, n);
     else
         memcpy(dst, src, n);
