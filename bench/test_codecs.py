@@ -36,6 +36,7 @@ import json
 import os
 import pickle
 import random
+import statistics
 import sys
 
 import pytest
@@ -418,8 +419,7 @@ def copy_distances(size=65536, src_offset=13, step=8):
 
 def _slow_ranges(rows, column, factor=1.1):
     """The distances where a copy took more than `factor` times its median, as "a-b" ranges."""
-    times = sorted(r[column] for r in rows)
-    limit = times[len(times) // 2] * factor
+    limit = statistics.median_high(r[column] for r in rows) * factor
     ranges, step = [], rows[1][0] - rows[0][0]
     for r in rows:
         if r[column] > limit:
@@ -436,14 +436,14 @@ def copy_distances_report(rows):
     lines = ["| copy | median ns | worst ns (distance) | slow (> 1.1 × median) at distances |",
              "|---|---|---|---|"]
     for column, name in ((1, "memcpy"), (2, "forward loop"), (3, "backward loop")):
-        times = sorted(r[column] for r in rows)
         worst = max(rows, key=lambda r: r[column])
-        lines.append(f"| {name} | {times[len(times) // 2]:,.0f} | {worst[column]:,.0f} ({worst[0]}) "
+        lines.append(f"| {name} | {statistics.median_high(r[column] for r in rows):,.0f} "
+                     f"| {worst[column]:,.0f} ({worst[0]}) "
                      f"| {_slow_ranges(rows, column)} |")
     taken = [(r[0], r[{"memcpy": 1, "forward": 2, "backward": 3}[r[4]]], r[1]) for r in rows]
-    chosen = sorted(t for _, t, _ in taken)
     worst = max(taken, key=lambda t: t[1])
-    lines.append(f"| benc's choice | {chosen[len(chosen) // 2]:,.0f} | {worst[1]:,.0f} ({worst[0]}) "
+    lines.append(f"| benc's choice | {statistics.median_high(t for _, t, _ in taken):,.0f} "
+                 f"| {worst[1]:,.0f} ({worst[0]}) "
                  f"| {_slow_ranges([(d, t) for d, t, _ in taken], 1)} |")
     wins = sum(t <= m * 1.02 for _, t, m in taken)
     lines.append(f"\nbenc's choice within 2 % of memcpy or faster at {wins} of {len(taken)} distances; "
