@@ -131,3 +131,79 @@ def test_stop_server_ends_the_loop_and_frees_the_port():
         return srv.closed, srv.thread.dead, again, r
     closed, dead, again, r = run(main)
     assert closed and dead and again is True and r == (True, [2])
+
+
+def test_a_call_that_blocks_hands_the_receiving_to_a_new_thread():
+    """Calls run in the receiving thread; one that blocks must not hold up the next ones: a new
+    thread receives while it waits, and its reply still comes, once."""
+    port = free_port(SOCK_DGRAM)
+    runs = []
+
+    def slow():
+        runs.append("slow")
+        events.wait("urpc-test-release")
+        return "slow done"
+
+    def body(s):
+        first_reader = urpc._servers.by_port[port].thread
+        s.sendto(call_datagram(urpc_key(1), "slow"), "127.0.0.1", port)
+        fast = exchange(s, port, call_datagram(urpc_key(2), "fast"))   # answered meanwhile
+        retry = exchange(s, port, call_datagram(urpc_key(1), "slow"), expect_reply=False)
+        reader_now = urpc._servers.by_port[port].thread
+        events.fire("urpc-test-release")
+        s.settimeout(5)
+        late = benc.decode(s.receive(65536))
+        return first_reader, reader_now, fast, retry, late
+    first_reader, reader_now, fast, retry, late = serve_and(
+        port, body, {"slow": slow, "fast": lambda: "fast done"})
+    assert fast["call"] == ["fast done"]
+    assert retry is None                      # the first copy still runs: no second run, no reply
+    assert late["call"] == ["slow done"] and late["key"] == urpc_key(1)
+    assert runs == ["slow"]
+    assert reader_now is not first_reader     # the blocked call's thread no longer receives
+
+
+def test_stopping_the_server_spares_a_call_in_progress():
+    """stop_server ends the receiving thread, not a call that is blocked in another one."""
+    port = free_port(SOCK_DGRAM)
+    finished = []
+
+    def slow():
+        events.fire("urpc-test-started")
+        events.wait("urpc-test-stop")
+        finished.append(True)
+        events.fire("urpc-test-finished")
+        return 1
+
+    def main():
+        urpc.server(port, namespace={"slow": slow})
+        srv = urpc._servers.by_port[port]
+        s = socket.udp()
+        s.sendto(call_datagram(urpc_key(1), "slow"), "127.0.0.1", port)
+        assert events.wait("urpc-test-started", 10)[0]
+        urpc.stop_server(port)
+        events.fire("urpc-test-stop")
+        assert events.wait("urpc-test-finished", 10)[0]
+        s.close()
+        return srv.closed, srv.thread.dead
+
+    closed, dead = run(main)
+    assert closed and dead and finished == [True]
+
+
+def test_each_call_runs_in_its_own_contextvars_copy():
+    """A call that sets a ContextVar does not leak it into the next call (as its own thread
+    would not), though both run in the receiving thread."""
+    import contextvars
+    var = contextvars.ContextVar("urpc_test_var", default="unset")
+    port = free_port(SOCK_DGRAM)
+
+    def setter():
+        seen = var.get()
+        var.set("set by a call")
+        return seen
+
+    def body(s):
+        return [exchange(s, port, call_datagram(urpc_key(i), "setter"))["call"][0]
+                for i in range(3)]
+    assert serve_and(port, body, {"setter": setter}) == ["unset", "unset", "unset"]

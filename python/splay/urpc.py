@@ -26,7 +26,7 @@ import os
 import random
 import time
 
-from splayc.rpc_fast import spawn, track, untrack
+from splayc.rpc_fast import track, untrack
 from splayc.rpcstats import MeasuredAnswer
 from splayc.urpc_client import enlarge_receive_buffer, urpc_transport
 from splayc.urpc_server import MAX_DATAGRAM, Server
@@ -71,8 +71,9 @@ acall, call, ecall, ping, proxy = _module.client_functions(_transport)
 
 
 class UDPServer:
-    """A urpc server: one UDP socket, one receiving thread, one thread per call in progress (the
-    loop, the reply cache and the replies are compiled: splayc.urpc_server)."""
+    """A urpc server: one UDP socket and one receiving thread, which runs each call itself and
+    hands the receiving over to a new thread when a call suspends (the loop, the reply cache and
+    the replies are compiled: splayc.urpc_server)."""
 
     def __init__(self, port_or_node, dispatcher):
         ip, port = address(port_or_node, default_ip="0.0.0.0")
@@ -88,7 +89,7 @@ class UDPServer:
         self.dispatcher = dispatcher
         answer = MeasuredAnswer("urpc", dispatcher.answer_urpc, dispatcher)   # counted, compiled
         self.core = Server(s, self.port, answer, settings, l_o)
-        self.thread = spawn(self.core.serve)
+        self.core.start()
         track(self)
         _servers.add(self)
 
@@ -101,6 +102,11 @@ class UDPServer:
         return self.core.closed
 
     @property
+    def thread(self):
+        """The thread receiving datagrams now (another one after a call suspended)."""
+        return self.core.reader
+
+    @property
     def cache(self):
         """The reply cache: request key -> cached reply (oldest first)."""
         return self.core.cache
@@ -111,8 +117,9 @@ class UDPServer:
             return
         self.core.closed = True
         self.sock.close()
-        if not self.thread.dead and self.thread is not events.current():
-            events.kill(self.thread)
+        reader = self.core.reader
+        if not reader.dead and reader is not events.current():
+            events.kill(reader)
         self.core.cache.clear()
         untrack(self)
         _servers.remove(self)
