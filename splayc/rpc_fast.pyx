@@ -139,6 +139,36 @@ def spawn(fn, *args):
     return get_hub().spawn(fn, args)
 
 
+cdef extern from "Python.h":
+    object PyContext_CopyCurrent()
+    object PyContext_Copy(object ctx)
+    int PyContext_Enter(object ctx) except -1
+    int PyContext_Exit(object ctx) except -1
+
+
+def run_here(fn, arg, on_suspend):
+    """Run ``fn(arg)`` in the calling thread, in a contextvars copy of its own (as a thread of its
+    own would run it), and return what it returns. If ``fn`` blocks or yields before returning,
+    the hub calls ``on_suspend()`` first, once: the caller hands its other duties to a new thread
+    there (what a served call does in the rpcq server, below). Not to be nested: the hub watches
+    one thread for one callback."""
+    cdef Hub hub = get_hub()
+    cdef Task me = hub.current
+    cdef object ctx = PyContext_CopyCurrent()
+    if me is None:
+        hub.begin_block()            # raises NotInThread with the standard message
+    hub.suspend_watch = me
+    hub.suspend_callback = on_suspend
+    PyContext_Enter(ctx)
+    try:
+        return fn(arg)
+    finally:
+        PyContext_Exit(ctx)
+        if hub.suspend_watch is me:
+            hub.suspend_watch = None
+            hub.suspend_callback = None
+
+
 # ---------------------------------------------------------------------------- splay.rpc client
 
 def rpc_call(ip, int port, object request, double timeout, Py_ssize_t max_length=DEFAULT_MAX_LENGTH):
@@ -216,13 +246,6 @@ def rpc_serve_connection(TCP c, object answer, double timeout, Py_ssize_t max_le
             log.debug(f"rpc server: could not send a reply: {c.error}")
     finally:
         c.close_c()
-
-
-cdef extern from "Python.h":
-    object PyContext_CopyCurrent()
-    object PyContext_Copy(object ctx)
-    int PyContext_Enter(object ctx) except -1
-    int PyContext_Exit(object ctx) except -1
 
 
 cdef class RpcqServerConnection:

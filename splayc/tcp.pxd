@@ -71,6 +71,7 @@ cdef class TCP(SocketBase):
     cdef int accepted_limit           # accepted_cap grows up to this (the listen backlog, at least 64)
     cdef object connection_hook       # on_connection(): called when a connection waits, nobody accepts
     cdef bint accept_deferred
+    cdef bint read_on_accept          # defer_accept(): accept() reads what the connection holds
     cdef int listen_err
     # network emulation (splayc/shaping.pyx): the links to the emulated peer this socket connected to
     cdef Link link_out, link_in
@@ -101,6 +102,7 @@ cdef class TCP(SocketBase):
     cdef object _recv_all(self, uint64_t deadline)
     cdef int _append(self, const char* data, size_t n) except -1
     cdef void _start_reading(self)
+    cdef void _read_now(self)
     cdef void _end_reading(self, int err)
     cdef void _close_handles(self)
     cdef int _apply_options(self) except -1

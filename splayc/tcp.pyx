@@ -27,6 +27,7 @@ How a socket works (see docs/socket.md for the user's view):
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
+from libc.errno cimport errno
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport malloc, free, realloc
 from libc.string cimport memcpy, memchr, memmove
@@ -347,6 +348,26 @@ cdef class TCP(SocketBase):
             self._unref()
 
     # ------------------------------------------------------------------ the read buffer
+
+    cdef void _read_now(self):
+        """One non-blocking read of what the kernel holds for this connection, handled exactly as
+        libuv's read callback would handle it (policy, emulated links, wake-ups): a connection
+        accepted with its data already there is served without waiting for the next poll. libuv
+        reads on its own after this; finding nothing then is normal for it."""
+        cdef int fd
+        cdef uv_buf_t buf
+        cdef ssize_t n
+        if not self.reading or uv_fileno(<uv_handle_t*>self.handle, &fd) < 0:
+            return
+        landing_alloc_cb(<uv_handle_t*>self.handle, 65536, &buf)
+        n = recv(fd, buf.base, buf.len, 0)
+        if n < 0:
+            n = -errno
+            if n == UV_EAGAIN or n == UV_EINTR:
+                return
+        elif n == 0:
+            n = UV_EOF
+        _read_cb(<uv_stream_t*>self.handle, n, &buf)
 
     cdef void _start_reading(self):
         cdef int err
@@ -942,6 +963,8 @@ cdef class TCP(SocketBase):
                 c.state = TCP_CLIENT
                 uv_tcp_nodelay(h, 1)
                 c._start_reading()
+                if self.read_on_accept:
+                    c._read_now()
                 return c
             if self.listen_err:
                 err = self.listen_err
@@ -1101,6 +1124,28 @@ cdef class TCP(SocketBase):
     def dirty(self):
         """True when received data waits in the read buffer."""
         return self.rend > self.rstart
+
+    def defer_accept(self, seconds):
+        """Wake :meth:`accept` for a connection only once its first data arrived (Linux's
+        TCP_DEFER_ACCEPT, on a listening socket), and let accept() read that data at once: a server
+        whose clients speak first (splay.rpc) then serves a connection without waiting for it. A
+        connection that sends nothing is accepted anyway after about ``seconds``. True, or None
+        (``error`` says why)."""
+        cdef int fd
+        cdef int secs = max(1, int(seconds))
+        if self.state != TCP_SERVER or self.handle == NULL:
+            self.error = "closed" if self.state == TCP_CLOSED else "not listening: call listen() first"
+            return None
+        if uv_fileno(<uv_handle_t*>self.handle, &fd) < 0 or \
+                setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(int)) != 0:
+            self.error = "TCP_DEFER_ACCEPT is not supported here"
+            return None
+        self.read_on_accept = True
+        return True
+
+    def accept_ready(self):
+        """True when :meth:`accept` would not wait: a connection (or an accept error) is queued."""
+        return self.state == TCP_SERVER and (self.n_accepted > 0 or self.listen_err != 0)
 
     def shutdown(self, mode="both"):
         """Shut down "send", "receive" or "both" directions of a connection: True."""

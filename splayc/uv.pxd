@@ -27,6 +27,7 @@ cdef extern from "sys/socket.h" nogil:
     int SO_BROADCAST
     int setsockopt(int fd, int level, int optname, const void* optval, socklen_t optlen)
     int getsockopt(int fd, int level, int optname, void* optval, socklen_t* optlen)
+    ssize_t recv(int fd, void* buf, size_t n, int flags)
 
 cdef extern from "netinet/in.h" nogil:
     struct in_addr:
@@ -47,6 +48,7 @@ cdef extern from "netinet/in.h" nogil:
 
 cdef extern from "netinet/tcp.h" nogil:
     int TCP_NODELAY
+    int TCP_DEFER_ACCEPT
 
 cdef extern from "netdb.h" nogil:
     struct addrinfo:
@@ -63,6 +65,7 @@ cdef extern from "uv.h" nogil:
     # --- errors
     int UV_EOF
     int UV_EAGAIN
+    int UV_EINTR
     int UV_ECANCELED
     int UV_ETIMEDOUT
     int UV_ECONNREFUSED

@@ -350,6 +350,42 @@ def test_on_connection_calls_back_when_a_connection_waits_and_nobody_accepts():
     assert run_main(main) == (2, [b"hello 0", b"hello 1"])
 
 
+def test_defer_accept_hands_over_connections_with_their_data_read():
+    # TCP_DEFER_ACCEPT: accept() sees a connection only once its first data arrived, and reads
+    # that data at once (dirty() before any receive); a silent one comes after ~1 s anyway.
+    def main(threads):
+        server, port = listen()
+        assert server.defer_accept(1) is True
+        silent = socket.connect("127.0.0.1", port)
+        server.settimeout(0.3)
+        assert server.accept() is None and server.error == "timeout"
+        talker = socket.connect("127.0.0.1", port)
+        talker.send(b"first line\n")
+        server.settimeout(10)
+        c = server.accept()
+        dirty_at_once = c.dirty()
+        line = c.receive()
+        late = server.accept()                 # the silent one, after the deferral
+        late_dirty = late.dirty() if late is not None else None
+        for s in (c, late, silent, talker, server):
+            if s is not None:
+                s.close()
+        return dirty_at_once, line, late is not None, late_dirty
+
+    assert run_main(main) == (True, b"first line", True, False)
+
+
+def test_defer_accept_needs_a_listening_socket():
+    def main(threads):
+        s = socket.tcp()
+        r = s.defer_accept(1), s.error
+        s.close()
+        return r
+
+    result, error = run_main(main)
+    assert result is None and "listen" in error
+
+
 def test_a_socket_with_on_connection_keeps_the_run_going():
     ends = []
 

@@ -55,5 +55,6 @@ def _serve_connection(sock, dispatcher):
 
 
 acall, call, ecall, ping, proxy = _module.client_functions(_transport)
-server = _module.tcp_server(_serve_connection)
+# A connection carries one request: served in the accept thread until it waits (TCPServer).
+server = _module.tcp_server(_serve_connection, inline=True)
 stop_server = _module.tcp_stop_server()

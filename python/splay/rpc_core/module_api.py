@@ -60,9 +60,10 @@ class ModeModule:
         acall, call, ecall = compiled_client_functions(api)
         return acall, call, ecall, api.ping, api.proxy
 
-    def tcp_server(self, serve_connection):
+    def tcp_server(self, serve_connection, inline=False):
         """The ``server`` function of a TCP mode: every accepted connection is served by
-        ``serve_connection(sock, dispatcher)`` in its own thread, ``dispatcher`` being the
+        ``serve_connection(sock, dispatcher)`` in its own thread (``inline``: in the accept
+        thread until it waits, see :class:`.server.TCPServer`), ``dispatcher`` being the
         server's :class:`.dispatch.Dispatcher` (which runs a request's call)."""
         mode, log, servers = self.mode, self.log, self.servers
 
@@ -78,7 +79,7 @@ class ModeModule:
             def serve(sock):
                 serve_connection(sock, dispatcher)
 
-            TCPServer(mode, port, serve, max, log, servers)
+            TCPServer(mode, port, serve, max, log, servers, inline)
             return True
 
         return self._publish(server, "server")

@@ -4,13 +4,17 @@ A :class:`TCPServer` accepts on demand: while no connection waits it holds no th
 of an idle node costs its socket and this object only -- thousands of nodes share a process in
 ``--in-process`` runs); when connections arrive, the listening socket's ``on_connection`` callback
 starts an accept thread that takes every waiting connection and ends. Each connection is served by
-``serve_connection(sock)`` in its own thread. With ``max``, at most that many connections are
+``serve_connection(sock)`` in its own thread; with ``inline`` (splay.rpc's one-request
+connections), the accept thread serves each one itself, as the rpcq server runs a call in its
+reader thread: no thread start and one switch fewer per connection. A connection served so that
+waits (its request has not arrived yet, or its call blocks) hands the accepting over first: the
+waiting thread ends with its connection and the next arrival starts a new accept thread. With ``max``, at most that many connections are
 served at once, by one accept thread that lives as long as the server (it waits for one to end). The server registers with its node
 (``hub.track``), so ``events.exit()`` or the node's end closes it; :meth:`TCPServer.close` (what
 ``stop_server`` calls) closes the listening socket and every connection it accepted.
 """
 from splayc import hub
-from splayc.rpc_fast import spawn, track, untrack
+from splayc.rpc_fast import run_here, spawn, track, untrack
 
 from splay import events, socket
 from splay.node import address
@@ -19,6 +23,10 @@ __all__ = ["TCPServer", "Registry", "BACKLOG"]
 
 #: Pending connections the kernel keeps per listening socket (per-call rpc opens many at once).
 BACKLOG = 1024
+
+#: With ``inline``: a connection that sends nothing is accepted after about this many seconds
+#: anyway (then the server's own request timeout applies).
+DEFER_ACCEPT_SECONDS = 1
 
 
 class Registry:
@@ -50,7 +58,8 @@ class Registry:
 class TCPServer:
     """A listening socket plus its accept thread (see the module docstring)."""
 
-    def __init__(self, mode, port_or_node, serve_connection, max=None, log=None, registry=None):
+    def __init__(self, mode, port_or_node, serve_connection, max=None, log=None, registry=None,
+                 inline=False):
         ip, port = address(port_or_node, default_ip="0.0.0.0")
         if max is not None and (isinstance(max, bool) or not isinstance(max, int) or max < 1):
             raise ValueError(f"{mode}.server: max must be a positive number of connections or "
@@ -69,6 +78,9 @@ class TCPServer:
         self.gate = events.semaphore(max, secure=False) if max else None
         self.closed = False
         self.node = hub.current_node()
+        # Inline serving pays only when a connection's request is there at accept time.
+        self.inline = bool(inline and self.gate is None and hasattr(sock, "defer_accept")
+                           and sock.defer_accept(DEFER_ACCEPT_SECONDS))
         if self.gate is None and hasattr(sock, "on_connection"):
             self.accept_thread = None            # started by _on_connection, ends when idle
             sock.settimeout(0)
@@ -108,6 +120,7 @@ class TCPServer:
 
     def _accept_waiting(self):
         """Accept every connection waiting now (the socket's timeout is 0), then end."""
+        me = events.current()
         try:
             while not self.closed:
                 c = self.sock.accept()
@@ -120,9 +133,28 @@ class TCPServer:
                     events.sleep(0.05)           # e.g. "too many open files": let some end first
                     continue
                 self.connections.add(c)
-                spawn(self._serve, c)
+                if not self.inline:
+                    spawn(self._serve, c)
+                    continue
+                try:
+                    run_here(self._serve, c, self._hand_over)
+                except Exception as exc:         # a broken connection must not stop the server
+                    if self.log is not None:
+                        self.log.error(f"{self.mode} server on port {self.port}: serving a "
+                                       f"connection failed: {type(exc).__name__}: {exc}")
+                if self.accept_thread is not me:
+                    return                       # it waited: another thread accepts now
         finally:
-            self.accept_thread = None            # (no switch since accept() said "timeout")
+            if self.accept_thread is me:
+                self.accept_thread = None        # (no switch since accept() said "timeout")
+
+    def _hand_over(self):
+        # Called by the hub as a connection served inline suspends: from now on this thread serves
+        # that connection only. Connections already queued get a new accept thread; later ones
+        # start one through _on_connection.
+        self.accept_thread = None
+        if self.sock.accept_ready():
+            self._on_connection()
 
     def _serve(self, c):
         try:
