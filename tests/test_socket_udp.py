@@ -231,3 +231,32 @@ def test_idle_udp_socket_does_not_keep_the_loop_alive():
     assert run_main(main) == "done"
     assert time.monotonic() - t0 < 5
     kept[0].close()
+
+
+def test_sendto_alternating_destinations_reach_each_one():
+    # splayc.addr keeps the last parsed address: every change of ip, port or ip type must still
+    # reach the right socket.
+    def main():
+        a, pa = bound_udp()
+        b = socket.udp()
+        assert b.setsockname("127.0.0.2", 0)
+        pb = b.getsockname()[1]
+        sender = socket.udp()
+        plan = [("127.0.0.1", pa), ("127.0.0.2", pb), ("127.0.0.1", pa), (b"127.0.0.1", pa),
+                ("localhost", pa), ("127.0.0.2", pb), ("127.0.0.1", pb), ("127.0.0.2", pb)]
+        for i, (ip, port) in enumerate(plan):
+            assert sender.sendto(b"%d" % i, ip, port)
+        got = {}
+        for s, name in ((a, "a"), (b, "b")):
+            s.settimeout(0.3)
+            while True:
+                d = s.receive()
+                if d is None:
+                    break
+                got.setdefault(name, []).append(int(d))
+        for s in (a, b, sender):
+            s.close()
+        return got, pa == pb
+    # 127.0.0.1:pb has no socket of ours (lost), unless pb happens to be a's port too
+    got, same_port = run_main(main)
+    assert got == {"a": [0, 2, 3, 4] + ([6] if same_port else []), "b": [1, 5, 7]}
