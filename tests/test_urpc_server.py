@@ -207,3 +207,40 @@ def test_each_call_runs_in_its_own_contextvars_copy():
         return [exchange(s, port, call_datagram(urpc_key(i), "setter"))["call"][0]
                 for i in range(3)]
     assert serve_and(port, body, {"setter": setter}) == ["unset", "unset", "unset"]
+
+
+@pytest.mark.parametrize("free, dropped", [
+    (b"d4:freet3:key%d:%se", True),              # canonical: recognised without decoding
+    (b"d4:freet3:key0%d:%se", True),             # a leading zero: the decoder takes it too
+    (b"d3:key%d:%s4:freete", True),              # keys out of order: the decoder's way
+    (b"d4:freet3:key%d:%sex", False),            # trailing junk: not benc, ignored
+    (b"d4:freet3:key%d:%s", False),              # cut short
+    (b"d4:freei0e3:key%d:%se", False),           # "free" is not true
+], ids=["canonical", "leading-zero", "unsorted", "junk", "short", "false"])
+def test_free_datagram_forms(free, dropped):
+    port = free_port(SOCK_DGRAM)
+    key = urpc_key(1)
+
+    def body(s):
+        exchange(s, port, call_datagram(key, "f"))
+        before = list(urpc._servers.by_port[port].cache)
+        k = key.encode()
+        s.sendto(free % (len(k), k), "127.0.0.1", port)
+        exchange(s, port, benc.encode({"type": "ping", "key": "p"}))    # the free was handled
+        return before, list(urpc._servers.by_port[port].cache)
+    before, after = serve_and(port, body, {"f": lambda: 1})
+    assert before == [key]
+    assert after == ([] if dropped else [key])
+
+
+def test_free_of_an_unknown_or_non_utf8_key_is_harmless():
+    port = free_port(SOCK_DGRAM)
+
+    def body(s):
+        exchange(s, port, call_datagram(urpc_key(1), "f"))
+        s.sendto(b"d4:freet3:key4:\xff\xfe\xfd\xfce", "127.0.0.1", port)    # bytes key: decoder
+        s.sendto(benc.encode({"free": True, "key": urpc_key(2)}), "127.0.0.1", port)
+        reply = exchange(s, port, call_datagram(urpc_key(3), "f"))
+        return list(urpc._servers.by_port[port].cache), reply
+    cache, reply = serve_and(port, body, {"f": lambda: 1})
+    assert cache == [urpc_key(1), urpc_key(3)] and reply["call"] == [1]
