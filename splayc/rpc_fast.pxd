@@ -8,11 +8,16 @@
 # READ_OK the return value is the error message. Unlike TCP.recv_block, a timeout consumes
 # nothing, so a connection whose read timed out stays in sync and usable.
 #
+# take_over_thread(fn, context) starts the thread that takes a server's reading over when the call
+# its reader runs in place suspends (the rpcq and urpc servers): fn() in a copy of ``context``, the
+# reader's own contextvars, not the suspended call's.
+#
 # block_buffered(sock) tells whether a whole block (or a malformed header) is already buffered,
 # i.e. whether the next read_block_value returns without waiting: the RPC loops use it to flush
 # their coalesced writes just before they would block.
 from libc.stdint cimport uint64_t
 from splayc.tcp cimport TCP
+from splayc.hub cimport Task
 
 cdef enum:
     READ_OK = 0
@@ -23,3 +28,4 @@ cdef enum:
 
 cdef object read_block_value(TCP s, Py_ssize_t max_length, uint64_t deadline, int* status)
 cdef bint block_buffered(TCP s)
+cdef Task take_over_thread(object fn, object context)

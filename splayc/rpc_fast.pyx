@@ -146,6 +146,13 @@ cdef extern from "Python.h":
     int PyContext_Exit(object ctx) except -1
 
 
+cdef Task take_over_thread(object fn, object context):
+    """A new thread running ``fn()`` in a copy of ``context`` (see rpc_fast.pxd)."""
+    cdef Task t = get_hub().spawn(fn, ())
+    t.context = PyContext_Copy(context)
+    return t
+
+
 def run_here(fn, arg, on_suspend):
     """Run ``fn(arg)`` in the calling thread, in a contextvars copy of its own (as a thread of its
     own would run it), and return what it returns. If ``fn`` blocks or yields before returning,
@@ -301,11 +308,8 @@ cdef class RpcqServerConnection:
         self._read_loop()
 
     def _moved(self):
-        # Called by the hub as the owner's call suspends: a new thread reads from now on. It runs
-        # in a copy of the reader's own contextvars, not in the suspended call's.
-        cdef Task t = get_hub().spawn(self._take_over, ())
-        t.context = PyContext_Copy(self.owner_context)
-        self.owner = t
+        # Called by the hub as the owner's call suspends: a new thread reads from now on.
+        self.owner = take_over_thread(self._take_over, self.owner_context)
 
     cdef _read_loop(self):
         cdef int status = READ_OK

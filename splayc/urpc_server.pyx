@@ -36,6 +36,7 @@ from splayc.hub cimport Hub, Task, get_hub, clock_ns
 from splayc.benc cimport encode_c, decode_c
 from splayc.udp cimport UDP
 from splayc.urpc_client cimport send_to, URPC_MAX_DATAGRAM
+from splayc.rpc_fast cimport take_over_thread
 
 from splayc.errors import DecodeError
 
@@ -121,11 +122,8 @@ cdef class Server:
         self._receive_loop()
 
     def _moved(self):
-        # Called by the hub as the reader's call suspends: a new thread receives from now on, in a
-        # copy of the reader's own contextvars (not in the suspended call's).
-        cdef Task t = get_hub().spawn(self._take_over, ())
-        t.context = PyContext_Copy(self.reader_context)
-        self.reader = t
+        # Called by the hub as the reader's call suspends: a new thread receives from now on.
+        self.reader = take_over_thread(self._take_over, self.reader_context)
 
     cdef _receive_loop(self):
         cdef Hub hub = get_hub()
