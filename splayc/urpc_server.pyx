@@ -205,6 +205,14 @@ cdef class Server:
         PyContext_Enter(ctx)
         try:
             self._run(request, ip, port, entry)
+        except Exception:
+            raise                                  # logged by the receiving loop, which goes on
+        except BaseException:
+            # The call ended its own thread (it killed itself): that ends the call, not the
+            # server -- a new thread receives from here on.
+            if self.reader is me and not self.closed:
+                self.reader = take_over_thread(self._take_over, self.reader_context)
+            raise
         finally:
             PyContext_Exit(ctx)
             if hub.suspend_watch is me:

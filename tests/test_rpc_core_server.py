@@ -135,3 +135,29 @@ def test_a_failing_connection_handler_is_logged_and_the_server_accepts_on():
     assert replies == [None, b"ok fine", b"ok again"]      # the broken one is closed, unanswered
     assert recorder.lines == [("error", f"test server on port {port}: serving a connection "
                                         f"failed: RuntimeError: handler broke")]
+
+
+def test_a_handler_that_kills_its_own_thread_leaves_the_server_accepting():
+    """With inline serving the handler runs in the accept thread: killing it must not strand the
+    connections queued behind it."""
+    port = free_port()
+
+    def suicidal():
+        events.kill(events.current())
+
+    def main():
+        rpc.server(port, namespace={"suicidal": suicidal, "f": lambda i: i})
+        out = {}
+
+        def one(i):
+            out[i] = rpc.acall(("127.0.0.1", port), ["suicidal"] if i == 0 else ["f", i], 5)
+        threads = [events.thread(lambda i=i: one(i)) for i in range(20)]
+        for t in threads:
+            t.join()
+        after = rpc.call(("127.0.0.1", port), ["f", 99], 5)
+        rpc.stop_server(port)
+        return out, after
+    out, after = run(main)
+    assert out[0][0] is False                            # its connection closed unanswered
+    assert [out[i] for i in range(1, 20)] == [(True, [i]) for i in range(1, 20)]
+    assert after == 99

@@ -244,3 +244,19 @@ def test_free_of_an_unknown_or_non_utf8_key_is_harmless():
         return list(urpc._servers.by_port[port].cache), reply
     cache, reply = serve_and(port, body, {"f": lambda: 1})
     assert cache == [urpc_key(1), urpc_key(3)] and reply["call"] == [1]
+
+
+def test_a_call_that_kills_its_own_thread_leaves_the_server_serving():
+    """The call runs in the receiving thread: killing that thread ends the call (no reply), not
+    the server."""
+    port = free_port(SOCK_DGRAM)
+
+    def suicidal():
+        events.kill(events.current())
+
+    def body(s):
+        first = exchange(s, port, call_datagram(urpc_key(1), "suicidal"), expect_reply=False)
+        second = exchange(s, port, call_datagram(urpc_key(2), "f"))
+        return first, second, urpc._servers.by_port[port].thread.dead
+    first, second, reader_dead = serve_and(port, body, {"suicidal": suicidal, "f": lambda: 7})
+    assert first is None and second["call"] == [7] and reader_dead is False

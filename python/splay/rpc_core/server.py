@@ -147,6 +147,8 @@ class TCPServer:
         finally:
             if self.accept_thread is me:
                 self.accept_thread = None        # (no switch since accept() said "timeout")
+                if self.inline and not self.closed and self.sock.accept_ready():
+                    self._on_connection()        # killed while serving: the queue goes on
 
     def _hand_over(self):
         # Called by the hub as a connection served inline suspends: from now on this thread serves
