@@ -2,7 +2,8 @@
 """The serving side of splay.urpc, compiled: datagram in, duplicate check, dispatch, reply out.
 
 :class:`splay.urpc.UDPServer` binds the socket and owns the server's life; :class:`Server` is its
-receiving loop (one thread) and its calls (one thread each). Per datagram, without a Python frame:
+receiving loop and its calls (run in the receiving thread, below). Per datagram, without a Python
+frame:
 
 * a datagram over ``MAX_DATAGRAM`` bytes, one that is not benc, or one that is not a dict is
   logged (debug) and dropped; any other failure handling one is logged (notice) and the loop goes
@@ -19,7 +20,7 @@ receiving loop (one thread) and its calls (one thread each). Per datagram, witho
 
 A call runs inside the receiving thread, in a contextvars copy of its own (as a thread of its own
 would), as splayc.rpc_fast's rpcq server does: that spares a thread start and a switch per call
-(~8 % of a call's instructions on both sides). If the call suspends (it blocks or yields), the hub
+(~7,000 of the ~50,000 instructions a sequential call took on both sides). If the call suspends (it blocks or yields), the hub
 tells us first (``Hub.suspend_watch``) and a new thread takes over the receiving, so a slow call
 never holds up the others; the suspended thread ends with its call. ``reader`` is the thread
 receiving now.
@@ -94,7 +95,7 @@ cdef class Server:
     cdef dict settings
     cdef object log
     cdef uint64_t next_clean          # clock_ns() from which the next cleaning may run
-    cdef readonly Task reader         # the thread receiving now (None before serve())
+    cdef readonly Task reader         # the thread receiving now (None before start())
     cdef object reader_context        # its contextvars: each call runs in a copy
     cdef object moved                 # self._moved, made once
 
@@ -196,7 +197,8 @@ cdef class Server:
 
     cdef int _run_here(self, dict request, object ip, object port, Entry entry) except -1:
         """Run one call in this (the receiving) thread; if it suspends, another thread receives
-        from then on (``_moved``) and this one ends after the call."""
+        from then on (``_moved``) and this one ends after the call; if it kills this thread, the
+        call ends unanswered and another thread receives."""
         cdef Hub hub = get_hub()
         cdef Task me = hub.current
         cdef object ctx = PyContext_Copy(self.reader_context)

@@ -5,13 +5,16 @@ of an idle node costs its socket and this object only -- thousands of nodes shar
 ``--in-process`` runs); when connections arrive, the listening socket's ``on_connection`` callback
 starts an accept thread that takes every waiting connection and ends. Each connection is served by
 ``serve_connection(sock)`` in its own thread; with ``inline`` (splay.rpc's one-request
-connections), the accept thread serves each one itself, as the rpcq server runs a call in its
-reader thread: no thread start and one switch fewer per connection. A connection served so that
-waits (its request has not arrived yet, or its call blocks) hands the accepting over first: the
-waiting thread ends with its connection and the next arrival starts a new accept thread. With ``max``, at most that many connections are
-served at once, by one accept thread that lives as long as the server (it waits for one to end). The server registers with its node
-(``hub.track``), so ``events.exit()`` or the node's end closes it; :meth:`TCPServer.close` (what
-``stop_server`` calls) closes the listening socket and every connection it accepted.
+connections), the listening socket has TCP_DEFER_ACCEPT (a connection is queued once its request
+arrived, which ``accept()`` reads at once) and the accept thread serves each connection itself, as
+the rpcq server runs a call in its reader thread: one wake-up of the server per call and no thread
+start. A connection served so that waits (its call blocks, or its client is slow to send) hands the
+accepting over first: the waiting thread ends with its connection, and queued or later connections
+get a new accept thread. With ``max``, at most that many connections are served at once, by one
+accept thread that lives as long as the server (it waits for one to end). The server registers
+with its node (``hub.track``), so ``events.exit()`` or the node's end closes it;
+:meth:`TCPServer.close` (what ``stop_server`` calls) closes the listening socket and every
+connection it accepted.
 """
 from splayc import hub
 from splayc.rpc_fast import run_here, spawn, track, untrack
