@@ -145,3 +145,36 @@ def test_a_connection_closed_during_a_suspended_call_ends_every_thread(settings)
     run(main)
     assert counts[0] == 1 and counts[2] == 1, counts
     assert counts[1][0] is False        # the caller learnt that its connection was lost
+
+
+
+def test_replies_read_before_a_blocked_call_do_not_wait_for_it(settings):
+    """Two requests in one write, a fast one then one that blocks: the fast one's reply, queued
+    for the reader's next write, leaves when the new reader takes over, not when the blocked call
+    ends."""
+    settings["window_size"] = 10
+    port = free_port()
+
+    def blocked():
+        events.wait("rpcq-test-unblock")
+        return "unblocked"
+
+    def main():
+        rpcq.server(port, namespace={"blocked": blocked, "fast": lambda: "fast"})
+        node = ("127.0.0.1", port)
+        rpcq.call(node, ["fast"])                       # the connection is open and idle
+        out = {}
+
+        def one(name):
+            out[name] = rpcq.acall(node, [name], 10)
+            events.fire("rpcq-test-done-" + name)
+        events.thread(lambda: one("fast"))              # queued in the same round: one write
+        events.thread(lambda: one("blocked"))
+        fast_in_time = events.wait("rpcq-test-done-fast", 3)[0]
+        events.fire("rpcq-test-unblock")
+        assert events.wait("rpcq-test-done-blocked", 10)[0]
+        rpcq.stop_server(port)
+        return fast_in_time, out
+    fast_in_time, out = run(main)
+    assert fast_in_time is True
+    assert out == {"fast": (True, ["fast"]), "blocked": (True, ["unblocked"])}
