@@ -24,6 +24,7 @@ from splayc.benc cimport encode_framed_c, decode_c
 from splayc.addr cimport error_message
 
 from splayc.errors import DecodeError
+from splayc.hub import TaskKilled
 
 cdef enum:
     MAX_LENGTH_DIGITS = 18
@@ -364,6 +365,16 @@ cdef class RpcqServerConnection:
         PyContext_Enter(ctx)
         try:
             reply = self.answer(request)
+        except TaskKilled:
+            if not me.killed or hub.stopping or self.owner is not me or self.ended:
+                raise
+            # The call killed its own thread, without suspending: that ends the call, unanswered
+            # (as its own thread's end would), not the connection. A new thread reads from here
+            # on; this one, like a suspended call's, ends its part now (serve() then waits for the
+            # connection's end: the connection must not close with the thread that served it).
+            self._write_out()
+            self.owner = take_over_thread(self._take_over, self.owner_context)
+            return False
         finally:
             PyContext_Exit(ctx)
             if hub.suspend_watch is me:

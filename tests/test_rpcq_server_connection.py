@@ -178,3 +178,42 @@ def test_replies_read_before_a_blocked_call_do_not_wait_for_it(settings):
     fast_in_time, out = run(main)
     assert fast_in_time is True
     assert out == {"fast": (True, ["fast"]), "blocked": (True, ["unblocked"])}
+
+
+def test_a_call_that_kills_its_own_thread_ends_unanswered_and_the_connection_serves_on(settings):
+    """The call runs in the connection's reader thread: killing that thread ends the call (no
+    reply: its caller times out, as with a thread of its own), not the connection, which would
+    make the client resend it (and the calls before it) again and again."""
+    settings["window_size"] = 10
+    log = []
+    port = free_port()
+
+    def suicidal():
+        log.append("suicidal")
+        events.kill(events.current())
+
+    def main():
+        namespace = served_functions(log)
+        namespace["suicidal"] = suicidal
+        rpcq.server(port, namespace=namespace)
+        node = ("127.0.0.1", port)
+        rpcq.call(node, ["fast", "first"])              # the connection is open and idle
+        out = {}
+
+        def one(key, call, timeout):
+            out[key] = rpcq.acall(node, call, timeout)
+        # The fast calls go first, in the same write: their replies are queued, unsent, when the
+        # suicidal call runs; they must leave, not be lost with a closed connection.
+        threads = [events.thread(lambda i=i: one(i, ["fast", i], 10)) for i in range(5)]
+        threads.append(events.thread(lambda: one("dead", ["suicidal"], 1.0)))
+        for t in threads:
+            t.join()
+        after = rpcq.acall(node, ["fast", "after"], 10)
+        conns = len(rpcq.connections())
+        rpcq.stop_server(port)
+        return out, after, conns
+    out, after, conns = run(main)
+    assert out["dead"] == (False, "timeout")
+    assert [out[i] for i in range(5)] == [(True, [i]) for i in range(5)]
+    assert after == (True, ["after"]) and conns == 1
+    assert log == ["first", 0, 1, 2, 3, 4, "suicidal", "after"]     # each call ran once
