@@ -686,9 +686,10 @@ cdef inline bint _other_python_threads() noexcept:
     The blocking poll releases the GIL so that such threads (the deploy daemon's, a
     ``threading.Timer``) run while the hub sleeps; with none, releasing it and taking it back
     around ``epoll_wait`` -- and once more in each callback, whose ``with gil`` then really takes
-    it -- is ~700 instructions per poll for nothing (measured on each side of an rpcq call). No thread can appear while we block: ``threading`` creates a thread's state in
-    the thread that starts it, under the GIL, before the new thread runs. (A thread started from
-    C without a Python state, like faulthandler's watchdog, never takes the GIL.)"""
+    it -- is ~700 instructions per poll for nothing (measured on each side of an rpcq call). No
+    thread can appear while we block: ``threading`` creates a thread's state in the thread that
+    starts it, under the GIL, before the new thread runs. (A thread started from C without a
+    Python state, like faulthandler's watchdog, never takes the GIL.)"""
     cdef PyThreadState* head = PyInterpreterState_ThreadHead(PyInterpreterState_Get())
     return head != NULL and PyThreadState_Next(head) != NULL
 

@@ -154,6 +154,30 @@ cdef Task take_over_thread(object fn, object context):
     return t
 
 
+cdef object begin_in_place(Hub hub, Task me, object reader_context, object on_suspend):
+    """Start running a call in place in ``me`` (see rpc_fast.pxd): the context entered."""
+    cdef object ctx = PyContext_CopyCurrent() if reader_context is None \
+        else PyContext_Copy(reader_context)
+    hub.suspend_watch = me
+    hub.suspend_callback = on_suspend
+    PyContext_Enter(ctx)
+    return ctx
+
+
+cdef int end_in_place(Hub hub, Task me, object ctx) except -1:
+    """The call run in place by ``me`` returned (or raised): leave its context, stop watching."""
+    PyContext_Exit(ctx)
+    if hub.suspend_watch is me:
+        hub.suspend_watch = None
+        hub.suspend_callback = None
+    return 0
+
+
+cdef bint killed_itself(Hub hub, Task me):
+    """A TaskKilled that reached ``me`` came from ``me`` killing itself, not from the loop's stop."""
+    return me.killed and not hub.stopping
+
+
 def run_here(fn, arg, on_suspend):
     """Run ``fn(arg)`` in the calling thread, in a contextvars copy of its own (as a thread of its
     own would run it), and return what it returns. If ``fn`` blocks or yields before returning,
@@ -162,19 +186,14 @@ def run_here(fn, arg, on_suspend):
     one thread for one callback."""
     cdef Hub hub = get_hub()
     cdef Task me = hub.current
-    cdef object ctx = PyContext_CopyCurrent()
+    cdef object ctx
     if me is None:
         hub.begin_block()            # raises NotInThread with the standard message
-    hub.suspend_watch = me
-    hub.suspend_callback = on_suspend
-    PyContext_Enter(ctx)
+    ctx = begin_in_place(hub, me, None, on_suspend)
     try:
         return fn(arg)
     finally:
-        PyContext_Exit(ctx)
-        if hub.suspend_watch is me:
-            hub.suspend_watch = None
-            hub.suspend_callback = None
+        end_in_place(hub, me, ctx)
 
 
 # ---------------------------------------------------------------------------- splay.rpc client
@@ -357,16 +376,14 @@ cdef class RpcqServerConnection:
 
     cdef bint _run_here(self, Hub hub, Task me, dict request) except -1:
         """Answer ``request`` in this thread: True when it is still the reader afterwards."""
-        cdef object ctx = PyContext_Copy(self.owner_context)
+        cdef object ctx
         n = request["n"]
         self.busy += 1
-        hub.suspend_watch = me
-        hub.suspend_callback = self.moved
-        PyContext_Enter(ctx)
+        ctx = begin_in_place(hub, me, self.owner_context, self.moved)
         try:
             reply = self.answer(request)
         except TaskKilled:
-            if not me.killed or hub.stopping or self.owner is not me or self.ended:
+            if not killed_itself(hub, me) or self.owner is not me or self.ended:
                 raise
             # The call killed its own thread, without suspending: that ends the call, unanswered
             # (as its own thread's end would), not the connection. A new thread reads from here
@@ -376,10 +393,7 @@ cdef class RpcqServerConnection:
             self.owner = take_over_thread(self._take_over, self.owner_context)
             return False
         finally:
-            PyContext_Exit(ctx)
-            if hub.suspend_watch is me:
-                hub.suspend_watch = None
-                hub.suspend_callback = None
+            end_in_place(hub, me, ctx)
             self.busy -= 1
             if self.reader_parked and self.busy < self.cap:
                 hub.wake(self.reader, self.reader_token, None)

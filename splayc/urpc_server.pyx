@@ -20,10 +20,10 @@ frame:
 
 A call runs inside the receiving thread, in a contextvars copy of its own (as a thread of its own
 would), as splayc.rpc_fast's rpcq server does: that spares a thread start and a switch per call
-(~7,000 of the ~50,000 instructions a sequential call took on both sides). If the call suspends (it blocks or yields), the hub
-tells us first (``Hub.suspend_watch``) and a new thread takes over the receiving, so a slow call
-never holds up the others; the suspended thread ends with its call. ``reader`` is the thread
-receiving now.
+(~7,000 of the ~50,000 instructions a sequential call took on both sides). If the call suspends
+(it blocks or yields), the hub tells us first (``Hub.suspend_watch``) and a new thread takes over
+the receiving, so a slow call never holds up the others; the suspended thread ends with its call.
+``reader`` is the thread receiving now.
 
 The cache keeps a reply at least ``settings["cleaning_after"]`` seconds (read at each cleaning);
 it is cleaned on the arrival of a call, at most every quarter of that (and every second), from the
@@ -37,9 +37,10 @@ from splayc.hub cimport Hub, Task, get_hub, clock_ns
 from splayc.benc cimport encode_c, decode_c
 from splayc.udp cimport UDP
 from splayc.urpc_client cimport send_to, URPC_MAX_DATAGRAM
-from splayc.rpc_fast cimport take_over_thread
+from splayc.rpc_fast cimport begin_in_place, end_in_place, killed_itself, take_over_thread
 
 from splayc.errors import DecodeError
+from splayc.hub import TaskKilled
 
 #: The largest datagram (bytes) urpc sends or accepts, as the original.
 MAX_DATAGRAM = URPC_MAX_DATAGRAM
@@ -48,9 +49,6 @@ DEF RECEIVE_SIZE = 65536           # larger than any datagram, so an oversized o
 
 cdef extern from "Python.h":
     object PyContext_CopyCurrent()
-    object PyContext_Copy(object ctx)
-    int PyContext_Enter(object ctx) except -1
-    int PyContext_Exit(object ctx) except -1
 
 
 cdef object _free_key(bytes data):
@@ -201,25 +199,17 @@ cdef class Server:
         call ends unanswered and another thread receives."""
         cdef Hub hub = get_hub()
         cdef Task me = hub.current
-        cdef object ctx = PyContext_Copy(self.reader_context)
-        hub.suspend_watch = me
-        hub.suspend_callback = self.moved
-        PyContext_Enter(ctx)
+        cdef object ctx = begin_in_place(hub, me, self.reader_context, self.moved)
         try:
             self._run(request, ip, port, entry)
-        except Exception:
-            raise                                  # logged by the receiving loop, which goes on
-        except BaseException:
-            # The call ended its own thread (it killed itself): that ends the call, not the
-            # server -- a new thread receives from here on.
-            if self.reader is me and not self.closed:
+        except TaskKilled:
+            # The call killed its own thread: that ends the call, not the server -- a new thread
+            # receives from here on.
+            if killed_itself(hub, me) and self.reader is me and not self.closed:
                 self.reader = take_over_thread(self._take_over, self.reader_context)
             raise
         finally:
-            PyContext_Exit(ctx)
-            if hub.suspend_watch is me:
-                hub.suspend_watch = None
-                hub.suspend_callback = None
+            end_in_place(hub, me, ctx)
         return 0
 
     cdef int _clean(self, uint64_t now) except -1:

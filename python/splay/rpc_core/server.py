@@ -148,15 +148,13 @@ class TCPServer:
                 if self.accept_thread is not me:
                     return                       # it waited: another thread accepts now
         finally:
-            if self.accept_thread is me:
-                self.accept_thread = None        # (no switch since accept() said "timeout")
-                if self.inline and not self.closed and self.sock.accept_ready():
-                    self._on_connection()        # killed while serving: the queue goes on
+            if self.accept_thread is me:         # (no switch since accept() said "timeout")
+                self._hand_over()                # killed instead: the queue goes on
 
     def _hand_over(self):
-        # Called by the hub as a connection served inline suspends: from now on this thread serves
-        # that connection only. Connections already queued get a new accept thread; later ones
-        # start one through _on_connection.
+        # This thread stops accepting: a connection it serves inline suspended (the hub calls this
+        # then) or it ends. Connections already queued get a new accept thread; later ones start
+        # one through _on_connection.
         self.accept_thread = None
         if self.sock.accept_ready():
             self._on_connection()
