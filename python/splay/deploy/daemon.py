@@ -21,6 +21,7 @@ import time
 from .host_shaping import HostShaping, check_device_name, wants_kernel_shaping
 from .daemon_cleanup import clean_previous_run
 from .daemon_metrics import SHIP_INTERVAL, MetricsRelay
+from .daemon_priority import raise_daemon_priority
 from .instances import KEEP_FINISHED, InstanceManager
 from .job_limits import DEFAULTS, Limits
 from .node_output import NodeOutputs, output_directory
@@ -384,8 +385,10 @@ def build_parser():
     p.add_argument("--clock-offset", type=float, default=0.0,
                    help="shift this daemon's clock by SECONDS (to test log time correction)")
     p.add_argument("--nice", type=int, default=-10,
-                   help="the daemon's own niceness when allowed (root): it then keeps control "
-                        "while it spawns; nodes keep the niceness the daemon started with")
+                   help="the daemon's own niceness when allowed (root), also given to its "
+                        "session's scheduling group when it leads its own session (setsid): it "
+                        "then keeps control while it spawns and keeps churn times on a busy "
+                        "host; nodes keep the niceness the daemon started with")
     p.add_argument("--sandbox", choices=("auto", "on", "off"), default="auto",
                    help="confine instances with splay.sandbox (auto: when it is installed)")
     p.add_argument("--maelstrom-programs", action="store_true",
@@ -450,12 +453,7 @@ def main(argv=None):
     # What a crashed earlier run left: its nodes' processes, its tc shaping, old job directories.
     clean_previous_run(base_dir, KEEP_FINISHED)
     tls = client_tls(args.tls_ca, args.tls_cert, args.tls_key) if (args.tls or args.tls_ca) else None
-    if args.nice < os.getpriority(os.PRIO_PROCESS, 0):
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, args.nice)
-        except PermissionError:
-            log.info("not allowed to raise the daemon's priority (--nice %d); running as is",
-                     args.nice)
+    log.info("daemon priority: %s", raise_daemon_priority(args.nice))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))   # two pipes per instance
     sandbox = args.sandbox == "on" or (args.sandbox == "auto" and sandbox_available())

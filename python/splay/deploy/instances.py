@@ -24,6 +24,7 @@ from splay.observatory.sampler import METRICS_FD_ENV
 from splay.sandbox.environ import job_environment
 
 from .daemon_cleanup import forget_process, record_process
+from .daemon_priority import lower_node_priority
 from .job_limits import Limits, node_sandbox, node_settings
 from .log_limits import MARKER_STREAM, LogLimiter
 
@@ -96,13 +97,21 @@ async def _exit_status(process):
     return process.wait()
 
 
+def _popen_at_node_nice(popen):
+    """Start a node's process (``popen``: a Popen with its arguments) and give it the nodes'
+    priority at once, in the spawning thread (see daemon_priority.py). A child inherits the
+    daemon's raised priority: the nodes of a churn job, never held, kept it for their whole life."""
+    process = popen()
+    lower_node_priority(process.pid, NODE_NICE)
+    return process
+
+
 def hold(pid):
     """Stop a just-started instance until ``release`` (SIGSTOP: it takes no CPU and, stopped
     only on its way back to user space, holds no kernel lock others could wait for)."""
     try:
-        os.setpriority(os.PRIO_PROCESS, pid, NODE_NICE)
         os.kill(pid, signal.SIGSTOP)
-    except (ProcessLookupError, PermissionError):
+    except ProcessLookupError:
         pass
 
 
@@ -469,7 +478,7 @@ class InstanceManager:
             preexec_fn=None if SETPRIV else _prepare_child,
             pass_fds=() if metrics_fd is None else (metrics_fd,))
         try:
-            process = await loop.run_in_executor(self.spawner, popen)
+            process = await loop.run_in_executor(self.spawner, _popen_at_node_nice, popen)
         except BaseException:
             for _, output in files:
                 output.remove()
