@@ -24,7 +24,10 @@ Every family also runs ``c-floor``, bench/rpc_floor.c (compiled here with ``cc -
 messages with no encoding and no dispatch over non-blocking sockets and epoll, the least work any
 event-loop RPC must do per call: a ping-pong on one persistent TCP connection, a connection per call
 (connect, write, read, close), and a UDP request/reply; ``callers`` requests in flight at once. The
-table gives each pysplay row's fraction of the floor's rate.
+table gives each pysplay row's fraction of the floor's rate. The persistent family's sequential
+workload also runs ``py-floor``: the least a CPython program must do to exchange rpcq's messages
+(blocking sockets, no event loop, pysplay's compiled benc codec; see serve_py_floor), what the
+interpreter alone costs against the C floor.
 
 Each measurement starts a fresh server process and a fresh client process
 (``python bench/test_rpc.py --server IMPL FAMILY`` / ``--client IMPL FAMILY WORKLOAD PORT``); the
@@ -70,18 +73,21 @@ CALLS = {  # (family, workload) -> (callers, calls per caller)
 #: per client process, started together once every client is connected.
 CLIENT_PROCESSES = {("persistent", "conns"): 8}
 IMPLS = {
-    "persistent": ["rpcq", "rpcq-w100", "c-floor", "gevent", "uvloop", "asyncio"],
+    "persistent": ["rpcq", "rpcq-w100", "c-floor", "py-floor", "gevent", "uvloop", "asyncio"],
     "percall": ["rpc", "c-floor", "gevent", "uvloop", "asyncio"],
     "udp": ["urpc", "c-floor", "gevent", "uvloop", "asyncio"],
 }
-#: What is not a peer: pysplay's implementations and the C floor (which does no RPC at all).
+#: What is not a peer: pysplay's implementations and the floors (the C one does no RPC at all).
 PYSPLAY = {"rpcq", "rpcq-w100", "rpc", "urpc"}
 FLOOR = "c-floor"
+#: The CPython floor: rpcq's wire messages over one blocking socket (see serve_py_floor), only
+#: for sequential calls.
+PY_FLOOR = "py-floor"
 #: The C floor's kind of exchange for each family (bench/rpc_floor.c).
 FLOOR_KIND = {"persistent": "tcp", "percall": "connect", "udp": "udp"}
 OURS = {"persistent": "rpcq", "percall": "rpc", "udp": "urpc"}
 #: The implementations callgrind measures (the C floors have no interpreter to profile).
-CALLGRIND_IMPLS = {"rpcq", "rpc", "urpc", "gevent", "uvloop", "asyncio"}
+CALLGRIND_IMPLS = {"rpcq", "rpc", "urpc", "py-floor", "gevent", "uvloop", "asyncio"}
 EXPECTED = "onetwo"
 
 
@@ -427,6 +433,11 @@ def _env():
     return env
 
 
+def impls_of(family, workload):
+    """The implementations measured for a workload (the CPython floor makes sequential calls)."""
+    return [i for i in IMPLS[family] if i != PY_FLOOR or workload == "seq"]
+
+
 def total_calls(family, workload):
     """The calls a workload makes, over all its callers and client processes."""
     callers, calls = CALLS[family, workload]
@@ -538,6 +549,8 @@ def child_server(impl, family):
         print(port, flush=True)
     if impl == "asyncio":
         serve_uvloop(family, ready, use_uvloop=False)
+    elif impl == PY_FLOOR:
+        serve_py_floor(ready)
     else:
         {"pysplay": serve_pysplay, "gevent": serve_gevent, "uvloop": serve_uvloop}[impl](family,
                                                                                         ready)
@@ -551,7 +564,104 @@ def child_client(impl, family, workload, port):
         return client_pysplay(impl, port, callers, calls)
     if impl == "asyncio":
         return client_uvloop(family, port, callers, calls, use_uvloop=False)
+    if impl == PY_FLOOR:
+        return client_py_floor(port, callers, calls)
     return {"gevent": client_gevent, "uvloop": client_uvloop}[impl](family, port, callers, calls)
+
+
+# ------------------------------------------------------------------------------ the CPython floor
+# The least a CPython program must do to exchange rpcq's messages (WIRE.md), with no event loop,
+# no scheduler, no metrics and no error handling: one blocking socket per side (a send and a recv
+# per call and side, one system call fewer than an epoll loop), each message a benc document
+# decoded into Python objects and encoded from them by pysplay's compiled codec, the served
+# function found by name and called. What separates pysplay's rpcq from the C floor beyond this
+# is the cost of its event loop, threads and RPC layer; what separates this from the C floor is
+# the interpreter's.
+
+RECEIVE_SIZE = 65536         # what one recv asks for (a larger frame takes several)
+
+
+class _Frames:
+    """The benc documents of the llenc frames (``b"LENGTH\n" + body``) arriving on a blocking
+    socket. In a ping-pong each receive is one whole frame, decoded where it lies
+    (``decode_prefix``, no copy of its body); a frame split over receives is put together."""
+
+    def __init__(self, sock):
+        from splayc.benc import decode_prefix
+        self.recv = sock.recv
+        self.decode_prefix = decode_prefix
+        self.buf = b""
+
+    def next(self):
+        """The next frame's document, or None at the end of the stream."""
+        data = self.recv(RECEIVE_SIZE)
+        newline = data.find(b"\n")
+        if not self.buf and newline > 0 and len(data) == newline + 1 + int(data[:newline]):
+            return self.decode_prefix(data, newline + 1)[0]
+        self.buf += data
+        while data:
+            newline = self.buf.find(b"\n")
+            if newline > 0:
+                end = newline + 1 + int(self.buf[:newline])
+                if len(self.buf) >= end:
+                    body, self.buf = self.buf[newline + 1:end], self.buf[end:]
+                    return self.decode_prefix(body)[0]
+            data = self.recv(RECEIVE_SIZE)
+            self.buf += data
+        return None
+
+
+def _blocking_socket():
+    import socket as pysocket
+    s = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
+    s.setsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_NODELAY, 1)
+    return s
+
+
+def serve_py_floor(ready):
+    """Serve one connection at a time: decode each request, call the function, send the reply."""
+    import socket as pysocket
+    from splayc.benc import encode_framed
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    listener = _blocking_socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    ready(listener.getsockname()[1])
+    while True:
+        conn, _ = listener.accept()
+        conn.setsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_NODELAY, 1)
+        frames = _Frames(conn)
+        while (request := frames.next()) is not None:
+            name, *args = request["call"]
+            conn.sendall(encode_framed({"reply": [NAMESPACE[name](*args)], "n": request["n"]}))
+        conn.close()
+
+
+def client_py_floor(port, callers, calls):
+    """Sequential calls, each request built, encoded, sent, its reply read and decoded."""
+    from splayc.benc import encode_framed
+    if callers != 1:
+        raise ValueError("the CPython floor makes sequential calls only")
+    sock = _blocking_socket()
+    sock.connect(("127.0.0.1", port))
+    frames = _Frames(sock)
+    results = []
+
+    def one(n):
+        sock.sendall(encode_framed({"call": ["concat", "one", "two"], "type": "call", "n": n}))
+        reply = frames.next()
+        if reply["n"] != n:
+            raise RuntimeError(f"reply {reply['n']} to call {n}")
+        return reply["reply"][0]
+
+    one(0)                                              # warm-up
+    wait_for_go()
+    t0 = time.perf_counter()
+    for n in range(1, calls + 1):
+        results.append(one(n))
+    seconds = time.perf_counter() - t0
+    check(results, 1, calls)
+    return seconds
 
 
 # ------------------------------------------------------------------------- pytest-benchmark entry
@@ -562,7 +672,7 @@ except ImportError:            # the command-line mode needs no pytest
     pytest = None
 
 if pytest is not None:
-    CELLS = [(f, i, w) for (f, w) in CALLS for i in IMPLS[f]]
+    CELLS = [(f, i, w) for (f, w) in CALLS for i in impls_of(f, w)]
 
     @pytest.mark.parametrize("family, impl, workload", CELLS)
     def test_rpc(benchmark, family, impl, workload):
@@ -619,7 +729,7 @@ def callgrind_table(only_ours=False, keep=None):
         for family in ("persistent", "percall", "udp"):
             per = {}
             for impl in IMPLS[family]:
-                if impl == "rpcq-w100" or (only_ours and impl != OURS[family]):
+                if impl == "rpcq-w100" or (only_ours and impl not in (OURS[family], PY_FLOOR)):
                     continue                    # same code as rpcq for sequential calls
                 if impl not in CALLGRIND_IMPLS:
                     continue                    # the C floors: no interpreter to measure
@@ -641,7 +751,8 @@ def table(reps):
     times = {}
     for rep in range(reps):
         for (family, workload) in CALLS:
-            impls = IMPLS[family] if rep % 2 == 0 else IMPLS[family][::-1]
+            impls = impls_of(family, workload)
+            impls = impls if rep % 2 == 0 else impls[::-1]
             for impl in impls:
                 s = measure(family, impl, workload)
                 times.setdefault((family, impl, workload), []).append(s)
@@ -661,10 +772,10 @@ def format_table(times, reps):
              "peer: ratio of medians | median of per-run ratios | of the C floor (per run) |",
              "|---|---|---|---|---|---|---|---|"]
     for (family, workload), (callers, calls) in CALLS.items():
-        peers = [i for i in IMPLS[family] if i not in PYSPLAY and i != FLOOR]
+        peers = [i for i in IMPLS[family] if i not in PYSPLAY and i not in (FLOOR, PY_FLOOR)]
         best = min((statistics.median(times[family, i, workload]) for i in peers), default=None)
         floor = times.get((family, FLOOR, workload))
-        for impl in IMPLS[family]:
+        for impl in impls_of(family, workload):
             runs = times[family, impl, workload]
             med = statistics.median(runs)
             ratio = per_run = of_floor = ""
