@@ -255,7 +255,35 @@ def _rpc_error(message):
     return {"error": message}
 
 
-def rpc_serve_connection(TCP c, object answer, double timeout, Py_ssize_t max_length, object log):
+cdef class RpcConnectionServer:
+    """splay.rpc's ``serve_connection(sock, dispatcher)`` (what its TCP server runs for each
+    connection), compiled: no Python frame between accepting a connection and serving it.
+
+    The dispatcher's answer is made at its first connection (``measured_answer``: the counted,
+    compiled answer, :func:`splayc.rpcstats.MeasuredAnswer`) and kept in ``dispatcher.answers``;
+    ``settings`` (splay.rpc's) is read at each connection, so a change applies to the next one.
+    """
+    cdef dict settings
+    cdef object log
+    cdef object measured_answer
+
+    def __init__(self, dict settings, log, measured_answer):
+        self.settings = settings
+        self.log = log
+        self.measured_answer = measured_answer
+
+    def __call__(self, TCP sock, dispatcher):
+        cdef dict answers = dispatcher.answers
+        answer = answers.get("rpc")
+        if answer is None:
+            answer = answers["rpc"] = self.measured_answer("rpc", dispatcher.answer_rpc,
+                                                           dispatcher)
+        _rpc_serve(sock, answer, float(self.settings["server_timeout"]),
+                   self.settings["max_length"], self.log)
+
+
+cdef int _rpc_serve(TCP c, object answer, double timeout, Py_ssize_t max_length,
+                    object log) except -1:
     """Serve the one request of a splay.rpc connection, then close it.
 
     ``answer(request)`` returns the reply object (the result list, ``True`` for a ping, or
@@ -267,12 +295,13 @@ def rpc_serve_connection(TCP c, object answer, double timeout, Py_ssize_t max_le
         request = read_block_value(c, max_length, deadline_after(timeout), &status)
         if status != READ_OK:
             log.debug(f"rpc server: dropped a connection: {request}")
-            return
+            return 0
         c.settimeout_c(timeout)
         if not c.send_data(_encode_reply(answer(request), _rpc_error)):
             log.debug(f"rpc server: could not send a reply: {c.error}")
     finally:
         c.close_c()
+    return 0
 
 
 cdef class RpcqServerConnection:

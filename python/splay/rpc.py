@@ -18,7 +18,7 @@ server closes without a reply (Python callers see "closed").
 
 The API is the same in splay.rpcq and splay.urpc; see docs/rpc.md.
 """
-from splayc.rpc_fast import DEFAULT_MAX_LENGTH, rpc_serve_connection, rpc_transport
+from splayc.rpc_fast import DEFAULT_MAX_LENGTH, RpcConnectionServer, rpc_transport
 from splayc.rpcstats import MeasuredAnswer
 
 from .rpc_core.module_api import MODULE_API, ModeModule
@@ -46,12 +46,9 @@ l_o = _module.log
 _transport = rpc_transport(settings)
 
 
-def _serve_connection(sock, dispatcher):
-    answer = dispatcher.answers.get(mode)
-    if answer is None:                   # the first connection of this server: counted, compiled
-        answer = dispatcher.answers[mode] = MeasuredAnswer(mode, dispatcher.answer_rpc, dispatcher)
-    rpc_serve_connection(sock, answer, float(settings["server_timeout"]),
-                         settings["max_length"], l_o)
+#: ``serve_connection(sock, dispatcher)`` of the server: the dispatcher's answer (counted,
+#: compiled) to the connection's one request, with the settings of the moment; compiled.
+_serve_connection = RpcConnectionServer(settings, l_o, MeasuredAnswer)
 
 
 acall, call, ecall, ping, proxy = _module.client_functions(_transport)

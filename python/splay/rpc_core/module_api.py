@@ -75,11 +75,8 @@ class ModeModule:
             when the port cannot be bound. The server runs until :func:`stop_server` or ``events.exit()``.
             """
             dispatcher = Dispatcher(for_server(namespace), log)
-
-            def serve(sock):
-                serve_connection(sock, dispatcher)
-
-            TCPServer(mode, port, serve, max, log, servers, inline)
+            TCPServer(mode, port, serve_connection, max, log, servers, inline,
+                      serve_args=(dispatcher,))
             return True
 
         return self._publish(server, "server")

@@ -4,7 +4,7 @@ A :class:`TCPServer` accepts on demand: while no connection waits it holds no th
 of an idle node costs its socket and this object only -- thousands of nodes share a process in
 ``--in-process`` runs); when connections arrive, the listening socket's ``on_connection`` callback
 starts an accept thread that takes every waiting connection and ends. Each connection is served by
-``serve_connection(sock)`` in its own thread; with ``inline`` (splay.rpc's one-request
+``serve_connection(sock, *serve_args)`` in its own thread; with ``inline`` (splay.rpc's one-request
 connections), the listening socket has TCP_DEFER_ACCEPT (a connection is queued once its request
 arrived, which ``accept()`` reads at once) and the accept thread serves each connection itself, as
 the rpcq server runs a call in its reader thread: one wake-up of the server per call and no thread
@@ -62,7 +62,7 @@ class TCPServer:
     """A listening socket plus its accept thread (see the module docstring)."""
 
     def __init__(self, mode, port_or_node, serve_connection, max=None, log=None, registry=None,
-                 inline=False):
+                 inline=False, serve_args=()):
         ip, port = address(port_or_node, default_ip="0.0.0.0")
         if max is not None and (isinstance(max, bool) or not isinstance(max, int) or max < 1):
             raise ValueError(f"{mode}.server: max must be a positive number of connections or "
@@ -74,7 +74,8 @@ class TCPServer:
         self.sock = sock
         self.ip = ip
         self.port = sock.getsockname()[1]
-        self.serve_connection = serve_connection
+        self.serve_connection = serve_connection      # serve_connection(sock, *serve_args)
+        self.serve_args = tuple(serve_args)
         self.log = log
         self.registry = registry
         self.connections = set()
@@ -161,7 +162,7 @@ class TCPServer:
 
     def _serve(self, c):
         try:
-            self.serve_connection(c)
+            self.serve_connection(c, *self.serve_args)
         finally:
             c.close()
             self.connections.discard(c)
