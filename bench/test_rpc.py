@@ -24,10 +24,10 @@ Every family also runs ``c-floor``, bench/rpc_floor.c (compiled here with ``cc -
 messages with no encoding and no dispatch over non-blocking sockets and epoll, the least work any
 event-loop RPC must do per call: a ping-pong on one persistent TCP connection, a connection per call
 (connect, write, read, close), and a UDP request/reply; ``callers`` requests in flight at once. The
-table gives each pysplay row's fraction of the floor's rate. The persistent family's sequential
-workload also runs ``py-floor``: the least a CPython program must do to exchange rpcq's messages
-(blocking sockets, no event loop, pysplay's compiled benc codec; see serve_py_floor), what the
-interpreter alone costs against the C floor.
+table gives each pysplay row's fraction of the floor's rate. The sequential workloads of the TCP
+families also run ``py-floor``: the least a CPython program must do to exchange rpcq's (or rpc's)
+messages (blocking sockets, no event loop, pysplay's compiled benc codec; see serve_py_floor),
+what the interpreter alone costs against the C floor.
 
 Each measurement starts a fresh server process and a fresh client process
 (``python bench/test_rpc.py --server IMPL FAMILY`` / ``--client IMPL FAMILY WORKLOAD PORT``); the
@@ -74,14 +74,14 @@ CALLS = {  # (family, workload) -> (callers, calls per caller)
 CLIENT_PROCESSES = {("persistent", "conns"): 8}
 IMPLS = {
     "persistent": ["rpcq", "rpcq-w100", "c-floor", "py-floor", "gevent", "uvloop", "asyncio"],
-    "percall": ["rpc", "c-floor", "gevent", "uvloop", "asyncio"],
+    "percall": ["rpc", "c-floor", "py-floor", "gevent", "uvloop", "asyncio"],
     "udp": ["urpc", "c-floor", "gevent", "uvloop", "asyncio"],
 }
 #: What is not a peer: pysplay's implementations and the floors (the C one does no RPC at all).
 PYSPLAY = {"rpcq", "rpcq-w100", "rpc", "urpc"}
 FLOOR = "c-floor"
-#: The CPython floor: rpcq's wire messages over one blocking socket (see serve_py_floor), only
-#: for sequential calls.
+#: The CPython floor: the family's wire messages over blocking sockets (see serve_py_floor),
+#: only for sequential calls.
 PY_FLOOR = "py-floor"
 #: The C floor's kind of exchange for each family (bench/rpc_floor.c).
 FLOOR_KIND = {"persistent": "tcp", "percall": "connect", "udp": "udp"}
@@ -565,18 +565,18 @@ def child_client(impl, family, workload, port):
     if impl == "asyncio":
         return client_uvloop(family, port, callers, calls, use_uvloop=False)
     if impl == PY_FLOOR:
-        return client_py_floor(port, callers, calls)
+        return client_py_floor(family, port, callers, calls)
     return {"gevent": client_gevent, "uvloop": client_uvloop}[impl](family, port, callers, calls)
 
 
 # ------------------------------------------------------------------------------ the CPython floor
-# The least a CPython program must do to exchange rpcq's messages (WIRE.md), with no event loop,
-# no scheduler, no metrics and no error handling: one blocking socket per side (a send and a recv
-# per call and side, one system call fewer than an epoll loop), each message a benc document
-# decoded into Python objects and encoded from them by pysplay's compiled codec, the served
-# function found by name and called. What separates pysplay's rpcq from the C floor beyond this
-# is the cost of its event loop, threads and RPC layer; what separates this from the C floor is
-# the interpreter's.
+# The least a CPython program must do to exchange rpcq's messages (WIRE.md), or rpc's (the same
+# with a connection per call and no message number), with no event loop, no scheduler, no
+# metrics and no error handling: blocking sockets (a send and a recv per call and side, one
+# system call fewer than an epoll loop), each message a benc document decoded into Python objects
+# and encoded from them by pysplay's compiled codec, the served function found by name and
+# called. What separates pysplay from the C floor beyond this is the cost of its event loop,
+# threads and RPC layer; what separates this from the C floor is the interpreter's.
 
 RECEIVE_SIZE = 65536         # what one recv asks for (a larger frame takes several)
 
@@ -586,10 +586,9 @@ class _Frames:
     socket. In a ping-pong each receive is one whole frame, decoded where it lies
     (``decode_prefix``, no copy of its body); a frame split over receives is put together."""
 
-    def __init__(self, sock):
-        from splayc.benc import decode_prefix
+    def __init__(self, sock, decode_prefix):
         self.recv = sock.recv
-        self.decode_prefix = decode_prefix
+        self.decode_prefix = decode_prefix        # splayc.benc's
         self.buf = b""
 
     def next(self):
@@ -621,7 +620,7 @@ def _blocking_socket():
 def serve_py_floor(ready):
     """Serve one connection at a time: decode each request, call the function, send the reply."""
     import socket as pysocket
-    from splayc.benc import encode_framed
+    from splayc.benc import decode_prefix, encode_framed
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     listener = _blocking_socket()
     listener.bind(("127.0.0.1", 0))
@@ -630,29 +629,50 @@ def serve_py_floor(ready):
     while True:
         conn, _ = listener.accept()
         conn.setsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_NODELAY, 1)
-        frames = _Frames(conn)
+        frames = _Frames(conn, decode_prefix)
         while (request := frames.next()) is not None:
             name, *args = request["call"]
-            conn.sendall(encode_framed({"reply": [NAMESPACE[name](*args)], "n": request["n"]}))
+            result = [NAMESPACE[name](*args)]
+            n = request.get("n")
+            conn.sendall(encode_framed(result if n is None else {"reply": result, "n": n}))
         conn.close()
 
 
-def client_py_floor(port, callers, calls):
-    """Sequential calls, each request built, encoded, sent, its reply read and decoded."""
-    from splayc.benc import encode_framed
+def client_py_floor(family, port, callers, calls):
+    """Sequential calls, each request built, encoded, sent, its reply read and decoded: on one
+    connection (persistent) or each on a connection of its own (percall)."""
+    from splayc.benc import decode_prefix, encode_framed
     if callers != 1:
         raise ValueError("the CPython floor makes sequential calls only")
-    sock = _blocking_socket()
-    sock.connect(("127.0.0.1", port))
-    frames = _Frames(sock)
     results = []
+    if family == "percall":
+        def one(n):
+            sock = _blocking_socket()
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(encode_framed({"call": ["concat", "one", "two"], "type": "call"}))
+            data = b""
+            while True:                        # the reply, then the server closes
+                chunk = sock.recv(RECEIVE_SIZE)
+                if not chunk:
+                    raise RuntimeError("the server closed the connection before its reply")
+                data += chunk
+                newline = data.find(b"\n")
+                if newline > 0 and len(data) >= newline + 1 + int(data[:newline]):
+                    break
+            sock.close()
+            return decode_prefix(data, newline + 1)[0][0]
+    else:
+        sock = _blocking_socket()
+        sock.connect(("127.0.0.1", port))
+        frames = _Frames(sock, decode_prefix)
 
-    def one(n):
-        sock.sendall(encode_framed({"call": ["concat", "one", "two"], "type": "call", "n": n}))
-        reply = frames.next()
-        if reply["n"] != n:
-            raise RuntimeError(f"reply {reply['n']} to call {n}")
-        return reply["reply"][0]
+        def one(n):
+            sock.sendall(encode_framed({"call": ["concat", "one", "two"], "type": "call",
+                                        "n": n}))
+            reply = frames.next()
+            if reply["n"] != n:
+                raise RuntimeError(f"reply {reply['n']} to call {n}")
+            return reply["reply"][0]
 
     one(0)                                              # warm-up
     wait_for_go()

@@ -41,6 +41,7 @@ from splayc.sockbase cimport (SocketBase, close_handle, landing_alloc_cb, as_byt
                               deadline_after)
 
 from collections import deque
+import sys
 
 from splay.node import address as _node_address
 
@@ -148,6 +149,11 @@ cdef void _deliver_cb(uv_timer_t* timer) noexcept with gil:
 
 cdef void _shutdown_cb(uv_shutdown_t* req, int status) noexcept with gil:
     free(req)
+
+
+# Linux gives an accepted socket the listening socket's TCP_NODELAY: a listener that has it spares
+# accept() a setsockopt per connection (a system call per splay.rpc call on the server).
+cdef bint _ACCEPTED_INHERIT_NODELAY = sys.platform.startswith("linux")
 
 
 cdef bint _grow_accept_queue(TCP s) noexcept:
@@ -914,6 +920,8 @@ cdef class TCP(SocketBase):
             raise MemoryError()
         self.state = TCP_SERVER
         self._apply_options()
+        if _ACCEPTED_INHERIT_NODELAY and not self.nodelay_off:
+            self.listener_nodelay = uv_tcp_nodelay(self.handle, 1) == 0
         return True
 
     def on_connection(self, callback):
@@ -961,7 +969,8 @@ cdef class TCP(SocketBase):
                     self.error = "restricted"
                     return None
                 c.state = TCP_CLIENT
-                uv_tcp_nodelay(h, 1)
+                if not self.listener_nodelay:
+                    uv_tcp_nodelay(h, 1)          # (else it has the listener's)
                 c._start_reading()
                 if self.read_on_accept:
                     c._read_now()
@@ -1066,6 +1075,9 @@ cdef class TCP(SocketBase):
             return True
         if name == "tcp-nodelay":
             err = uv_tcp_nodelay(self.handle, 1 if value else 0)
+            self.nodelay_off = not value
+            if self.state == TCP_SERVER:   # accepted sockets get it from accept() when it is off
+                self.listener_nodelay = _ACCEPTED_INHERIT_NODELAY and bool(value) and err == 0
         elif name == "keepalive":
             err = uv_tcp_keepalive(self.handle, 1 if value else 0, 60)
         elif name == "reuseaddr":

@@ -667,6 +667,30 @@ def test_options_stats_and_dirty():
     assert out["fd"] is True and out["fd_closed"] == -1
 
 
+def test_accepted_sockets_have_tcp_nodelay_whatever_the_listener_says():
+    # A listener with TCP_NODELAY passes it on (Linux), which spares accept() a setsockopt; one
+    # whose tcp-nodelay was turned off, before listen() or after, still gives it to each accepted
+    # socket, as accept() always did.
+    def main(threads):
+        out = []
+        for when in ("default", "before listen", "after listen"):
+            s = socket.tcp()
+            if when == "before listen":
+                s.setoption("tcp-nodelay", False)
+            assert s.bind("127.0.0.1", 0) is True and s.listen(5) is True
+            if when == "after listen":
+                s.setoption("tcp-nodelay", False)
+            c = socket.connect("127.0.0.1", s.getsockname()[1])
+            peer = s.accept()
+            out.append((when, s.getoption("tcp-nodelay"), peer.getoption("tcp-nodelay")))
+            for x in (c, peer, s):
+                x.close()
+        return out
+
+    assert run_main(main) == [("default", True, True), ("before listen", False, True),
+                              ("after listen", False, True)]
+
+
 def test_option_set_before_the_socket_exists_is_applied_at_bind():
     def main(threads):
         s = socket.tcp()
