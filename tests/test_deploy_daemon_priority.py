@@ -12,7 +12,8 @@ from test_deploy_support import PYTHONPATH, start_bed, wait_for
 # Says its niceness and its session group's (a node runs in a session of its own), then ends.
 PRIORITY_APP = '''
 import os
-group = open("/proc/self/autogroup").read().split() if os.path.exists("/proc/self/autogroup") else []
+path = "/proc/self/autogroup"
+group = open(path).read().split() if os.path.exists(path) else []
 print(f"niceness {os.getpriority(os.PRIO_PROCESS, 0)} group {group[-1] if group else '-'}",
       flush=True)
 '''

@@ -10,14 +10,11 @@ on unless ``/proc/sys/kernel/sched_autogroup_enabled`` is 0, and only for tasks 
 cgroup): the scheduler first shares the CPU between sessions, equally whatever their tasks'
 niceness, and a node runs in a session of its own (its process group is signalled as one, and it
 must not reach the daemon's terminal). Fifty nodes booting on two cores then left a daemon at
-nice -10 waiting on the run queue longer than it ran, and its churn actions were up to 120 ms late.
+nice -10 waiting on the run queue longer than it ran, and its churn actions were up to 154 ms late.
 So the niceness is given to the session's group too (``/proc/PID/autogroup``): the daemon's when it
 leads its own session, each node's when the nodes' niceness is not the default.
 """
-import logging
 import os
-
-log = logging.getLogger("splay.daemon")
 
 
 def autogroups_in_use():
