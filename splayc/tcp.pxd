@@ -72,8 +72,7 @@ cdef class TCP(SocketBase):
     cdef object connection_hook       # on_connection(): called when a connection waits, nobody accepts
     cdef bint accept_deferred
     cdef bint read_on_accept          # defer_accept(): accept() reads what the connection holds
-    cdef bint listener_nodelay        # listening with TCP_NODELAY: accepted sockets inherit it
-    cdef bint nodelay_off             # setoption("tcp-nodelay", False) was the last word
+    cdef bint nodelay_off             # lacks TCP_NODELAY: turned off, or it could not be set
     cdef int listen_err
     # network emulation (splayc/shaping.pyx): the links to the emulated peer this socket connected to
     cdef Link link_out, link_in

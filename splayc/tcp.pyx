@@ -920,8 +920,8 @@ cdef class TCP(SocketBase):
             raise MemoryError()
         self.state = TCP_SERVER
         self._apply_options()
-        if _ACCEPTED_INHERIT_NODELAY and not self.nodelay_off:
-            self.listener_nodelay = uv_tcp_nodelay(self.handle, 1) == 0
+        if not self.nodelay_off and uv_tcp_nodelay(self.handle, 1) < 0:
+            self.nodelay_off = True
         return True
 
     def on_connection(self, callback):
@@ -969,7 +969,7 @@ cdef class TCP(SocketBase):
                     self.error = "restricted"
                     return None
                 c.state = TCP_CLIENT
-                if not self.listener_nodelay:
+                if self.nodelay_off or not _ACCEPTED_INHERIT_NODELAY:
                     uv_tcp_nodelay(h, 1)          # (else it has the listener's)
                 c._start_reading()
                 if self.read_on_accept:
@@ -1075,9 +1075,7 @@ cdef class TCP(SocketBase):
             return True
         if name == "tcp-nodelay":
             err = uv_tcp_nodelay(self.handle, 1 if value else 0)
-            self.nodelay_off = not value
-            if self.state == TCP_SERVER:   # accepted sockets get it from accept() when it is off
-                self.listener_nodelay = _ACCEPTED_INHERIT_NODELAY and bool(value) and err == 0
+            self.nodelay_off = err < 0 or not value   # (a listener's accept() then sets it)
         elif name == "keepalive":
             err = uv_tcp_keepalive(self.handle, 1 if value else 0, 60)
         elif name == "reuseaddr":
