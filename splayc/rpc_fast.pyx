@@ -259,25 +259,24 @@ cdef class RpcConnectionServer:
     """splay.rpc's ``serve_connection(sock, dispatcher)`` (what its TCP server runs for each
     connection), compiled: no Python frame between accepting a connection and serving it.
 
-    The dispatcher's answer is made at its first connection (``measured_answer``: the counted,
-    compiled answer, :func:`splayc.rpcstats.MeasuredAnswer`) and kept in ``dispatcher.answers``;
-    ``settings`` (splay.rpc's) is read at each connection, so a change applies to the next one.
+    The dispatcher's answer is made at its first connection (``counted_answer``:
+    :func:`splayc.rpcstats.counted_answer`) and kept in ``dispatcher.answers``, where later
+    connections find it; ``settings`` (splay.rpc's) is read at each connection, so a change
+    applies to the next one.
     """
     cdef dict settings
     cdef object log
-    cdef object measured_answer
+    cdef object counted_answer
 
-    def __init__(self, dict settings, log, measured_answer):
+    def __init__(self, dict settings, log, counted_answer):
         self.settings = settings
         self.log = log
-        self.measured_answer = measured_answer
+        self.counted_answer = counted_answer
 
     def __call__(self, TCP sock, dispatcher):
-        cdef dict answers = dispatcher.answers
-        answer = answers.get("rpc")
+        answer = (<dict>dispatcher.answers).get("rpc")
         if answer is None:
-            answer = answers["rpc"] = self.measured_answer("rpc", dispatcher.answer_rpc,
-                                                           dispatcher)
+            answer = self.counted_answer(dispatcher, "rpc")
         _rpc_serve(sock, answer, float(self.settings["server_timeout"]),
                    self.settings["max_length"], self.log)
 

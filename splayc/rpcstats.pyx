@@ -222,6 +222,18 @@ def MeasuredAnswer(mode, answer, dispatcher=None):
     return measured_answer
 
 
+def counted_answer(dispatcher, mode):
+    """``dispatcher``'s answer for ``mode`` ("rpc", "rpcq" or "urpc"), counted and compiled
+    (:func:`MeasuredAnswer` over its ``answer_<mode>``): made at the first use, then kept in
+    ``dispatcher.answers``, as each connection of a server asks for it."""
+    answers = dispatcher.answers
+    answer = answers.get(mode)
+    if answer is None:
+        answer = answers[mode] = MeasuredAnswer(mode, getattr(dispatcher, "answer_" + mode),
+                                                dispatcher)
+    return answer
+
+
 def set_enabled(bint on):
     """Count RPCs (the default) or not; the wrappers stay in place either way."""
     global _enabled

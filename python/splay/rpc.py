@@ -19,7 +19,7 @@ server closes without a reply (Python callers see "closed").
 The API is the same in splay.rpcq and splay.urpc; see docs/rpc.md.
 """
 from splayc.rpc_fast import DEFAULT_MAX_LENGTH, RpcConnectionServer, rpc_transport
-from splayc.rpcstats import MeasuredAnswer
+from splayc.rpcstats import counted_answer
 
 from .rpc_core.module_api import MODULE_API, ModeModule
 
@@ -48,7 +48,7 @@ _transport = rpc_transport(settings)
 
 #: ``serve_connection(sock, dispatcher)`` of the server: the dispatcher's answer (counted,
 #: compiled) to the connection's one request, with the settings of the moment; compiled.
-_serve_connection = RpcConnectionServer(settings, l_o, MeasuredAnswer)
+_serve_connection = RpcConnectionServer(settings, l_o, counted_answer)
 
 
 acall, call, ecall, ping, proxy = _module.client_functions(_transport)

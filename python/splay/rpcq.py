@@ -25,7 +25,7 @@ from time import monotonic as _monotonic
 from splayc.hub import current_node as _current_node
 from splayc.rpc_fast import DEFAULT_MAX_LENGTH, rpcq_serve_connection, track, untrack
 from splayc.rpcq_conn import Connection, pooled_transport
-from splayc.rpcstats import MeasuredAnswer
+from splayc.rpcstats import counted_answer
 
 from . import events
 from .rpc_core.module_api import MODULE_API, ModeModule
@@ -123,10 +123,7 @@ _transport = pooled_transport(_pool, settings, _connection)
 
 
 def _serve_connection(sock, dispatcher):
-    answer = dispatcher.answers.get(mode)
-    if answer is None:                   # the first connection of this server: counted, compiled
-        answer = dispatcher.answers[mode] = MeasuredAnswer(mode, dispatcher.answer_rpcq, dispatcher)
-    rpcq_serve_connection(sock, answer, settings["max_length"],
+    rpcq_serve_connection(sock, counted_answer(dispatcher, mode), settings["max_length"],
                           int(settings["server_max_running"]), l_o)
 
 
