@@ -57,6 +57,8 @@ import sys
 import tempfile
 import time
 
+from lua_splay import lua_commands, lua_env, lua_modules
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -86,6 +88,9 @@ PY_FLOOR = "py-floor"
 #: The C floor's kind of exchange for each family (bench/rpc_floor.c).
 FLOOR_KIND = {"persistent": "tcp", "percall": "connect", "udp": "udp"}
 OURS = {"persistent": "rpcq", "percall": "rpc", "udp": "urpc"}
+#: The original Lua SPLAY libraries (bench/lua_rpc_peer.lua), measured when $SPLAY_LUA names a
+#: directory of them (see lua_modules); not a Python peer: it has its own column.
+LUA = "lua"
 #: The implementations callgrind measures (the C floors have no interpreter to profile).
 CALLGRIND_IMPLS = {"rpcq", "rpc", "urpc", "py-floor", "gevent", "uvloop", "asyncio"}
 EXPECTED = "onetwo"
@@ -434,8 +439,18 @@ def _env():
 
 
 def impls_of(family, workload):
-    """The implementations measured for a workload (the CPython floor makes sequential calls)."""
-    return [i for i in IMPLS[family] if i != PY_FLOOR or workload == "seq"]
+    """The implementations measured for a workload (the CPython floor makes sequential calls;
+    the Lua peer runs when $SPLAY_LUA names the Lua libraries)."""
+    return [i for i in IMPLS[family] if i != PY_FLOOR or workload == "seq"] + \
+        ([LUA] if lua_modules() else [])
+
+
+def free_port(family):
+    import socket
+    kind = socket.SOCK_DGRAM if family == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
 
 
 def total_calls(family, workload):
@@ -488,12 +503,15 @@ def measure_processes(family, impl, workload):
         server_cmd = [exe, "server", FLOOR_KIND[family]]
         client_cmd = [exe, "client", FLOOR_KIND[family], "{port}", str(callers),
                       str(callers * calls), "go"]
+    elif impl == LUA:
+        server_cmd, client_cmd = lua_commands(family, callers, calls)
+        server_cmd = [a.replace("{port}", free_port(family)) for a in server_cmd]
     else:
         server_cmd = [sys.executable, os.path.abspath(__file__), "--server", server_impl(impl),
                       family]
         client_cmd = [sys.executable, os.path.abspath(__file__), "--client", impl, family,
                       workload, "{port}"]
-    env = dict(_env(), RPC_BENCH_GO="1")
+    env = dict(lua_env(_env()) if impl == LUA else _env(), RPC_BENCH_GO="1")
     server = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, text=True, env=env)
     clients = []
     try:
@@ -530,14 +548,19 @@ def measure(family, impl, workload):
     if impl == FLOOR:
         return measure_floor(family, workload)
     callers, calls = CALLS[family, workload]
-    server = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--server",
-                               server_impl(impl), family], stdout=subprocess.PIPE, text=True,
-                              env=_env())
+    server_cmd = [sys.executable, os.path.abspath(__file__), "--server", server_impl(impl), family]
+    client_cmd = [sys.executable, os.path.abspath(__file__), "--client", impl, family, workload,
+                  "{port}"]
+    env = _env()
+    if impl == LUA:
+        server_cmd, client_cmd = lua_commands(family, callers, calls)
+        server_cmd = [a.replace("{port}", free_port(family)) for a in server_cmd]
+        env = lua_env(_env())
+    server = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, text=True, env=env)
     try:
-        port = int(server.stdout.readline())
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--client", impl, family,
-                              workload, str(port)], check=True, capture_output=True, text=True,
-                             env=_env(), timeout=600)
+        port = str(int(server.stdout.readline()))
+        out = subprocess.run([a.replace("{port}", port) for a in client_cmd], check=True,
+                             capture_output=True, text=True, env=env, timeout=600)
         return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
     finally:
         server.kill()
@@ -787,20 +810,26 @@ def format_table(times, reps):
     median time over ours, and the median over repetitions of (the best peer's time in that
     repetition / ours in it), which cancels the load changes between repetitions on a shared
     machine; against the C floor: the median over repetitions of (the floor's time / ours), the
-    fraction of the floor's rate reached."""
+    fraction of the floor's rate reached; with the Lua peer, the median over repetitions of
+    (Lua SPLAY's time / ours), the speed-up over the original."""
+    with_lua = any(impl == LUA for (_, impl, _) in times)
     lines = ["| family | workload | impl | median calls/s | runs (s) | speed-up over the best "
-             "peer: ratio of medians | median of per-run ratios | of the C floor (per run) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "peer: ratio of medians | median of per-run ratios | of the C floor (per run) |"
+             + (" over Lua SPLAY (per run) |" if with_lua else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if with_lua else "")]
     for (family, workload), (callers, calls) in CALLS.items():
         peers = [i for i in IMPLS[family] if i not in PYSPLAY and i not in (FLOOR, PY_FLOOR)]
         best = min((statistics.median(times[family, i, workload]) for i in peers), default=None)
         floor = times.get((family, FLOOR, workload))
+        lua = times.get((family, LUA, workload))
         for impl in impls_of(family, workload):
             runs = times[family, impl, workload]
             med = statistics.median(runs)
-            ratio = per_run = of_floor = ""
+            ratio = per_run = of_floor = over_lua = ""
             if impl != FLOOR and floor is not None:
                 of_floor = "%.2f" % statistics.median(floor[r] / runs[r] for r in range(reps))
+            if impl in PYSPLAY and lua is not None:
+                over_lua = "×%.2f" % statistics.median(lua[r] / runs[r] for r in range(reps))
             if best is not None and impl in PYSPLAY:
                 ratio = f"×{best / med:.2f}"
                 per_run = "×%.2f" % statistics.median(
@@ -810,7 +839,8 @@ def format_table(times, reps):
             shape = f"{callers}×{calls:,}" if procs == 1 else f"{procs} conns × {callers}×{calls:,}"
             lines.append(f"| {family} | {workload} ({shape}) | {impl} | "
                          f"{total_calls(family, workload) / med:,.0f} | {' '.join(f'{r:.2f}' for r in runs)} | "
-                         f"{ratio} | {per_run} | {of_floor} |")
+                         f"{ratio} | {per_run} | {of_floor} |"
+                         + (f" {over_lua} |" if with_lua else ""))
     return "\n".join(lines)
 
 
