@@ -217,7 +217,7 @@ def rpc_call(ip, int port, object request, double timeout, Py_ssize_t max_length
     s = tcp_new()
     try:
         s.settimeout_c(timeout)
-        if not s.connect_c(ip, port):
+        if not s.connect_now(ip, port):            # the request is written at once
             return (False, s.error)
         left = remaining(deadline)
         if left == 0.0:

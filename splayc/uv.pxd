@@ -28,6 +28,10 @@ cdef extern from "sys/socket.h" nogil:
     int setsockopt(int fd, int level, int optname, const void* optval, socklen_t optlen)
     int getsockopt(int fd, int level, int optname, void* optval, socklen_t* optlen)
     ssize_t recv(int fd, void* buf, size_t n, int flags)
+    int SOCK_NONBLOCK
+    int SOCK_CLOEXEC
+    int socket(int domain, int type, int protocol)
+    int connect(int fd, const sockaddr* addr, socklen_t addrlen)
 
 cdef extern from "netinet/in.h" nogil:
     struct in_addr:
