@@ -29,6 +29,11 @@ families also run ``py-floor``: the least a CPython program must do to exchange 
 messages (blocking sockets, no event loop, pysplay's compiled benc codec; see serve_py_floor),
 what the interpreter alone costs against the C floor.
 
+Where ``$SPLAY_LUA`` names a directory of the original Lua SPLAY libraries (bench/lua_splay.py;
+BENCHMARKS.md, "The Lua original", says how to build one), every workload also runs ``lua``:
+bench/lua_rpc_peer.lua, the same calls through Lua SPLAY's own rpcq, rpc and urpc (Lua 5.1,
+LuaSocket), and the table gets a column "over Lua SPLAY": its time over ours, per run.
+
 Each measurement starts a fresh server process and a fresh client process
 (``python bench/test_rpc.py --server IMPL FAMILY`` / ``--client IMPL FAMILY WORKLOAD PORT``); the
 client times its own main task, from the first call to the last reply, so start-up counts for no
@@ -445,7 +450,21 @@ def impls_of(family, workload):
         ([LUA] if lua_modules() else [])
 
 
-def free_port(family):
+def commands(family, impl, workload):
+    """(server command, client command, environment) of a Python implementation or of the Lua
+    peer; "{port}" in the client command stands for the port the server prints. The Lua server
+    listens on a port given to it: a free one, chosen here."""
+    if impl == LUA:
+        callers, calls = CALLS[family, workload]
+        server_cmd, client_cmd = lua_commands(family, callers, calls)
+        return ([a.replace("{port}", _free_port(family)) for a in server_cmd], client_cmd,
+                lua_env(_env()))
+    return ([sys.executable, os.path.abspath(__file__), "--server", server_impl(impl), family],
+            [sys.executable, os.path.abspath(__file__), "--client", impl, family, workload,
+             "{port}"], _env())
+
+
+def _free_port(family):
     import socket
     kind = socket.SOCK_DGRAM if family == "udp" else socket.SOCK_STREAM
     with socket.socket(socket.AF_INET, kind) as s:
@@ -503,15 +522,10 @@ def measure_processes(family, impl, workload):
         server_cmd = [exe, "server", FLOOR_KIND[family]]
         client_cmd = [exe, "client", FLOOR_KIND[family], "{port}", str(callers),
                       str(callers * calls), "go"]
-    elif impl == LUA:
-        server_cmd, client_cmd = lua_commands(family, callers, calls)
-        server_cmd = [a.replace("{port}", free_port(family)) for a in server_cmd]
+        env = _env()
     else:
-        server_cmd = [sys.executable, os.path.abspath(__file__), "--server", server_impl(impl),
-                      family]
-        client_cmd = [sys.executable, os.path.abspath(__file__), "--client", impl, family,
-                      workload, "{port}"]
-    env = dict(lua_env(_env()) if impl == LUA else _env(), RPC_BENCH_GO="1")
+        server_cmd, client_cmd, env = commands(family, impl, workload)
+    env = dict(env, RPC_BENCH_GO="1")
     server = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, text=True, env=env)
     clients = []
     try:
@@ -547,15 +561,7 @@ def measure(family, impl, workload):
         return measure_processes(family, impl, workload)
     if impl == FLOOR:
         return measure_floor(family, workload)
-    callers, calls = CALLS[family, workload]
-    server_cmd = [sys.executable, os.path.abspath(__file__), "--server", server_impl(impl), family]
-    client_cmd = [sys.executable, os.path.abspath(__file__), "--client", impl, family, workload,
-                  "{port}"]
-    env = _env()
-    if impl == LUA:
-        server_cmd, client_cmd = lua_commands(family, callers, calls)
-        server_cmd = [a.replace("{port}", free_port(family)) for a in server_cmd]
-        env = lua_env(_env())
+    server_cmd, client_cmd, env = commands(family, impl, workload)
     server = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, text=True, env=env)
     try:
         port = str(int(server.stdout.readline()))
