@@ -198,6 +198,11 @@ def run_here(fn, arg, on_suspend):
 
 # ---------------------------------------------------------------------------- splay.rpc client
 
+#: The largest request written as one TCP segment on any usual path (Ethernet's MSS is 1,448 to
+#: 1,460 bytes): a larger one gets TCP_NODELAY, so that Nagle does not hold its last segment.
+DEF ONE_SEGMENT = 1400
+
+
 def rpc_call(ip, int port, object request, double timeout, Py_ssize_t max_length=DEFAULT_MAX_LENGTH):
     """One splay.rpc exchange: ``(True, decoded reply)`` or ``(False, "message")``.
 
@@ -217,7 +222,8 @@ def rpc_call(ip, int port, object request, double timeout, Py_ssize_t max_length
     s = tcp_new()
     try:
         s.settimeout_c(timeout)
-        if not s.connect_now(ip, port):            # the request is written at once
+        # the request is written at once; one segment needs no TCP_NODELAY (connect_now)
+        if not s.connect_now(ip, port, len(block) > ONE_SEGMENT):
             return (False, s.error)
         left = remaining(deadline)
         if left == 0.0:

@@ -672,7 +672,7 @@ cdef class SimTCP(TCP):
             self.net.n_resets += 1
         self._reset()
 
-    cdef bint connect_now(self, object ip, int port) except -1:
+    cdef bint connect_now(self, object ip, int port, bint nodelay=True) except -1:
         # (TCP's is for the kernel's handshake; the simulated one is connect_c's)
         return self.connect_c(ip, port)
 

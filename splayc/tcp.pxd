@@ -5,7 +5,7 @@
 #     cdef TCP s = tcp_new()                      # like socket.tcp()
 #     s.settimeout_c(5.0)                         # total timeout per operation (< 0: none)
 #     if not s.connect_c(ip, port): ...           # True, or False with s.error set (s is closed)
-#     if not s.connect_now(ip, port): ...         # the same, for a connection that sends at once
+#     if not s.connect_now(ip, port, nodelay): ... # the same, for a connection that sends at once
 #     if not s.send_data(block): ...              # True, or False with s.error set
 #     data = s.recv_exact(n)                      # bytes, or None (s.error, s.partial)
 #     line = s.recv_line()                        # one line without CR/LF, or None
@@ -84,7 +84,7 @@ cdef class TCP(SocketBase):
     # fast path for the RPC layer (see the header)
     cdef void settimeout_c(self, double seconds)
     cdef bint connect_c(self, object ip, int port) except -1
-    cdef bint connect_now(self, object ip, int port) except -1
+    cdef bint connect_now(self, object ip, int port, bint nodelay=*) except -1
     cdef bint send_data(self, object data) except -1
     cdef bint send_block(self, object payload) except -1
     cdef object recv_exact(self, Py_ssize_t n)

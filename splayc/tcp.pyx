@@ -823,7 +823,7 @@ cdef class TCP(SocketBase):
                 self.hub.sleep(handshake)
         return True
 
-    cdef bint connect_now(self, object ip, int port) except -1:
+    cdef bint connect_now(self, object ip, int port, bint nodelay=True) except -1:
         """:meth:`connect_c` for a connection whose first act is to send (splay.rpc's one call
         per connection), in three system calls fewer: connect() without waiting for the loop.
 
@@ -834,8 +834,11 @@ cdef class TCP(SocketBase):
         it is still under way (a remote host), the first send waits for it, bounded by the
         timeout, as libuv's write waits for a writable socket; a refused connection fails that
         send (or the first receive) with "connection refused". Sockets under a policy
-        (restricted, blacklisted, emulated links) take connect_c, which checks it. TCP_NODELAY
-        and options set beforehand apply as with connect_c.
+        (restricted, blacklisted, emulated links) take connect_c, which checks it. Options set
+        beforehand apply as with connect_c, and so does TCP_NODELAY unless ``nodelay`` is False:
+        a caller whose only write is one segment (at most ~1,400 bytes) may save that system
+        call, since Nagle's algorithm holds back data only while earlier data is unacknowledged,
+        and the first segment of a connection has none before it.
         """
         cdef sockaddr_storage ss
         cdef int err, fd
@@ -861,7 +864,8 @@ cdef class TCP(SocketBase):
             self.close_c()
             self.error = error_message(err)
             return False
-        uv_tcp_nodelay(self.handle, 1)     # no socket yet: a flag, which uv_tcp_open applies
+        if nodelay:
+            uv_tcp_nodelay(self.handle, 1)     # no socket yet: a flag, which uv_tcp_open applies
         err = uv_tcp_open(self.handle, fd)
         if err < 0:
             close(fd)

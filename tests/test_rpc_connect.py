@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from splay import events, rpc
+from splay import benc, events, rpc
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -118,3 +118,35 @@ def test_a_refused_connection_fails_at_once():
     events.run(main)
     assert out["r"] == (False, "connection refused")
     assert out["took"] < 2
+
+
+def test_requests_of_one_segment_and_more_arrive_whole():
+    # a request of one segment goes without TCP_NODELAY, a larger one with it (rpc_fast.pyx)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        port = listener.getsockname()[1]
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    data = b""
+                    while b"\n" not in data or \
+                            len(data) < data.index(b"\n") + 1 + int(data[:data.index(b"\n")]):
+                        data += conn.recv(65536)
+                    request = benc.decode(data[data.index(b"\n") + 1:])
+                    reply = benc.encode([len(request["call"][1])])
+                    conn.sendall(b"%d\n" % len(reply) + reply)
+        threading.Thread(target=serve, daemon=True).start()
+        sizes = [1, 1300, 1400, 1500, 300_000]
+        out = []
+
+        def main():
+            for n in sizes:
+                out.append(rpc.acall(("127.0.0.1", port), ["size", "x" * n], timeout=10))
+        events.run(main)
+    assert out == [(True, [n]) for n in sizes]
