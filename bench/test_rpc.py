@@ -41,6 +41,7 @@ one. Every TCP peer sets TCP_NODELAY (pysplay and uvloop do by default).
 
     python bench/test_rpc.py --reps 5          # interleaved runs, medians, ratios (RESULTS-rpc.md)
     python bench/test_rpc.py --family udp --reps 5   # one family (persistent, percall, udp)
+    python bench/test_rpc.py --family percall --workload seq --impls rpc,c-floor,uvloop --reps 7
     python bench/test_rpc.py --callgrind       # CPU instructions per sequential call (both sides)
     python bench/test_rpc.py --callgrind --ours --keep DIR   # pysplay only; keep the profiles
     python -m pytest bench/test_rpc.py         # pytest-benchmark, one benchmark per cell
@@ -443,11 +444,16 @@ def _env():
     return env
 
 
+#: The implementations a command line asked for (``--impls rpc,lua,c-floor``); None: all.
+ONLY_IMPLS = None
+
+
 def impls_of(family, workload):
     """The implementations measured for a workload (the CPython floor makes sequential calls;
     the Lua peer runs when $SPLAY_LUA names the Lua libraries)."""
-    return [i for i in IMPLS[family] if i != PY_FLOOR or workload == "seq"] + \
+    impls = [i for i in IMPLS[family] if i != PY_FLOOR or workload == "seq"] + \
         ([LUA] if lua_modules() else [])
+    return [i for i in impls if ONLY_IMPLS is None or i in ONLY_IMPLS]
 
 
 def commands(family, impl, workload):
@@ -824,7 +830,8 @@ def format_table(times, reps):
              + (" over Lua SPLAY (per run) |" if with_lua else ""),
              "|---|---|---|---|---|---|---|---|" + ("---|" if with_lua else "")]
     for (family, workload), (callers, calls) in CALLS.items():
-        peers = [i for i in IMPLS[family] if i not in PYSPLAY and i not in (FLOOR, PY_FLOOR)]
+        peers = [i for i in impls_of(family, workload)
+                 if i not in PYSPLAY and i not in (FLOOR, PY_FLOOR, LUA)]
         best = min((statistics.median(times[family, i, workload]) for i in peers), default=None)
         floor = times.get((family, FLOOR, workload))
         lua = times.get((family, LUA, workload))
@@ -866,6 +873,11 @@ if __name__ == "__main__":
         if "--family" in sys.argv:             # e.g. --family udp: that family's rows alone
             families = sys.argv[sys.argv.index("--family") + 1].split(",")
             CALLS = {k: v for k, v in CALLS.items() if k[0] in families}
+        if "--workload" in sys.argv:           # e.g. --workload seq
+            workloads = sys.argv[sys.argv.index("--workload") + 1].split(",")
+            CALLS = {k: v for k, v in CALLS.items() if k[1] in workloads}
+        if "--impls" in sys.argv:              # e.g. --impls rpc,lua,c-floor,uvloop
+            ONLY_IMPLS = set(sys.argv[sys.argv.index("--impls") + 1].split(","))
         print(f"median of {reps} runs; speed-up = the best peer's median time / this median time "
               f"(>1: pysplay faster); load average at start: {os.getloadavg()[0]:.1f}")
         print(table(reps))
