@@ -24,7 +24,7 @@
 # or the task's kill exception; every other failure is None/False with `error` set.
 from libc.stdint cimport uint64_t
 from libc.string cimport memchr
-from splayc.uv cimport uv_tcp_t, uv_timer_t
+from splayc.uv cimport uv_tcp_t, uv_timer_t, sockaddr_storage
 from splayc.hub cimport Task
 from splayc.sockbase cimport SocketBase
 from splayc.shaping cimport Link
@@ -83,6 +83,7 @@ cdef class TCP(SocketBase):
 
     # fast path for the RPC layer (see the header)
     cdef void settimeout_c(self, double seconds)
+    cdef bint _fill_target(self, object ip, int port, sockaddr_storage* ss) except -1
     cdef bint connect_c(self, object ip, int port) except -1
     cdef bint connect_now(self, object ip, int port, bint nodelay=*) except -1
     cdef bint send_data(self, object data) except -1

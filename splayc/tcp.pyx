@@ -734,6 +734,18 @@ cdef class TCP(SocketBase):
     cdef void settimeout_c(self, double seconds):
         self.timeout = seconds if seconds >= 0 else -1.0
 
+    cdef bint _fill_target(self, object ip, int port, sockaddr_storage* ss) except -1:
+        """``ss`` = the address to connect to, or False with ``error`` set (a name that does not
+        resolve; or the socket closed by another thread while the name resolved)."""
+        cdef int err = fill_sockaddr(ip, port, ss)   # may yield to resolve a host name
+        if err < 0:
+            self.error = error_message(err)
+            return False
+        if self.state != TCP_MASTER:                 # closed by another thread meanwhile
+            self.error = "closed"
+            return False
+        return True
+
     cdef bint connect_c(self, object ip, int port) except -1:
         cdef sockaddr_storage ss
         cdef ConnectRequest* ctx
@@ -749,12 +761,7 @@ cdef class TCP(SocketBase):
         if self._name_refused(ip):
             self.close_c()                           # like every failed connect
             return False
-        err = fill_sockaddr(ip, port, &ss)           # may yield to resolve a host name
-        if err < 0:
-            self.error = error_message(err)
-            return False
-        if self.state != TCP_MASTER:                 # closed by another thread meanwhile
-            self.error = "closed"
+        if not self._fill_target(ip, port, &ss):
             return False
         if policy is not None and policy.links is not None:
             pair = policy.link_pair((ip, port))
@@ -845,17 +852,13 @@ cdef class TCP(SocketBase):
         cdef socklen_t length
         if self.state != TCP_MASTER or self.policy is not None:
             return self.connect_c(ip, port)
-        err = fill_sockaddr(ip, port, &ss)           # may yield to resolve a host name
-        if err < 0:
-            self.error = error_message(err)
-            return False
-        if self.state != TCP_MASTER:                 # closed by another thread meanwhile
-            self.error = "closed"
+        if not self._fill_target(ip, port, &ss):
             return False
         fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
         if fd < 0:
+            err = -errno
             self.close_c()
-            self.error = error_message(-errno)
+            self.error = error_message(err)
             return False
         length = sizeof(sockaddr_in) if ss.ss_family == AF_INET else sizeof(sockaddr_in6)
         if connect(fd, <sockaddr*>&ss, length) < 0 and errno != EINPROGRESS:
