@@ -832,7 +832,8 @@ cdef class TCP(SocketBase):
 
     cdef bint connect_now(self, object ip, int port, bint nodelay=True) except -1:
         """:meth:`connect_c` for a connection whose first act is to send (splay.rpc's one call
-        per connection), in three system calls fewer: connect() without waiting for the loop.
+        per connection), in two system calls fewer (three with ``nodelay`` False): connect()
+        without waiting for the loop.
 
         libuv's connect registers the socket with epoll, waits for it to become writable and
         reads SO_ERROR before the request can be written. Here a non-blocking connect() is made
