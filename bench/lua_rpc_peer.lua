@@ -105,5 +105,6 @@ elseif mode == "client" then
 elseif mode == "values" then
 	events.run(echo_values)
 else
-	error("usage: lua5.1 lua_rpc_peer.lua server FAMILY PORT | client FAMILY PORT CALLERS CALLS")
+	error("usage: lua5.1 lua_rpc_peer.lua server FAMILY PORT | client FAMILY PORT CALLERS CALLS"
+		.. " [WINDOW] | values FAMILY PORT")
 end
