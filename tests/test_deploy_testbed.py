@@ -14,10 +14,35 @@ import pytest
 from test_deploy_support import PYTHONPATH, wait_for, write_app
 from splay.deploy.testbed import alive, free_port_range, netns_usable, network_tag
 
+# Prints what it sees of its job at its start, then ends only when every node of the job has
+# printed: job.nodes() lists the nodes alive, so a node ending at once would shrink the list of a
+# node that boots later (under load). A node serves its "hello" only after its print, and ends
+# when it has greeted every node and been greeted by every node.
 SPLAY_JOB_APP = '''
 import splay
+from splay.base import events
+from splay import rpc
 job = splay.job
-print(f"node {job.position} at {job.me.ip}:{job.me.port} sees {len(job.nodes())}")
+nodes = job.nodes()
+print(f"node {job.position} at {job.me.ip}:{job.me.port} sees {len(nodes)}", flush=True)
+greeted_by = set()
+
+def hello(position):
+    greeted_by.add(position)
+    if len(greeted_by) == len(nodes):
+        events.fire("everyone")
+    return True
+
+def main():
+    rpc.server(job.me.port)
+    for node in nodes:
+        while not rpc.acall(node, ["hello", job.position], 5)[0]:
+            events.sleep(0.1)          # refused: that node has not printed yet
+    if len(greeted_by) < len(nodes):
+        events.wait("everyone")
+    events.exit()
+
+events.run(main)
 '''
 
 
