@@ -5,6 +5,10 @@ thread: as in splay.rpcq, the waiting callers take turns as the *driver*, which 
 hands each reply to the call with that key (a wake). Each caller sends its own datagram again every
 ``timeout / (retry_number + 1)`` seconds until its reply arrives or its timeout passes; datagrams
 that are not a reply to a pending key (late replies, garbage) are dropped.
+
+Calls, retries and frees leave through the socket's :class:`splayc.udp_outbox.Outbox`: together,
+in one ``sendmmsg``, once the round's runnable threads have run (a sequential caller's free leaves
+with its next call). A datagram the kernel refuses fails its call with the kernel's reason.
 """
 from libc.stdint cimport uint64_t
 
@@ -14,8 +18,7 @@ from splayc.sockbase cimport deadline_after, remaining
 from splayc.uv cimport uv_recv_buffer_size, uv_handle_t
 
 from splayc.udp cimport UDP, udp_new
-from splayc.addr cimport fill_sockaddr, error_message
-from splayc.uv cimport sockaddr_storage
+from splayc.udp_outbox cimport Outbox, send_soon
 
 from splayc.errors import DecodeError
 
@@ -54,6 +57,7 @@ cdef class Pending:
 cdef class Client:
     """The shared socket of one node and its pending calls (see the module docstring)."""
     cdef readonly UDP sock
+    cdef Outbox outbox              # what this node's calls send, sent together
     cdef dict pending               # key -> Pending
     cdef Task driver
     cdef object log
@@ -62,6 +66,7 @@ cdef class Client:
 
     def __cinit__(self, log):
         self.sock = udp_new()
+        self.outbox = Outbox(self.sock, self._send_failed)
         self.pending = {}
         self.log = log
 
@@ -71,8 +76,10 @@ cdef class Client:
         return self.sock.closed
 
     def close(self):
-        """Close the socket; waiting calls fail with "closed"."""
+        """Close the socket (what is queued leaves first); waiting calls fail with "closed"."""
         cdef Pending m
+        self.outbox.flush()
+        self.outbox.close()
         self.sock.close()
         for m in list(self.pending.values()):
             self._finish(m, {"error": "closed"})
@@ -109,7 +116,7 @@ cdef class Client:
                 del self.pending[key]
 
     cdef object _send(self, Pending m):
-        if send_to(self.sock, m.data, m.ip, m.port) is None:
+        if send_soon(self.outbox, m.data, m.ip, m.port, m) is None:
             return self.sock.error
         if not self.buffer_set:             # bound by its first send
             self.buffer_set = True
@@ -153,6 +160,11 @@ cdef class Client:
                 hub.block(t, remaining(wake_at))
             finally:
                 m.waiting = False
+
+    def _send_failed(self, owner, message, address):
+        # The outbox's report of a datagram the kernel refused: its call fails with the reason.
+        if type(owner) is Pending and not (<Pending>owner).done:
+            self._finish(<Pending>owner, {"error": message})
 
     cdef void _hand_over(self):
         cdef Pending m
@@ -199,22 +211,6 @@ cdef class Client:
         return 0
 
 
-cdef object send_to(UDP s, bytes data, object ip, object port):
-    """Send one datagram to ``ip:port``: True, or None with the reason on ``s.error``.
-
-    A plain socket with no emulated links takes the short way to its ``_sendto`` (no Python-level
-    address parsing); a simulated socket or one with emulated links goes through its ``sendto``."""
-    cdef sockaddr_storage ss
-    cdef int err
-    if type(s) is UDP and (s.policy is None or s.policy.links is None):
-        err = fill_sockaddr(ip, <int>port, &ss)
-        if err < 0:
-            s.error = error_message(err)
-            return None
-        return s._sendto(data, &ss)
-    return s.sendto(data, ip, port)
-
-
 cdef Client _client_of_current_node(dict clients, object log):
     """The shared client of the running thread's node (a new one when it has none or its socket
     closed), registered with the node so that its exit closes it."""
@@ -225,6 +221,9 @@ cdef Client _client_of_current_node(dict clients, object log):
     if c is None or c.sock.closed:
         c = Client(log)
         clients[key] = c
+        # The client closes its socket itself, after the datagrams still queued (a node's exit
+        # closes what it tracks in creation order: the socket would go first).
+        hub.untrack(c.sock)
         hub.track(c)
     return c
 
@@ -260,7 +259,7 @@ def urpc_transport(dict clients, dict settings, str key_prefix, object log):
         kind = request.get("type")
         is_call = type(kind) is str and <str>kind == "call"
         if is_call:
-            send_to(client.sock, _free_message(key), ip, port)
+            send_soon(client.outbox, _free_message(key), ip, port, None)
         if "error" in reply:
             return (False, str(reply["error"]))
         if not is_call:

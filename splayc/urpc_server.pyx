@@ -16,7 +16,9 @@ frame:
 * any other call runs through ``answer`` (splayc.rpcstats.MeasuredAnswer: the compiled dispatch
   of splayc.rpc_answer, the Python dispatcher for the rest); its encoded reply is cached under its
   key and sent. A reply over ``MAX_DATAGRAM`` bytes becomes the error ``"reply length (N)"``; a
-  result benc cannot encode becomes ``"cannot encode the result: ..."``.
+  result benc cannot encode becomes ``"cannot encode the result: ..."``;
+* replies leave through the socket's :class:`splayc.udp_outbox.Outbox`: the replies of a round's
+  calls together, in one ``sendmmsg``, before the loop polls again.
 
 A call runs inside the receiving thread, in a contextvars copy of its own (as a thread of its own
 would), as splayc.rpc_fast's rpcq server does: that spares a thread start and a switch per call
@@ -36,7 +38,8 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 from splayc.hub cimport Hub, Task, get_hub, clock_ns
 from splayc.benc cimport encode_c, decode_c
 from splayc.udp cimport UDP
-from splayc.urpc_client cimport send_to, URPC_MAX_DATAGRAM
+from splayc.urpc_client cimport URPC_MAX_DATAGRAM
+from splayc.udp_outbox cimport Outbox, send_soon
 from splayc.rpc_fast cimport begin_in_place, end_in_place, killed_itself, take_over_thread
 
 from splayc.errors import DecodeError
@@ -86,6 +89,7 @@ cdef class Server:
     ``settings``: splay.urpc.settings (``cleaning_after``); ``log``: the module's logger.
     """
     cdef readonly UDP sock
+    cdef Outbox outbox                # the replies, sent together (splayc/udp_outbox.pyx)
     cdef readonly dict cache          # key -> Entry, oldest first
     cdef readonly int port
     cdef public bint closed
@@ -99,11 +103,16 @@ cdef class Server:
 
     def __cinit__(self, UDP sock, int port, answer, dict settings, log):
         self.sock = sock
+        self.outbox = Outbox(sock, self._send_failed)
         self.port = port
         self.answer = answer
         self.settings = settings
         self.log = log
         self.cache = {}
+
+    def flush(self):
+        """Send the queued replies now (before the server closes its socket)."""
+        self.outbox.flush()
 
     def start(self):
         """Start the receiving thread (the calling thread's node owns it) and return it."""
@@ -249,7 +258,10 @@ cdef class Server:
         return 0
 
     cdef int _send(self, bytes data, object ip, object port) except -1:
-        if send_to(self.sock, data, ip, port) is None:
-            self.log.debug(f"urpc server on port {self.port}: could not reply to {ip}:{port}: "
-                           f"{self.sock.error}")
+        if send_soon(self.outbox, data, ip, port, None) is None:
+            self._send_failed(None, self.sock.error, (ip, port))
         return 0
+
+    def _send_failed(self, owner, message, address):
+        self.log.debug(f"urpc server on port {self.port}: could not reply to "
+                       f"{address[0]}:{address[1]}: {message}")

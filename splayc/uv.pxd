@@ -143,6 +143,15 @@ cdef extern from "uv.h" nogil:
     int uv_timer_start(uv_timer_t* handle, uv_timer_cb cb, uint64_t timeout, uint64_t repeat)
     int uv_timer_stop(uv_timer_t* handle)
 
+    # --- prepare (callbacks run at each loop iteration, just before it polls)
+    ctypedef struct uv_prepare_t:
+        void* data
+        uv_loop_t* loop
+    ctypedef void (*uv_prepare_cb)(uv_prepare_t* handle) noexcept with gil
+    int uv_prepare_init(uv_loop_t* loop, uv_prepare_t* prepare)
+    int uv_prepare_start(uv_prepare_t* prepare, uv_prepare_cb cb)
+    int uv_prepare_stop(uv_prepare_t* prepare)
+
     # --- poll (the signal wake-up fd)
     ctypedef struct uv_poll_t:
         void* data

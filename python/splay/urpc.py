@@ -90,6 +90,9 @@ class UDPServer:
         answer = MeasuredAnswer("urpc", dispatcher.answer_urpc, dispatcher)   # counted, compiled
         self.core = Server(s, self.port, answer, settings, l_o)
         self.core.start()
+        # The server closes its socket itself, after the replies still queued (a node's exit
+        # closes what it tracks in creation order: the socket would go first).
+        untrack(s)
         track(self)
         _servers.add(self)
 
@@ -115,6 +118,7 @@ class UDPServer:
         """Stop serving (idempotent)."""
         if self.core.closed:
             return
+        self.core.flush()                     # the replies of this round still leave
         self.core.closed = True
         self.sock.close()
         reader = self.core.reader
