@@ -11,18 +11,10 @@ import pytest
 
 from splay import events, urpc
 from lua_peer import free_port
-from support_events import restored_settings, run, wait_until
+from support_events import run, wait_until
+from test_urpc import cache_of, settings  # noqa: F401  (the fixture restoring urpc.settings)
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def settings():
-    yield from restored_settings(urpc)
-
-
-def cache_of(port):
-    return urpc._servers.by_port[port].cache
 
 
 def test_many_callers_in_one_round_all_get_their_own_reply(settings):
