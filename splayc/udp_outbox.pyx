@@ -62,7 +62,8 @@ cdef void _prepare_cb(uv_prepare_t* handle) noexcept with gil:
     try:
         box.flush()
     except BaseException as exc:       # nothing in flush raises but MemoryError; never lose it
-        hub.callback_error = exc
+        if hub.callback_error is None:
+            hub.callback_error = exc
         uv_stop(hub.loop)
     stop_poll_if_runnable(hub, mark)
 
