@@ -153,7 +153,7 @@ cdef class Hub:
     cdef Py_ssize_t n_alive
     cdef dict node_tasks             # node -> NodeTasks, for the nodes that have live tasks
     cdef readonly EventSlots slots
-    cdef dict tracked                # node -> {id(obj): obj} closeables to close at exit
+    cdef dict tracked                # node -> {id(obj): obj} closeables to close at exit, newest first
     cdef object fatal                # KeyboardInterrupt/SystemExit to re-raise from run()
     cdef object callback_error       # an exception raised inside a libuv callback
     cdef bint running

@@ -1271,7 +1271,9 @@ cdef class Hub:
         d = self.tracked.pop(node, None)
         if not d:
             return
-        for obj in list(d.values()):
+        # Newest first: an object closes before what it was built on (a urpc client before its
+        # socket, so that its close can still send what it has queued).
+        for obj in reversed(list(d.values())):
             try:
                 obj.close()
             except Exception:

@@ -221,10 +221,7 @@ cdef Client _client_of_current_node(dict clients, object log):
     if c is None or c.sock.closed:
         c = Client(log)
         clients[key] = c
-        # The client closes its socket itself, after the datagrams still queued (a node's exit
-        # closes what it tracks in creation order: the socket would go first).
-        hub.untrack(c.sock)
-        hub.track(c)
+        hub.track(c)                   # a node's exit closes it before its socket
     return c
 
 

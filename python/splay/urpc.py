@@ -90,10 +90,7 @@ class UDPServer:
         answer = MeasuredAnswer("urpc", dispatcher.answer_urpc, dispatcher)   # counted, compiled
         self.core = Server(s, self.port, answer, settings, l_o)
         self.core.start()
-        # The server closes its socket itself, after the replies still queued (a node's exit
-        # closes what it tracks in creation order: the socket would go first).
-        untrack(s)
-        track(self)
+        track(self)                          # a node's exit closes it before its socket
         _servers.add(self)
 
     def __repr__(self):
