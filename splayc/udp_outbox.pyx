@@ -189,17 +189,23 @@ cdef class Outbox:
             self.prepare = NULL
 
 
+cdef bint _fill_target(UDP s, object ip, object port, sockaddr_storage* ss) except -1:
+    """``ss`` = the address of ``ip:port``, or False with the reason on ``s.error``."""
+    cdef int err = fill_sockaddr(ip, <int>port, ss)
+    if err < 0:
+        s.error = error_message(err)
+        return False
+    return True
+
+
 cdef object send_now(UDP s, bytes data, object ip, object port):
     """Send one datagram to ``ip:port`` now: True, or None with the reason on ``s.error``.
 
     A plain socket with no emulated links takes the short way to its ``_sendto`` (no Python-level
     address parsing); a simulated socket or one with emulated links goes through its ``sendto``."""
     cdef sockaddr_storage ss
-    cdef int err
     if type(s) is UDP and (s.policy is None or s.policy.links is None):
-        err = fill_sockaddr(ip, <int>port, &ss)
-        if err < 0:
-            s.error = error_message(err)
+        if not _fill_target(s, ip, port, &ss):
             return None
         return s._sendto(data, &ss)
     return s.sendto(data, ip, port)
@@ -210,13 +216,11 @@ cdef object send_soon(Outbox box, bytes data, object ip, object port, object own
     (see the module docstring): True, or None with the reason on the socket's ``error``."""
     cdef UDP s = box.sock
     cdef sockaddr_storage ss
-    cdef int err, fd
+    cdef int fd
     if type(s) is not UDP or s.policy is not None or s.closed or s.handle == NULL or \
             uv_fileno(<uv_handle_t*>s.handle, &fd) != 0:
         return send_now(s, data, ip, port)
-    err = fill_sockaddr(ip, <int>port, &ss)
-    if err < 0:
-        s.error = error_message(err)
+    if not _fill_target(s, ip, port, &ss):
         return None
     box.add(data, &ss, owner)
     return True
